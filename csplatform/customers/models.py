@@ -1,0 +1,141 @@
+from django.db import models
+
+from csplatform.tenancy.models import TenantModel, TenantQuerySet, User
+
+
+class AccountQuerySet(TenantQuerySet):
+    def dirty(self):
+        return self.filter(dirty_at__isnull=False)
+
+
+class Account(TenantModel):
+    external_id = models.CharField(max_length=200)
+    name = models.CharField(max_length=200)
+    domain = models.CharField(max_length=253, blank=True)
+    owner = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    plan = models.CharField(max_length=100, blank=True)
+    mrr = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    currency = models.CharField(max_length=3, default="USD")
+    signup_date = models.DateField(null=True, blank=True)
+    trial_ends_at = models.DateTimeField(null=True, blank=True)
+    contract_start = models.DateField(null=True, blank=True)
+    renewal_date = models.DateField(null=True, blank=True)
+    card_expires_at = models.DateField(null=True, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Set when ingest or an edit touches the account; the pipeline clears it
+    # only if it has not changed since the pipeline read it.
+    dirty_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AccountQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "external_id"], name="account_unique_external_id")]
+        indexes = [
+            models.Index(fields=["tenant", "name"]),
+            models.Index(fields=["tenant", "owner"]),
+            models.Index(fields=["tenant", "renewal_date"]),
+            models.Index(fields=["tenant", "updated_at"]),
+            models.Index(fields=["tenant", "dirty_at"], condition=models.Q(dirty_at__isnull=False), name="account_dirty"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class ContactRole(models.TextChoices):
+    ADMINISTRATOR = "administrator", "Administrator"
+    USER = "user", "User"
+    CHAMPION = "champion", "Champion"
+    BILLING = "billing", "Billing"
+    EXECUTIVE = "executive", "Executive sponsor"
+
+
+class Contact(TenantModel):
+    external_id = models.CharField(max_length=200)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="contacts")
+    email = models.EmailField(blank=True)
+    name = models.CharField(max_length=200, blank=True)
+    title = models.CharField(max_length=200, blank=True)
+    role = models.CharField(max_length=20, choices=ContactRole.choices, default=ContactRole.USER)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    unsubscribed = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "external_id"], name="contact_unique_external_id")]
+        indexes = [
+            models.Index(fields=["tenant", "account"]),
+            models.Index(fields=["tenant", "email"]),
+            models.Index(fields=["tenant", "updated_at"]),
+        ]
+
+    def __str__(self):
+        return self.name or self.email or self.external_id
+
+
+class UsageEvent(TenantModel):
+    message_id = models.CharField(max_length=200)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="events")
+    contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    event = models.CharField(max_length=200)
+    timestamp = models.DateTimeField()
+    properties = models.JSONField(default=dict, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "message_id"], name="event_unique_message_id")]
+        indexes = [models.Index(fields=["tenant", "account", "-timestamp"])]
+
+    def __str__(self):
+        return f"{self.event} @ {self.timestamp:%Y-%m-%d %H:%M}"
+
+
+class DailyRollup(TenantModel):
+    """Events per account, contact, day and event name; what metrics read.
+
+    `contact_ref` is the contact's id, or 0 for events without a contact; a
+    plain integer keeps the unique key free of NULLs on every database.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    contact_ref = models.BigIntegerField(default=0)
+    day = models.DateField()
+    event = models.CharField(max_length=200)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "account", "day", "event", "contact_ref"], name="rollup_unique_key"
+            )
+        ]
+        indexes = [models.Index(fields=["tenant", "day", "event"])]
+
+
+class DailyPropertyRollup(TenantModel):
+    """Sum, count and latest value of each numeric event property per account and day.
+
+    Lets metrics such as "average NPS answer over 90 days" read rollups
+    instead of raw events.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    event = models.CharField(max_length=200)
+    prop = models.CharField(max_length=100)
+    total = models.FloatField(default=0)
+    count = models.PositiveIntegerField(default=0)
+    latest_value = models.FloatField(null=True)
+    latest_at = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "account", "day", "event", "prop"], name="prop_rollup_unique_key")
+        ]
+        indexes = [models.Index(fields=["tenant", "day", "event", "prop"])]

@@ -1,0 +1,30 @@
+from rest_framework import authentication, exceptions
+
+from ..services import api_key_authenticate
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <key>`. The key decides the tenant: `request.auth.tenant`."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        parts = header.split()
+        if parts[0].lower() != self.keyword.lower():
+            return None
+        if len(parts) != 2:
+            raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <api key>'.")
+        return self.authenticate_key(parts[1])
+
+    @staticmethod
+    def authenticate_key(raw_key):
+        api_key = api_key_authenticate(raw_key)
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        return (None, api_key)
+
+    def authenticate_header(self, request):
+        return self.keyword

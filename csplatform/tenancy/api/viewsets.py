@@ -1,0 +1,54 @@
+"""The locked base for every tenant API view.
+
+The tenant comes from the API key, never from the URL or the body. Subclasses
+declare `queryset`, `serializer_class` and `filterset_class` and nothing more:
+defining `get_queryset`, `get_object` or `perform_create` raises at import, so
+no view can forget or undo the tenant filter.
+"""
+
+from rest_framework import mixins, viewsets
+
+LOCKED_METHODS = ("get_queryset", "get_object", "perform_create", "get_serializer_context")
+
+
+class TenantScopedMixin:
+    queryset = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in LOCKED_METHODS:
+            if name in cls.__dict__:
+                raise TypeError(f"{cls.__name__} may not override {name}(): tenant scoping lives in the base class.")
+
+    @property
+    def tenant(self):
+        return self.request.auth.tenant
+
+    def get_queryset(self):
+        return self.queryset.for_tenant(self.tenant)
+
+    def get_object(self):
+        return super().get_object()
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        if getattr(self, "request", None) is not None and self.request.auth is not None:
+            context["tenant"] = self.tenant
+        return context
+
+    def perform_create(self, serializer):
+        serializer.save(tenant=self.tenant)
+
+
+class TenantModelViewSet(TenantScopedMixin, viewsets.ModelViewSet):
+    pass
+
+
+class TenantReadOnlyViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
+    pass
+
+
+class TenantListCreateViewSet(
+    TenantScopedMixin, mixins.ListModelMixin, mixins.CreateModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    pass

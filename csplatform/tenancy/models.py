@@ -1,0 +1,185 @@
+import hashlib
+import secrets
+import zoneinfo
+
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+
+def validate_timezone(value):
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not a known IANA time zone.")
+
+
+class Tenant(models.Model):
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=200)
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class TenantQuerySet(models.QuerySet):
+    """The one way to read tenant data: `Model.objects.for_tenant(tenant)`.
+
+    A static test fails on any other use of `.objects` on a tenant model;
+    set-based pipeline code that spans tenants says so by calling
+    `dangerously_all_tenants()`.
+    """
+
+    def for_tenant(self, tenant):
+        tenant_id = tenant.pk if isinstance(tenant, Tenant) else tenant
+        if tenant_id is None:
+            raise ValueError("for_tenant() needs a tenant")
+        return self.filter(tenant_id=tenant_id)
+
+    def dangerously_all_tenants(self):
+        return self.all()
+
+
+class TenantModel(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def create_user(self, email, password=None, **extra):
+        if not email:
+            raise ValueError("Users sign in by email; an email is required.")
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email, password=None, **extra):
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        return self.create_user(email, password, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    email = models.EmailField(unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False)
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+
+    class Meta:
+        ordering = ["email"]
+
+    def __str__(self):
+        return self.name or self.email
+
+    def role_in(self, tenant):
+        membership = self.memberships.filter(tenant=tenant).first()
+        return membership.role if membership else None
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    CSM = "csm", "CSM"
+    VIEWER = "viewer", "Viewer"
+
+
+class Membership(TenantModel):
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.CSM)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_user")]
+
+    def __str__(self):
+        return f"{self.user} ({self.role}) in {self.tenant_id}"
+
+
+class Scope(models.TextChoices):
+    READ = "read", "Read"
+    WRITE = "write", "Write"
+    INGEST = "ingest", "Ingest"
+
+
+API_KEY_PREFIX_LENGTH = 12
+
+
+def hash_api_key(raw_key):
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+class ApiKeyQuerySet(TenantQuerySet):
+    def active(self):
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiKey(TenantModel):
+    """A tenant's API key. Only the SHA-256 of the key is stored.
+
+    Keys are 256-bit random, so a fast hash is enough: there is nothing to
+    brute-force that a slow hash would protect.
+    """
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=API_KEY_PREFIX_LENGTH, unique=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    scopes = models.JSONField(default=list)
+    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "created_at"])]
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def generate_raw_key():
+        return "csp_" + secrets.token_urlsafe(32)
+
+    @property
+    def is_active(self):
+        return self.revoked_at is None
+
+    def has_scope(self, scope):
+        return scope in self.scopes
+
+
+class AuditLogEntry(TenantModel):
+    """Who changed which configuration, when, and what it was before and after."""
+
+    actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor_label = models.CharField(max_length=200, blank=True)
+    action = models.CharField(max_length=100)
+    object_type = models.CharField(max_length=100)
+    object_id = models.CharField(max_length=100, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "-created_at"])]

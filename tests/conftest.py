@@ -1,0 +1,64 @@
+"""Shared fixtures: a tenant with three personas, as in healthchecks' tests.
+
+alice is the tenant's admin, bob its CSM, and charlie belongs to another
+tenant and must never see the first tenant's data.
+"""
+
+import pytest
+from rest_framework.test import APIClient
+
+from csplatform.tenancy.models import Role
+from csplatform.tenancy.services import api_key_create
+
+from .factories import MembershipFactory, TenantFactory, UserFactory
+
+
+@pytest.fixture
+def tenant(db):
+    return TenantFactory(slug="alpha", name="Alpha Software")
+
+
+@pytest.fixture
+def other_tenant(db):
+    return TenantFactory(slug="beta", name="Beta Corp")
+
+
+@pytest.fixture
+def alice(tenant):
+    user = UserFactory(email="alice@alpha.example", name="Alice Admin")
+    MembershipFactory(tenant=tenant, user=user, role=Role.ADMIN)
+    return user
+
+
+@pytest.fixture
+def bob(tenant):
+    user = UserFactory(email="bob@alpha.example", name="Bob CSM")
+    MembershipFactory(tenant=tenant, user=user, role=Role.CSM)
+    return user
+
+
+@pytest.fixture
+def charlie(other_tenant):
+    user = UserFactory(email="charlie@beta.example", name="Charlie Outsider")
+    MembershipFactory(tenant=other_tenant, user=user, role=Role.ADMIN)
+    return user
+
+
+def make_api_client(tenant, scopes=("read", "write", "ingest")):
+    _, raw_key = api_key_create(tenant=tenant, name="test key", scopes=list(scopes))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    client.raw_key = raw_key
+    return client
+
+
+@pytest.fixture
+def api(tenant):
+    """An API client holding a read/write/ingest key of `tenant`."""
+    return make_api_client(tenant)
+
+
+@pytest.fixture
+def other_api(other_tenant):
+    """An API client holding a key of `other_tenant`."""
+    return make_api_client(other_tenant)
