@@ -36,8 +36,9 @@ SECRET_KEY = env_secret("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG and not env_bool("CSP_ALLOW_DEV_SECRET", default=True):
         raise RuntimeError("SECRET_KEY (or SECRET_KEY_FILE) must be set")
-    # A stable key for the embedded default; production sets SECRET_KEY.
-    SECRET_KEY = "csp-dev-only-secret-key-change-me-for-any-real-deployment-0123456789"
+    # A stable key for the embedded default; production sets SECRET_KEY. The
+    # "django-insecure-" prefix makes `manage.py check --deploy` flag it.
+    SECRET_KEY = "django-insecure-csp-dev-only-secret-key-change-me-for-any-real-deployment"
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
@@ -59,6 +60,9 @@ INSTALLED_APPS = [
     "health",
     "alerts",
     "playbooks",
+    # Last: the project package itself, home of the pipeline and its commands,
+    # sits above every app.
+    "csplatform",
 ]
 
 MIDDLEWARE = [
@@ -150,10 +154,15 @@ else:
 CELERY_BROKER_URL = REDIS_URL or "filesystem://"
 if not REDIS_URL:
     _broker_dir = VAR_DIR / "broker"
+    # kombu does not create these folders, and its control folder (broadcasts
+    # such as `celery inspect`) would otherwise land in the working directory.
+    for _folder in ("queue", "processed", "control"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 else:
@@ -166,7 +175,12 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE = {}
+CELERY_BEAT_SCHEDULE = {
+    "sweep-dirty-accounts": {"task": "csplatform.sweep_dirty", "schedule": 60.0, "options": {"expires": 55}},
+    "full-sweep": {"task": "csplatform.full_sweep", "schedule": 3600.0, "options": {"expires": 3000}},
+}
+# What customers calls after it marks accounts dirty: the pipeline's scheduler.
+CSP_ACCOUNTS_CHANGED_HOOK = "csplatform.tasks.schedule_recompute"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["csplatform.tenancy.api.authentication.ApiKeyAuthentication"],

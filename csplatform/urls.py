@@ -7,6 +7,10 @@ from . import views
 api_v1 = [
     path("", include("csplatform.tenancy.api.urls")),
     path("", include("csplatform.customers.api.urls")),
+    path("", include("csplatform.customers.api.ingest_urls")),
+    path("", include("csplatform.rules.api.urls")),
+    path("", include("health.api.urls")),
+    path("", include("lifecycle.api.urls")),
 ]
 
 urlpatterns = [
@@ -22,4 +26,6 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("", include("csplatform.tenancy.urls")),
+    # Tenant pages: every view under this prefix is wrapped in tenancy.decorators.tenant_page.
+    path("t/<slug:tenant_slug>/", include("csplatform.customers.urls")),
 ]

@@ -13,6 +13,11 @@ from csplatform.tenancy.services import api_key_create
 from .factories import MembershipFactory, TenantFactory, UserFactory
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def tenant(db):
     return TenantFactory(slug="alpha", name="Alpha Software")

@@ -1,5 +1,7 @@
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from .models import Account, Contact
 
@@ -24,6 +26,7 @@ def account_upsert(*, tenant, external_id, fields):
         account.attributes = {**account.attributes, **attributes}
     account.dirty_at = timezone.now()
     account.save()
+    accounts_changed(tenant)
     return account, created
 
 
@@ -45,5 +48,162 @@ def contact_upsert(*, tenant, external_id, account, fields):
     if attributes:
         contact.attributes = {**contact.attributes, **attributes}
     contact.save()
-    Account.objects.for_tenant(tenant).filter(pk=account.pk).update(dirty_at=timezone.now())
+    account_mark_dirty(tenant=tenant, account_ids=[account.pk])
     return contact, created
+
+
+# Batches look rows up in chunks: SQLite caps the parameters of one query.
+LOOKUP_CHUNK = 1000
+WRITE_BATCH = 500
+
+
+def rows_by_external_id(queryset, external_ids):
+    """`{external_id: row}` for the given ids, a query per thousand ids."""
+    external_ids = list(dict.fromkeys(external_ids))
+    rows = {}
+    for start in range(0, len(external_ids), LOOKUP_CHUNK):
+        chunk = external_ids[start : start + LOOKUP_CHUNK]
+        rows.update((row.external_id, row) for row in queryset.filter(external_id__in=chunk))
+    return rows
+
+
+def _apply_fields(obj, fields):
+    """Set validated values on `obj`, merging `attributes`; returns the names that changed."""
+    fields = dict(fields)
+    attributes = fields.pop("attributes", None)
+    for name, value in fields.items():
+        setattr(obj, name, value)
+    if attributes:
+        obj.attributes = {**obj.attributes, **attributes}
+        fields["attributes"] = obj.attributes
+    return set(fields)
+
+
+def _bulk_write(model, tenant, to_create, to_update, changed, now):
+    model.objects.bulk_create(to_create, batch_size=WRITE_BATCH)
+    if to_update:
+        # bulk_update skips auto_now, so the update time is set here.
+        for obj in to_update:
+            obj.updated_at = now
+        fields = sorted(changed | {"updated_at"})
+        model.objects.for_tenant(tenant).bulk_update(to_update, fields, batch_size=WRITE_BATCH)
+
+
+@transaction.atomic
+def account_bulk_upsert(*, tenant, items):
+    """Upsert many accounts as `account_upsert` does one, in a fixed number of queries.
+
+    `items` are validated field dicts, each with a distinct `external_id`.
+    Returns `(created, updated)` counts.
+    """
+    now = timezone.now()
+    existing = rows_by_external_id(
+        Account.objects.for_tenant(tenant).select_for_update(), [item["external_id"] for item in items]
+    )
+    to_create, to_update, changed = [], [], {"dirty_at"}
+    for item in items:
+        fields = dict(item)
+        external_id = fields.pop("external_id")
+        account = existing.get(external_id)
+        if account is None:
+            account = Account(tenant=tenant, external_id=external_id, name=fields.pop("name", None) or external_id)
+            to_create.append(account)
+        else:
+            to_update.append(account)
+        changed |= _apply_fields(account, fields)
+        account.dirty_at = now
+    _bulk_write(Account, tenant, to_create, to_update, changed, now)
+    return len(to_create), len(to_update)
+
+
+@transaction.atomic
+def contact_bulk_upsert(*, tenant, items):
+    """Upsert many contacts as `contact_upsert` does one, in a fixed number of queries.
+
+    `items` are validated field dicts, each with a distinct `external_id`;
+    `account` (an Account) is required for contacts that do not exist yet.
+    The accounts a contact joins or leaves are marked for recompute.
+    Returns `(created, updated)` counts.
+    """
+    now = timezone.now()
+    existing = rows_by_external_id(
+        Contact.objects.for_tenant(tenant).select_for_update(), [item["external_id"] for item in items]
+    )
+    to_create, to_update, changed, touched = [], [], set(), set()
+    for item in items:
+        fields = dict(item)
+        external_id = fields.pop("external_id")
+        contact = existing.get(external_id)
+        if contact is None:
+            contact = Contact(tenant=tenant, external_id=external_id, account=fields.pop("account"))
+            to_create.append(contact)
+        else:
+            touched.add(contact.account_id)
+            to_update.append(contact)
+        changed |= _apply_fields(contact, fields)
+        touched.add(contact.account_id)
+    _bulk_write(Contact, tenant, to_create, to_update, changed, now)
+    account_mark_dirty(tenant=tenant, account_ids=touched, now=now)
+    return len(to_create), len(to_update)
+
+
+def account_mark_dirty(*, tenant, account_ids, now=None):
+    """Queue these accounts for the pipeline's next recompute."""
+    now = now or timezone.now()
+    account_ids = list(account_ids)
+    for start in range(0, len(account_ids), LOOKUP_CHUNK):
+        chunk = account_ids[start : start + LOOKUP_CHUNK]
+        Account.objects.for_tenant(tenant).filter(pk__in=chunk).update(dirty_at=now)
+    accounts_changed(tenant)
+
+
+def accounts_changed(tenant):
+    """Tell the pipeline, once the transaction commits, that the tenant has dirty accounts.
+
+    The hook is named in settings (CSP_ACCOUNTS_CHANGED_HOOK) because the
+    pipeline sits above this app; the dirty marks alone are enough for the
+    minute sweep, the hook only makes the recompute start within seconds.
+    """
+    if settings.CSP_ACCOUNTS_CHANGED_HOOK:
+        hook = import_string(settings.CSP_ACCOUNTS_CHANGED_HOOK)
+        transaction.on_commit(lambda: hook(tenant.pk))
+
+
+@transaction.atomic
+def account_create(*, tenant, fields):
+    return Account.objects.create(tenant=tenant, dirty_at=timezone.now(), **fields)
+
+
+@transaction.atomic
+def account_update(*, tenant, account, fields):
+    """Set the given fields; `attributes`, when given, replaces the stored object."""
+    for name, value in fields.items():
+        setattr(account, name, value)
+    account.dirty_at = timezone.now()
+    account.save()
+    return account
+
+
+@transaction.atomic
+def contact_create(*, tenant, fields):
+    contact = Contact.objects.create(tenant=tenant, **fields)
+    account_mark_dirty(tenant=tenant, account_ids=[contact.account_id])
+    return contact
+
+
+@transaction.atomic
+def contact_update(*, tenant, contact, fields):
+    """Set the given fields; a contact moved to another account touches both accounts."""
+    previous_account_id = contact.account_id
+    for name, value in fields.items():
+        setattr(contact, name, value)
+    contact.save()
+    account_mark_dirty(tenant=tenant, account_ids={previous_account_id, contact.account_id})
+    return contact
+
+
+@transaction.atomic
+def contact_delete(*, tenant, contact):
+    account_id = contact.account_id
+    contact.delete()
+    account_mark_dirty(tenant=tenant, account_ids=[account_id])

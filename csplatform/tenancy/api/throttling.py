@@ -1,10 +1,20 @@
+import logging
+
+import redis
 from rest_framework.throttling import SimpleRateThrottle
 
 from ..models import ApiKey
 
+logger = logging.getLogger(__name__)
+
 
 class ApiKeyRateThrottle(SimpleRateThrottle):
-    """One request budget per API key, kept in the cache (Redis in production)."""
+    """One request budget per API key, kept in the cache (Redis in production).
+
+    While the cache is unreachable requests go through unthrottled: ingest
+    must keep storing events during a Redis outage, and going without the
+    rate limit for its length is the lesser harm.
+    """
 
     scope = "api_key"
 
@@ -12,3 +22,10 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
         if not isinstance(request.auth, ApiKey):
             return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
         return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
+
+    def allow_request(self, request, view):
+        try:
+            return super().allow_request(request, view)
+        except (redis.exceptions.RedisError, OSError) as exc:
+            logger.warning("Rate limit skipped, the cache is unreachable: %s", exc)
+            return True

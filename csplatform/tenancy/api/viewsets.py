@@ -7,6 +7,7 @@ no view can forget or undo the tenant filter.
 """
 
 from rest_framework import mixins, viewsets
+from rest_framework.views import APIView
 
 LOCKED_METHODS = ("get_queryset", "get_object", "perform_create", "get_serializer_context")
 
@@ -52,3 +53,15 @@ class TenantListCreateViewSet(
     TenantScopedMixin, mixins.ListModelMixin, mixins.CreateModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
     pass
+
+
+class TenantAPIView(APIView):
+    """An endpoint that is not a model collection (ingest, previews, actions).
+
+    The tenant is `self.tenant`, taken from the API key; the view hands it to
+    services explicitly.
+    """
+
+    @property
+    def tenant(self):
+        return self.request.auth.tenant

@@ -1,0 +1,102 @@
+import datetime as dt
+
+import django_filters
+from django import forms
+from django.db.models import F, Q
+
+from csplatform.tenancy.models import User
+
+from .models import Account
+
+RENEWAL_WINDOWS = {
+    "overdue": "Renewal date passed",
+    "30": "Renews within 30 days",
+    "60": "Renews within 60 days",
+    "90": "Renews within 90 days",
+}
+
+
+class NullsLastOrderingFilter(django_filters.OrderingFilter):
+    """Column sorting that puts empty values last in both directions, on every database.
+
+    The name and id come last so that pages of equal values stay stable.
+    """
+
+    def filter(self, qs, value):
+        if not value:
+            return qs
+        expressions = []
+        for param in value:
+            descending = param.startswith("-")
+            field = F(self.param_map[param.lstrip("-")])
+            expressions.append(field.desc(nulls_last=True) if descending else field.asc(nulls_last=True))
+        return qs.order_by(*expressions, "name", "id")
+
+
+class AccountFilterSet(django_filters.FilterSet):
+    """The portfolio's filters; its query-string names are the page's URL contract.
+
+    Needs `tenant` (choices come from the tenant's own plans and members),
+    `user` (for "my accounts") and `today` (the tenant's local date, for
+    renewal windows).
+    """
+
+    q = django_filters.CharFilter(label="Search", method="filter_search")
+    scope = django_filters.ChoiceFilter(
+        label="Show",
+        choices=[("all", "All accounts"), ("mine", "My accounts")],
+        empty_label=None,
+        method="filter_scope",
+    )
+    plan = django_filters.ChoiceFilter(label="Plan", empty_label="Any plan")
+    owner = django_filters.ChoiceFilter(label="Owner", empty_label="Anyone")
+    renewal = django_filters.ChoiceFilter(
+        label="Renewal",
+        choices=list(RENEWAL_WINDOWS.items()),
+        empty_label="Any time",
+        method="filter_renewal",
+    )
+    sort = NullsLastOrderingFilter(
+        label="Sort by",
+        fields=(
+            ("name", "name"),
+            ("plan", "plan"),
+            ("mrr", "mrr"),
+            ("owner__name", "owner"),
+            ("renewal_date", "renewal"),
+            ("trial_ends_at", "trial_end"),
+            ("last_activity", "activity"),
+        ),
+        widget=forms.HiddenInput,
+    )
+
+    class Meta:
+        model = Account
+        fields = ["q", "scope", "plan", "owner", "renewal"]
+
+    def __init__(self, data=None, queryset=None, *, tenant, user, today, **kwargs):
+        super().__init__(data, queryset, **kwargs)
+        self.user = user
+        self.today = today
+        plans = Account.objects.for_tenant(tenant).exclude(plan="").order_by("plan").values_list("plan", flat=True)
+        self.filters["plan"].extra["choices"] = [(plan, plan.title()) for plan in plans.distinct()]
+        # Plain choices rather than a model field: one query serves both validation and the select.
+        members = User.objects.filter(memberships__tenant=tenant).order_by("name", "email")
+        self.filters["owner"].extra["choices"] = [(str(user.pk), str(user)) for user in members]
+
+    def filter_search(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(
+            Q(name__icontains=value) | Q(domain__icontains=value) | Q(external_id__icontains=value)
+        )
+
+    def filter_scope(self, queryset, name, value):
+        return queryset.filter(owner=self.user) if value == "mine" else queryset
+
+    def filter_renewal(self, queryset, name, value):
+        if value == "overdue":
+            return queryset.filter(renewal_date__lt=self.today)
+        days = int(value)
+        return queryset.filter(renewal_date__gte=self.today, renewal_date__lte=self.today + dt.timedelta(days=days))

@@ -1,0 +1,193 @@
+"""Usage-event ingest: store each event once and keep the daily rollups in step.
+
+The batch API and the Segment-compatible API both end here, with events
+already validated and their external ids resolved to the tenant's rows.
+Everything is set-based: a batch of a thousand events costs the same handful
+of statements as a batch of one.
+"""
+
+import zoneinfo
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import reduce
+from operator import or_
+
+from django.db import connection, transaction
+from django.db.models import Case, DateTimeField, Q, Value, When
+from django.utils import timezone
+
+from .models import Contact, DailyPropertyRollup, DailyRollup, UsageEvent
+from .services import account_mark_dirty
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    stored: int
+    duplicates: int
+
+
+@transaction.atomic
+def events_ingest(*, tenant, events):
+    """Store the events that are new, fold them into the rollups and return the counts.
+
+    `events` are dicts with `message_id`, `account_id`, `contact_id` (or None),
+    `event`, `timestamp` (aware datetime) and `properties` (dict), all
+    belonging to `tenant`. A message id seen before is a duplicate and changes
+    nothing; within `events` the first occurrence wins.
+
+    1. Insert all events in multi-row `INSERT ... ON CONFLICT (tenant_id,
+       message_id) DO NOTHING RETURNING`. The returned rows are exactly the
+       ones this transaction inserted. On PostgreSQL a concurrent batch with
+       the same message ids waits on the unique index until the first one
+       commits and then inserts nothing, so no event reaches the rollups
+       twice; SQLite runs one writer at a time. Rows go in message id order
+       so that overlapping concurrent batches take their locks in the same
+       order and cannot deadlock.
+    2. Upsert the daily counts and numeric-property rollups of the new events,
+       days in the tenant's time zone.
+    3. Move each contact's `last_seen_at` forward to its newest event.
+    4. Mark the touched accounts dirty for the pipeline.
+    """
+    unique = {}
+    for event in events:
+        unique.setdefault(event["message_id"], event)
+    if not unique:
+        return IngestResult(stored=0, duplicates=0)
+
+    inserted = _events_insert(tenant, [unique[message_id] for message_id in sorted(unique)])
+    new_events = [unique[message_id] for message_id in sorted(inserted)]
+    if new_events:
+        _rollups_add(tenant, new_events)
+        _contacts_seen(tenant, new_events)
+        account_mark_dirty(tenant=tenant, account_ids=sorted({event["account_id"] for event in new_events}))
+    return IngestResult(stored=len(new_events), duplicates=len(unique) - len(new_events))
+
+
+def local_day(timestamp, tz):
+    """The calendar day of `timestamp` in time zone `tz`: the rollups' day."""
+    return timestamp.astimezone(tz).date()
+
+
+def is_rollup_number(value):
+    # bool is an int in Python, but true/false are not measurements.
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _events_insert(tenant, events):
+    now = timezone.now()
+    rows = [
+        (
+            tenant.pk,
+            event["message_id"],
+            event["account_id"],
+            event.get("contact_id"),
+            event["event"],
+            event["timestamp"],
+            event.get("properties") or {},
+            now,
+        )
+        for event in events
+    ]
+    returned = _upsert(
+        UsageEvent,
+        ["tenant", "message_id", "account", "contact", "event", "timestamp", "properties", "received_at"],
+        rows,
+        conflict=["tenant", "message_id"],
+        action="DO NOTHING",
+        returning="message_id",
+    )
+    return {message_id for (message_id,) in returned}
+
+
+def _rollups_add(tenant, events):
+    tz = zoneinfo.ZoneInfo(tenant.timezone)
+    counts = defaultdict(int)
+    props = {}
+    for event in events:
+        day = local_day(event["timestamp"], tz)
+        counts[(event["account_id"], event.get("contact_id") or 0, day, event["event"])] += 1
+        for prop, value in (event.get("properties") or {}).items():
+            if not is_rollup_number(value):
+                continue
+            key = (event["account_id"], day, event["event"], prop)
+            total, count, latest_value, latest_at = props.get(key, (0.0, 0, None, None))
+            if latest_at is None or event["timestamp"] >= latest_at:
+                latest_value, latest_at = float(value), event["timestamp"]
+            props[key] = (total + float(value), count + 1, latest_value, latest_at)
+
+    # Sorted keys make concurrent batches lock rollup rows in the same order.
+    _upsert(
+        DailyRollup,
+        ["tenant", "account", "contact_ref", "day", "event", "count"],
+        [(tenant.pk, *key, n) for key, n in sorted(counts.items())],
+        conflict=["tenant", "account", "day", "event", "contact_ref"],
+        action="DO UPDATE SET {count} = {table}.{count} + excluded.{count}",
+    )
+    # The newest value wins; on equal times the batch arriving later does.
+    newer = "({table}.{latest_at} IS NULL OR excluded.{latest_at} >= {table}.{latest_at})"
+    _upsert(
+        DailyPropertyRollup,
+        ["tenant", "account", "day", "event", "prop", "total", "count", "latest_value", "latest_at"],
+        [(tenant.pk, *key, *values) for key, values in sorted(props.items())],
+        conflict=["tenant", "account", "day", "event", "prop"],
+        action=(
+            "DO UPDATE SET {total} = {table}.{total} + excluded.{total}, "
+            "{count} = {table}.{count} + excluded.{count}, "
+            f"{{latest_value}} = CASE WHEN {newer} THEN excluded.{{latest_value}} ELSE {{table}}.{{latest_value}} END, "
+            f"{{latest_at}} = CASE WHEN {newer} THEN excluded.{{latest_at}} ELSE {{table}}.{{latest_at}} END"
+        ),
+    )
+
+
+def _contacts_seen(tenant, events):
+    latest = {}
+    for event in events:
+        contact_id = event.get("contact_id")
+        if contact_id and (contact_id not in latest or event["timestamp"] > latest[contact_id]):
+            latest[contact_id] = event["timestamp"]
+    if not latest:
+        return
+    # One UPDATE for all contacts; each moves only forward.
+    newer = reduce(
+        or_,
+        (Q(pk=pk) & (Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=seen)) for pk, seen in sorted(latest.items())),
+    )
+    Contact.objects.for_tenant(tenant).filter(newer).update(
+        last_seen_at=Case(
+            *(When(pk=pk, then=Value(seen)) for pk, seen in sorted(latest.items())), output_field=DateTimeField()
+        )
+    )
+
+
+def _upsert(model, field_names, rows, *, conflict, action, returning=None):
+    """Multi-row `INSERT ... ON CONFLICT (...) <action>`, the same SQL on SQLite and PostgreSQL.
+
+    `action` may name columns as `{field_name}` and the target table as
+    `{table}`. Values go through each field's own database conversion, so
+    dates, times and JSON are stored exactly as the ORM stores them. Rows are
+    sent in chunks the database accepts; returns the RETURNING rows.
+    """
+    if not rows:
+        return []
+    quote = connection.ops.quote_name
+    fields = [model._meta.get_field(name) for name in field_names]
+    names = {field.name: quote(field.column) for field in fields}
+    names["table"] = quote(model._meta.db_table)
+    columns = ", ".join(names[field.name] for field in fields)
+    target = ", ".join(quote(model._meta.get_field(name).column) for name in conflict)
+    placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    suffix = f" ON CONFLICT ({target}) {action.format(**names)}"
+    if returning:
+        suffix += f" RETURNING {quote(model._meta.get_field(returning).column)}"
+
+    returned = []
+    chunk_size = connection.ops.bulk_batch_size(fields, rows)
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), chunk_size):
+            chunk = rows[start : start + chunk_size]
+            values = ", ".join([placeholder] * len(chunk))
+            params = [field.get_db_prep_save(value, connection) for row in chunk for field, value in zip(fields, row)]
+            cursor.execute(f"INSERT INTO {names['table']} ({columns}) VALUES {values}{suffix}", params)
+            if returning:
+                returned.extend(cursor.fetchall())
+    return returned

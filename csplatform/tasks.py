@@ -1,0 +1,83 @@
+import logging
+
+from celery import shared_task
+from django.core.cache import cache
+from django.db import OperationalError
+
+from csplatform import pipeline
+from csplatform.tenancy.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="csplatform.ping")
+def ping(token):
+    """Log the token; proves a worker consumes from the configured broker.
+
+    `celery -A csplatform call csplatform.ping --args='["hello"]'` sends one.
+    """
+    logger.info("pong %s", token)
+    return token
+
+
+# The pipeline: thin tasks over csplatform.pipeline, all keyed by tenant id.
+# Every one is safe to run twice: recomputing an account gives the same result.
+
+RECOMPUTE_LOCK_SECONDS = 15 * 60
+
+
+@shared_task(
+    name="csplatform.recompute_dirty",
+    bind=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def recompute_dirty_task(self, tenant_id):
+    """Recompute the tenant's dirty accounts; at most one run per tenant at a time.
+
+    A run that finds another in flight retries shortly instead of waiting, so
+    the events that arrived meanwhile are picked up by a run of their own.
+    """
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    if tenant is None:
+        return None
+    lock_key = f"pipeline:running:{tenant_id}"
+    if not cache.add(lock_key, 1, timeout=RECOMPUTE_LOCK_SECONDS):
+        raise self.retry(countdown=2, max_retries=None)
+    try:
+        return pipeline.recompute_dirty(tenant=tenant)
+    finally:
+        cache.delete(lock_key)
+
+
+@shared_task(name="csplatform.sweep_dirty")
+def sweep_dirty_task():
+    """Every minute: recompute any tenant whose dirty accounts no run picked up."""
+    for tenant_id in pipeline.tenants_with_dirty_accounts():
+        recompute_dirty_task.apply_async(args=[tenant_id], expires=120)
+
+
+@shared_task(name="csplatform.full_sweep")
+def full_sweep_task():
+    """Every hour: mark every account dirty, since time alone moves date windows."""
+    for tenant in Tenant.objects.all():
+        pipeline.mark_all_dirty(tenant=tenant)
+        recompute_dirty_task.apply_async(args=[tenant.pk], expires=3600)
+
+
+def schedule_recompute(tenant_id):
+    """Ask for a recompute of the tenant within a second or two (CSP_ACCOUNTS_CHANGED_HOOK).
+
+    Debounced: one request per tenant per couple of seconds reaches the
+    broker. Best effort by design: the dirty marks are already committed and
+    the minute sweep picks them up if the broker is unreachable, so a broker
+    error must not fail the request that changed the data.
+    """
+    if not cache.add(f"pipeline:scheduled:{tenant_id}", 1, timeout=pipeline.SCHEDULE_DEBOUNCE_SECONDS):
+        return
+    try:
+        recompute_dirty_task.apply_async(args=[tenant_id], countdown=1, expires=600)
+    except Exception:
+        logger.warning("Could not enqueue the recompute of tenant %s; the sweep will catch up", tenant_id, exc_info=True)

@@ -1,0 +1,38 @@
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.utils import timezone
+
+from .timezones import tenant_zone
+
+
+def user_memberships(user):
+    """The user's memberships with their tenants, in tenant name order (one query)."""
+    return list(user.memberships.select_related("tenant").order_by("tenant__name", "tenant__slug"))
+
+
+def tenant_page(view):
+    """Resolve the tenant of a `/t/<tenant_slug>/…` page and the user's role in it.
+
+    The one place where pages learn their tenant. The view receives the
+    request with `tenant`, `membership` (the role) and `memberships` (for the
+    tenant switcher) set, and no `tenant_slug` argument. A tenant the user
+    does not belong to answers 404, the same as one that does not exist, so a
+    page never reveals which tenants exist. Times render in the tenant's zone.
+    """
+
+    @login_required
+    @wraps(view)
+    def wrapper(request, tenant_slug, *args, **kwargs):
+        memberships = user_memberships(request.user)
+        membership = next((m for m in memberships if m.tenant.slug == tenant_slug), None)
+        if membership is None:
+            raise Http404("No such tenant.")
+        request.memberships = memberships
+        request.membership = membership
+        request.tenant = membership.tenant
+        with timezone.override(tenant_zone(membership.tenant)):
+            return view(request, *args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,12 @@
+import zoneinfo
+
+from django.utils import timezone
+
+
+def tenant_zone(tenant):
+    return zoneinfo.ZoneInfo(tenant.timezone)
+
+
+def tenant_today(tenant):
+    """Today's date where the tenant works; "renews within 30 days" counts from here."""
+    return timezone.localdate(timezone=tenant_zone(tenant))

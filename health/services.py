@@ -1,0 +1,419 @@
+"""Health writes: scorecard configuration, scoring the accounts, overrides."""
+
+import datetime as dt
+
+from django.db import transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from csplatform.customers.models import Account
+from csplatform.rules.metrics import BUILTIN_METRICS, metrics_compute
+from csplatform.rules.models import MetricDefinition, MetricSubject
+from csplatform.tenancy.services import audit_record
+from csplatform.tenancy.timezones import tenant_today
+
+from .measures import ACCOUNT_FIELD_SOURCES, ATTRIBUTE_SOURCE, clean_measures
+from .models import HealthScore, HealthSettings, HealthSnapshot, Scorecard, ScorecardVersion
+from .scoring import score_account
+
+CHUNK_SIZE = 1000
+
+
+class InvalidMeasures(ValueError):
+    """Measures that do not validate; `errors` maps each path to its message."""
+
+    def __init__(self, errors):
+        super().__init__("; ".join(errors.values()))
+        self.errors = errors
+
+
+def known_sources(tenant):
+    """Every source a measure may read, with its label: account metrics (built-in and the tenant's) and fields."""
+    sources = dict(BUILTIN_METRICS[MetricSubject.ACCOUNT])
+    definitions = MetricDefinition.objects.for_tenant(tenant).filter(subject=MetricSubject.ACCOUNT)
+    sources.update(definitions.values_list("key", "label"))
+    sources.update(ACCOUNT_FIELD_SOURCES)
+    return sources
+
+
+def measures_validate(*, tenant, measures):
+    clean, errors = clean_measures(measures, known_sources(tenant))
+    if errors:
+        raise InvalidMeasures(errors)
+    return clean
+
+
+def health_settings_get(tenant):
+    """The tenant's colour bands; the defaults (unsaved) until an admin changes them."""
+    return HealthSettings.objects.for_tenant(tenant).first() or HealthSettings(tenant=tenant)
+
+
+def _settings_snapshot(settings):
+    return {"red_below": settings.red_below, "green_from": settings.green_from}
+
+
+@transaction.atomic
+def health_settings_update(*, tenant, actor, red_below, green_from):
+    if not 0 < red_below <= green_from <= 100:
+        raise ValueError("The bands need 0 < red_below <= green_from <= 100.")
+    settings = health_settings_get(tenant)
+    before = _settings_snapshot(settings) if settings.pk else None
+    settings.red_below, settings.green_from = red_below, green_from
+    settings.save()
+    audit_record(
+        tenant=tenant, actor=actor, action="health_settings.updated", obj=settings, before=before,
+        after=_settings_snapshot(settings),
+    )
+    _mark_scored_accounts_dirty(tenant, Account.objects.for_tenant(tenant))
+    return settings
+
+
+def scorecard_snapshot(scorecard):
+    return {
+        "name": scorecard.name,
+        "stage": scorecard.stage.key if scorecard.stage_id else None,
+        "description": scorecard.description,
+        "published_version": scorecard.published_version.number if scorecard.published_version_id else None,
+    }
+
+
+def _version_snapshot(version):
+    return {"number": version.number, "measures": version.measures, "note": version.note}
+
+
+def _accounts_of(tenant, scorecard):
+    """The accounts a scorecard scores: those in its stage, or for the default those whose stage has none."""
+    accounts = Account.objects.for_tenant(tenant)
+    if scorecard.stage_id:
+        return accounts.filter(lifecycle__stage_id=scorecard.stage_id)
+    staged = Scorecard.objects.for_tenant(tenant).filter(stage__isnull=False, published_version__isnull=False)
+    return accounts.exclude(lifecycle__stage_id__in=staged.values("stage_id"))
+
+
+def _mark_scored_accounts_dirty(tenant, accounts):
+    # The pipeline rescores dirty accounts on its next run; a scorecard change
+    # may touch every account, which is the pipeline's chunked work, not a request's.
+    accounts.update(dirty_at=timezone.now())
+
+
+@transaction.atomic
+def scorecard_create(*, tenant, actor, name, measures, stage=None, description="", publish=True):
+    """Create a scorecard with its first version, published unless `publish` is False."""
+    measures = measures_validate(tenant=tenant, measures=measures)
+    scorecard = Scorecard.objects.create(tenant=tenant, stage=stage, name=name, description=description)
+    version = ScorecardVersion.objects.create(
+        tenant=tenant, scorecard=scorecard, number=1, measures=measures, created_by=_user(actor)
+    )
+    audit_record(
+        tenant=tenant, actor=actor, action="scorecard.created", obj=scorecard,
+        after={**scorecard_snapshot(scorecard), "version": _version_snapshot(version)},
+    )
+    if publish:
+        scorecard = scorecard_version_publish(tenant=tenant, version=version, actor=actor)
+    return scorecard
+
+
+@transaction.atomic
+def scorecard_update(*, tenant, scorecard, actor, **changes):
+    """Change the name, description or stage; the measures change through a new version."""
+    before = scorecard_snapshot(scorecard)
+    old_accounts = set(_accounts_of(tenant, scorecard).values_list("pk", flat=True))
+    for name, value in changes.items():
+        setattr(scorecard, name, value)
+    scorecard.save()
+    audit_record(
+        tenant=tenant, actor=actor, action="scorecard.updated", obj=scorecard, before=before,
+        after=scorecard_snapshot(scorecard),
+    )
+    if "stage" in changes:
+        new_accounts = set(_accounts_of(tenant, scorecard).values_list("pk", flat=True))
+        _mark_scored_accounts_dirty(tenant, Account.objects.for_tenant(tenant).filter(pk__in=old_accounts | new_accounts))
+    return scorecard
+
+
+@transaction.atomic
+def scorecard_delete(*, tenant, scorecard, actor):
+    before = scorecard_snapshot(scorecard)
+    accounts = set(_accounts_of(tenant, scorecard).values_list("pk", flat=True))
+    audit_record(tenant=tenant, actor=actor, action="scorecard.deleted", obj=scorecard, before=before)
+    scorecard.delete()
+    _mark_scored_accounts_dirty(tenant, Account.objects.for_tenant(tenant).filter(pk__in=accounts))
+
+
+@transaction.atomic
+def scorecard_version_create(*, tenant, scorecard, actor, measures, note=""):
+    """Save a new draft version; it scores nothing until published."""
+    measures = measures_validate(tenant=tenant, measures=measures)
+    # Lock the scorecard so two saves cannot take the same number.
+    Scorecard.objects.for_tenant(tenant).select_for_update().filter(pk=scorecard.pk).first()
+    last = ScorecardVersion.objects.for_tenant(tenant).filter(scorecard=scorecard).aggregate(n=Max("number"))["n"]
+    version = ScorecardVersion.objects.create(
+        tenant=tenant, scorecard=scorecard, number=(last or 0) + 1, measures=measures, note=note,
+        created_by=_user(actor),
+    )
+    audit_record(
+        tenant=tenant, actor=actor, action="scorecard_version.created", obj=version, after=_version_snapshot(version)
+    )
+    return version
+
+
+@transaction.atomic
+def scorecard_version_publish(*, tenant, version, actor):
+    """Make this version the one that scores the scorecard's accounts, and have them rescored."""
+    scorecard = Scorecard.objects.for_tenant(tenant).select_for_update().get(pk=version.scorecard_id)
+    before = scorecard_snapshot(scorecard)
+    if version.published_at is None:
+        version.published_at = timezone.now()
+        version.save(update_fields=["published_at"])
+    scorecard.published_version = version
+    scorecard.save(update_fields=["published_version", "updated_at"])
+    audit_record(
+        tenant=tenant, actor=actor, action="scorecard.published", obj=scorecard, before=before,
+        after=scorecard_snapshot(scorecard),
+    )
+    _mark_scored_accounts_dirty(tenant, _accounts_of(tenant, scorecard))
+    return scorecard
+
+
+def _user(actor):
+    return actor if getattr(actor, "pk", None) else None
+
+
+class ScoringContext:
+    """What scoring a tenant's accounts needs besides their values: colour bands and published scorecards."""
+
+    def __init__(self, tenant):
+        self.bands = health_settings_get(tenant).bands
+        scorecards = (
+            Scorecard.objects.for_tenant(tenant)
+            .filter(published_version__isnull=False)
+            .select_related("published_version")
+        )
+        self.by_stage = {}
+        self.default = None
+        for scorecard in scorecards:
+            if scorecard.stage_id:
+                self.by_stage[scorecard.stage_id] = scorecard.published_version
+            else:
+                self.default = scorecard.published_version
+
+    def version_for(self, stage_id):
+        return self.by_stage.get(stage_id) or self.default
+
+
+def stage_id_of(account):
+    state = getattr(account, "lifecycle", None)
+    return state.stage_id if state else None
+
+
+def account_values(account, measures):
+    """The raw value of each measure's source for one account (metrics loaded as `metric_values`)."""
+    metrics = getattr(account, "metric_values", None)
+    metric_values = metrics.values if metrics else {}
+    values = {}
+    for measure in measures:
+        source = measure["source"]
+        if source == "account.mrr":
+            values[source] = float(account.mrr)
+        elif match := ATTRIBUTE_SOURCE.match(source):
+            values[source] = account.attributes.get(match.group(1))
+        else:
+            values[source] = metric_values.get(source)
+    return values
+
+
+def accounts_with_values(tenant):
+    """Accounts with their metric values and stage, in one query."""
+    return Account.objects.for_tenant(tenant).select_related("metric_values", "lifecycle")
+
+
+def effective_health(computed_score, computed_colour, health, bands, now):
+    """`(score, colour)` everyone sees: the override's while it is in force, else the computed ones."""
+    if health is None or not health.override_active(now):
+        return computed_score, computed_colour
+    score = health.override_score if health.override_score is not None else computed_score
+    if health.override_colour:
+        return score, health.override_colour
+    return score, bands.colour(score) if health.override_score is not None else computed_colour
+
+
+OVERRIDE_FIELDS = ("override_score", "override_colour", "override_reason", "override_by", "override_at", "override_expires_at")
+EMPTY_OVERRIDE = {
+    "override_score": None, "override_colour": "", "override_reason": "", "override_by": None, "override_at": None,
+    "override_expires_at": None,
+}
+
+
+def _account_id_chunks(tenant, account_ids, chunk_size):
+    if account_ids is not None:
+        account_ids = sorted(set(account_ids))
+        for start in range(0, len(account_ids), chunk_size):
+            yield account_ids[start : start + chunk_size]
+        return
+    ids = Account.objects.for_tenant(tenant).order_by("pk").values_list("pk", flat=True)
+    last_id = 0
+    while chunk := list(ids.filter(pk__gt=last_id)[:chunk_size]):
+        yield chunk
+        last_id = chunk[-1]
+
+
+def health_score(*, tenant, account_ids=None, today=None, chunk_size=CHUNK_SIZE):
+    """Score these accounts (every account of the tenant when None) and record today's snapshot.
+
+    1. Load the colour bands and the published scorecards once.
+    2. Per chunk, in a fixed number of queries: the accounts with their
+       metric values and stage, their current health rows (locked), and their
+       snapshots of 7 and 30 days back.
+    3. Score each account with its stage's scorecard, else the tenant default
+       (accounts that neither covers are left alone), keep an override in
+       force until it expires, and upsert the health rows and today's
+       snapshots in bulk.
+    Returns the ids of accounts whose visible colour changed (including
+    accounts scored for the first time).
+    """
+    today = today or tenant_today(tenant)
+    context = ScoringContext(tenant)
+    if context.default is None and not context.by_stage:
+        return []
+    changed = []
+    for ids in _account_id_chunks(tenant, account_ids, chunk_size):
+        changed.extend(_score_chunk(tenant, ids, context, today))
+    return changed
+
+
+@transaction.atomic
+def _score_chunk(tenant, ids, context, today):
+    now = timezone.now()
+    accounts = list(accounts_with_values(tenant).filter(pk__in=ids))
+    current = {
+        health.account_id: health
+        for health in HealthScore.objects.for_tenant(tenant).select_for_update().filter(account_id__in=ids)
+    }
+    week_ago, month_ago = today - dt.timedelta(days=7), today - dt.timedelta(days=30)
+    past = {
+        (row["account_id"], row["day"]): row["score"]
+        for row in HealthSnapshot.objects.for_tenant(tenant)
+        .filter(account_id__in=ids, day__in=[week_ago, month_ago])
+        .values("account_id", "day", "score")
+    }
+    health_rows, snapshots, changed = [], [], []
+    for account in accounts:
+        version = context.version_for(stage_id_of(account))
+        if version is None:
+            continue
+        result = score_account(version.measures, account_values(account, version.measures), context.bands)
+        health = current.get(account.pk)
+        score, colour = effective_health(result.score, result.colour, health, context.bands, now)
+        keep_override = health is not None and health.override_active(now)
+        override = {name: getattr(health, name) for name in OVERRIDE_FIELDS} if keep_override else EMPTY_OVERRIDE
+        health_rows.append(
+            HealthScore(
+                tenant=tenant, account_id=account.pk, score=score, colour=colour, breakdown=result.breakdown,
+                scorecard_version=version, computed_score=result.score, computed_colour=result.colour,
+                delta_7d=_delta(result.score, past.get((account.pk, week_ago))),
+                delta_30d=_delta(result.score, past.get((account.pk, month_ago))),
+                computed_at=now, **override,
+            )
+        )
+        snapshots.append(
+            HealthSnapshot(
+                tenant=tenant, account_id=account.pk, day=today, score=result.score, colour=result.colour,
+                breakdown=result.breakdown, scorecard_version=version,
+            )
+        )
+        if (health.colour if health else "") != colour:
+            changed.append(account.pk)
+    HealthScore.objects.for_tenant(tenant).bulk_create(
+        health_rows, update_conflicts=True, unique_fields=["tenant", "account"],
+        update_fields=[
+            "score", "colour", "breakdown", "scorecard_version", "computed_score", "computed_colour", "delta_7d",
+            "delta_30d", "computed_at", *OVERRIDE_FIELDS,
+        ],
+    )
+    HealthSnapshot.objects.for_tenant(tenant).bulk_create(
+        snapshots, update_conflicts=True, unique_fields=["tenant", "account", "day"],
+        update_fields=["score", "colour", "breakdown", "scorecard_version"],
+    )
+    return changed
+
+
+def _delta(score, past_score):
+    if score is None or past_score is None:
+        return None
+    return round(score - past_score, 1)
+
+
+def _override_snapshot(health):
+    return {
+        "score": health.override_score, "colour": health.override_colour, "reason": health.override_reason,
+        "expires_at": health.override_expires_at.isoformat() if health.override_expires_at else None,
+    }
+
+
+@transaction.atomic
+def health_override_set(*, tenant, account, actor, reason, score=None, colour="", expires_at=None):
+    """Set the score or colour a CSM knows better than the scorecard, until `expires_at` (or until removed).
+
+    The computed score stays recorded beside it, and scoring keeps the
+    override in force until it expires.
+    """
+    if score is None and not colour:
+        raise ValueError("An override needs a score or a colour.")
+    now = timezone.now()
+    bands = health_settings_get(tenant).bands
+    health = HealthScore.objects.for_tenant(tenant).select_for_update().filter(account=account).first()
+    if health is None:
+        health = HealthScore(tenant=tenant, account=account, computed_at=now)
+    before = _override_snapshot(health) if health.override_active(now) else None
+    health.override_score, health.override_colour, health.override_reason = score, colour, reason
+    health.override_by, health.override_at, health.override_expires_at = _user(actor), now, expires_at
+    health.score, health.colour = effective_health(health.computed_score, health.computed_colour, health, bands, now)
+    health.save()
+    audit_record(
+        tenant=tenant, actor=actor, action="health.overridden", obj=account, before=before,
+        after=_override_snapshot(health),
+    )
+    return health
+
+
+@transaction.atomic
+def health_override_clear(*, tenant, account, actor):
+    """Remove an override; the computed score is what everyone sees again. False if there was none."""
+    health = HealthScore.objects.for_tenant(tenant).select_for_update().filter(account=account).first()
+    if health is None or not health.has_override:
+        return False
+    before = _override_snapshot(health)
+    for name, value in EMPTY_OVERRIDE.items():
+        setattr(health, name, value)
+    health.score, health.colour = health.computed_score, health.computed_colour
+    health.save()
+    audit_record(tenant=tenant, actor=actor, action="health.override_removed", obj=account, before=before)
+    return True
+
+
+def health_backfill(*, tenant, days=90, today=None):
+    """Rebuild the daily snapshots of the last `days` days from the rollups, oldest day first.
+
+    For each past day the metrics are computed as of that day (their windows
+    end on it) and the accounts that had signed up by then are scored, so the
+    snapshots, the 7- and 30-day deltas and backtests read a real history.
+    The stage and the scorecards used are today's: the stage an account held
+    on a past day is not replayed. The last day is today, which leaves the
+    current metric values and health as a normal run would. Returns the
+    number of snapshots written.
+    """
+    today = today or tenant_today(tenant)
+    written = 0
+    for offset in range(days - 1, -1, -1):
+        day = today - dt.timedelta(days=offset)
+        ids = list(
+            Account.objects.for_tenant(tenant)
+            .filter(Q(signup_date__isnull=True) | Q(signup_date__lte=day))
+            .values_list("pk", flat=True)
+        )
+        if not ids:
+            continue
+        metrics_compute(tenant=tenant, account_ids=ids, today=day)
+        health_score(tenant=tenant, account_ids=ids, today=day)
+        written += HealthSnapshot.objects.for_tenant(tenant).filter(day=day).count()
+    return written

@@ -1,0 +1,162 @@
+"""Operational surface: health endpoints, the sign-in page and the deploy checks."""
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+
+from csplatform.celery import app as celery_app
+
+
+def closed_port():
+    """A loopback port with nothing listening on it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def unreachable_database(django_db_blocker, tmp_path):
+    """Swap the default connection for one to a database that cannot be opened."""
+    if connection.vendor == "sqlite":
+        unreachable = {"NAME": str(tmp_path / "missing" / "csplatform.sqlite3")}
+    else:
+        unreachable = {"HOST": "127.0.0.1", "PORT": str(closed_port())}
+    original = connections[DEFAULT_DB_ALIAS]
+    broken = type(original)({**original.settings_dict, **unreachable}, DEFAULT_DB_ALIAS)
+    connections[DEFAULT_DB_ALIAS] = broken
+    try:
+        with django_db_blocker.unblock():
+            yield
+    finally:
+        connections[DEFAULT_DB_ALIAS] = original
+        broken.close()
+
+
+@pytest.fixture
+def unreachable_broker(monkeypatch):
+    monkeypatch.setitem(celery_app.conf, "broker_url", f"redis://127.0.0.1:{closed_port()}/0")
+
+
+@pytest.mark.smoke
+def test_healthz_answers_ok_without_touching_the_database(client):
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert "no-cache" in response["Cache-Control"]
+
+
+@pytest.mark.smoke
+def test_readyz_answers_ok_when_database_and_broker_answer(client, db):
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+
+
+def test_readyz_answers_503_naming_the_database_when_it_is_unreachable(client, unreachable_database):
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"].startswith("error: OperationalError")
+    assert body["checks"]["broker"] == "ok"
+
+
+def test_readyz_answers_503_naming_the_broker_when_it_is_unreachable(client, db, unreachable_broker):
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["broker"].startswith("error: ")
+
+
+@pytest.mark.smoke
+def test_login_page_shows_the_sign_in_form(client, db):
+    response = client.get("/login/")
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'name="username"' in page
+    assert 'name="password"' in page
+    assert "Sign in" in page
+
+
+def run_manage(tmp_path, *args, **env):
+    """Run manage.py in a fresh interpreter, so settings are read from `env` as at deployment."""
+    environ = {key: value for key, value in os.environ.items() if key not in ("DEBUG", "SECRET_KEY", "SECRET_KEY_FILE")}
+    environ.update(CSP_VAR_DIR=str(tmp_path), **env)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=settings.BASE_DIR,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+PRODUCTION = {
+    "DEBUG": "0",
+    "SECRET_KEY": secrets.token_urlsafe(50),
+    "ALLOWED_HOSTS": "csp.example.com",
+    "CSP_ALLOW_DEV_SECRET": "0",
+}
+
+
+def test_security_checks_are_clean_with_production_settings(tmp_path):
+    result = run_manage(tmp_path, "check", "--deploy", "--tag", "security", "--fail-level", "WARNING", **PRODUCTION)
+
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_check_deploy_is_clean_with_production_settings(tmp_path):
+    """All deploy checks, the OpenAPI schema's included (drf-spectacular runs it under --deploy)."""
+    result = run_manage(tmp_path, "check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
+
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_check_deploy_flags_the_built_in_development_secret_key(tmp_path):
+    result = run_manage(tmp_path, "check", "--deploy", "--fail-level", "WARNING", DEBUG="0")
+
+    assert result.returncode != 0
+    assert "security.W009" in result.stderr
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path):
+    result = run_manage(tmp_path, "check", DEBUG="0", CSP_ALLOW_DEV_SECRET="0")
+
+    assert result.returncode != 0
+    assert "SECRET_KEY (or SECRET_KEY_FILE) must be set" in result.stderr
+
+
+def test_secret_key_is_read_from_the_file_named_by_secret_key_file(tmp_path):
+    key = secrets.token_urlsafe(50)
+    key_file = tmp_path / "secret_key"
+    key_file.write_text(key + "\n")
+
+    result = run_manage(
+        tmp_path,
+        "shell",
+        "--no-imports",
+        "-c",
+        "from django.conf import settings; print(settings.SECRET_KEY)",
+        DEBUG="0",
+        CSP_ALLOW_DEV_SECRET="0",
+        SECRET_KEY_FILE=str(key_file),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == key
