@@ -1,0 +1,111 @@
+"""The recompute pipeline, from an ingested event to the account's stage and health."""
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from csplatform import pipeline
+from csplatform.customers.models import Account
+from csplatform.customers.services import account_mark_dirty
+from csplatform.rules.models import AccountMetrics
+from health.defaults import scorecards_apply_defaults
+from health.models import HealthScore
+from lifecycle.models import AccountStage, StageTransition
+from lifecycle.services import stages_apply_template
+
+from .factories import AccountFactory, ContactFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def configured_tenant(tenant):
+    stages_apply_template(tenant=tenant, template_key="onboarding_to_renewal", actor=None)
+    scorecards_apply_defaults(tenant=tenant)
+    return tenant
+
+
+def send_logins(api, account, contact, days):
+    now = timezone.now()
+    events = [
+        {
+            "message_id": f"{account.external_id}-{contact.external_id}-{day}-{n}",
+            "account": account.external_id,
+            "contact": contact.external_id,
+            "event": "login",
+            "timestamp": (now - dt.timedelta(days=day, minutes=n)).isoformat(),
+        }
+        for day in range(days)
+        for n in range(3)
+    ]
+    response = api.post("/api/v1/events/batch", {"events": events}, format="json")
+    assert response.status_code == 200, response.content
+
+
+def test_an_ingested_event_reaches_metrics_health_and_stage(api, configured_tenant):
+    account = AccountFactory(tenant=configured_tenant, signup_date=timezone.localdate() - dt.timedelta(days=60))
+    contact = ContactFactory(account=account)
+    send_logins(api, account, contact, days=30)
+
+    totals = pipeline.recompute_dirty(tenant=configured_tenant)
+
+    assert totals["accounts"] == 1
+    metrics = AccountMetrics.objects.for_tenant(configured_tenant).get(account=account)
+    assert metrics.values["events_30d"] == 90
+    assert HealthScore.objects.for_tenant(configured_tenant).get(account=account).score is not None
+    state = AccountStage.objects.for_tenant(configured_tenant).select_related("stage").get(account=account)
+    first = StageTransition.objects.for_tenant(configured_tenant).filter(account=account).order_by("at", "id").first()
+    assert first.kind == "initial"
+    assert state.stage is not None
+    assert not Account.objects.for_tenant(configured_tenant).dirty().exists()
+
+
+def test_an_account_changed_during_a_run_stays_dirty_for_the_next(configured_tenant):
+    account = AccountFactory(tenant=configured_tenant)
+    later = timezone.now() + dt.timedelta(seconds=30)
+    Account.objects.for_tenant(configured_tenant).filter(pk=account.pk).update(dirty_at=later)
+
+    pipeline.recompute_dirty(tenant=configured_tenant)
+
+    assert list(Account.objects.for_tenant(configured_tenant).dirty()) == [account]
+
+
+def test_running_the_pipeline_twice_records_no_extra_transition(configured_tenant):
+    accounts = AccountFactory.create_batch(3, tenant=configured_tenant)
+    pipeline.mark_all_dirty(tenant=configured_tenant)
+    pipeline.recompute_dirty(tenant=configured_tenant)
+    transitions = StageTransition.objects.for_tenant(configured_tenant).count()
+
+    pipeline.mark_all_dirty(tenant=configured_tenant)
+    pipeline.recompute_dirty(tenant=configured_tenant)
+
+    assert StageTransition.objects.for_tenant(configured_tenant).count() == transitions
+    assert AccountStage.objects.for_tenant(configured_tenant).count() == len(accounts)
+
+
+def test_the_pipeline_never_touches_another_tenants_accounts(configured_tenant, other_tenant):
+    foreign = AccountFactory(tenant=other_tenant)
+    AccountFactory(tenant=configured_tenant)
+    pipeline.mark_all_dirty(tenant=configured_tenant)
+
+    pipeline.recompute_dirty(tenant=configured_tenant)
+
+    assert not AccountMetrics.objects.for_tenant(other_tenant).exists()
+    assert Account.objects.for_tenant(other_tenant).get().pk == foreign.pk
+
+
+def test_marking_accounts_dirty_schedules_a_recompute_after_commit(tenant, settings, django_capture_on_commit_callbacks):
+    scheduled = []
+    settings.CSP_ACCOUNTS_CHANGED_HOOK = "tests.test_pipeline.record_schedule"
+    record_schedule.calls = scheduled
+    account = AccountFactory(tenant=tenant)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        account_mark_dirty(tenant=tenant, account_ids=[account.pk])
+
+    assert scheduled == [tenant.pk]
+
+
+def record_schedule(tenant_id):
+    record_schedule.calls.append(tenant_id)
