@@ -1,4 +1,6 @@
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -22,12 +24,16 @@ from ..services import (
     scorecard_version_publish,
 )
 from .serializers import (
+    BacktestResultSerializer,
     BacktestSerializer,
+    HealthDistributionSerializer,
     HealthScoreSerializer,
     HealthSettingsSerializer,
     HealthSnapshotSerializer,
     HistoryQuerySerializer,
     OverrideSerializer,
+    HealthWhySerializer,
+    PreviewResultSerializer,
     PreviewSerializer,
     ScorecardSerializer,
     ScorecardVersionSerializer,
@@ -35,6 +41,14 @@ from .serializers import (
 )
 
 VERSION = r"versions/(?P<number>[0-9]+)"
+
+
+NUMBER_PARAMETER = OpenApiParameter(
+    "number", OpenApiTypes.INT, OpenApiParameter.PATH, description="The version number."
+)
+DAYS_PARAMETER = OpenApiParameter(
+    "days", OpenApiTypes.INT, description="How many days of snapshots to replay (1-365, default 90)."
+)
 
 
 def _actor(request):
@@ -78,12 +92,22 @@ class ScorecardViewSet(TenantModelViewSet):
     def _version_data(self, version):
         return ScorecardVersionSerializer(version, context=self.get_serializer_context()).data
 
+    @extend_schema(request=None, responses={201: ScorecardSerializer(many=True)})
     @action(detail=False, methods=["post"], url_path="apply-defaults")
     def apply_defaults(self, request):
         """Create the default scorecards for stages without one, and the tenant default if missing."""
         created = scorecards_apply_defaults(tenant=self.tenant, actor=_actor(request))
         return Response(self.get_serializer(created, many=True).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(
+        methods=["GET"], operation_id="v1_health_scorecards_versions_list",
+        responses=ScorecardVersionSerializer(many=True), description="The scorecard's versions, newest first.",
+    )
+    @extend_schema(
+        methods=["POST"], operation_id="v1_health_scorecards_versions_create",
+        request=ScorecardVersionSerializer, responses={201: ScorecardVersionSerializer},
+        description="Save a draft version of the scorecard's measures.",
+    )
     @action(detail=True, methods=["get", "post"], serializer_class=ScorecardVersionSerializer)
     def versions(self, request, pk=None):
         scorecard = self.get_object()
@@ -98,10 +122,15 @@ class ScorecardViewSet(TenantModelViewSet):
         )
         return Response(self._version_data(version), status=status.HTTP_201_CREATED)
 
+    @extend_schema(
+        operation_id="v1_health_scorecards_versions_retrieve", parameters=[NUMBER_PARAMETER],
+        responses=ScorecardVersionSerializer,
+    )
     @action(detail=True, methods=["get"], url_path=VERSION, serializer_class=ScorecardVersionSerializer)
     def version(self, request, pk=None, number=None):
         return Response(self._version_data(self._version(self.get_object(), number)))
 
+    @extend_schema(request=None, parameters=[NUMBER_PARAMETER], responses=ScorecardVersionSerializer)
     @action(detail=True, methods=["post"], url_path=f"{VERSION}/publish", serializer_class=ScorecardVersionSerializer)
     def publish(self, request, pk=None, number=None):
         """Score the scorecard's accounts with this version from now on (they are rescored shortly)."""
@@ -110,6 +139,7 @@ class ScorecardViewSet(TenantModelViewSet):
         version.refresh_from_db()
         return Response(self._version_data(version))
 
+    @extend_schema(request=PreviewSerializer, responses=PreviewResultSerializer)
     @action(detail=True, methods=["post"], serializer_class=PreviewSerializer, required_scope="read")
     def preview(self, request, pk=None):
         """Scores and colours of the scorecard's accounts now and with the draft `measures` in the body."""
@@ -119,12 +149,17 @@ class ScorecardViewSet(TenantModelViewSet):
             scorecard_preview(tenant=self.tenant, scorecard=self.get_object(), measures=serializer.validated_data["measures"])
         )
 
+    @extend_schema(
+        parameters=[NUMBER_PARAMETER], responses=PreviewResultSerializer,
+        description="Scores and colours of the scorecard's accounts now and with this version's measures.",
+    )
     @action(detail=True, methods=["get"], url_path=f"{VERSION}/preview", serializer_class=PreviewSerializer)
     def version_preview(self, request, pk=None, number=None):
         scorecard = self.get_object()
         version = self._version(scorecard, number)
         return Response(scorecard_preview(tenant=self.tenant, scorecard=scorecard, measures=version.measures))
 
+    @extend_schema(request=BacktestSerializer, responses=BacktestResultSerializer)
     @action(detail=True, methods=["post"], serializer_class=BacktestSerializer, required_scope="read")
     def backtest(self, request, pk=None):
         """Replay the draft `measures` in the body (else the published version) over the stored snapshots."""
@@ -140,6 +175,10 @@ class ScorecardViewSet(TenantModelViewSet):
             scorecard_backtest(tenant=self.tenant, measures=measures, days=serializer.validated_data["days"])
         )
 
+    @extend_schema(
+        parameters=[NUMBER_PARAMETER, DAYS_PARAMETER], responses=BacktestResultSerializer,
+        description="Replay this version's measures over the stored snapshots of the last `days` days.",
+    )
     @action(detail=True, methods=["get"], url_path=f"{VERSION}/backtest", serializer_class=BacktestSerializer)
     def version_backtest(self, request, pk=None, number=None):
         version = self._version(self.get_object(), number)
@@ -156,6 +195,7 @@ class AccountHealthBase(TenantAPIView):
 class AccountHealthView(AccountHealthBase):
     """An account's current health: score, colour, breakdown by measure, deltas and any override."""
 
+    @extend_schema(responses=HealthScoreSerializer)
     def get(self, request, pk):
         account = self.account(pk)
         health = (
@@ -172,6 +212,12 @@ class AccountHealthView(AccountHealthBase):
 class AccountHealthHistoryView(AccountHealthBase):
     """Daily snapshots of the last `days` days (default 90), oldest first."""
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("days", OpenApiTypes.INT, description="How many days back (1-730, default 90)."),
+        ],
+        responses=HealthSnapshotSerializer(many=True),
+    )
     def get(self, request, pk):
         account = self.account(pk)
         query = HistoryQuerySerializer(data=request.query_params)
@@ -183,6 +229,13 @@ class AccountHealthHistoryView(AccountHealthBase):
 class AccountHealthWhyView(AccountHealthBase):
     """Why the score changed between `from` and `to` (default: 7 days ago and today), measure by measure."""
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("from", OpenApiTypes.DATE, description="Compare from this day (default: 7 days before `to`)."),
+            OpenApiParameter("to", OpenApiTypes.DATE, description="Compare up to this day (default: today)."),
+        ],
+        responses=HealthWhySerializer,
+    )
     def get(self, request, pk):
         account = self.account(pk)
         query = WhyQuerySerializer(data=request.query_params)
@@ -194,6 +247,7 @@ class AccountHealthWhyView(AccountHealthBase):
 class AccountHealthOverrideView(AccountHealthBase):
     """Set (POST) or remove (DELETE) a manual score or colour, with a reason and an optional expiry."""
 
+    @extend_schema(request=OverrideSerializer, responses=HealthScoreSerializer)
     def post(self, request, pk):
         account = self.account(pk)
         serializer = OverrideSerializer(data=request.data)
@@ -205,6 +259,7 @@ class AccountHealthOverrideView(AccountHealthBase):
         )
         return Response(HealthScoreSerializer(health).data)
 
+    @extend_schema(responses={204: OpenApiResponse(description="The override was removed.")})
     def delete(self, request, pk):
         account = self.account(pk)
         if not health_override_clear(tenant=self.tenant, account=account, actor=_actor(request)):
@@ -215,6 +270,7 @@ class AccountHealthOverrideView(AccountHealthBase):
 class HealthDistributionView(TenantAPIView):
     """Accounts per colour, overall and per stage."""
 
+    @extend_schema(responses=HealthDistributionSerializer)
     def get(self, request):
         return Response(health_distribution(tenant=self.tenant))
 
@@ -222,10 +278,12 @@ class HealthDistributionView(TenantAPIView):
 class HealthSettingsView(TenantAPIView):
     """The colour bands: below `red_below` is red, from `green_from` up green."""
 
+    @extend_schema(responses=HealthSettingsSerializer)
     def get(self, request):
         settings = health_settings_get(self.tenant)
         return Response(HealthSettingsSerializer(settings).data)
 
+    @extend_schema(request=HealthSettingsSerializer, responses=HealthSettingsSerializer)
     def put(self, request):
         serializer = HealthSettingsSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
