@@ -21,7 +21,6 @@ from health.services import health_score
 from lifecycle.services import lifecycle_advance
 
 CHUNK_SIZE = 2000
-SCHEDULE_DEBOUNCE_SECONDS = 2
 
 
 def recompute_accounts(*, tenant, account_ids):

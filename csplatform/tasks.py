@@ -24,6 +24,7 @@ def ping(token):
 # Every one is safe to run twice: recomputing an account gives the same result.
 
 RECOMPUTE_LOCK_SECONDS = 15 * 60
+SCHEDULE_DEBOUNCE_SECONDS = 2
 
 
 @shared_task(
@@ -75,7 +76,7 @@ def schedule_recompute(tenant_id):
     the minute sweep picks them up if the broker is unreachable, so a broker
     error must not fail the request that changed the data.
     """
-    if not cache.add(f"pipeline:scheduled:{tenant_id}", 1, timeout=pipeline.SCHEDULE_DEBOUNCE_SECONDS):
+    if not cache.add(f"pipeline:scheduled:{tenant_id}", 1, timeout=SCHEDULE_DEBOUNCE_SECONDS):
         return
     try:
         recompute_dirty_task.apply_async(args=[tenant_id], countdown=1, expires=600)

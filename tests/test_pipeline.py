@@ -95,17 +95,20 @@ def test_the_pipeline_never_touches_another_tenants_accounts(configured_tenant, 
     assert Account.objects.for_tenant(other_tenant).get().pk == foreign.pk
 
 
+SCHEDULED = []
+
+
+def record_schedule(tenant_id):
+    SCHEDULED.append(tenant_id)
+
+
 def test_marking_accounts_dirty_schedules_a_recompute_after_commit(tenant, settings, django_capture_on_commit_callbacks):
-    scheduled = []
+    SCHEDULED.clear()
     settings.CSP_ACCOUNTS_CHANGED_HOOK = "tests.test_pipeline.record_schedule"
-    record_schedule.calls = scheduled
     account = AccountFactory(tenant=tenant)
 
     with django_capture_on_commit_callbacks(execute=True):
         account_mark_dirty(tenant=tenant, account_ids=[account.pk])
+        assert SCHEDULED == []
 
-    assert scheduled == [tenant.pk]
-
-
-def record_schedule(tenant_id):
-    record_schedule.calls.append(tenant_id)
+    assert SCHEDULED == [tenant.pk]

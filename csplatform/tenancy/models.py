@@ -89,10 +89,6 @@ class User(AbstractBaseUser, PermissionsMixin):
     def __str__(self):
         return self.name or self.email
 
-    def role_in(self, tenant):
-        membership = self.memberships.filter(tenant=tenant).first()
-        return membership.role if membership else None
-
 
 class Role(models.TextChoices):
     ADMIN = "admin", "Admin"

@@ -6,7 +6,7 @@ defining `get_queryset`, `get_object` or `perform_create` raises at import, so
 no view can forget or undo the tenant filter.
 """
 
-from rest_framework import mixins, viewsets
+from rest_framework import viewsets
 from rest_framework.views import APIView
 
 LOCKED_METHODS = ("get_queryset", "get_object", "perform_create", "get_serializer_context")
@@ -46,12 +46,6 @@ class TenantModelViewSet(TenantScopedMixin, viewsets.ModelViewSet):
 
 
 class TenantReadOnlyViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
-    pass
-
-
-class TenantListCreateViewSet(
-    TenantScopedMixin, mixins.ListModelMixin, mixins.CreateModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
-):
     pass
 
 

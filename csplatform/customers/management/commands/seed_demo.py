@@ -1,3 +1,4 @@
+import os
 import time
 
 from django.core.management.base import BaseCommand, CommandError
@@ -32,6 +33,6 @@ class Command(BaseCommand):
             f"Created {tenants}: {result.accounts} accounts, {result.events} events "
             f"in {time.monotonic() - started:.1f}s."
         )
-        self.stdout.write("Sign in at http://127.0.0.1:8000/login/ with:")
+        self.stdout.write(f"Sign in at http://127.0.0.1:{os.environ.get('PORT', '8000')}/login/ with:")
         for email in result.sign_in:
             self.stdout.write(f"  {email} / {demo_password()}")
