@@ -28,4 +28,6 @@ urlpatterns = [
     path("", include("csplatform.tenancy.urls")),
     # Tenant pages: every view under this prefix is wrapped in tenancy.decorators.tenant_page.
     path("t/<slug:tenant_slug>/", include("csplatform.customers.urls")),
+    path("t/<slug:tenant_slug>/", include("csplatform.page_urls")),
+    path("t/<slug:tenant_slug>/settings/", include("csplatform.settings_urls")),
 ]
