@@ -22,6 +22,9 @@ migrate: install
 # Web server, Celery worker and beat on the embedded default (SQLite and a
 # filesystem broker under var/). Plain HTTP on loopback, so cookies are not
 # marked Secure. Ctrl-C stops all three.
+# The embedded demo keeps its emails in the Outbox instead of sending them.
+run: export EMAIL_BACKEND ?= playbooks.mail.StoreOnlyBackend
+run: export CSP_PUBLIC_URL ?= http://127.0.0.1:$(PORT)
 run: migrate
 	$(BIN)/python manage.py seed_demo --if-empty
 	$(BIN)/python manage.py demo_setup
@@ -38,6 +41,23 @@ test: install
 
 smoke: install
 	$(BIN)/python -m pytest -m smoke $(PYTEST_ARGS)
+
+# Property-based API fuzzing with schemathesis: 100 schema-valid and 100
+# schema-invalid generated requests per operation (CSP_FUZZ_EXAMPLES to change).
+.PHONY: fuzz
+fuzz: install
+	CSP_FUZZ_EXAMPLES=$${CSP_FUZZ_EXAMPLES:-100} $(BIN)/python -m pytest -m fuzz $(PYTEST_ARGS)
+
+# Builds a large tenant in its own PostgreSQL database (emptied first; its name
+# must contain "bench") and prints each figure beside a baseline measured in
+# the same run. SCALE=tiny|small|full; results also in var/bench/results.json.
+# BENCH_ARGS="--reuse --only pages" measures again on the last build.
+SCALE ?= small
+.PHONY: bench
+bench: install
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/csplatform_bench} \
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/9} \
+	$(BIN)/python manage.py bench --scale $(SCALE) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var

@@ -6,30 +6,47 @@
         2 health     score with the scorecard of the account's current stage
         3 lifecycle  entry criteria → advance stages, record transitions;
                      accounts that moved are scored again with their new stage
+        4 segments   memberships entered and left
+        5 alerts     rules → open or auto-resolve; webhooks for alerts, stage
+                     moves and health colour changes
+        6 playbooks  triggers matched by the changes above → runs enrolled
     then the chunk's dirty marks are cleared, unless the account changed again
     meanwhile (its dirty_at is newer than the moment the chunk was read).
-
-Later steps (alerts, playbooks) plug in after lifecycle, in this module.
 """
 
 from django.utils import timezone
 
+from alerts.account_events import account_changes_emit
+from alerts.services import alert_webhooks_emit, alerts_evaluate, segments_refresh
 from csplatform.customers.models import Account
 from csplatform.rules.metrics import metrics_compute
 from csplatform.tenancy.models import Tenant
 from health.services import health_score
 from lifecycle.services import lifecycle_advance
+from playbooks.services import playbooks_enroll
 
 CHUNK_SIZE = 2000
 
 
 def recompute_accounts(*, tenant, account_ids):
     """Run every step over these accounts of one tenant. Safe to run twice."""
+    started_at = timezone.now()
     metrics_compute(tenant=tenant, account_ids=account_ids)
-    health_score(tenant=tenant, account_ids=account_ids)
-    moved = lifecycle_advance(tenant=tenant, account_ids=account_ids)
+    colour_changed = set(health_score(tenant=tenant, account_ids=account_ids))
+    moved = set(lifecycle_advance(tenant=tenant, account_ids=account_ids))
     if moved:
-        health_score(tenant=tenant, account_ids=list(moved))
+        colour_changed |= set(health_score(tenant=tenant, account_ids=list(moved)))
+    segment_changes = segments_refresh(tenant=tenant, account_ids=account_ids)
+    alerts = alerts_evaluate(tenant=tenant, account_ids=account_ids)
+    alert_webhooks_emit(tenant=tenant, opened=alerts.opened, resolved=alerts.resolved)
+    account_changes_emit(tenant=tenant, moved_ids=moved, colour_changed_ids=colour_changed, since=started_at)
+    playbooks_enroll(
+        tenant=tenant,
+        account_ids=account_ids,
+        stage_changes=moved,
+        health_changes=colour_changed,
+        segment_changes=segment_changes,
+    )
     return {"accounts": len(account_ids), "moved": len(moved)}
 
 

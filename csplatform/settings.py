@@ -74,6 +74,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csplatform.middleware.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "csplatform.urls"
@@ -178,6 +179,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sweep-dirty-accounts": {"task": "csplatform.sweep_dirty", "schedule": 60.0, "options": {"expires": 55}},
     "full-sweep": {"task": "csplatform.full_sweep", "schedule": 3600.0, "options": {"expires": 3000}},
+    "playbook-steps": {"task": "playbooks.run_due", "schedule": 60.0, "options": {"expires": 55}},
+    "playbook-date-triggers": {"task": "playbooks.enroll_dates", "schedule": 3600.0, "options": {"expires": 3000}},
+    "webhook-deliveries": {"task": "alerts.webhooks_due", "schedule": 30.0, "options": {"expires": 25}},
+    "alert-notifications": {"task": "alerts.notifications_due", "schedule": 60.0, "options": {"expires": 55}},
 }
 # What customers calls after it marks accounts dirty: the pipeline's scheduler.
 CSP_ACCOUNTS_CHANGED_HOOK = "csplatform.tasks.schedule_recompute"
@@ -203,6 +208,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two "subject" choice sets: what a metric counts, and what a segment holds.
+    "ENUM_NAME_OVERRIDES": {
+        "MetricSubjectEnum": "csplatform.rules.models.MetricSubject",
+        "SegmentSubjectEnum": "alerts.models.Subject",
+    },
 }
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
@@ -214,6 +224,16 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL")
 EMAIL_TIMEOUT = 30
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "csplatform <no-reply@localhost>")
+# Links in emails (NPS answers) point here.
+CSP_PUBLIC_URL = os.environ.get("CSP_PUBLIC_URL", "http://127.0.0.1:8000")
+# A playbook step claimed longer ago than this belongs to a dead worker and is claimed again.
+CSP_PLAYBOOK_STALE_SECONDS = int(os.environ.get("CSP_PLAYBOOK_STALE_SECONDS", "600"))
+# Outbound webhooks and Slack: loopback and private addresses are refused unless allowed
+# (a single-host install posting to a local service, tests).
+CSP_WEBHOOK_ALLOW_PRIVATE = env_bool("CSP_WEBHOOK_ALLOW_PRIVATE")
+CSP_WEBHOOK_TIMEOUT = int(os.environ.get("CSP_WEBHOOK_TIMEOUT", "10"))
+# An endpoint that fails this many deliveries in a row is disabled and the tenant admins are told.
+CSP_WEBHOOK_DISABLE_AFTER = int(os.environ.get("CSP_WEBHOOK_DISABLE_AFTER", "8"))
 
 # Ingest limits, shared by the batch API and the Segment-compatible API.
 CSP_INGEST_MAX_ITEMS = 1000

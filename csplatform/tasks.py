@@ -6,6 +6,7 @@ from django.db import OperationalError
 
 from csplatform import pipeline
 from csplatform.tenancy.models import Tenant
+from csplatform.tenancy.rls import dangerously_bypass_rls, tenant_context
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ def recompute_dirty_task(self, tenant_id):
     if not cache.add(lock_key, 1, timeout=RECOMPUTE_LOCK_SECONDS):
         raise self.retry(countdown=2, max_retries=None)
     try:
-        return pipeline.recompute_dirty(tenant=tenant)
+        with tenant_context(tenant):
+            return pipeline.recompute_dirty(tenant=tenant)
     finally:
         cache.delete(lock_key)
 
@@ -56,7 +58,9 @@ def recompute_dirty_task(self, tenant_id):
 @shared_task(name="csplatform.sweep_dirty")
 def sweep_dirty_task():
     """Every minute: recompute any tenant whose dirty accounts no run picked up."""
-    for tenant_id in pipeline.tenants_with_dirty_accounts():
+    with dangerously_bypass_rls():
+        tenant_ids = pipeline.tenants_with_dirty_accounts()
+    for tenant_id in tenant_ids:
         recompute_dirty_task.apply_async(args=[tenant_id], expires=120)
 
 
@@ -64,7 +68,8 @@ def sweep_dirty_task():
 def full_sweep_task():
     """Every hour: mark every account dirty, since time alone moves date windows."""
     for tenant in Tenant.objects.all():
-        pipeline.mark_all_dirty(tenant=tenant)
+        with tenant_context(tenant):
+            pipeline.mark_all_dirty(tenant=tenant)
         recompute_dirty_task.apply_async(args=[tenant.pk], expires=3600)
 
 

@@ -11,6 +11,8 @@ api_v1 = [
     path("", include("csplatform.rules.api.urls")),
     path("", include("health.api.urls")),
     path("", include("lifecycle.api.urls")),
+    path("", include("playbooks.api.urls")),
+    path("", include("alerts.api.urls")),
 ]
 
 urlpatterns = [
@@ -25,9 +27,9 @@ urlpatterns = [
         name="api-docs",
     ),
     path("admin/", admin.site.urls),
+    path("", include("playbooks.urls")),
     path("", include("csplatform.tenancy.urls")),
-    # Tenant pages: every view under this prefix is wrapped in tenancy.decorators.tenant_page.
-    path("t/<slug:tenant_slug>/", include("csplatform.customers.urls")),
+    # Tenant pages: every view under these prefixes is wrapped in tenancy.decorators.tenant_page.
     path("t/<slug:tenant_slug>/", include("csplatform.page_urls")),
     path("t/<slug:tenant_slug>/settings/", include("csplatform.settings_urls")),
 ]

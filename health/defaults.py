@@ -9,7 +9,9 @@ covers every stage without its own.
 
 They read built-in metrics where one exists, plus a few tenant metrics over
 common event names (`login`, `feature_used`, ...) that a tenant tunes to its
-own events afterwards.
+own events afterwards: among them feature breadth (distinct `feature` values
+of `feature_used`) for adoption and the usage trend (this month against the
+one before) for mature accounts.
 """
 
 from dataclasses import dataclass
@@ -38,10 +40,18 @@ METRICS = {
     seed.key: seed
     for seed in [
         MetricSeed("logins_30d", "Logins in the last 30 days", ("login",), 30),
-        MetricSeed("setup_events_30d", "Setup steps in the last 30 days", ("invite_sent", "integration_connected"), 30),
+        MetricSeed("setup_events_90d", "Setup steps in the last 90 days", ("invite_sent", "integration_connected"), 90),
         MetricSeed("feature_uses_30d", "Feature uses in the last 30 days", ("feature_used",), 30),
         MetricSeed("support_tickets_30d", "Support tickets in the last 30 days", ("support_ticket",), 30),
         MetricSeed("nps_avg_90d", "Average NPS answer over 90 days", ("nps.answered",), 90, Aggregation.AVERAGE, "score"),
+        MetricSeed(
+            "feature_breadth_30d", "Distinct features used in the last 30 days", ("feature_used",), 30,
+            Aggregation.DISTINCT_VALUES, "feature",
+        ),
+        MetricSeed(
+            "usage_trend_30d", "Change in logins and feature use, last 30 days against the 30 before (%)",
+            ("login", "feature_used"), 30, Aggregation.TREND,
+        ),
     ]
 }
 
@@ -67,32 +77,45 @@ def bands(source, label, pairs, weight, missing="skip"):
 
 LAST_SEEN = "Days since anyone was last seen"
 
+
+def usage_trend(weight):
+    """Falling usage warns before the totals look low: a 30% fall scores nothing, holding steady or growing
+    full marks. A new account has no month before to compare with, so the measure is skipped."""
+    return higher("usage_trend_30d", "Change in usage against the 30 days before (%)", -30, 0, weight)
+
+
 SCORECARDS = {
     "onboarding": {
         "name": "Onboarding health",
-        "description": "Set up and reaching first value: setup steps, logins, people active, recent activity.",
+        "description": "Set up and reaching first value: setup steps, logins, people active, usage not falling, "
+        "recent activity.",
         "measures": [
-            higher("setup_events_30d", "Setup steps (invites, integrations)", 0, 3, 3, "score_as_bad"),
+            # Ninety days, so that setup done early still counts for an account onboarding slowly.
+            higher("setup_events_90d", "Setup steps (invites, integrations)", 0, 3, 2, "score_as_bad"),
             higher("logins_30d", "Logins in the last 30 days", 0, 15, 2),
             higher("active_contacts_7d", "People active in the last 7 days", 0, 3, 2),
+            usage_trend(4),
             lower("days_since_last_seen", LAST_SEEN, 7, 1, 1, "score_as_bad"),
         ],
     },
     "adoption": {
         "name": "Adoption health",
-        "description": "More people using more of the product: active users, feature use, steady activity.",
+        "description": "More people using more of the product: active users, feature use and breadth, steady activity.",
         "measures": [
             bands("active_contacts_30d", "People active in the last 30 days", [[0, 0], [1, 30], [3, 60], [6, 85], [None, 100]], 3),
             higher("feature_uses_30d", "Feature uses in the last 30 days", 2, 40, 2),
+            higher("feature_breadth_30d", "Distinct features used in the last 30 days", 1, 5, 2),
             higher("events_7d", "Events in the last 7 days", 0, 30, 1),
             lower("days_since_last_seen", LAST_SEEN, 14, 2, 1, "score_as_bad"),
         ],
     },
     "mature": {
         "name": "Mature account health",
-        "description": "Usage holds, customers are happy, support is quiet and the renewal is not at risk.",
+        "description": "Usage holds and does not fall, customers are happy, support is quiet and the renewal "
+        "is not at risk.",
         "measures": [
             higher("events_30d", "Events in the last 30 days", 10, 150, 2),
+            usage_trend(2),
             higher("active_contacts_30d", "People active in the last 30 days", 1, 8, 2),
             higher("nps_avg_90d", "Average NPS answer over 90 days", 4, 9, 2),
             lower("support_tickets_30d", "Support tickets in the last 30 days", 8, 1, 1),

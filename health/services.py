@@ -10,7 +10,8 @@ from csplatform.customers.models import Account
 from csplatform.rules.metrics import BUILTIN_METRICS, metrics_compute
 from csplatform.rules.models import MetricDefinition, MetricSubject
 from csplatform.tenancy.services import audit_record
-from csplatform.tenancy.timezones import tenant_today
+from csplatform.tenancy.timezones import tenant_today, tenant_zone
+from lifecycle.models import StageTransition
 
 from .measures import ACCOUNT_FIELD_SOURCES, ATTRIBUTE_SOURCE, clean_measures
 from .models import HealthScore, HealthSettings, HealthSnapshot, Scorecard, ScorecardVersion
@@ -257,7 +258,7 @@ def _account_id_chunks(tenant, account_ids, chunk_size):
         last_id = chunk[-1]
 
 
-def health_score(*, tenant, account_ids=None, today=None, chunk_size=CHUNK_SIZE):
+def health_score(*, tenant, account_ids=None, today=None, chunk_size=CHUNK_SIZE, stages=None):
     """Score these accounts (every account of the tenant when None) and record today's snapshot.
 
     1. Load the colour bands and the published scorecards once.
@@ -268,6 +269,8 @@ def health_score(*, tenant, account_ids=None, today=None, chunk_size=CHUNK_SIZE)
        (accounts that neither covers are left alone), keep an override in
        force until it expires, and upsert the health rows and today's
        snapshots in bulk.
+    `stages` ({account id: stage id}) replaces the accounts' current stages,
+    for replaying a past day; an account missing from it held no stage.
     Returns the ids of accounts whose visible colour changed (including
     accounts scored for the first time).
     """
@@ -277,12 +280,12 @@ def health_score(*, tenant, account_ids=None, today=None, chunk_size=CHUNK_SIZE)
         return []
     changed = []
     for ids in _account_id_chunks(tenant, account_ids, chunk_size):
-        changed.extend(_score_chunk(tenant, ids, context, today))
+        changed.extend(_score_chunk(tenant, ids, context, today, stages))
     return changed
 
 
 @transaction.atomic
-def _score_chunk(tenant, ids, context, today):
+def _score_chunk(tenant, ids, context, today, stages):
     now = timezone.now()
     accounts = list(accounts_with_values(tenant).filter(pk__in=ids))
     current = {
@@ -298,7 +301,8 @@ def _score_chunk(tenant, ids, context, today):
     }
     health_rows, snapshots, changed = [], [], []
     for account in accounts:
-        version = context.version_for(stage_id_of(account))
+        stage_id = stage_id_of(account) if stages is None else stages.get(account.pk)
+        version = context.version_for(stage_id)
         if version is None:
             continue
         result = score_account(version.measures, account_values(account, version.measures), context.bands)
@@ -391,21 +395,52 @@ def health_override_clear(*, tenant, account, actor):
     return True
 
 
+def _end_of_day(day, zone):
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
+
+
+def _stages_by_day(tenant, days):
+    """Yield `(day, {account id: stage id held at the end of that day})` for ascending `days`.
+
+    One query reads the tenant's transitions in time order (a few small
+    tuples per account); each day applies the ones before its end, so the
+    latest move of an account wins. A move into a since-deleted stage holds
+    no stage.
+    """
+    zone = tenant_zone(tenant)
+    transitions = list(
+        StageTransition.objects.for_tenant(tenant)
+        .filter(at__lt=_end_of_day(days[-1], zone))
+        .order_by("at", "pk")
+        .values_list("account_id", "to_stage_id", "at")
+    )
+    held, applied = {}, 0
+    for day in days:
+        end = _end_of_day(day, zone)
+        while applied < len(transitions) and transitions[applied][2] < end:
+            account_id, stage_id, _ = transitions[applied]
+            held[account_id] = stage_id
+            applied += 1
+        yield day, held
+
+
 def health_backfill(*, tenant, days=90, today=None):
     """Rebuild the daily snapshots of the last `days` days from the rollups, oldest day first.
 
-    For each past day the metrics are computed as of that day (their windows
-    end on it) and the accounts that had signed up by then are scored, so the
-    snapshots, the 7- and 30-day deltas and backtests read a real history.
-    The stage and the scorecards used are today's: the stage an account held
-    on a past day is not replayed. The last day is today, which leaves the
-    current metric values and health as a normal run would. Returns the
-    number of snapshots written.
+    1. For each past day, compute the metrics as of that day (their windows
+       end on it) for the accounts that had signed up by then.
+    2. Score each with the scorecard of the stage it held at the end of that
+       day, replayed from the stage transitions (no transition by then: the
+       tenant default), so the snapshots, the 7- and 30-day deltas and
+       backtests read a real history.
+    3. The last day is today and uses the current stages, which leaves the
+       current metric values and health as a normal run would.
+    Returns the number of snapshots written.
     """
     today = today or tenant_today(tenant)
     written = 0
-    for offset in range(days - 1, -1, -1):
-        day = today - dt.timedelta(days=offset)
+    history = [today - dt.timedelta(days=offset) for offset in range(days - 1, -1, -1)]
+    for day, held in _stages_by_day(tenant, history):
         ids = list(
             Account.objects.for_tenant(tenant)
             .filter(Q(signup_date__isnull=True) | Q(signup_date__lte=day))
@@ -414,6 +449,6 @@ def health_backfill(*, tenant, days=90, today=None):
         if not ids:
             continue
         metrics_compute(tenant=tenant, account_ids=ids, today=day)
-        health_score(tenant=tenant, account_ids=ids, today=day)
+        health_score(tenant=tenant, account_ids=ids, today=day, stages=None if day == today else held)
         written += HealthSnapshot.objects.for_tenant(tenant).filter(day=day).count()
     return written

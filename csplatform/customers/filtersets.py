@@ -8,6 +8,7 @@ from csplatform.tenancy.models import User
 
 from .models import Account
 
+UNSCORED = "unscored"
 RENEWAL_WINDOWS = {
     "overdue": "Renewal date passed",
     "30": "Renews within 30 days",
@@ -36,6 +37,7 @@ class NullsLastOrderingFilter(django_filters.OrderingFilter):
 class AccountFilterSet(django_filters.FilterSet):
     """The portfolio's filters; its query-string names are the page's URL contract.
 
+    The page annotates `last_activity` and `days_in_stage`, which two sort keys read.
     Needs `tenant` (choices come from the tenant's own plans and members),
     `user` (for "my accounts") and `today` (the tenant's local date, for
     renewal windows).
@@ -50,6 +52,8 @@ class AccountFilterSet(django_filters.FilterSet):
     )
     plan = django_filters.ChoiceFilter(label="Plan", empty_label="Any plan")
     owner = django_filters.ChoiceFilter(label="Owner", empty_label="Anyone")
+    stage = django_filters.ChoiceFilter(label="Stage", empty_label="Any stage", field_name="lifecycle__stage__key")
+    health = django_filters.ChoiceFilter(label="Health", empty_label="Any health", method="filter_health")
     renewal = django_filters.ChoiceFilter(
         label="Renewal",
         choices=list(RENEWAL_WINDOWS.items()),
@@ -60,6 +64,10 @@ class AccountFilterSet(django_filters.FilterSet):
         label="Sort by",
         fields=(
             ("name", "name"),
+            ("lifecycle__stage__position", "stage"),
+            ("days_in_stage", "days"),
+            ("health__score", "health"),
+            ("health__delta_30d", "delta"),
             ("plan", "plan"),
             ("mrr", "mrr"),
             ("owner__name", "owner"),
@@ -72,10 +80,13 @@ class AccountFilterSet(django_filters.FilterSet):
 
     class Meta:
         model = Account
-        fields = ["q", "scope", "plan", "owner", "renewal"]
+        fields = ["q", "scope", "stage", "health", "plan", "owner", "renewal"]
 
-    def __init__(self, data=None, queryset=None, *, tenant, user, today, **kwargs):
+    def __init__(self, data=None, queryset=None, *, tenant, user, today, stages=(), colours=(), **kwargs):
+        """`stages` and `colours` are (value, label) choices from the lifecycle and health apps, which sit above this one."""
         super().__init__(data, queryset, **kwargs)
+        self.filters["stage"].extra["choices"] = list(stages)
+        self.filters["health"].extra["choices"] = [*colours, (UNSCORED, "Not scored")]
         self.user = user
         self.today = today
         plans = Account.objects.for_tenant(tenant).exclude(plan="").order_by("plan").values_list("plan", flat=True)
@@ -94,6 +105,11 @@ class AccountFilterSet(django_filters.FilterSet):
 
     def filter_scope(self, queryset, name, value):
         return queryset.filter(owner=self.user) if value == "mine" else queryset
+
+    def filter_health(self, queryset, name, value):
+        if value == UNSCORED:
+            return queryset.filter(Q(health__isnull=True) | Q(health__colour=""))
+        return queryset.filter(health__colour=value)
 
     def filter_renewal(self, queryset, name, value):
         if value == "overdue":

@@ -13,10 +13,12 @@ from functools import reduce
 from operator import or_
 
 from django.db import connection, transaction
-from django.db.models import Case, DateTimeField, Q, Value, When
+from django.db.models import BooleanField, Case, DateTimeField, F, Func, Q, Value, When
+from django.db.models.fields.json import KeyTextTransform, compile_json_path
+from django.db.models.functions import Left, TruncDate
 from django.utils import timezone
 
-from .models import Contact, DailyPropertyRollup, DailyRollup, UsageEvent
+from .models import Contact, DailyPropertyRollup, DailyRollup, DailyValueRollup, UsageEvent
 from .services import account_mark_dirty
 
 
@@ -44,7 +46,8 @@ def events_ingest(*, tenant, events):
        so that overlapping concurrent batches take their locks in the same
        order and cannot deadlock.
     2. Upsert the daily counts and numeric-property rollups of the new events,
-       days in the tenant's time zone.
+       days in the tenant's time zone, and add the distinct values of the
+       string properties that some metric reads (one lookup per batch).
     3. Move each contact's `last_seen_at` forward to its newest event.
     4. Mark the touched accounts dirty for the pipeline.
     """
@@ -61,6 +64,26 @@ def events_ingest(*, tenant, events):
         _contacts_seen(tenant, new_events)
         account_mark_dirty(tenant=tenant, account_ids=sorted({event["account_id"] for event in new_events}))
     return IngestResult(stored=len(new_events), duplicates=len(unique) - len(new_events))
+
+
+# Which string properties get value rollups is decided by the app whose metrics
+# read them; it registers a lookup here, so this lower app imports nothing above it.
+_value_property_lookups = []
+MAX_VALUE_LENGTH = 200
+
+
+def register_value_properties(lookup):
+    """Add `lookup(tenant) -> set of (event, property)`: the string properties whose values are rolled up."""
+    if lookup not in _value_property_lookups:
+        _value_property_lookups.append(lookup)
+
+
+def value_properties(tenant):
+    """The (event, property) pairs of the tenant whose string values ingest rolls up."""
+    pairs = set()
+    for lookup in _value_property_lookups:
+        pairs |= set(lookup(tenant))
+    return pairs
 
 
 def local_day(timestamp, tz):
@@ -137,6 +160,84 @@ def _rollups_add(tenant, events):
             f"{{latest_at}} = CASE WHEN {newer} THEN excluded.{{latest_at}} ELSE {{table}}.{{latest_at}} END"
         ),
     )
+    _upsert(
+        DailyValueRollup,
+        ["tenant", "account", "day", "event", "prop", "value"],
+        [(tenant.pk, *key) for key in sorted(_string_values(tenant, events, tz))],
+        conflict=["tenant", "account", "day", "event", "prop", "value"],
+        action="DO NOTHING",
+    )
+
+
+def _string_values(tenant, events, tz):
+    """The distinct (account, day, event, property, value) of the string properties a metric reads."""
+    strings = [
+        (event, prop, value)
+        for event in events
+        for prop, value in (event.get("properties") or {}).items()
+        if isinstance(value, str)
+    ]
+    # Most batches carry no string property at all; they need no lookup.
+    tracked = value_properties(tenant) if strings else set()
+    return {
+        (event["account_id"], local_day(event["timestamp"], tz), event["event"], prop, value[:MAX_VALUE_LENGTH])
+        for event, prop, value in strings
+        if (event["event"], prop) in tracked
+    }
+
+
+class _IsJsonString(Func):
+    """True where the JSON column holds a string under the key `prop` (numbers and booleans are not values)."""
+
+    output_field = BooleanField()
+
+    def __init__(self, column, prop):
+        super().__init__(F(column))
+        self.prop = prop
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        column, params = compiler.compile(self.source_expressions[0])
+        return f"json_type({column}, %s) = 'text'", [*params, compile_json_path([self.prop])]
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        column, params = compiler.compile(self.source_expressions[0])
+        return f"jsonb_typeof({column} -> %s) = 'string'", [*params, self.prop]
+
+
+@transaction.atomic
+def value_rollups_rebuild(*, tenant, event_names, prop):
+    """Roll up the values of `prop` on these events from every stored event, once, in one statement.
+
+    Ingest keeps value rollups only for properties that a metric reads, so a
+    new metric over a property calls this to cover the events already stored:
+    `INSERT ... SELECT DISTINCT` over the raw events, days in the tenant's
+    time zone, skipping rows that exist. Returns nothing; safe to run twice.
+    """
+    values = (
+        UsageEvent.objects.for_tenant(tenant)
+        .filter(_IsJsonString("properties", prop), event__in=list(event_names))
+        .annotate(
+            r_tenant=F("tenant_id"),
+            r_account=F("account_id"),
+            r_day=TruncDate("timestamp", tzinfo=zoneinfo.ZoneInfo(tenant.timezone)),
+            r_event=F("event"),
+            r_prop=Value(prop),
+            r_value=Left(KeyTextTransform(prop, "properties"), MAX_VALUE_LENGTH),
+        )
+        .values_list("r_tenant", "r_account", "r_day", "r_event", "r_prop", "r_value")
+        .order_by()
+        .distinct()
+    )
+    select, params = values.query.sql_with_params()
+    quote = connection.ops.quote_name
+    table = DailyValueRollup._meta
+    columns = [table.get_field(name).column for name in ("tenant", "account", "day", "event", "prop", "value")]
+    column_list = ", ".join(quote(column) for column in columns)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(table.db_table)} ({column_list}) {select} ON CONFLICT ({column_list}) DO NOTHING",
+            params,
+        )
 
 
 def _contacts_seen(tenant, events):

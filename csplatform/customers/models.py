@@ -139,3 +139,25 @@ class DailyPropertyRollup(TenantModel):
             models.UniqueConstraint(fields=["tenant", "account", "day", "event", "prop"], name="prop_rollup_unique_key")
         ]
         indexes = [models.Index(fields=["tenant", "day", "event", "prop"])]
+
+
+class DailyValueRollup(TenantModel):
+    """Each distinct value of a string event property per account and day, e.g. the features used.
+
+    Kept only for the (event, property) pairs some metric reads (see
+    `csplatform.customers.ingest.register_value_properties`), so metrics such
+    as "distinct features used in 30 days" read rollups instead of raw events.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    event = models.CharField(max_length=200)
+    prop = models.CharField(max_length=100)
+    value = models.CharField(max_length=200)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "account", "day", "event", "prop", "value"], name="value_rollup_unique_key"
+            )
+        ]

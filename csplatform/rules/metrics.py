@@ -8,7 +8,9 @@ ContactMetrics as `{key: number or null}`, which the criteria language reads
 as `metric.<key>` and `contact.metric.<key>`.
 
 Windows count tenant-local days and include today: a 7-day window is today
-and the six days before it.
+and the six days before it. Everything is as of `today`, which may be a past
+day (health backfill replays history): rollups after it are not read, and a
+contact's `last_seen_at` after it gives way to the last rollup day up to it.
 """
 
 import datetime as dt
@@ -21,10 +23,10 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, NullIf, RowNumber
 from django.utils import timezone
 
-from csplatform.customers.models import Account, Contact, DailyPropertyRollup, DailyRollup
+from csplatform.customers.models import Account, Contact, DailyPropertyRollup, DailyRollup, DailyValueRollup
 from csplatform.tenancy.timezones import tenant_today, tenant_zone
 
-from .models import PROPERTY_AGGREGATIONS, AccountMetrics, Aggregation, ContactMetrics, MetricDefinition, MetricSubject
+from .models import AccountMetrics, Aggregation, ContactMetrics, MetricDefinition, MetricSubject
 from .registry import Field, FieldType, register_namespace
 
 CHUNK_SIZE = 2000
@@ -102,20 +104,47 @@ def _window_start(today, window_days):
     return today - dt.timedelta(days=window_days - 1)
 
 
+def _lookback_start(spec, today):
+    """The first day a spec reads: a trend also reads the window before its own."""
+    days = spec.window_days * 2 if spec.aggregation == Aggregation.TREND else spec.window_days
+    return _window_start(today, days)
+
+
+def _events_q(spec):
+    return Q() if spec.event_names is None else Q(event__in=spec.event_names)
+
+
 def _window_q(spec, today):
-    q = Q(day__gte=_window_start(today, spec.window_days))
-    if spec.event_names is not None:
-        q &= Q(event__in=spec.event_names)
-    return q
+    return Q(day__gte=_window_start(today, spec.window_days)) & _events_q(spec)
 
 
-def _rollup_aggregate(spec, today):
+def _previous_window_q(spec, today):
+    return Q(day__gte=_lookback_start(spec, today), day__lt=_window_start(today, spec.window_days)) & _events_q(spec)
+
+
+def _rollup_aggregates(spec, today):
+    """The conditional aggregates one spec needs from DailyRollup, by name suffix."""
     q = _window_q(spec, today)
     if spec.aggregation == Aggregation.COUNT:
-        return Sum("count", filter=q)
+        return {"": Sum("count", filter=q)}
     if spec.aggregation == Aggregation.ACTIVE_DAYS:
-        return Count("day", distinct=True, filter=q)
-    return Count("contact_ref", distinct=True, filter=q & Q(contact_ref__gt=0))
+        return {"": Count("day", distinct=True, filter=q)}
+    if spec.aggregation == Aggregation.TREND:
+        return {"": Sum("count", filter=q), "_before": Sum("count", filter=_previous_window_q(spec, today))}
+    return {"": Count("contact_ref", distinct=True, filter=q & Q(contact_ref__gt=0))}
+
+
+def trend_percent(current, before):
+    """The change from `before` to `current` in percent, one decimal; unknown when there was nothing before."""
+    if not before:
+        return None
+    return round((current - before) * 100 / before, 1)
+
+
+def _rollup_value(spec, row, name):
+    if spec.aggregation == Aggregation.TREND:
+        return trend_percent(row[name] or 0, row[f"{name}_before"] or 0)
+    return row[name] or 0
 
 
 def _days_between(start, end):
@@ -128,6 +157,13 @@ def _local_date(value, zone):
 
 def _recency(row):
     return (row["day"], row["latest_at"] or EPOCH)
+
+
+def _days_since_signup(signup_date, today):
+    # An account that signs up after the day computed for did not exist yet.
+    if signup_date is None or signup_date > today:
+        return None
+    return (today - signup_date).days
 
 
 def _latest(*days):
@@ -144,7 +180,7 @@ class _Rollups:
         self.today = today
 
     def _base(self, model, group, specs):
-        earliest = min(_window_start(self.today, spec.window_days) for spec in specs)
+        earliest = min(_lookback_start(spec, self.today) for spec in specs)
         return (
             model.objects.for_tenant(self.tenant)
             .filter(account_id__in=self.account_ids, day__gte=earliest, day__lte=self.today)
@@ -157,14 +193,32 @@ class _Rollups:
         return {tuple(row[name] for name in group): row for row in rows}
 
     def events(self, group, specs):
-        """One query: every count / active_days / distinct_contacts spec as a conditional aggregate."""
+        """One query: every count / active_days / distinct_contacts / trend spec as conditional aggregates."""
         if not specs:
             return {}
-        aggregates = {f"m{i}": _rollup_aggregate(spec, self.today) for i, spec in enumerate(specs)}
+        aggregates = {
+            f"m{i}{suffix}": aggregate
+            for i, spec in enumerate(specs)
+            for suffix, aggregate in _rollup_aggregates(spec, self.today).items()
+        }
         rows = self._base(DailyRollup, group, specs).filter(count__gt=0).annotate(**aggregates)
         return {
-            key: {spec.key: row[f"m{i}"] or 0 for i, spec in enumerate(specs)}
+            key: {spec.key: _rollup_value(spec, row, f"m{i}") for i, spec in enumerate(specs)}
             for key, row in self._keyed(rows, group).items()
+        }
+
+    def distinct_values(self, specs):
+        """One query: the number of distinct values of each spec's text property over its window."""
+        if not specs:
+            return {}
+        aggregates = {
+            f"v{i}": Count("value", distinct=True, filter=_window_q(spec, self.today) & Q(prop=spec.property))
+            for i, spec in enumerate(specs)
+        }
+        rows = self._base(DailyValueRollup, ["account_id"], specs).annotate(**aggregates)
+        return {
+            account_id: {spec.key: row[f"v{i}"] for i, spec in enumerate(specs)}
+            for (account_id,), row in self._keyed(rows, ["account_id"]).items()
         }
 
     def last_days(self, group):
@@ -237,9 +291,13 @@ class _Rollups:
 
 def _empty_value(spec):
     """The value of a metric with nothing in its window: zero for counts and sums, unknown otherwise."""
-    if spec.aggregation in (Aggregation.AVERAGE, Aggregation.LATEST):
+    if spec.aggregation in (Aggregation.AVERAGE, Aggregation.LATEST, Aggregation.TREND):
         return None
     return 0.0 if spec.aggregation == Aggregation.SUM else 0
+
+
+# The aggregations DailyRollup answers; the others read property or value rollups.
+EVENT_AGGREGATIONS = (Aggregation.COUNT, Aggregation.ACTIVE_DAYS, Aggregation.DISTINCT_CONTACTS, Aggregation.TREND)
 
 
 class _Plan:
@@ -248,15 +306,29 @@ class _Plan:
     def __init__(self, definitions):
         account = [MetricSpec.from_definition(d) for d in definitions if d.subject == MetricSubject.ACCOUNT]
         contact = [MetricSpec.from_definition(d) for d in definitions if d.subject == MetricSubject.CONTACT]
-        counted = [s for s in account if s.aggregation not in PROPERTY_AGGREGATIONS]
-        self.account_events = ACCOUNT_ROLLUP_METRICS + counted
+        self.account_events = ACCOUNT_ROLLUP_METRICS + [s for s in account if s.aggregation in EVENT_AGGREGATIONS]
         self.property_totals = [s for s in account if s.aggregation in (Aggregation.SUM, Aggregation.AVERAGE)]
         self.property_latest = [s for s in account if s.aggregation == Aggregation.LATEST]
-        # Property rollups carry no contact, so contact metrics are event counts only (the API enforces it).
-        contact_counted = [s for s in contact if s.aggregation not in PROPERTY_AGGREGATIONS]
+        self.distinct_values = [s for s in account if s.aggregation == Aggregation.DISTINCT_VALUES]
+        # Property and value rollups carry no contact, so contact metrics read
+        # DailyRollup only (the API enforces it).
+        contact_counted = [s for s in contact if s.aggregation in EVENT_AGGREGATIONS]
         self.contact_events = CONTACT_ROLLUP_METRICS + contact_counted
         self.account_defaults = {s.key: _empty_value(s) for s in ACCOUNT_ROLLUP_METRICS + account}
         self.contact_defaults = {s.key: _empty_value(s) for s in CONTACT_ROLLUP_METRICS + contact}
+
+
+def distinct_value_properties(tenant):
+    """The (event, property) pairs whose text values the tenant's distinct_values metrics count; one query.
+
+    Ingest asks this once per batch to know which values to roll up.
+    """
+    definitions = MetricDefinition.objects.for_tenant(tenant).filter(aggregation=Aggregation.DISTINCT_VALUES)
+    return {
+        (event, prop)
+        for event_names, prop in definitions.values_list("event_names", "property")
+        for event in event_names
+    }
 
 
 ACCOUNT_FIELDS = ("id", "signup_date", "renewal_date", "trial_ends_at", "card_expires_at")
@@ -313,6 +385,7 @@ def _compute_chunk(tenant, accounts, plan, today):
     account_events = rollups.events(["account_id"], plan.account_events)
     totals = rollups.property_totals(plan.property_totals)
     latest = rollups.property_latest(plan.property_latest)
+    distinct = rollups.distinct_values(plan.distinct_values)
     contact_events = rollups.events(["account_id", "contact_ref"], plan.contact_events)
     # One query serves both subjects: an account's last day is the last of its contacts' (and of contact 0).
     contact_last_day = rollups.last_days(["account_id", "contact_ref"])
@@ -325,6 +398,9 @@ def _compute_chunk(tenant, accounts, plan, today):
     for contact in contacts:
         key = (contact["account_id"], contact["id"])
         last_seen = _local_date(contact["last_seen_at"], zone)
+        if last_seen is not None and last_seen > today:
+            # Seen after the day computed for: the rollups tell when it was last seen up to that day.
+            last_seen = None
         account_last_day[contact["account_id"]] = _latest(account_last_day.get(contact["account_id"]), last_seen)
         values = {
             "days_since_last_seen": _days_between(_latest(contact_last_day.get(key), last_seen), today),
@@ -337,7 +413,7 @@ def _compute_chunk(tenant, accounts, plan, today):
     for account in accounts:
         account_id = account["id"]
         values = {
-            "days_since_signup": _days_between(account["signup_date"], today),
+            "days_since_signup": _days_since_signup(account["signup_date"], today),
             "days_to_renewal": _days_between(today, account["renewal_date"]),
             "days_to_trial_end": _days_between(today, _local_date(account["trial_ends_at"], zone)),
             "days_to_card_expiry": _days_between(today, account["card_expires_at"]),
@@ -346,6 +422,7 @@ def _compute_chunk(tenant, accounts, plan, today):
             **account_events.get((account_id,), {}),
             **totals.get(account_id, {}),
             **latest.get(account_id, {}),
+            **distinct.get(account_id, {}),
         }
         account_rows.append(AccountMetrics(tenant=tenant, account_id=account_id, values=values, computed_at=now))
 

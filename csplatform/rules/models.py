@@ -26,10 +26,14 @@ class Aggregation(models.TextChoices):
     SUM = "sum", "Sum of a numeric property"
     AVERAGE = "average", "Average of a numeric property"
     LATEST = "latest", "Latest value of a numeric property"
+    DISTINCT_VALUES = "distinct_values", "Distinct values of a text property"
+    TREND = "trend", "Change in the number of events against the window before, in percent"
 
 
-# Aggregations that read DailyPropertyRollup and therefore need a property name.
-PROPERTY_AGGREGATIONS = {Aggregation.SUM, Aggregation.AVERAGE, Aggregation.LATEST}
+# Aggregations over numeric properties (DailyPropertyRollup).
+NUMERIC_PROPERTY_AGGREGATIONS = {Aggregation.SUM, Aggregation.AVERAGE, Aggregation.LATEST}
+# Aggregations that read a property and therefore need its name.
+PROPERTY_AGGREGATIONS = NUMERIC_PROPERTY_AGGREGATIONS | {Aggregation.DISTINCT_VALUES}
 
 
 class MetricDefinition(TenantModel):

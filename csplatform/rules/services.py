@@ -2,6 +2,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from csplatform.customers.ingest import value_rollups_rebuild
 from csplatform.customers.models import Account
 from csplatform.tenancy.services import audit_record
 
@@ -11,7 +12,7 @@ from .models import PROPERTY_AGGREGATIONS, Aggregation, MetricDefinition, Metric
 DEFINITION_FIELDS = ("key", "label", "subject", "event_names", "window_days", "aggregation", "property", "description")
 # Changing any of these changes computed values, so every account must be recomputed.
 COMPUTED_FIELDS = ("subject", "event_names", "window_days", "aggregation", "property")
-CONTACT_AGGREGATIONS = (Aggregation.COUNT, Aggregation.ACTIVE_DAYS)
+CONTACT_AGGREGATIONS = (Aggregation.COUNT, Aggregation.ACTIVE_DAYS, Aggregation.TREND)
 KEY_TAKEN = "A metric with this key already exists."
 
 
@@ -38,12 +39,16 @@ def _validate(definition):
         errors.setdefault("event_names", []).append("Event names must be non-empty strings.")
     uses_property = definition.aggregation in PROPERTY_AGGREGATIONS
     if uses_property and not definition.property:
-        errors.setdefault("property", []).append("Sum, average and latest need the name of a numeric event property.")
+        errors.setdefault("property", []).append(
+            "Sum, average and latest need the name of a numeric event property, distinct_values of a text one."
+        )
     elif definition.property and not uses_property:
-        errors.setdefault("property", []).append("Only sum, average and latest read a property; leave it empty.")
+        errors.setdefault("property", []).append(
+            "Only sum, average, latest and distinct_values read a property; leave it empty."
+        )
     if definition.subject == MetricSubject.CONTACT and definition.aggregation not in CONTACT_AGGREGATIONS:
-        # Property rollups are kept per account only, and a contact is one contact.
-        errors.setdefault("aggregation", []).append("Contact metrics support count and active_days.")
+        # Property and value rollups are kept per account only, and a contact is one contact.
+        errors.setdefault("aggregation", []).append("Contact metrics support count, active_days and trend.")
     if errors:
         raise ValidationError(errors)
 
@@ -62,6 +67,12 @@ def _save(definition):
         raise ValidationError({"key": [KEY_TAKEN]}) from exc
 
 
+def _roll_up_values(tenant, definition):
+    """Ingest rolls up a text property's values only once a metric reads it, so cover the stored events now."""
+    if definition.aggregation == Aggregation.DISTINCT_VALUES:
+        value_rollups_rebuild(tenant=tenant, event_names=definition.event_names, prop=definition.property)
+
+
 def _mark_accounts_dirty(tenant):
     Account.objects.for_tenant(tenant).update(dirty_at=timezone.now())
 
@@ -74,6 +85,7 @@ def metric_definition_create(*, tenant, fields, actor=None):
     _save(definition)
     after = metric_definition_snapshot(definition)
     audit_record(tenant=tenant, actor=actor, action="metric.created", obj=definition, after=after)
+    _roll_up_values(tenant, definition)
     _mark_accounts_dirty(tenant)
     return definition
 
@@ -91,6 +103,7 @@ def metric_definition_update(*, tenant, definition, fields, actor=None):
     after = metric_definition_snapshot(definition)
     audit_record(tenant=tenant, actor=actor, action="metric.updated", obj=definition, before=before, after=after)
     if any(before[name] != after[name] for name in COMPUTED_FIELDS):
+        _roll_up_values(tenant, definition)
         _mark_accounts_dirty(tenant)
     return definition
 

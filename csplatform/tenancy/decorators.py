@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.utils import timezone
 
+from .rls import tenant_context
 from .timezones import tenant_zone
 
 
@@ -32,7 +33,7 @@ def tenant_page(view):
         request.memberships = memberships
         request.membership = membership
         request.tenant = membership.tenant
-        with timezone.override(tenant_zone(membership.tenant)):
+        with timezone.override(tenant_zone(membership.tenant)), tenant_context(membership.tenant):
             return view(request, *args, **kwargs)
 
     return wrapper

@@ -3,12 +3,12 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 
 from .decorators import user_memberships
-from .forms import EmailAuthenticationForm
+from .ratelimit import RateLimitedAuthenticationForm
 
 
 class LoginView(auth_views.LoginView):
     template_name = "tenancy/login.html"
-    authentication_form = EmailAuthenticationForm
+    authentication_form = RateLimitedAuthenticationForm
     redirect_authenticated_user = True
 
 

@@ -5,12 +5,13 @@ from django.utils import timezone
 
 from csplatform.customers.models import DailyRollup
 from csplatform.rules.models import MetricDefinition
-from csplatform.tenancy.timezones import tenant_today
+from csplatform.tenancy.timezones import tenant_today, tenant_zone
 from health.analysis import health_distribution, health_why, scorecard_backtest, scorecard_preview
 from health.models import HealthScore, HealthSnapshot, Scorecard
 from health.scoring import score_account
 from health.defaults import scorecards_apply_defaults
 from health.services import health_backfill, health_score
+from lifecycle.models import StageTransition
 
 from ..factories import AccountFactory, ContactFactory
 from .conftest import make_account, make_stage, place, set_metrics, thresholds
@@ -157,11 +158,16 @@ def test_default_scorecards_fit_each_kind_of_stage_and_create_the_metrics_they_r
 
     by_stage = {card.stage.key if card.stage else None: card for card in created}
     assert set(by_stage) == {"onboarding", "adopting", "expanding", "renewal", None}
-    assert by_stage["onboarding"].published_version.measures[0]["source"] == "setup_events_30d"
+    assert by_stage["onboarding"].published_version.measures[0]["source"] == "setup_events_90d"
     assert by_stage["adopting"].published_version.measures[0]["source"] == "active_contacts_30d"
-    assert "nps_avg_90d" in [m["source"] for m in by_stage["renewal"].published_version.measures]
+    assert "feature_breadth_30d" in [m["source"] for m in by_stage["adopting"].published_version.measures]
+    for mature in ("expanding", "renewal"):
+        sources = [m["source"] for m in by_stage[mature].published_version.measures]
+        assert {"nps_avg_90d", "usage_trend_30d"} <= set(sources)
     keys = set(MetricDefinition.objects.for_tenant(tenant).values_list("key", flat=True))
-    assert {"logins_30d", "setup_events_30d", "feature_uses_30d", "nps_avg_90d", "support_tickets_30d"} <= keys
+    assert {"logins_30d", "setup_events_90d", "feature_uses_30d", "nps_avg_90d", "support_tickets_30d"} <= keys
+    assert MetricDefinition.objects.for_tenant(tenant).get(key="feature_breadth_30d").aggregation == "distinct_values"
+    assert MetricDefinition.objects.for_tenant(tenant).get(key="usage_trend_30d").aggregation == "trend"
 
     assert scorecards_apply_defaults(tenant=tenant) == []
     assert Scorecard.objects.for_tenant(tenant).count() == 5
@@ -200,11 +206,39 @@ def test_backfill_builds_a_daily_history_from_the_rollups(tenant):
     assert health.computed_at <= timezone.now()
 
 
-def test_backfill_scores_with_the_current_stage(tenant):
-    stage = make_stage(tenant, "onboarding")
+def test_backfill_scores_each_past_day_with_the_stage_held_at_the_end_of_that_day(tenant):
+    onboarding, adopting = make_stage(tenant, "onboarding", position=0), make_stage(tenant, "adopting", position=1)
     scorecards_apply_defaults(tenant=tenant)
-    account = AccountFactory(tenant=tenant, signup_date=tenant_today(tenant) - dt.timedelta(days=30))
-    place(account, stage)
-    health_backfill(tenant=tenant, days=3)
-    sources = [m["source"] for m in HealthSnapshot.objects.for_tenant(tenant).filter(account=account).first().breakdown]
-    assert sources[0] == "setup_events_30d"
+    cards = {card.stage_id: card.published_version_id for card in Scorecard.objects.for_tenant(tenant)}
+    today = tenant_today(tenant)
+    zone = tenant_zone(tenant)
+
+    def day(n):
+        return today - dt.timedelta(days=n)
+
+    def late_on(n):
+        return dt.datetime.combine(day(n), dt.time(23, 30), tzinfo=zone)
+
+    moved = AccountFactory(tenant=tenant, signup_date=day(30))
+    StageTransition.objects.create(
+        tenant=tenant, account=moved, to_stage=onboarding, to_key="onboarding", at=late_on(5), kind="initial"
+    )
+    StageTransition.objects.create(
+        tenant=tenant, account=moved, from_stage=onboarding, to_stage=adopting, from_key="onboarding",
+        to_key="adopting", at=late_on(2), kind="automatic",
+    )
+    place(moved, adopting)
+    # Placed without any recorded move: the default scores its past, its stage only today.
+    unrecorded = AccountFactory(tenant=tenant, signup_date=day(30))
+    place(unrecorded, onboarding)
+
+    health_backfill(tenant=tenant, days=7, today=today)
+
+    def versions(account):
+        snapshots = HealthSnapshot.objects.for_tenant(tenant).filter(account=account).order_by("day")
+        return [snapshot.scorecard_version_id for snapshot in snapshots]
+
+    default, onboarding_card, adopting_card = cards[None], cards[onboarding.pk], cards[adopting.pk]
+    assert versions(moved) == [default] + [onboarding_card] * 3 + [adopting_card] * 3
+    assert versions(unrecorded) == [default] * 6 + [onboarding_card]
+    assert HealthScore.objects.for_tenant(tenant).get(account=moved).scorecard_version_id == adopting_card

@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from csplatform.customers.ingest import events_ingest
-from csplatform.customers.models import Account, Contact, DailyPropertyRollup, DailyRollup
+from csplatform.customers.models import Account, Contact, DailyPropertyRollup, DailyRollup, DailyValueRollup
 from csplatform.rules.metrics import metrics_compute, register_criteria_fields
 from csplatform.rules.models import AccountMetrics, ContactMetrics, MetricDefinition
 from csplatform.rules.registry import fields_for, resolve_field
@@ -327,6 +327,10 @@ def build_tenant_with_activity(tenant, accounts):
     MetricDefinitionFactory(tenant=tenant, key="nps_average", aggregation="average", **nps)
     MetricDefinitionFactory(tenant=tenant, key="nps_latest", aggregation="latest", **nps)
     MetricDefinitionFactory(tenant=tenant, key="exports_30d", subject="contact", event_names=["export"])
+    MetricDefinitionFactory(tenant=tenant, key="login_trend", aggregation="trend")
+    MetricDefinitionFactory(
+        tenant=tenant, key="breadth", aggregation="distinct_values", event_names=["export"], property="format"
+    )
     created = AccountFactory.create_batch(accounts, tenant=tenant)
     for account in created:
         contact = ContactFactory(account=account)
@@ -334,6 +338,9 @@ def build_tenant_with_activity(tenant, accounts):
         DailyRollupFactory(account=account, contact_ref=contact.pk, day=days_ago(2), event="export", count=1)
         answered_at = dt.datetime(2024, 3, 8, tzinfo=dt.UTC)
         DailyPropertyRollupFactory(account=account, day=days_ago(3), total=9, latest_value=9, latest_at=answered_at)
+        DailyValueRollup.objects.create(
+            tenant=tenant, account=account, day=days_ago(2), event="export", prop="format", value="csv"
+        )
     return created
 
 
@@ -348,7 +355,10 @@ def test_the_number_of_queries_does_not_grow_with_the_number_of_accounts(
     with django_assert_num_queries(len(small.captured_queries)):
         metrics_compute(tenant=other_tenant, today=TODAY)
 
-    assert all(account_values(a)["logins_30d"] == 2 and account_values(a)["nps_latest"] == 9 for a in accounts)
+    assert all(
+        (account_values(a)["logins_30d"], account_values(a)["nps_latest"], account_values(a)["breadth"]) == (2, 9, 1)
+        for a in accounts
+    )
 
 
 @pytest.fixture

@@ -80,6 +80,9 @@ def test_listing_shows_only_the_tenants_metrics_and_filters_by_subject(api, othe
         ({"aggregation": "count", "property": "score"}, "property"),
         ({"subject": "contact", "aggregation": "distinct_contacts"}, "aggregation"),
         ({"subject": "contact", "aggregation": "sum", "property": "score"}, "aggregation"),
+        ({"aggregation": "distinct_values"}, "property"),
+        ({"aggregation": "trend", "property": "feature"}, "property"),
+        ({"subject": "contact", "aggregation": "distinct_values", "property": "feature"}, "aggregation"),
     ],
 )
 def test_invalid_definitions_answer_400_naming_the_field(api, tenant, changes, field):
@@ -91,9 +94,16 @@ def test_invalid_definitions_answer_400_naming_the_field(api, tenant, changes, f
 
 
 def test_property_aggregations_are_accepted_with_a_property(api):
-    for aggregation in ("sum", "average", "latest"):
+    for aggregation in ("sum", "average", "latest", "distinct_values"):
         response = create(api, key=f"score_{aggregation}", aggregation=aggregation, property="score")
         assert response.status_code == 201, response.json()
+
+
+def test_a_trend_needs_no_property_and_may_measure_a_contact(api):
+    for subject in ("account", "contact"):
+        response = create(api, key=f"login_trend_{subject}", subject=subject, aggregation="trend")
+        assert response.status_code == 201, response.json()
+        assert response.json()["aggregation"] == "trend"
 
 
 def test_a_duplicate_key_answers_400_but_another_tenant_may_use_it(api, other_api):

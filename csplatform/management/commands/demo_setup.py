@@ -6,13 +6,14 @@ from csplatform.tenancy.models import Tenant
 from health.defaults import scorecards_apply_defaults
 from lifecycle.models import Stage
 from lifecycle.services import stages_apply_template
+from playbooks.services import playbook_templates_install
 
 DEMO_TEMPLATE = "onboarding_to_renewal"
 
 
 class Command(BaseCommand):
     help = (
-        "Give the demo tenant its lifecycle (seed 001's stages) and health scorecards, "
+        "Give the demo tenant its lifecycle (seed 001's stages), health scorecards and onboarding playbook, "
         "backfill 90 days of health history, then run the pipeline over every account."
     )
 
@@ -28,6 +29,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Tenant {tenant!r} already has stages; nothing to do.")
             return
         stages_apply_template(tenant=tenant_obj, template_key=DEMO_TEMPLATE, actor=None)
+        playbook_templates_install(tenant=tenant_obj, keys=["onboarding_welcome"])
         scorecards_apply_defaults(tenant=tenant_obj)
         call_command("health_backfill", tenant, "--days", str(days), stdout=self.stdout)
         pipeline.mark_all_dirty(tenant=tenant_obj)

@@ -1,7 +1,8 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from . import views
+from . import export_views, views
 
 urlpatterns = [
     path("whoami/", views.WhoAmIView.as_view(), name="api-whoami"),
+    re_path(r"^export/?$", export_views.TenantExportView.as_view(), name="api-export"),
 ]

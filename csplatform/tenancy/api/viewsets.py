@@ -6,13 +6,30 @@ defining `get_queryset`, `get_object` or `perform_create` raises at import, so
 no view can forget or undo the tenant filter.
 """
 
+from contextlib import ExitStack
+
 from rest_framework import viewsets
 from rest_framework.views import APIView
+
+from ..rls import tenant_context
 
 LOCKED_METHODS = ("get_queryset", "get_object", "perform_create", "get_serializer_context")
 
 
-class TenantScopedMixin:
+class TenantRowSecurityMixin:
+    """Once the API key has named the tenant, limit the database session to it (PostgreSQL RLS)."""
+
+    def dispatch(self, request, *args, **kwargs):
+        with ExitStack() as self.tenant_scope:
+            return super().dispatch(request, *args, **kwargs)
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if request.auth is not None:
+            self.tenant_scope.enter_context(tenant_context(request.auth.tenant_id))
+
+
+class TenantScopedMixin(TenantRowSecurityMixin):
     queryset = None
 
     def __init_subclass__(cls, **kwargs):
@@ -49,7 +66,7 @@ class TenantReadOnlyViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
     pass
 
 
-class TenantAPIView(APIView):
+class TenantAPIView(TenantRowSecurityMixin, APIView):
     """An endpoint that is not a model collection (ingest, previews, actions).
 
     The tenant is `self.tenant`, taken from the API key; the view hands it to

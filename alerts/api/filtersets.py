@@ -1,0 +1,37 @@
+import django_filters
+
+from ..models import Alert, AlertStatus, SegmentMembership, Severity, WebhookDelivery
+
+
+class AlertFilterSet(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=AlertStatus.choices)
+    severity = django_filters.MultipleChoiceFilter(choices=Severity.choices)
+    owner = django_filters.CharFilter(field_name="account__owner__email", lookup_expr="iexact", help_text="Owner email.")
+    rule = django_filters.CharFilter(field_name="rule__key", help_text="Alert rule key.")
+    account = django_filters.NumberFilter(field_name="account_id")
+    opened_since = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="gte")
+
+    class Meta:
+        model = Alert
+        fields = ["status", "severity", "owner", "rule", "account", "opened_since"]
+
+
+class SegmentMemberFilterSet(django_filters.FilterSet):
+    q = django_filters.CharFilter(field_name="account__name", lookup_expr="icontains", help_text="Account name contains.")
+    owner = django_filters.CharFilter(field_name="account__owner__email", lookup_expr="iexact", help_text="Owner email.")
+    plan = django_filters.CharFilter(field_name="account__plan")
+    role = django_filters.CharFilter(field_name="contact__role", help_text="Contact role (contact segments).")
+    entered_since = django_filters.IsoDateTimeFilter(field_name="entered_at", lookup_expr="gte")
+
+    class Meta:
+        model = SegmentMembership
+        fields = ["q", "owner", "plan", "role", "entered_since"]
+
+
+class WebhookDeliveryFilterSet(django_filters.FilterSet):
+    status = django_filters.CharFilter(field_name="status")
+    event_type = django_filters.CharFilter(field_name="event_type")
+
+    class Meta:
+        model = WebhookDelivery
+        fields = ["status", "event_type"]

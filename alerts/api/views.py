@@ -1,0 +1,202 @@
+import csv
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Count, Q
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from csplatform.tenancy.api.viewsets import TenantModelViewSet, TenantReadOnlyViewSet
+from csplatform.tenancy.rls import tenant_context
+from lifecycle.api.serializers import raise_as_api_error
+
+from .. import services, webhooks
+from ..models import Alert, AlertRule, Segment, SegmentMembership, WebhookDelivery, WebhookSubscription
+from .filtersets import AlertFilterSet, SegmentMemberFilterSet, WebhookDeliveryFilterSet
+from .serializers import (
+    AlertActionSerializer,
+    AlertRuleSerializer,
+    AlertSerializer,
+    SegmentMemberSerializer,
+    SegmentPreviewSerializer,
+    SegmentSerializer,
+    WebhookDeliverySerializer,
+    WebhookSecretSerializer,
+    WebhookSubscriptionSerializer,
+)
+
+CSV_COLUMNS = [
+    "segment", "account_id", "account_external_id", "account_name", "owner", "plan", "mrr",
+    "contact_id", "contact_external_id", "contact_email", "contact_name", "contact_role", "entered_at",
+]
+
+
+class _Echo:
+    """A file-like object whose write() hands the line back, for streaming csv.writer output."""
+
+    def write(self, value):
+        return value
+
+
+def _csv_lines(tenant, segment, memberships):
+    writer = csv.writer(_Echo())
+    with tenant_context(tenant):
+        yield writer.writerow(CSV_COLUMNS)
+        for member in memberships.iterator(chunk_size=2000):
+            account, contact = member.account, member.contact
+            yield writer.writerow([
+                segment.key, account.pk, account.external_id, account.name,
+                account.owner.email if account.owner_id else "", account.plan, account.mrr,
+                contact.pk if contact else "", contact.external_id if contact else "",
+                contact.email if contact else "", contact.name if contact else "", contact.role if contact else "",
+                member.entered_at.isoformat(),
+            ])
+
+
+class SegmentViewSet(TenantModelViewSet):
+    """Saved criteria over accounts or contacts, addressed by key; members are refreshed by the pipeline."""
+
+    queryset = Segment.objects.annotate(
+        member_count=Count("memberships", filter=Q(memberships__left_at__isnull=True))
+    ).order_by("name", "id")
+    serializer_class = SegmentSerializer
+    filterset_class = None
+    lookup_field = "key"
+
+    def perform_destroy(self, instance):
+        services.segment_delete(tenant=self.tenant, segment=instance, actor=self.request.auth.created_by)
+
+    def _members(self, segment):
+        memberships = (
+            SegmentMembership.objects.for_tenant(self.tenant)
+            .current()
+            .filter(segment=segment)
+            .select_related("account", "account__owner", "contact")
+            .order_by("account__name", "account_id", "contact_id")
+        )
+        return SegmentMemberFilterSet(self.request.query_params, queryset=memberships, request=self.request).qs
+
+    @extend_schema(responses=SegmentMemberSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def members(self, request, key):
+        """The segment's current members with when they entered; filter by `q`, `owner`, `plan`, `role`, `entered_since`."""
+        page = self.paginate_queryset(self._members(self.get_object()))
+        return self.get_paginated_response(SegmentMemberSerializer(page, many=True).data)
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="One row per member.")})
+    @action(detail=True, methods=["get"], url_path="export")
+    def export(self, request, key):
+        """The current members as CSV (same filters as `members`), streamed."""
+        segment = self.get_object()
+        response = StreamingHttpResponse(_csv_lines(self.tenant, segment, self._members(segment)), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="segment-{segment.key}.csv"'
+        return response
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def count(self, request, key):
+        """How many match the criteria right now (`live`) and how many are members as of the last refresh."""
+        segment = self.get_object()
+        live = services.segment_live_members(tenant=self.tenant, segment=segment).count()
+        return Response({"live": live, "members": segment.member_count})
+
+    @extend_schema(request=SegmentPreviewSerializer, responses=OpenApiTypes.OBJECT)
+    @action(detail=False, methods=["post"], filterset_class=None)
+    def preview(self, request):
+        """Count what criteria text would match now, with a sample, before saving it as a segment."""
+        serializer = SegmentPreviewSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            result = services.segment_preview(
+                tenant=self.tenant,
+                text=serializer.validated_data["criteria_text"],
+                subject=serializer.validated_data["subject"],
+            )
+        except DjangoValidationError as exc:
+            raise_as_api_error(exc)
+        sample = [{"id": row.pk, "name": str(row)} for row in result["sample"]]
+        return Response({"count": result["count"], "sample": sample})
+
+
+class AlertRuleViewSet(TenantModelViewSet):
+    """Conditions that open an alert per account while they hold, addressed by key."""
+
+    queryset = AlertRule.objects
+    serializer_class = AlertRuleSerializer
+    lookup_field = "key"
+
+    def perform_destroy(self, instance):
+        services.alert_rule_delete(tenant=self.tenant, rule=instance, actor=self.request.auth.created_by)
+
+
+class AlertViewSet(TenantReadOnlyViewSet):
+    """Alerts, newest first: filter by `status`, `severity`, `owner` (email), `rule` (key), `account` (id)."""
+
+    queryset = Alert.objects.select_related("rule", "account", "account__owner", "acknowledged_by", "resolved_by")
+    serializer_class = AlertSerializer
+    filterset_class = AlertFilterSet
+
+    def _act(self, service):
+        serializer = AlertActionSerializer(data=self.request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            alert = service(
+                tenant=self.tenant,
+                alert=self.get_object(),
+                user=self.request.auth.created_by,
+                note=serializer.validated_data["note"],
+            )
+        except DjangoValidationError as exc:
+            raise_as_api_error(exc)
+        return Response(AlertSerializer(self.get_queryset().get(pk=alert.pk)).data)
+
+    @extend_schema(request=AlertActionSerializer, responses=AlertSerializer)
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def acknowledge(self, request, pk):
+        """Someone is on it: an open alert becomes acknowledged, by the key's creator."""
+        return self._act(services.alert_acknowledge)
+
+    @extend_schema(request=AlertActionSerializer, responses=AlertSerializer)
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def resolve(self, request, pk):
+        """Close an open or acknowledged alert by hand, with a note."""
+        return self._act(services.alert_resolve)
+
+
+class WebhookSubscriptionViewSet(TenantModelViewSet):
+    """The tenant's webhook endpoints. The signing secret is in the create answer and from rotate-secret only."""
+
+    queryset = WebhookSubscription.objects
+    serializer_class = WebhookSubscriptionSerializer
+    filterset_class = None
+
+    def perform_destroy(self, instance):
+        webhooks.webhook_subscription_delete(tenant=self.tenant, subscription=instance, actor=self.request.auth.created_by)
+
+    @extend_schema(request=None, responses=WebhookSecretSerializer)
+    @action(detail=True, methods=["post"], url_path="rotate-secret", filterset_class=None)
+    def rotate_secret(self, request, pk):
+        """Replace the signing secret and show the new one, once."""
+        secret = webhooks.webhook_secret_rotate(
+            tenant=self.tenant, subscription=self.get_object(), actor=request.auth.created_by
+        )
+        return Response({"secret": secret})
+
+    @extend_schema(request=None, responses=WebhookDeliverySerializer)
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def test(self, request, pk):
+        """Send a `webhook.test` event to this endpoint now; the answer is the queued delivery."""
+        delivery = webhooks.webhook_send_test(tenant=self.tenant, subscription=self.get_object())
+        return Response(WebhookDeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses=WebhookDeliverySerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def deliveries(self, request, pk):
+        """The delivery log of this endpoint, newest first; filter by `status` and `event_type`."""
+        deliveries = WebhookDelivery.objects.for_tenant(self.tenant).filter(subscription=self.get_object())
+        deliveries = WebhookDeliveryFilterSet(request.query_params, queryset=deliveries, request=request).qs
+        page = self.paginate_queryset(deliveries)
+        return self.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)

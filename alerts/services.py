@@ -1,0 +1,538 @@
+"""Segments and alerts: the writes, and the set-based steps the pipeline runs.
+
+`segments_refresh` and `alerts_evaluate` work on chunks of accounts with a
+fixed number of queries per segment or rule and chunk: one criteria query,
+one read of the current memberships or alerts, bulk writes.
+"""
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from csplatform.customers.models import Account, Contact
+from csplatform.rules import CriteriaError, compile_criteria, load_criteria
+from csplatform.tenancy.models import Membership, Role, User
+from csplatform.tenancy.services import audit_record
+
+from .models import (
+    ACTIVE_STATUSES,
+    Alert,
+    AlertRule,
+    AlertStatus,
+    Channel,
+    Notification,
+    Resolution,
+    Segment,
+    SegmentMembership,
+    Subject,
+)
+from .notifications import notifications_enqueue
+from .webhooks import webhook_emit
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1000
+PREVIEW_SAMPLE_SIZE = 10
+
+
+def _chunks(ids, size=CHUNK_SIZE):
+    ids = sorted(set(ids))
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def criteria_compile(*, tenant, text, subject=Subject.ACCOUNT, field="criteria_text"):
+    """`(json, canonical text)` of criteria text; a ValidationError on `field` that points at the error."""
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError({field: "Write the criteria, e.g. health.score < 40."})
+    try:
+        criteria = compile_criteria(text, subject=subject, tenant=tenant)
+    except CriteriaError as exc:
+        raise ValidationError({field: str(exc)}) from exc
+    return criteria.json, criteria.text
+
+
+def _stored_criteria(tenant, data, subject, label):
+    """Stored criteria compiled again, or None (logged) when a field it reads no longer exists."""
+    try:
+        return load_criteria(data, subject=subject, tenant=tenant)
+    except CriteriaError:
+        logger.warning("Criteria of %s (tenant %s) no longer compile", label, tenant.pk, exc_info=True)
+        return None
+
+
+# Segments ------------------------------------------------------------------
+
+SEGMENT_FIELDS = ("key", "name", "description", "subject", "criteria_text")
+
+
+@dataclass(frozen=True)
+class SegmentChange:
+    segment_id: int
+    account_id: int
+    entered: bool
+    contact_id: int | None = None
+
+
+def segment_snapshot(segment):
+    return {name: getattr(segment, name) for name in SEGMENT_FIELDS}
+
+
+def _refresh_after_commit(tenant, segment):
+    from .tasks import refresh_segment_task
+
+    def enqueue():
+        try:
+            refresh_segment_task.apply_async(args=[tenant.pk, segment.pk], expires=3600)
+        except Exception:
+            # The hourly full sweep of the pipeline refreshes it as well.
+            logger.warning("Could not enqueue the refresh of segment %s", segment.pk, exc_info=True)
+
+    transaction.on_commit(enqueue)
+
+
+@transaction.atomic
+def segment_create(*, tenant, actor, key, name, criteria_text, subject=Subject.ACCOUNT, description=""):
+    """Save a segment; its members are filled in by a worker right after commit."""
+    if Segment.objects.for_tenant(tenant).filter(key=key).exists():
+        raise ValidationError({"key": f"A segment with key {key!r} already exists."})
+    criteria, text = criteria_compile(tenant=tenant, text=criteria_text, subject=subject)
+    segment = Segment(
+        tenant=tenant, key=key, name=name, description=description, subject=subject, criteria=criteria, criteria_text=text
+    )
+    segment.full_clean(exclude=["tenant"], validate_unique=False, validate_constraints=False)
+    segment.save()
+    audit_record(tenant=tenant, actor=actor, action="segment.created", obj=segment, after=segment_snapshot(segment))
+    _refresh_after_commit(tenant, segment)
+    return segment
+
+
+@transaction.atomic
+def segment_update(*, tenant, segment, actor, **changes):
+    """Change a segment; the key and subject stay, since criteria, playbooks and memberships refer to them."""
+    before = segment_snapshot(segment)
+    for name in ("key", "subject"):
+        if name in changes and changes.pop(name) != getattr(segment, name):
+            raise ValidationError({name: f"A segment's {name} cannot change; create a new segment instead."})
+    if "criteria_text" in changes:
+        segment.criteria, segment.criteria_text = criteria_compile(
+            tenant=tenant, text=changes.pop("criteria_text"), subject=segment.subject
+        )
+    for name, value in changes.items():
+        setattr(segment, name, value)
+    segment.full_clean(exclude=["tenant"], validate_unique=False, validate_constraints=False)
+    segment.save()
+    audit_record(
+        tenant=tenant, actor=actor, action="segment.updated", obj=segment, before=before, after=segment_snapshot(segment)
+    )
+    _refresh_after_commit(tenant, segment)
+    return segment
+
+
+@transaction.atomic
+def segment_delete(*, tenant, segment, actor):
+    audit_record(tenant=tenant, actor=actor, action="segment.deleted", obj=segment, before=segment_snapshot(segment))
+    segment.delete()
+
+
+def _subject_queryset(tenant, subject):
+    if subject == Subject.CONTACT:
+        return Contact.objects.for_tenant(tenant).select_related("account", "account__owner")
+    return Account.objects.for_tenant(tenant).select_related("owner")
+
+
+def segment_live_members(*, tenant, segment, now=None):
+    """The accounts (or contacts) that match the segment's criteria right now, in one query."""
+    criteria = load_criteria(segment.criteria, subject=segment.subject, tenant=tenant)
+    return criteria.filter(_subject_queryset(tenant, segment.subject), now=now)
+
+
+def segment_preview(*, tenant, text, subject=Subject.ACCOUNT):
+    """How many accounts (or contacts) criteria text matches now, and the first few; ValidationError if invalid."""
+    criteria_json, _ = criteria_compile(tenant=tenant, text=text, subject=subject)
+    criteria = load_criteria(criteria_json, subject=subject, tenant=tenant)
+    matches = criteria.filter(_subject_queryset(tenant, subject))
+    return {"count": matches.count(), "sample": list(matches.order_by("pk")[:PREVIEW_SAMPLE_SIZE])}
+
+
+def segments_refresh(*, tenant, account_ids, segments=None, now=None):
+    """Bring the memberships of these accounts up to date; returns the SegmentChanges.
+
+    For each segment and chunk of accounts: one criteria query for who
+    matches, one query for who is a member now, then the entries inserted
+    and the departures closed in bulk. A contact segment has a membership
+    per contact; its changes carry the contact id.
+    """
+    now = now or timezone.now()
+    if segments is None:
+        segments = Segment.objects.for_tenant(tenant).order_by("pk")
+    changes = []
+    for segment in segments:
+        criteria = _stored_criteria(tenant, segment.criteria, segment.subject, f"segment {segment.key}")
+        if criteria is None:
+            continue
+        for chunk in _chunks(account_ids):
+            changes.extend(_refresh_chunk(tenant, segment, criteria, chunk, now))
+    return changes
+
+
+@transaction.atomic
+def _refresh_chunk(tenant, segment, criteria, account_ids, now):
+    members = SegmentMembership.objects.for_tenant(tenant).current().filter(segment=segment, account_id__in=account_ids)
+    if segment.subject == Subject.CONTACT:
+        contacts = Contact.objects.for_tenant(tenant).filter(account_id__in=account_ids)
+        matched = {pk: (account_id, pk) for pk, account_id in criteria.filter(contacts, now=now).values_list("pk", "account_id")}
+        current = {contact_id: (pk, account_id, contact_id) for pk, account_id, contact_id in members.values_list("pk", "account_id", "contact_id")}
+    else:
+        accounts = Account.objects.for_tenant(tenant).filter(pk__in=account_ids)
+        matched = {pk: (pk, None) for pk in criteria.filter(accounts, now=now).values_list("pk", flat=True)}
+        current = {account_id: (pk, account_id, None) for pk, account_id in members.values_list("pk", "account_id")}
+
+    entering = [matched[key] for key in matched.keys() - current.keys()]
+    leaving = [current[key] for key in current.keys() - matched.keys()]
+    # Ignoring conflicts keeps a concurrent refresh of the same accounts from failing the chunk.
+    SegmentMembership.objects.for_tenant(tenant).bulk_create(
+        [
+            SegmentMembership(tenant=tenant, segment=segment, account_id=account_id, contact_id=contact_id, entered_at=now)
+            for account_id, contact_id in entering
+        ],
+        ignore_conflicts=True,
+    )
+    if leaving:
+        SegmentMembership.objects.for_tenant(tenant).filter(pk__in=[pk for pk, _, _ in leaving]).update(left_at=now)
+    return [SegmentChange(segment.pk, account_id, True, contact_id) for account_id, contact_id in entering] + [
+        SegmentChange(segment.pk, account_id, False, contact_id) for _, account_id, contact_id in leaving
+    ]
+
+
+def segment_refresh_all(*, tenant, segment, now=None):
+    """Refresh one segment over every account of the tenant (after it is created or changed)."""
+    account_ids = list(Account.objects.for_tenant(tenant).values_list("pk", flat=True))
+    return segments_refresh(tenant=tenant, account_ids=account_ids, segments=[segment], now=now)
+
+
+# Alert rules -----------------------------------------------------------------
+
+RULE_FIELDS = (
+    "key",
+    "name",
+    "description",
+    "condition_text",
+    "severity",
+    "notify_owner",
+    "notify_roles",
+    "notify_emails",
+    "channels",
+    "slack_webhook_url",
+    "cooldown_minutes",
+    "enabled",
+)
+
+
+def rule_snapshot(rule):
+    return {name: getattr(rule, name) for name in RULE_FIELDS}
+
+
+def _check_rule(rule):
+    from .http import UnsafeTarget, resolve_target
+
+    unknown = [channel for channel in rule.channels if channel not in Channel.values]
+    if unknown:
+        raise ValidationError({"channels": f"Unknown channel(s) {', '.join(unknown)}; choose from {', '.join(Channel.values)}."})
+    rule.channels = sorted(set(rule.channels))
+    if Channel.SLACK in rule.channels:
+        if not rule.slack_webhook_url:
+            raise ValidationError({"slack_webhook_url": "The slack channel needs the incoming webhook URL."})
+        try:
+            resolve_target(rule.slack_webhook_url)
+        except UnsafeTarget as exc:
+            raise ValidationError({"slack_webhook_url": str(exc)}) from exc
+    unknown = [role for role in rule.notify_roles if role not in Role.values]
+    if unknown:
+        raise ValidationError({"notify_roles": f"Unknown role(s) {', '.join(unknown)}; choose from {', '.join(Role.values)}."})
+    rule.notify_roles = sorted(set(rule.notify_roles))
+    rule.notify_emails = sorted({address.strip().lower() for address in rule.notify_emails if address.strip()})
+    for address in rule.notify_emails:
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise ValidationError({"notify_emails": f"{address!r} is not an email address."}) from None
+    rule.full_clean(exclude=["tenant"], validate_unique=False, validate_constraints=False)
+
+
+@transaction.atomic
+def alert_rule_create(*, tenant, actor, key, name, condition_text, **fields):
+    if AlertRule.objects.for_tenant(tenant).filter(key=key).exists():
+        raise ValidationError({"key": f"An alert rule with key {key!r} already exists."})
+    condition, text = criteria_compile(tenant=tenant, text=condition_text, field="condition_text")
+    rule = AlertRule(tenant=tenant, key=key, name=name, condition=condition, condition_text=text, **fields)
+    _check_rule(rule)
+    rule.save()
+    audit_record(tenant=tenant, actor=actor, action="alert_rule.created", obj=rule, after=rule_snapshot(rule))
+    return rule
+
+
+@transaction.atomic
+def alert_rule_update(*, tenant, rule, actor, **changes):
+    before = rule_snapshot(rule)
+    if "key" in changes and changes.pop("key") != rule.key:
+        raise ValidationError({"key": "A rule's key cannot change; create a new rule instead."})
+    if "condition_text" in changes:
+        rule.condition, rule.condition_text = criteria_compile(
+            tenant=tenant, text=changes.pop("condition_text"), field="condition_text"
+        )
+    for name, value in changes.items():
+        setattr(rule, name, value)
+    _check_rule(rule)
+    rule.save()
+    audit_record(tenant=tenant, actor=actor, action="alert_rule.updated", obj=rule, before=before, after=rule_snapshot(rule))
+    return rule
+
+
+@transaction.atomic
+def alert_rule_delete(*, tenant, rule, actor):
+    """Delete a rule; its alerts stay in the history without it."""
+    audit_record(tenant=tenant, actor=actor, action="alert_rule.deleted", obj=rule, before=rule_snapshot(rule))
+    rule.delete()
+
+
+# Alerts --------------------------------------------------------------------
+
+
+@dataclass
+class AlertChanges:
+    opened: list = field(default_factory=list)
+    resolved: list = field(default_factory=list)
+
+
+def alerts_evaluate(*, tenant, account_ids, now=None):
+    """Open alerts where a rule's condition holds and auto-resolve those whose condition cleared.
+
+    For each enabled rule and chunk of accounts:
+    1. Lock the rule row, so two evaluations of one rule take turns.
+    2. One criteria query: the accounts that match now.
+    3. One query: the rule's active alerts on the chunk, and its alerts
+       resolved within the cooldown.
+    4. Open alerts for matches with neither (at most one active alert per
+       rule and account, which a partial unique constraint also enforces),
+       resolve active alerts whose account no longer matches, and queue the
+       notifications of the new ones.
+    Returns AlertChanges with the ids opened and resolved.
+    """
+    now = now or timezone.now()
+    changes = AlertChanges()
+    for rule in AlertRule.objects.for_tenant(tenant).filter(enabled=True).order_by("pk"):
+        criteria = _stored_criteria(tenant, rule.condition, Subject.ACCOUNT, f"alert rule {rule.key}")
+        if criteria is None:
+            continue
+        for chunk in _chunks(account_ids):
+            opened, resolved = _evaluate_chunk(tenant, rule, criteria, chunk, now)
+            changes.opened.extend(opened)
+            changes.resolved.extend(resolved)
+    return changes
+
+
+@transaction.atomic
+def _evaluate_chunk(tenant, rule, criteria, account_ids, now):
+    AlertRule.objects.for_tenant(tenant).select_for_update().filter(pk=rule.pk).exists()
+    accounts = Account.objects.for_tenant(tenant).filter(pk__in=account_ids)
+    matched = dict(criteria.filter(accounts, now=now).values_list("pk", "name"))
+    cooldown_start = now - dt.timedelta(minutes=rule.cooldown_minutes)
+    known = (
+        Alert.objects.for_tenant(tenant)
+        .filter(rule=rule, account_id__in=account_ids)
+        .filter(Q(status__in=ACTIVE_STATUSES) | Q(resolved_at__gt=cooldown_start))
+        .values_list("pk", "account_id", "status")
+    )
+    active, cooling = {}, set()
+    for pk, account_id, status in known:
+        if status in ACTIVE_STATUSES:
+            active[account_id] = pk
+        else:
+            cooling.add(account_id)
+
+    new = [
+        Alert(
+            tenant=tenant,
+            rule=rule,
+            account_id=account_id,
+            title=f"{rule.name}: {name}"[:300],
+            severity=rule.severity,
+            opened_at=now,
+            details={"rule": rule.key, "condition": rule.condition_text},
+            source=f"rule:{rule.key}",
+        )
+        for account_id, name in sorted(matched.items())
+        if account_id not in active and account_id not in cooling
+    ]
+    Alert.objects.for_tenant(tenant).bulk_create(new)
+    cleared = [pk for account_id, pk in active.items() if account_id not in matched]
+    if cleared:
+        Alert.objects.for_tenant(tenant).filter(pk__in=cleared).update(
+            status=AlertStatus.RESOLVED, resolution=Resolution.AUTO, resolved_at=now
+        )
+    if new:
+        notifications_enqueue(tenant=tenant, notifications=_rule_notifications(tenant, rule, new))
+    return [alert.pk for alert in new], sorted(cleared)
+
+
+def _rule_notifications(tenant, rule, alerts):
+    """The Notification rows of new alerts of `rule`: per recipient and channel, each once."""
+    owners = dict(
+        Account.objects.for_tenant(tenant)
+        .filter(pk__in=[alert.account_id for alert in alerts], owner__isnull=False, owner__is_active=True)
+        .values_list("pk", "owner")
+    )
+    users = {}
+    if rule.notify_roles:
+        members = Membership.objects.for_tenant(tenant).filter(role__in=rule.notify_roles, user__is_active=True)
+        users = {membership.user_id: membership.user for membership in members.select_related("user")}
+    owner_users = {}
+    if rule.notify_owner and owners:
+        owner_users = User.objects.in_bulk(set(owners.values()))
+    rows = []
+    for alert in alerts:
+        recipients = dict(users)
+        owner_id = owners.get(alert.account_id)
+        if rule.notify_owner and owner_id in owner_users:
+            recipients[owner_id] = owner_users[owner_id]
+        rows.extend(_alert_notifications(tenant, alert, rule.channels, recipients.values(), rule.notify_emails, rule.slack_webhook_url))
+    return rows
+
+
+def _alert_notifications(tenant, alert, channels, users, emails=(), slack_url=""):
+    subject = f"[{alert.get_severity_display()}] {alert.title}"
+    text = f"{alert.title}\n\nSeverity: {alert.severity}\nOpened: {alert.opened_at:%Y-%m-%d %H:%M} UTC"
+    if alert.details.get("condition"):
+        text += f"\nCondition: {alert.details['condition']}"
+
+    def row(channel, recipient, user=None):
+        return Notification(
+            tenant=tenant,
+            alert=alert,
+            channel=channel,
+            user=user,
+            recipient=recipient,
+            subject=subject[:300],
+            text=text,
+            idempotency_key=f"alert:{alert.pk}:{channel}:{recipient}"[:300],
+        )
+
+    rows = []
+    addresses = {user.email: user for user in users}
+    if Channel.IN_APP in channels:
+        rows += [row(Channel.IN_APP, user.email, user) for user in users]
+    if Channel.EMAIL in channels:
+        for address in emails:
+            addresses.setdefault(address.lower(), None)
+        rows += [row(Channel.EMAIL, address, user) for address, user in sorted(addresses.items())]
+    if Channel.SLACK in channels and slack_url:
+        rows.append(row(Channel.SLACK, slack_url))
+    return rows
+
+
+def alert_payload(alert):
+    """What alert webhooks carry."""
+    account = alert.account
+    return {
+        "alert": {
+            "id": alert.pk,
+            "title": alert.title,
+            "severity": alert.severity,
+            "status": alert.status,
+            "rule": alert.rule.key if alert.rule_id else None,
+            "opened_at": alert.opened_at,
+            "resolved_at": alert.resolved_at,
+            "resolution": alert.resolution,
+            "note": alert.note,
+        },
+        "account": {"id": account.pk, "external_id": account.external_id, "name": account.name},
+    }
+
+
+def alert_webhooks_emit(*, tenant, opened=(), resolved=()):
+    """Emit alert.opened / alert.resolved for these alert ids; the keys make a second call send nothing."""
+    for event_type, ids in (("alert.opened", opened), ("alert.resolved", resolved)):
+        for alert in Alert.objects.for_tenant(tenant).filter(pk__in=list(ids)).select_related("account", "rule"):
+            webhook_emit(
+                tenant=tenant,
+                event_type=event_type,
+                payload=alert_payload(alert),
+                idempotency_key=f"alert:{alert.pk}:{event_type.split('.')[1]}",
+            )
+
+
+def alert_raise(*, tenant, account, title, severity, details=None, source="", dedupe_key=None):
+    """Open an alert without a rule (playbooks' "raise an alert"); the same dedupe_key returns the same alert.
+
+    The account's owner is notified in the app, and alert.opened is emitted.
+    """
+    if account.tenant_id != tenant.pk:
+        raise ValidationError({"account": "Unknown account."})
+    dedupe_key = dedupe_key or ""
+    alerts = Alert.objects.for_tenant(tenant)
+    if dedupe_key and (existing := alerts.filter(dedupe_key=dedupe_key).first()):
+        return existing
+    try:
+        with transaction.atomic():
+            alert = alerts.create(
+                tenant=tenant,
+                account=account,
+                title=title[:300],
+                severity=severity,
+                opened_at=timezone.now(),
+                details=details or {},
+                source=source,
+                dedupe_key=dedupe_key,
+            )
+            owner = account.owner if account.owner_id else None
+            if owner is not None:
+                notifications_enqueue(tenant=tenant, notifications=_alert_notifications(tenant, alert, [Channel.IN_APP], [owner]))
+            alert_webhooks_emit(tenant=tenant, opened=[alert.pk])
+    except IntegrityError:
+        # Raised concurrently with the same key: the other call's alert is the one.
+        return alerts.get(dedupe_key=dedupe_key)
+    return alert
+
+
+def _locked(tenant, alert):
+    return Alert.objects.for_tenant(tenant).select_for_update().get(pk=alert.pk)
+
+
+@transaction.atomic
+def alert_acknowledge(*, tenant, alert, user, note=""):
+    """Someone is on it: open -> acknowledged."""
+    alert = _locked(tenant, alert)
+    if alert.status != AlertStatus.OPEN:
+        raise ValidationError({"status": f"Only an open alert can be acknowledged; this one is {alert.status}."})
+    alert.status = AlertStatus.ACKNOWLEDGED
+    alert.acknowledged_by = user if getattr(user, "pk", None) else None
+    alert.acknowledged_at = timezone.now()
+    if note:
+        alert.note = note
+    alert.save(update_fields=["status", "acknowledged_by", "acknowledged_at", "note"])
+    return alert
+
+
+@transaction.atomic
+def alert_resolve(*, tenant, alert, user, note=""):
+    """Close an open or acknowledged alert by hand, with a note on what was done."""
+    alert = _locked(tenant, alert)
+    if alert.status == AlertStatus.RESOLVED:
+        raise ValidationError({"status": "The alert is already resolved."})
+    alert.status = AlertStatus.RESOLVED
+    alert.resolution = Resolution.MANUAL
+    alert.resolved_by = user if getattr(user, "pk", None) else None
+    alert.resolved_at = timezone.now()
+    if note:
+        alert.note = note
+    alert.save(update_fields=["status", "resolution", "resolved_by", "resolved_at", "note"])
+    alert_webhooks_emit(tenant=tenant, resolved=[alert.pk])
+    return alert

@@ -1,0 +1,47 @@
+"""The benchmark's own PostgreSQL database: created when missing, emptied before each run."""
+
+import psycopg2
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+from psycopg2 import sql
+
+
+class BenchError(Exception):
+    """The benchmark cannot run as asked; the message says why."""
+
+
+def database_problem(config):
+    """Why this database must not be used (and emptied) by the benchmark, or None."""
+    if config["ENGINE"] != "django.db.backends.postgresql":
+        return "The benchmark needs PostgreSQL: set DATABASE_URL to a postgres:// URL."
+    if "bench" not in config["NAME"]:
+        return f"Refusing to empty database {config['NAME']!r}: its name must contain 'bench'."
+    return None
+
+
+def database_prepare():
+    """Create the database if needed, migrate it, and empty every table.
+
+    Emptying is a TRUNCATE of all tables, so the database name must say it is
+    for benchmarks: a mistyped DATABASE_URL must never wipe real data.
+    """
+    config = settings.DATABASES["default"]
+    problem = database_problem(config)
+    if problem:
+        raise BenchError(problem)
+    name = config["NAME"]
+    admin = psycopg2.connect(
+        dbname="postgres", user=config["USER"], password=config["PASSWORD"] or None,
+        host=config["HOST"] or None, port=config["PORT"] or None,
+    )
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        if cursor.fetchone() is None:
+            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    admin.close()
+    call_command("migrate", interactive=False, verbosity=0)
+    tables = [t for t in connection.introspection.table_names() if t != "django_migrations"]
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {', '.join(connection.ops.quote_name(t) for t in tables)} RESTART IDENTITY CASCADE")

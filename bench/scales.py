@@ -1,0 +1,35 @@
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    accounts: int
+    contacts: int
+    events: int
+    days: int = 90
+
+    def fraction(self, divisor):
+        """The same shape with 1/divisor of the accounts, contacts and events."""
+        return Scale(
+            f"{self.name}/{divisor}",
+            max(1, self.accounts // divisor),
+            max(1, self.contacts // divisor),
+            max(1, self.events // divisor),
+            self.days,
+        )
+
+    @property
+    def api_events(self):
+        """Events sent through each ingest API: enough for a stable rate, bounded so a run stays short."""
+        return min(self.events // 10, 20_000)
+
+
+SCALES = {
+    "tiny": Scale("tiny", 1_000, 5_000, 100_000),
+    "small": Scale("small", 10_000, 50_000, 1_000_000),
+    "full": Scale("full", 100_000, 500_000, 10_000_000),
+}
+
+# Growth and memory are measured on tenants of these fractions of the chosen scale, plus the scale itself.
+GROWTH_DIVISORS = (10, 3)

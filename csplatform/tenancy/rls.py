@@ -1,0 +1,134 @@
+"""PostgreSQL row-level security: the second wall behind `for_tenant()`.
+
+Every tenant table gets a policy that shows a row only when its tenant is
+the transaction's tenant:
+
+    tenant_id = current_setting('csp.tenant_id', true)::bigint
+    OR current_setting('csp.bypass_rls', true) = 'on'
+
+`tenant_context(tenant)` sets that tenant for the block (SET LOCAL when the
+block runs in a transaction) and restores the previous value after it;
+`dangerously_bypass_rls()` is the named escape hatch for work that spans
+tenants (the pipeline's sweeps). A superuser, or a role with BYPASSRLS,
+ignores the policies (and then the settings are skipped, see check_role);
+production runs the app as an ordinary role so they apply. On SQLite all of
+this is a no-op.
+
+Two tenant tables stay outside the policies: API keys and memberships are
+read to learn the tenant of a request, before any tenant can be set.
+"""
+
+from contextlib import contextmanager
+
+from django.apps import apps
+from django.db import connection, transaction
+
+POLICY = "tenant_isolation"
+TENANT_SETTING = "csp.tenant_id"
+BYPASS_SETTING = "csp.bypass_rls"
+# Looked up to find the request's tenant (by key hash, by signed-in user).
+TENANT_LOOKUP_MODELS = {"tenancy.ApiKey", "tenancy.Membership"}
+
+# NULLIF: once a transaction that set the value ends, the setting reads as ''.
+CONDITION = (
+    f"tenant_id = NULLIF(current_setting('{TENANT_SETTING}', true), '')::bigint "
+    f"OR current_setting('{BYPASS_SETTING}', true) = 'on'"
+)
+
+
+def protected_models():
+    from .models import TenantModel
+
+    return [
+        model
+        for model in apps.get_models()
+        if issubclass(model, TenantModel) and model._meta.label not in TENANT_LOOKUP_MODELS and model._meta.managed
+    ]
+
+
+def policy_statements(table):
+    quoted = connection.ops.quote_name(table)
+    return [
+        f"ALTER TABLE {quoted} ENABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {quoted} FORCE ROW LEVEL SECURITY",
+        f"DROP POLICY IF EXISTS {POLICY} ON {quoted}",
+        f"CREATE POLICY {POLICY} ON {quoted} USING ({CONDITION}) WITH CHECK ({CONDITION})",
+    ]
+
+
+def enable_row_level_security(using="default", **kwargs):
+    """Put the policy on every tenant table; safe to repeat (runs after every `migrate`).
+
+    After `migrate` rather than in one migration, so that a tenant table any
+    app adds later is covered the moment it exists.
+    """
+    from django.db import connections
+
+    target = connections[using]
+    if target.vendor != "postgresql":
+        return
+    existing = set(target.introspection.table_names())
+    with transaction.atomic(using=using), target.cursor() as cursor:
+        for model in protected_models():
+            if model._meta.db_table in existing:
+                for statement in policy_statements(model._meta.db_table):
+                    cursor.execute(statement)
+
+
+def _apply(tenant_id, bypass):
+    """Set both settings in one statement; return the values they had before.
+
+    Inside a transaction the values are transaction-local (SET LOCAL); in
+    autocommit they hold for the connection until the block restores them,
+    so a view or task that commits several transactions keeps its tenant.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT current_setting('{TENANT_SETTING}', true), current_setting('{BYPASS_SETTING}', true), "
+            f"set_config('{TENANT_SETTING}', %s, %s), set_config('{BYPASS_SETTING}', %s, %s)",
+            [tenant_id, connection.in_atomic_block, bypass, connection.in_atomic_block],
+        )
+        previous_tenant, previous_bypass, _, _ = cursor.fetchone()
+    return previous_tenant or "", previous_bypass or ""
+
+
+def check_role(sender=None, connection=connection, **kwargs):
+    """Note whether the policies bind this connection's role (connection_created handler).
+
+    A superuser or BYPASSRLS role ignores them, so setting the tenant would
+    cost a query per block and change nothing; the check costs one query per
+    new connection. Call it again after a SET ROLE.
+    """
+    connection.csp_rls_enforced = False
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT NOT (rolsuper OR rolbypassrls) FROM pg_roles WHERE rolname = current_user")
+            connection.csp_rls_enforced = cursor.fetchone()[0]
+
+
+@contextmanager
+def _settings(tenant_id, bypass):
+    connection.ensure_connection()
+    if not getattr(connection, "csp_rls_enforced", False):
+        yield
+        return
+    previous = _apply(tenant_id, bypass)
+    try:
+        yield
+    finally:
+        # A failed transaction rolls its SET LOCAL back by itself.
+        if not connection.needs_rollback:
+            _apply(*previous)
+
+
+def tenant_context(tenant):
+    """Limit the rows the block's queries can reach to `tenant` (a Tenant or its id)."""
+    tenant_id = getattr(tenant, "pk", tenant)
+    if tenant_id is None:
+        raise ValueError("tenant_context() needs a tenant")
+    return _settings(str(int(tenant_id)), "off")
+
+
+def dangerously_bypass_rls():
+    """Let the block's queries reach every tenant's rows. For cross-tenant sweeps only."""
+    return _settings("", "on")

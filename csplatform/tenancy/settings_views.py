@@ -1,0 +1,213 @@
+"""Settings pages of the tenancy app: the admin gate, members, API keys and the audit log."""
+
+import json
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.tokens import default_token_generator
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse, reverse_lazy
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from .decorators import tenant_page
+from .members import member_invite, member_remove, member_role_change
+from .models import ApiKey, AuditLogEntry, Membership, Role, Tenant
+from .services import InvalidScopes, api_key_create, api_key_revoke
+from .settings_forms import ApiKeyForm, AuditFilterForm, InviteForm, RoleForm, add_service_errors
+
+AUDIT_PAGE_SIZE = 50
+# The raw key of a key just created waits here until the result page shows it, once.
+NEW_KEY_SESSION = "settings_new_api_key"
+
+
+def settings_page(view):
+    """A settings page: a member of the tenant (else 404, from tenant_page) with the admin role (else 403)."""
+
+    @tenant_page
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if request.membership.role != Role.ADMIN:
+            admins = Membership.objects.for_tenant(request.tenant).filter(role=Role.ADMIN).select_related("user")
+            return render(request, "settings/forbidden.html", {"admins": admins}, status=403)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def posted(request):
+    """The submitted data of a POST (even an empty one), None for a GET: the form is bound only when sent."""
+    return request.POST if request.method == "POST" else None
+
+
+def back(request, name, *args):
+    return redirect(name, request.tenant.slug, *args)
+
+
+@settings_page
+def index(request):
+    return back(request, "settings-stages")
+
+
+@settings_page
+def members(request):
+    form = InviteForm(posted(request))
+    if request.method == "POST" and form.is_valid():
+        try:
+            membership, created_user = member_invite(tenant=request.tenant, actor=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            send_invitation(request, membership, created_user)
+            messages.success(request, f"Invited {membership.user.email} as {membership.get_role_display()}.")
+            return back(request, "settings-members")
+    memberships = (
+        Membership.objects.for_tenant(request.tenant).select_related("user").order_by("user__name", "user__email")
+    )
+    return render(
+        request, "settings/members.html", {"form": form, "memberships": memberships, "roles": Role.choices}
+    )
+
+
+def send_invitation(request, membership, created_user):
+    """Email the new member: a set-password link for a new user, a sign-in link for an existing one."""
+    user, tenant = membership.user, membership.tenant
+    if created_user:
+        uid = urlsafe_base64_encode(force_bytes(user.pk))
+        token = default_token_generator.make_token(user)
+        link = request.build_absolute_uri(reverse("settings-join", args=[tenant.slug, uid, token]))
+    else:
+        link = request.build_absolute_uri(reverse("portfolio", args=[tenant.slug]))
+    context = {"tenant": tenant, "inviter": request.user, "link": link, "created_user": created_user}
+    send_mail(
+        subject=f"You have been added to {tenant.name} on csplatform",
+        message=render_to_string("settings/emails/invitation.txt", context),
+        from_email=None,
+        recipient_list=[user.email],
+    )
+
+
+def _membership(request, pk):
+    return get_object_or_404(Membership.objects.for_tenant(request.tenant).select_related("user"), pk=pk)
+
+
+@require_POST
+@settings_page
+def member_role(request, pk):
+    membership = _membership(request, pk)
+    form = RoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose one of the roles: admin, CSM or viewer.")
+        return back(request, "settings-members")
+    try:
+        membership = member_role_change(
+            tenant=request.tenant, membership=membership, role=form.cleaned_data["role"], actor=request.user
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"{membership.user.email} is now {membership.get_role_display()}.")
+    return back(request, "settings-members")
+
+
+@require_POST
+@settings_page
+def member_delete(request, pk):
+    membership = _membership(request, pk)
+    try:
+        member_remove(tenant=request.tenant, membership=membership, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return back(request, "settings-members")
+    messages.success(request, f"Removed {membership.user.email} from {request.tenant.name}.")
+    # An admin who removed themselves can no longer see this tenant's settings.
+    if membership.user == request.user:
+        return redirect("home")
+    return back(request, "settings-members")
+
+
+class JoinView(auth_views.PasswordResetConfirmView):
+    """Where an invited user sets a password, from the link in the invitation email."""
+
+    template_name = "settings/join.html"
+    success_url = reverse_lazy("login")
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["tenant"] = Tenant.objects.filter(slug=self.kwargs["tenant_slug"]).first()
+        return context
+
+    def form_valid(self, form):
+        messages.success(self.request, "Your password is set. Sign in with your email and the new password.")
+        return super().form_valid(form)
+
+
+@settings_page
+def api_keys(request):
+    form = ApiKeyForm(posted(request))
+    if request.method == "POST" and form.is_valid():
+        try:
+            api_key, raw_key = api_key_create(
+                tenant=request.tenant,
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+                created_by=request.user,
+            )
+        except InvalidScopes as exc:
+            form.add_error("scopes", str(exc))
+        else:
+            request.session[NEW_KEY_SESSION] = {"id": api_key.pk, "raw": raw_key}
+            return back(request, "settings-api-key-created", api_key.pk)
+    keys = ApiKey.objects.for_tenant(request.tenant).select_related("created_by")
+    return render(request, "settings/api_keys.html", {"form": form, "keys": keys})
+
+
+@never_cache
+@settings_page
+def api_key_created(request, pk):
+    """The one page that shows a new key. Taking the key out of the session makes a reload show nothing."""
+    api_key = get_object_or_404(ApiKey.objects.for_tenant(request.tenant), pk=pk)
+    pending = request.session.get(NEW_KEY_SESSION)
+    raw_key = None
+    if pending and pending["id"] == api_key.pk:
+        raw_key = pending["raw"]
+        del request.session[NEW_KEY_SESSION]
+    return render(request, "settings/api_key_created.html", {"api_key": api_key, "raw_key": raw_key})
+
+
+@require_POST
+@settings_page
+def api_key_delete(request, pk):
+    api_key = get_object_or_404(ApiKey.objects.for_tenant(request.tenant), pk=pk)
+    if api_key_revoke(tenant=request.tenant, api_key=api_key, actor=request.user):
+        messages.success(request, f"Revoked {api_key.name} ({api_key.prefix}…). Requests with it now fail.")
+    else:
+        messages.error(request, f"{api_key.name} was already revoked.")
+    return back(request, "settings-api-keys")
+
+
+def as_json(value):
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+@settings_page
+def audit_log(request):
+    entries = AuditLogEntry.objects.for_tenant(request.tenant)
+    form = AuditFilterForm(
+        request.GET,
+        actions=entries.order_by("action").values_list("action", flat=True).distinct(),
+        object_types=entries.order_by("object_type").values_list("object_type", flat=True).distinct(),
+    )
+    form.is_valid()
+    filters = {name: value for name, value in form.cleaned_data.items() if value}
+    page = Paginator(entries.filter(**filters).select_related("actor"), AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    for entry in page:
+        entry.before_text, entry.after_text = as_json(entry.before), as_json(entry.after)
+    return render(request, "settings/audit_log.html", {"form": form, "page": page, "filtered": bool(filters)})

@@ -1,0 +1,220 @@
+"""Lifecycle pages: the board, and moving an account to another stage by hand."""
+
+import datetime as dt
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.db.models import Count, F, Window
+from django.db.models.functions import RowNumber
+from django.http import HttpResponseForbidden
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from csplatform.customers.models import Account
+from csplatform.tenancy.decorators import tenant_page
+from csplatform.tenancy.models import Role
+
+from .forms import BoardMoveForm, MoveStageForm
+from .models import AccountStage, StageTransition
+from .selectors import kpi_median_days_in_stage, stages_in_order
+from .services import account_move_stage
+from .sla import days_in_stage_expression, sla_status_expression
+
+CARDS_PER_STAGE = 12
+EDITOR_ROLES = {Role.ADMIN, Role.CSM}
+
+
+def can_change(request):
+    """Admins and CSMs act on accounts; viewers only look."""
+    return request.membership.role in EDITOR_ROLES
+
+
+def is_htmx(request):
+    return request.headers.get("HX-Request") == "true"
+
+
+def forbidden_for_viewers(request):
+    return HttpResponseForbidden("Your role in this tenant can look but not change anything.")
+
+
+def _form_errors(form, exc):
+    for field, errors in exc.message_dict.items():
+        form.add_error(field if field in form.fields else None, errors)
+
+
+def board_context(request, *, failed_move=None, moved=None):
+    """1. The stages in order (one query); none yet means the empty state.
+    2. Accounts per stage and colour, moves of the last 7 days and the median stay: one grouped query each.
+    3. The cards: per stage the accounts in worst health first, numbered by a window so one query
+       returns at most CARDS_PER_STAGE of each column.
+    """
+    tenant = request.tenant
+    stages = stages_in_order(tenant=tenant)
+    context = {"stages": stages, "can_change": can_change(request), "moved": moved}
+    if not stages:
+        return context
+    counts = {}
+    for row in (
+        AccountStage.objects.for_tenant(tenant)
+        .values("stage_id", "account__health__colour")
+        .annotate(n=Count("pk"))
+        .order_by()
+    ):
+        per_colour = counts.setdefault(row["stage_id"], {})
+        colour = row["account__health__colour"] or "unscored"
+        per_colour[colour] = per_colour.get(colour, 0) + row["n"]
+    week_ago = timezone.now() - dt.timedelta(days=7)
+    moved_in, moved_out = {}, {}
+    for row in (
+        StageTransition.objects.for_tenant(tenant)
+        .filter(at__gte=week_ago)
+        .values("from_stage_id", "to_stage_id")
+        .annotate(n=Count("pk"))
+        .order_by()
+    ):
+        moved_in[row["to_stage_id"]] = moved_in.get(row["to_stage_id"], 0) + row["n"]
+        moved_out[row["from_stage_id"]] = moved_out.get(row["from_stage_id"], 0) + row["n"]
+    medians = {row["stage"]: row["median_days"] for row in kpi_median_days_in_stage(tenant=tenant)}
+
+    cards = (
+        Account.objects.for_tenant(tenant)
+        .filter(lifecycle__isnull=False)
+        .select_related("health", "owner", "lifecycle")
+        .annotate(
+            days_in_stage=days_in_stage_expression(tenant, "lifecycle__"),
+            sla_status=sla_status_expression(tenant, "lifecycle__"),
+            place=Window(
+                RowNumber(),
+                partition_by=[F("lifecycle__stage_id")],
+                order_by=[F("health__score").asc(nulls_last=True), F("name").asc(), F("pk").asc()],
+            ),
+        )
+        .filter(place__lte=CARDS_PER_STAGE)
+        .order_by("place")
+    )
+    by_stage = {}
+    failed_card = None
+    for account in cards:
+        by_stage.setdefault(account.lifecycle.stage_id, []).append(account)
+        if failed_move is not None and failed_move.data.get("account") == str(account.pk):
+            account.move_form = failed_card = failed_move
+    if failed_move is not None and failed_card is None:
+        # The account has no card on the board (unknown, or beyond a column's first cards): say so on top.
+        context["move_errors"] = [error for errors in failed_move.errors.values() for error in errors]
+    columns = []
+    for stage in stages:
+        per_colour = counts.get(stage.pk, {})
+        total = sum(per_colour.values())
+        columns.append(
+            {
+                "stage": stage,
+                "total": total,
+                "colours": [(colour, per_colour.get(colour, 0)) for colour in ("green", "yellow", "red", "unscored")],
+                "median_days": medians.get(stage.key),
+                "moved_in": moved_in.get(stage.pk, 0),
+                "moved_out": moved_out.get(stage.pk, 0),
+                "cards": by_stage.get(stage.pk, []),
+                "more": max(total - len(by_stage.get(stage.pk, [])), 0),
+            }
+        )
+    context["columns"] = columns
+    return context
+
+
+@tenant_page
+def board(request):
+    return render(request, "lifecycle/board.html", board_context(request))
+
+
+@tenant_page
+@require_POST
+def board_move(request):
+    if not can_change(request):
+        return forbidden_for_viewers(request)
+    tenant = request.tenant
+    form = BoardMoveForm(request.POST, tenant=tenant)
+    moved = None
+    if form.is_valid():
+        account, stage = form.cleaned_data["account"], form.cleaned_data["stage"]
+        try:
+            account_move_stage(
+                tenant=tenant, account=account, to_stage=stage, actor=request.user, reason=form.cleaned_data["reason"]
+            )
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        else:
+            moved = f"Moved {account.name} to {stage.name}."
+    failed = form if form.errors else None
+    if not is_htmx(request):
+        if failed is None:
+            messages.success(request, moved)
+            return redirect("board", tenant_slug=tenant.slug)
+        return render(request, "lifecycle/board.html", board_context(request, failed_move=failed), status=400)
+    # htmx swaps the board in place; a failed move shows its errors on the card it came from.
+    return render(request, "lifecycle/_board.html", board_context(request, failed_move=failed, moved=moved))
+
+
+def account_lifecycle_context(request, account, *, form=None, stages=None):
+    """The account page's lifecycle section: current stage, the move form and the stage timeline."""
+    tenant = request.tenant
+    stages = stages if stages is not None else stages_in_order(tenant=tenant)
+    state = (
+        AccountStage.objects.for_tenant(tenant)
+        .select_related("stage")
+        .annotate(days_in_stage=days_in_stage_expression(tenant), sla_status=sla_status_expression(tenant))
+        .filter(account=account)
+        .first()
+    )
+    timeline = (
+        StageTransition.objects.for_tenant(tenant)
+        .filter(account=account)
+        .select_related("from_stage", "to_stage", "by_user")
+        .order_by("-at", "-id")
+    )
+    if form is None and state is not None:
+        # Offer the next stage, or for the last one the first other stage: never where the account already is.
+        others = [stage for stage in stages if stage.pk != state.stage_id]
+        following = next((stage for stage in others if stage.position > state.stage.position), others[0] if others else None)
+        form = MoveStageForm(tenant=tenant, stages=stages, initial={"stage": following.key if following else None})
+    elif form is None:
+        form = MoveStageForm(tenant=tenant, stages=stages)
+    return {
+        "account": account,
+        "state": state,
+        "timeline": timeline,
+        "stages": stages,
+        "move_form": form,
+        "can_change": can_change(request),
+    }
+
+
+@tenant_page
+@require_POST
+def account_move(request, account_id):
+    tenant = request.tenant
+    account = get_object_or_404(Account.objects.for_tenant(tenant), pk=account_id)
+    if not can_change(request):
+        return forbidden_for_viewers(request)
+    stages = stages_in_order(tenant=tenant)
+    form = MoveStageForm(request.POST, tenant=tenant, stages=stages)
+    if form.is_valid():
+        stage = form.cleaned_data["stage"]
+        try:
+            account_move_stage(
+                tenant=tenant, account=account, to_stage=stage, actor=request.user, reason=form.cleaned_data["reason"]
+            )
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        else:
+            if not is_htmx(request):
+                messages.success(request, f"Moved {account.name} to {stage.name}.")
+                return redirect("account-detail", tenant_slug=tenant.slug, account_id=account.pk)
+            context = account_lifecycle_context(request, account, stages=stages)
+            context["moved"] = f"Moved to {stage.name}."
+            return render(request, "lifecycle/_account_lifecycle.html", context)
+    if is_htmx(request):
+        context = account_lifecycle_context(request, account, form=form, stages=stages)
+        return render(request, "lifecycle/_account_lifecycle.html", context)
+    messages.error(request, "The account was not moved: " + " ".join(e for errors in form.errors.values() for e in errors))
+    return redirect("account-detail", tenant_slug=tenant.slug, account_id=account.pk)

@@ -1,0 +1,33 @@
+import django_filters
+
+from ..models import OutboundEmail, Run, Task
+
+
+class RunFilterSet(django_filters.FilterSet):
+    account = django_filters.NumberFilter(field_name="account_id")
+    playbook = django_filters.CharFilter(field_name="playbook__key")
+    status = django_filters.CharFilter(field_name="status")
+
+    class Meta:
+        model = Run
+        fields = ["account", "playbook", "status"]
+
+
+class TaskFilterSet(django_filters.FilterSet):
+    owner = django_filters.CharFilter(field_name="owner__email", lookup_expr="iexact")
+    account = django_filters.NumberFilter(field_name="account_id")
+    due_before = django_filters.IsoDateTimeFilter(field_name="due_at", lookup_expr="lte")
+    open = django_filters.BooleanFilter(field_name="completed_at", lookup_expr="isnull")
+
+    class Meta:
+        model = Task
+        fields = ["owner", "account", "due_before", "open"]
+
+
+class OutboundEmailFilterSet(django_filters.FilterSet):
+    account = django_filters.NumberFilter(field_name="account_id")
+    status = django_filters.CharFilter(field_name="status")
+
+    class Meta:
+        model = OutboundEmail
+        fields = ["account", "status"]

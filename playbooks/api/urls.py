@@ -1,0 +1,11 @@
+from rest_framework.routers import SimpleRouter
+
+from . import views
+
+router = SimpleRouter()
+router.register("playbooks", views.PlaybookViewSet, basename="playbook")
+router.register("playbook-runs", views.RunViewSet, basename="playbook-run")
+router.register("tasks", views.TaskViewSet, basename="task")
+router.register("emails", views.OutboundEmailViewSet, basename="outbound-email")
+
+urlpatterns = router.urls

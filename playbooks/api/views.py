@@ -1,0 +1,170 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from csplatform.tenancy.api.viewsets import TenantModelViewSet, TenantReadOnlyViewSet
+
+from ..models import OutboundEmail, Playbook, Run, Task
+from ..services import (
+    outbox_approve,
+    outbox_edit,
+    outbox_skip,
+    playbook_delete,
+    playbook_set_enabled,
+    run_cancel,
+    run_start,
+    task_complete,
+    task_reassign,
+)
+from ..simulation import simulate
+from .filtersets import OutboundEmailFilterSet, RunFilterSet, TaskFilterSet
+from .serializers import (
+    EmailEditSerializer,
+    OutboundEmailSerializer,
+    PlaybookSerializer,
+    ReassignSerializer,
+    RunSerializer,
+    SimulateSerializer,
+    StartRunSerializer,
+    TaskSerializer,
+    raise_as_api_error,
+)
+
+
+class PlaybookViewSet(TenantModelViewSet):
+    """Playbooks addressed by key; steps are validated per kind and errors name the step index."""
+
+    queryset = Playbook.objects
+    serializer_class = PlaybookSerializer
+    lookup_field = "key"
+
+    def perform_destroy(self, instance):
+        playbook_delete(tenant=self.tenant, playbook=instance, actor=self.request.auth.created_by)
+
+    def _enabled(self, enabled):
+        playbook = playbook_set_enabled(
+            tenant=self.tenant, playbook=self.get_object(), actor=self.request.auth.created_by, enabled=enabled
+        )
+        return Response(self.get_serializer(playbook).data)
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def enable(self, request, key=None):
+        return self._enabled(True)
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def disable(self, request, key=None):
+        return self._enabled(False)
+
+    @extend_schema(request=SimulateSerializer, responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["post"])
+    def simulate(self, request, key=None):
+        """Who would have been enrolled over the last `days` days and what would have been sent when; sends nothing."""
+        serializer = SimulateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return Response(
+            simulate(tenant=self.tenant, playbook=self.get_object(), days=serializer.validated_data["days"])
+        )
+
+    @extend_schema(request=StartRunSerializer, responses=RunSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request, key=None):
+        """Start a run for one account by hand."""
+        playbook = self.get_object()
+        serializer = StartRunSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        try:
+            run = run_start(
+                tenant=self.tenant,
+                playbook=playbook,
+                account=serializer.validated_data["account"],
+                actor=request.auth.created_by,
+            )
+        except DjangoValidationError as exc:
+            raise_as_api_error(exc)
+        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class RunViewSet(TenantReadOnlyViewSet):
+    """Runs with their steps and outcomes; filter by `account`, `playbook` (key), `status`."""
+
+    queryset = Run.objects.select_related("playbook").prefetch_related("step_runs__step")
+    serializer_class = RunSerializer
+    filterset_class = RunFilterSet
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        try:
+            run = run_cancel(tenant=self.tenant, run=self.get_object(), actor=request.auth.created_by)
+        except DjangoValidationError as exc:
+            raise_as_api_error(exc)
+        return Response(self.get_serializer(run).data)
+
+
+class TaskViewSet(TenantReadOnlyViewSet):
+    """Tasks by owner (email) and due date: `owner`, `due_before`, `open=true`, `account`."""
+
+    queryset = Task.objects.select_related("owner")
+    serializer_class = TaskSerializer
+    filterset_class = TaskFilterSet
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def complete(self, request, pk=None):
+        task = task_complete(tenant=self.tenant, task=self.get_object(), user=request.auth.created_by)
+        return Response(self.get_serializer(task).data)
+
+    @extend_schema(request=ReassignSerializer)
+    @action(detail=True, methods=["post"])
+    def reassign(self, request, pk=None):
+        task = self.get_object()
+        serializer = ReassignSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        try:
+            task = task_reassign(
+                tenant=self.tenant, task=task, owner=serializer.validated_data["owner"], actor=request.auth.created_by
+            )
+        except DjangoValidationError as exc:
+            raise_as_api_error(exc)
+        return Response(self.get_serializer(task).data)
+
+
+class OutboundEmailViewSet(TenantReadOnlyViewSet):
+    """Every email the playbooks stored, newest first; held ones (`status=pending_review`) form the outbox."""
+
+    queryset = OutboundEmail.objects
+    serializer_class = OutboundEmailSerializer
+    filterset_class = OutboundEmailFilterSet
+
+    def _decide(self, service, **changes):
+        try:
+            email = service(tenant=self.tenant, email=self.get_object(), actor=self.request.auth.created_by, **changes)
+        except DjangoValidationError as exc:
+            raise_as_api_error(exc)
+        return Response(self.get_serializer(email).data)
+
+    def _changes(self, request):
+        serializer = EmailEditSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    @extend_schema(request=EmailEditSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        """Send the held email, with optional last edits."""
+        return self._decide(outbox_approve, **self._changes(request))
+
+    @extend_schema(request=EmailEditSerializer)
+    @action(detail=True, methods=["post"])
+    def edit(self, request, pk=None):
+        return self._decide(outbox_edit, **self._changes(request))
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def skip(self, request, pk=None):
+        return self._decide(outbox_skip)

@@ -1,0 +1,53 @@
+"""Business hours and demo slots: pure functions over aware datetimes."""
+
+import datetime as dt
+import zoneinfo
+
+DEFAULT_HOURS = (9, 17)
+WORKDAYS = frozenset(range(5))  # Monday to Friday
+
+
+def zone_of(tenant, contact=None):
+    """The contact's own time zone when it has a valid `timezone` attribute, else the tenant's."""
+    name = (contact.attributes or {}).get("timezone") if contact is not None else None
+    if isinstance(name, str) and name in zoneinfo.available_timezones():
+        return zoneinfo.ZoneInfo(name)
+    return zoneinfo.ZoneInfo(tenant.timezone)
+
+
+def next_business_time(moment, zone, hours=DEFAULT_HOURS):
+    """`moment` itself inside working hours, else the start of the next working day's hours."""
+    local = moment.astimezone(zone)
+    start, end = hours
+    if local.weekday() in WORKDAYS and start <= local.hour < end:
+        return moment
+    day = local.date()
+    if local.weekday() not in WORKDAYS or local.hour >= end:
+        day += dt.timedelta(days=1)
+    while day.weekday() not in WORKDAYS:
+        day += dt.timedelta(days=1)
+    return dt.datetime.combine(day, dt.time(start), tzinfo=zone).astimezone(dt.UTC)
+
+
+def demo_slot(*, now, zone, days_ahead, duration_minutes, busy=(), hours=DEFAULT_HOURS):
+    """The first free slot of `duration_minutes` on the working day `days_ahead` days from now.
+
+    Slots start on the hour from the start of working hours; `busy` is a list
+    of (start, end) intervals of the CSM that a slot may not overlap. A day
+    without room moves to the next working day.
+    """
+    start_hour, end_hour = hours
+    day = now.astimezone(zone).date() + dt.timedelta(days=days_ahead)
+    duration = dt.timedelta(minutes=duration_minutes)
+    for _ in range(30):
+        while day.weekday() not in WORKDAYS:
+            day += dt.timedelta(days=1)
+        for hour in range(start_hour, end_hour):
+            start = dt.datetime.combine(day, dt.time(hour), tzinfo=zone)
+            end = start + duration
+            if end > dt.datetime.combine(day, dt.time(end_hour), tzinfo=zone) or start <= now:
+                continue
+            if all(end <= b_start or start >= b_end for b_start, b_end in busy):
+                return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+        day += dt.timedelta(days=1)
+    raise ValueError("No free slot in the next 30 working days.")

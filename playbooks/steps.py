@@ -1,0 +1,439 @@
+"""What each step kind does. Executors run inside the step's transaction and
+record their side effects under keys derived from the StepRun id, so running
+a step again finds what the first run made instead of making it twice."""
+
+import datetime as dt
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import escape
+
+from csplatform.customers.models import Account, Contact, ContactRole
+from csplatform.rules import CriteriaError, load_criteria
+
+from .ics import invitation_ics
+from .models import EmailStatus, ExpansionOpportunity, OutboundEmail, StepKind, Task
+from .nps import nps_token
+from .rendering import TemplateError, render, render_context
+from .scheduling import demo_slot, next_business_time, zone_of
+from .services import task_create_once
+
+CUSTOMER_FACING = {StepKind.SEND_EMAIL, StepKind.SCHEDULE_DEMO, StepKind.NPS_SURVEY}
+EMAIL_TEMPLATES_DIR = Path(settings.BASE_DIR) / "templates" / "emails"
+
+
+def faces_customer(step):
+    """Steps that reach the customer wait for business hours, unless configured to send at any hour."""
+    if not step.config.get("quiet_hours", True):
+        return False
+    if step.kind == StepKind.USAGE_CHECK:
+        return step.config["on_fail"]["action"] == "send_email"
+    return step.kind in CUSTOMER_FACING
+
+
+class PermanentStepError(Exception):
+    """The step cannot succeed by trying again (bad template, missing stage...)."""
+
+
+def email_template(name):
+    return (EMAIL_TEMPLATES_DIR / name).read_text()
+
+
+class StepContext:
+    def __init__(self, *, step_run, now):
+        self.step_run = step_run
+        self.run = step_run.run
+        self.step = step_run.step
+        self.config = step_run.step.config
+        self.playbook = self.run.playbook
+        self.tenant = step_run.tenant
+        self.account = self.run.account
+        self.owner = self.account.owner
+        self.now = now
+        self._stage = None
+
+    @property
+    def stage(self):
+        if self._stage is None:
+            from lifecycle.models import AccountStage
+
+            state = (
+                AccountStage.objects.for_tenant(self.tenant)
+                .select_related("stage")
+                .filter(account=self.account)
+                .first()
+            )
+            self._stage = state.stage if state else False
+        return self._stage or None
+
+    def health(self):
+        from health.models import HealthScore
+
+        return HealthScore.objects.for_tenant(self.tenant).filter(account=self.account).first()
+
+    def account_matches(self, criteria_json):
+        criteria = load_criteria(criteria_json, subject="account", tenant=self.tenant)
+        return criteria.filter(
+            Account.objects.for_tenant(self.tenant).filter(pk=self.account.pk), now=self.now
+        ).exists()
+
+    def exit_reason(self):
+        """Why the run must stop before this step, or ''."""
+        key = self.run.trigger_stage_key
+        if key and (self.stage is None or self.stage.key != key):
+            return f"The account left the {key} stage."
+        if self.playbook.exit_criteria:
+            try:
+                if self.account_matches(self.playbook.exit_criteria):
+                    return f"Exit criteria hold: {self.playbook.exit_criteria_text}"
+            except CriteriaError as exc:
+                raise PermanentStepError(f"The exit criteria no longer compile: {exc}") from exc
+        return ""
+
+    def recipients(self):
+        """The audience: contacts matching the playbook's criteria, else the primary contact."""
+        contacts = (
+            Contact.objects.for_tenant(self.tenant).filter(account=self.account, unsubscribed=False).exclude(email="")
+        )
+        if self.playbook.audience:
+            try:
+                criteria = load_criteria(self.playbook.audience, subject="contact", tenant=self.tenant)
+            except CriteriaError as exc:
+                raise PermanentStepError(f"The audience no longer compiles: {exc}") from exc
+            return list(criteria.filter(contacts, now=self.now).order_by("pk"))
+        return [self.primary_contact(contacts)] if contacts.exists() else []
+
+    @staticmethod
+    def primary_contact(contacts):
+        leaders = contacts.filter(role__in=(ContactRole.ADMINISTRATOR, ContactRole.CHAMPION)).order_by("pk").first()
+        return leaders or contacts.order_by("pk").first()
+
+    def business_time(self):
+        """When this customer-facing step may run: now in business hours, else the next opening."""
+        contacts = self.recipients()
+        zone = zone_of(self.tenant, contacts[0] if contacts else None)
+        return next_business_time(self.now, zone)
+
+    def variables(self, contact=None):
+        return render_context(
+            account=self.account, contact=contact, owner=self.owner, stage=self.stage, health=self.health()
+        )
+
+    def render(self, source, contact=None, *, html=False):
+        try:
+            return render(source, self.variables(contact), html=html)
+        except TemplateError as exc:
+            raise PermanentStepError(f"Step {self.step.position}: the template does not render: {exc}") from exc
+
+    def email_once(
+        self,
+        *,
+        contact,
+        subject,
+        text,
+        html="",
+        attachments=(),
+        purpose="email",
+        review=False,
+        text_suffix="",
+        html_suffix="",
+    ):
+        """The email of this step for this contact, stored the first time only.
+
+        The suffixes are appended after rendering (links the platform made).
+        """
+        key = f"steprun:{self.step_run.pk}:{purpose}:{contact.pk}"
+        if OutboundEmail.objects.for_tenant(self.tenant).filter(idempotency_key=key).exists():
+            return OutboundEmail.objects.for_tenant(self.tenant).get(idempotency_key=key)
+        text = self.render(text, contact) + text_suffix
+        html = self.render(html, contact, html=True) + html_suffix if (html or html_suffix) else ""
+        email, _ = OutboundEmail.objects.for_tenant(self.tenant).get_or_create(
+            idempotency_key=key,
+            defaults={
+                "tenant": self.tenant,
+                "account": self.account,
+                "contact": contact,
+                "step_run": self.step_run,
+                "owner": self.owner,
+                "to_email": contact.email,
+                # A subject is one header line, whatever the template's line breaks.
+                "subject": " ".join(self.render(subject, contact).split())[:500],
+                "text": text,
+                "html": html,
+                "reply_to": self.owner.email if self.owner else "",
+                "attachments": list(attachments),
+                "status": EmailStatus.PENDING_REVIEW if review else EmailStatus.QUEUED,
+            },
+        )
+        return email
+
+    def task_once(self, *, title, due_in_days, purpose="task", description="", due_at=None):
+        return task_create_once(
+            tenant=self.tenant,
+            key=f"steprun:{self.step_run.pk}:{purpose}",
+            account=self.account,
+            owner=self.owner,
+            title=self.render(title),
+            description=self.render(description),
+            due_at=due_at or self.now + dt.timedelta(days=due_in_days),
+            source=f"playbook:{self.playbook.key}",
+        )
+
+    def webhook(self, event_type, payload, purpose):
+        try:
+            from alerts.webhooks import webhook_emit
+        except ImportError as exc:
+            raise PermanentStepError("Outbound webhooks are not available in this installation.") from exc
+        return webhook_emit(
+            tenant=self.tenant,
+            event_type=event_type,
+            payload=payload,
+            idempotency_key=f"steprun:{self.step_run.pk}:{purpose}",
+        )
+
+    def payload(self):
+        return {
+            "playbook": {"key": self.playbook.key, "name": self.playbook.name},
+            "run": self.run.pk,
+            "step": {"position": self.step.position, "kind": self.step.kind},
+            "account": {"id": self.account.pk, "external_id": self.account.external_id, "name": self.account.name},
+        }
+
+
+def send_email(context):
+    recipients = context.recipients()
+    emails = [
+        context.email_once(
+            contact=contact,
+            subject=context.config["subject"],
+            text=context.config["text"],
+            html=context.config.get("html", ""),
+            review=context.config.get("requires_review", False),
+        )
+        for contact in recipients
+    ]
+    return {"emails": [email.pk for email in emails], "recipients": [c.email for c in recipients]}
+
+
+def schedule_demo(context):
+    """Propose a slot in the owner's working hours, invite the contact with an .ics and give the CSM a task."""
+    config = context.config
+    recipients = context.recipients()
+    if not recipients:
+        return {"skipped": "No contact to invite."}
+    contact = recipients[0]
+    existing = OutboundEmail.objects.for_tenant(context.tenant).filter(step_run=context.step_run).first()
+    if existing is not None:
+        return {"emails": [existing.pk], "slot": existing.attachments[0].get("slot") if existing.attachments else None}
+    zone = zone_of(context.tenant)
+    duration = config["duration_minutes"]
+    busy = (
+        [
+            (due, due + dt.timedelta(minutes=duration))
+            for due in Task.objects.for_tenant(context.tenant)
+            .filter(owner=context.owner, completed_at__isnull=True, source__startswith="demo:", due_at__isnull=False)
+            .values_list("due_at", flat=True)
+        ]
+        if context.owner
+        else []
+    )
+    start, end = demo_slot(
+        now=context.now, zone=zone, days_ahead=config["days_ahead"], duration_minutes=duration, busy=busy
+    )
+    title = context.render(config.get("title") or "Personalised demo", contact)
+    owner = context.owner
+    ics = invitation_ics(
+        uid=f"steprun-{context.step_run.pk}@csplatform",
+        start=start,
+        end=end,
+        summary=f"{title}: {context.account.name}",
+        description=f"A personalised demo of the product for {context.account.name}.",
+        organizer_email=owner.email if owner else settings.DEFAULT_FROM_EMAIL,
+        organizer_name=owner.name if owner else "",
+        attendee_email=contact.email,
+        attendee_name=contact.name,
+        now=context.now,
+    )
+    local = start.astimezone(zone)
+    slot_text = f"{local:%A %d %B %Y, %H:%M} ({zone.key}), {duration} minutes"
+    email = context.email_once(
+        contact=contact,
+        purpose="demo",
+        subject=config.get("subject") or email_template("demo_invitation_subject.txt"),
+        text=(config.get("text") or email_template("demo_invitation.txt")).replace("[[slot]]", slot_text),
+        html=(config.get("html") or email_template("demo_invitation.html")).replace("[[slot]]", slot_text),
+        attachments=[
+            {
+                "filename": "invite.ics",
+                "content": ics,
+                "mimetype": "text/calendar; method=REQUEST",
+                "slot": start.isoformat(),
+            }
+        ],
+    )
+    task = task_create_once(
+        tenant=context.tenant,
+        key=f"steprun:{context.step_run.pk}:demo",
+        account=context.account,
+        owner=owner,
+        title=f"Demo with {contact.name or contact.email} ({context.account.name})",
+        due_at=start,
+        description=f"{slot_text}. Invitation sent to {contact.email}.",
+        source=f"demo:{context.playbook.key}",
+    )
+    return {"emails": [email.pk], "task": task.pk, "slot": start.isoformat()}
+
+
+def usage_check(context):
+    config = context.config
+    try:
+        passed = context.account_matches(config["criteria_json"])
+    except CriteriaError as exc:
+        raise PermanentStepError(f"The usage criteria no longer compile: {exc}") from exc
+    if passed:
+        outcome = {"passed": True, "criteria": config["criteria"]}
+        if config["on_pass"] == "end":
+            outcome.update(end=True, reason="Usage check passed.")
+        return outcome
+    on_fail = config["on_fail"]
+    outcome = {"passed": False, "criteria": config["criteria"], "action": on_fail["action"]}
+    if on_fail["action"] == "create_task":
+        outcome["task"] = context.task_once(title=on_fail["title"], due_in_days=on_fail["due_in_days"]).pk
+    elif on_fail["action"] == "raise_alert":
+        try:
+            from alerts.services import alert_raise
+        except ImportError as exc:
+            raise PermanentStepError("Alerts are not available in this installation.") from exc
+        alert = alert_raise(
+            tenant=context.tenant,
+            account=context.account,
+            title=context.render(on_fail["title"]),
+            severity=on_fail["severity"],
+            details={"criteria": config["criteria"], "playbook": context.playbook.key},
+            source=f"playbook:{context.playbook.key}",
+            dedupe_key=f"steprun:{context.step_run.pk}:alert",
+        )
+        outcome["alert"] = alert.pk
+    elif on_fail["action"] == "send_email":
+        outcome["emails"] = [
+            context.email_once(
+                contact=contact, subject=on_fail["subject"], text=on_fail["text"], html=on_fail.get("html", "")
+            ).pk
+            for contact in context.recipients()
+        ]
+    elif on_fail["action"] == "goto":
+        outcome["goto"] = on_fail["step"]
+    return outcome
+
+
+def nps_survey(context):
+    """An email with eleven one-click links, each a signed token naming the contact and the score."""
+    config = context.config
+    emails = []
+    for contact in context.recipients():
+        links = [
+            (
+                score,
+                nps_url(
+                    nps_token(
+                        tenant=context.tenant,
+                        contact=contact,
+                        score=score,
+                        step_run=context.step_run,
+                        expires_days=config["expires_days"],
+                    )
+                ),
+            )
+            for score in range(11)
+        ]
+        emails.append(
+            context.email_once(
+                contact=contact,
+                purpose="nps",
+                subject=config["subject"],
+                text=config["text"],
+                text_suffix="\n\n" + "\n".join(f"{score}: {url}" for score, url in links),
+                html_suffix="<p>" + " ".join(f'<a href="{escape(url)}">{score}</a>' for score, url in links) + "</p>",
+            )
+        )
+    return {"emails": [email.pk for email in emails]}
+
+
+def nps_url(token):
+    base = getattr(settings, "CSP_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+    try:
+        path = reverse("nps-answer", args=[token])
+    except NoReverseMatch:
+        path = f"/nps/{token}/"
+    return base + path
+
+
+def flag_expansion(context):
+    key = f"steprun:{context.step_run.pk}:expansion"
+    opportunity, _ = ExpansionOpportunity.objects.for_tenant(context.tenant).get_or_create(
+        key=key,
+        defaults={
+            "tenant": context.tenant,
+            "account": context.account,
+            "title": context.render(context.config["title"])[:300],
+            "note": context.render(context.config.get("note", "")),
+            "source": f"playbook:{context.playbook.key}",
+        },
+    )
+    payload = {**context.payload(), "opportunity": {"id": opportunity.pk, "title": opportunity.title}}
+    deliveries = context.webhook("account.expansion_flagged", payload, "expansion")
+    return {"opportunity": opportunity.pk, "deliveries": list(deliveries or [])}
+
+
+def create_task(context):
+    config = context.config
+    task = context.task_once(
+        title=config["title"], due_in_days=config["due_in_days"], description=config.get("description", "")
+    )
+    return {"task": task.pk}
+
+
+def call_webhook(context):
+    payload = {**context.payload(), "data": context.config.get("payload", {})}
+    deliveries = context.webhook(context.config["event_type"], payload, "webhook")
+    return {"deliveries": list(deliveries or [])}
+
+
+def update_account(context):
+    config = context.config
+    if "stage" in config:
+        from lifecycle.models import Stage
+        from lifecycle.services import account_move_stage
+
+        stage = Stage.objects.for_tenant(context.tenant).filter(key=config["stage"]).first()
+        if stage is None:
+            raise PermanentStepError(f"Unknown stage {config['stage']!r}.")
+        if context.stage is not None and context.stage.pk == stage.pk:
+            return {"stage": stage.key, "moved": False}
+        with transaction.atomic():
+            account_move_stage(
+                tenant=context.tenant,
+                account=context.account,
+                to_stage=stage,
+                actor=None,
+                reason=config.get("reason") or f"Playbook {context.playbook.name}.",
+            )
+        return {"stage": stage.key, "moved": True}
+    account = Account.objects.for_tenant(context.tenant).select_for_update().get(pk=context.account.pk)
+    account.attributes = {**(account.attributes or {}), config["attribute"]: config.get("value")}
+    account.save(update_fields=["attributes", "updated_at"])
+    return {"attribute": config["attribute"], "value": config.get("value")}
+
+
+EXECUTORS = {
+    StepKind.SEND_EMAIL: send_email,
+    StepKind.SCHEDULE_DEMO: schedule_demo,
+    StepKind.USAGE_CHECK: usage_check,
+    StepKind.NPS_SURVEY: nps_survey,
+    StepKind.FLAG_EXPANSION: flag_expansion,
+    StepKind.CREATE_TASK: create_task,
+    StepKind.CALL_WEBHOOK: call_webhook,
+    StepKind.UPDATE_ACCOUNT: update_account,
+}

@@ -1,0 +1,177 @@
+"""Outbound webhooks against real HTTP receivers: signing, idempotency, retries, disabling and the SSRF guard."""
+
+import json
+import time
+
+import pytest
+from django.utils import timezone
+
+from alerts.models import DeliveryStatus, Notification, WebhookDelivery, WebhookSubscription
+from alerts.notifications import notifications_send_due
+from alerts.webhooks import (
+    SignatureError,
+    sign,
+    verify_signature,
+    webhook_deliver_due,
+    webhook_emit,
+    webhook_secret_rotate,
+    webhook_subscription_create,
+)
+from csplatform.tenancy.models import AuditLogEntry
+
+from .conftest import Receiver
+
+pytestmark = pytest.mark.django_db
+
+
+def subscribe(tenant, url, event_types=("alert.opened",)):
+    return webhook_subscription_create(tenant=tenant, actor=None, url=url, event_types=list(event_types))
+
+
+def emit(tenant, key="alert:1:opened", data=None):
+    return webhook_emit(tenant=tenant, event_type="alert.opened", payload=data or {"alert": {"id": 1}}, idempotency_key=key)
+
+
+def test_a_delivery_is_signed_and_a_subscriber_verifies_it(tenant, allow_private):
+    with Receiver() as receiver:
+        _, receiver.secret = subscribe(tenant, receiver.url)
+        (delivery_id,) = emit(tenant, data={"alert": {"id": 7, "title": "Card expires"}})
+
+        webhook_deliver_due()
+
+    assert receiver.refusals == []
+    (request,) = receiver.requests
+    event = request["json"]
+    delivery = WebhookDelivery.objects.for_tenant(tenant).get(pk=delivery_id)
+    assert event == {
+        "id": str(delivery.event_id),
+        "type": "alert.opened",
+        "created": delivery.created_at.isoformat(),
+        "tenant": "alpha",
+        "data": {"alert": {"id": 7, "title": "Card expires"}},
+    }
+    assert request["headers"]["CSP-Event-Id"] == str(delivery.event_id)
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == (DeliveryStatus.DELIVERED, 1, 200)
+
+
+def test_emitting_twice_with_one_idempotency_key_delivers_once(tenant, receiver):
+    subscribe(tenant, receiver.url)
+    other, _ = subscribe(tenant, receiver.url, event_types=["account.stage_changed"])
+
+    first = emit(tenant)
+    second = emit(tenant)
+    webhook_deliver_due()
+    webhook_deliver_due()
+
+    assert first == second and len(first) == 1
+    assert len(receiver.requests) == 1
+    assert not WebhookDelivery.objects.for_tenant(tenant).filter(subscription=other).exists()
+
+
+def test_a_failed_delivery_is_retried_with_backoff_until_it_lands(tenant, allow_private):
+    with Receiver(statuses=[500, 503]) as receiver:
+        subscribe(tenant, receiver.url)
+        (delivery_id,) = emit(tenant)
+        now = timezone.now()
+
+        webhook_deliver_due(now=now)
+        first = WebhookDelivery.objects.for_tenant(tenant).get(pk=delivery_id)
+        assert webhook_deliver_due(now=now) == 0  # not due again yet
+        webhook_deliver_due(now=first.next_attempt_at)
+        second = WebhookDelivery.objects.for_tenant(tenant).get(pk=delivery_id)
+        webhook_deliver_due(now=second.next_attempt_at)
+
+    delivery = WebhookDelivery.objects.for_tenant(tenant).get(pk=delivery_id)
+    assert (first.status, first.last_status_code, first.attempts) == (DeliveryStatus.PENDING, 500, 1)
+    assert first.next_attempt_at > now and second.next_attempt_at - now > first.next_attempt_at - now
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.DELIVERED, 3)
+    assert len({r["json"]["id"] for r in receiver.requests}) == 1 and len(receiver.requests) == 3
+    assert WebhookSubscription.objects.for_tenant(tenant).get().consecutive_failures == 0
+
+
+def test_an_endpoint_failing_repeatedly_is_disabled_and_the_admins_are_emailed(tenant, alice, settings, allow_private, smtp_server):
+    settings.CSP_WEBHOOK_DISABLE_AFTER = 3
+    with Receiver(statuses=[500] * 10) as receiver:
+        subscription, _ = subscribe(tenant, receiver.url)
+        for n in range(4):
+            emit(tenant, key=f"event:{n}")
+
+        webhook_deliver_due()
+        webhook_deliver_due()
+
+    subscription.refresh_from_db()
+    assert not subscription.active and subscription.disabled_at is not None
+    assert len(receiver.requests) == 3  # the fourth waits for the endpoint to be enabled again
+    assert AuditLogEntry.objects.for_tenant(tenant).filter(action="webhook.disabled", object_id=str(subscription.pk)).count() == 1
+    notifications_send_due()
+    (message,) = smtp_server.messages
+    assert str(message["To"]) == "alice@alpha.example"
+    assert receiver.url in str(message["Subject"])
+    assert Notification.objects.for_tenant(tenant).get().status == DeliveryStatus.DELIVERED
+
+
+def test_loopback_and_private_endpoints_are_refused_unless_allowed(tenant):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="loopback"):
+        subscribe(tenant, "http://127.0.0.1:8000/hooks")
+    with pytest.raises(ValidationError, match="private"):
+        subscribe(tenant, "http://10.1.2.3/hooks")
+    with pytest.raises(ValidationError, match="link-local"):
+        subscribe(tenant, "http://169.254.169.254/latest/meta-data")
+    with pytest.raises(ValidationError, match="private"):
+        subscribe(tenant, "http://[::ffff:192.168.0.1]/hooks")
+
+
+def test_the_guard_is_checked_again_at_delivery_time(tenant, settings):
+    settings.CSP_WEBHOOK_ALLOW_PRIVATE = True
+    with Receiver() as receiver:
+        subscribe(tenant, receiver.url)
+        (delivery_id,) = emit(tenant)
+        settings.CSP_WEBHOOK_ALLOW_PRIVATE = False
+
+        webhook_deliver_due()
+
+    delivery = WebhookDelivery.objects.for_tenant(tenant).get(pk=delivery_id)
+    assert receiver.requests == []
+    assert delivery.status == DeliveryStatus.PENDING and "loopback" in delivery.last_error
+
+
+def test_a_rotated_secret_signs_the_next_deliveries(tenant, allow_private):
+    with Receiver() as receiver:
+        subscription, old_secret = subscribe(tenant, receiver.url)
+        new_secret = receiver.secret = webhook_secret_rotate(tenant=tenant, subscription=subscription, actor=None)
+        emit(tenant)
+        webhook_deliver_due()
+
+    assert new_secret != old_secret
+    assert len(receiver.requests) == 1 and receiver.refusals == []
+
+
+BODY = json.dumps({"id": "3f1c", "type": "alert.opened", "data": {}}).encode()
+
+
+def test_verify_signature_accepts_a_fresh_untampered_event_once():
+    seen = set()
+    now = time.time()
+    header = sign("whsec_test", BODY, int(now))
+
+    assert verify_signature("whsec_test", header, BODY, now=now, seen_ids=seen)["id"] == "3f1c"
+    with pytest.raises(SignatureError, match="replay"):
+        verify_signature("whsec_test", header, BODY, now=now + 1, seen_ids=seen)
+
+
+def test_verify_signature_rejects_a_stale_timestamp():
+    header = sign("whsec_test", BODY, int(time.time()) - 301)
+    with pytest.raises(SignatureError, match="at most 300 s"):
+        verify_signature("whsec_test", header, BODY)
+
+
+def test_verify_signature_rejects_a_tampered_body_or_the_wrong_secret():
+    header = sign("whsec_test", BODY, int(time.time()))
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_signature("whsec_test", header, BODY.replace(b"alert.opened", b"alert.resolved"))
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_signature("whsec_other", header, BODY)
+    with pytest.raises(SignatureError, match="must hold"):
+        verify_signature("whsec_test", "v1=abc", BODY)

@@ -1,0 +1,131 @@
+"""The dashboard in a real browser: chromium driven by playwright against the live test server.
+
+Each test saves a screenshot under var/screenshots/ for a person to look at.
+"""
+
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from lifecycle.models import Stage, StageTransition, TransitionKind
+
+from ..factories import AccountFactory, ContactFactory
+from ..pages.conftest import STAGES, place, score
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
+BREAKDOWN = [
+    {"source": "logins_30d", "label": "Logins in the last 30 days", "value": 6.0, "points": 30.0, "weight": 2,
+     "skipped": False, "contribution": 20.0},
+    {"source": "seats_used_pct", "label": "Seats in use (%)", "value": 45.0, "points": 45.0, "weight": 1,
+     "skipped": False, "contribution": 15.0},
+]
+
+
+@pytest.fixture
+def portfolio(transactional_db, tenant, alice):
+    stages = {
+        key: Stage.objects.create(tenant=tenant, key=key, name=name, colour=colour, position=position,
+                                  is_initial=position == 1, expected_days=30)
+        for position, (key, name, colour) in enumerate(STAGES, start=1)
+    }
+    accounts = {}
+    for name, stage, value, history in (
+        ("Juniper Health", "adoption", 35, [80, 76, 70, 66, 61, 55, 48, 41, 38]),
+        ("Cobalt Travel", "adoption", 82, [60, 64, 70, 72, 75, 79, 80, 81, 82]),
+        ("Maple Foods", "onboarding", 58, [50, 52, 55, 57, 58, 58, 57, 58, 58]),
+        ("Granite Labs", "renewal", 91, [88, 89, 90, 90, 91, 91, 92, 91, 91]),
+    ):
+        account = AccountFactory(tenant=tenant, name=name, mrr=1200)
+        place(account, stages[stage], days_ago=12)
+        score(account, value, history=history, breakdown=BREAKDOWN, delta_30d=value - history[0])
+        ContactFactory(account=account, name=f"{name.split()[0]} Champion", role="champion")
+        accounts[name] = account
+    return accounts
+
+
+@pytest.fixture
+def page(live_server, alice, portfolio, monkeypatch):
+    """A signed-in browser page; the test body may still read the database between browser steps."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package to run the browser tests")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls here are still plain synchronous ones.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        # The Content-Security-Policy forbids inline scripts and styles; a violation shows up as a console error.
+        page.on("console", lambda message: "Content Security Policy" in message.text and errors.append(message.text))
+        page.goto(f"{live_server.url}/login/")
+        page.get_by_label("Email").fill(alice.email)
+        page.get_by_label("Password").fill("password")
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{live_server.url}/t/alpha/")
+        yield page
+        assert errors == [], f"script errors or policy violations in the page: {errors}"
+        browser.close()
+
+
+def test_filtering_the_portfolio_puts_the_filter_in_the_url(page):
+    page.get_by_label("Stage", exact=True).select_option(label="Adoption")
+    page.get_by_label("Health", exact=True).select_option(label="Red")
+    page.get_by_role("button", name="Apply filters").click()
+    page.wait_for_url("**/t/alpha/?*stage=adoption*")
+    assert "health=red" in page.url
+    rows = page.locator("table.accounts tbody th[scope=row] a")
+    assert rows.all_inner_texts() == ["Juniper Health"]
+    page.screenshot(path=str(SCREENSHOTS / "portfolio-filtered.png"), full_page=True)
+
+
+def test_account_page_shows_the_health_breakdown(page):
+    page.get_by_role("link", name="Juniper Health").click()
+    page.wait_for_url("**/accounts/*/")
+    breakdown = page.locator("table.breakdown")
+    assert "Logins in the last 30 days" in breakdown.inner_text()
+    assert "Seats in use (%)" in breakdown.inner_text()
+    assert "HEALTH Red 35" in " ".join(page.locator(".head-facts").inner_text().split())
+    page.screenshot(path=str(SCREENSHOTS / "account.png"), full_page=True)
+
+
+def test_moving_a_stage_with_a_reason_shows_it_in_the_timeline_in_place(page, portfolio):
+    account = portfolio["Juniper Health"]
+    page.get_by_role("link", name="Juniper Health").click()
+    page.wait_for_url("**/accounts/*/")
+    url = page.url
+    lifecycle = page.locator("#lifecycle")
+    lifecycle.get_by_label("Move to").select_option(label="Renewal")
+    lifecycle.get_by_label("Reason").fill("Contract talks started early")
+    lifecycle.get_by_role("button", name="Move stage").click()
+    page.get_by_role("status").filter(has_text="Moved to Renewal.").wait_for()
+    assert page.url == url  # htmx swapped the section; no page load
+    assert "Adoption → Renewal" in page.locator(".timeline").inner_text()
+    assert "Contract talks started early" in page.locator(".timeline").inner_text()
+    assert page.locator("#account-stage").inner_text() == "Renewal"
+    move = StageTransition.objects.for_tenant(account.tenant).get(account=account, kind=TransitionKind.MANUAL)
+    assert move.reason == "Contract talks started early"
+    page.screenshot(path=str(SCREENSHOTS / "account-moved.png"), full_page=True)
+
+
+def test_board_and_reports_render_at_a_narrow_width(page, live_server):
+    page.set_viewport_size({"width": 800, "height": 900})
+    page.goto(f"{live_server.url}/t/alpha/board/")
+    assert page.locator("section.column").count() == len(STAGES)
+    page.screenshot(path=str(SCREENSHOTS / "board-800.png"), full_page=True)
+    page.goto(f"{live_server.url}/t/alpha/reports/")
+    page.locator("canvas[data-drawn]").first.wait_for()
+    page.screenshot(path=str(SCREENSHOTS / "reports-800.png"), full_page=True)

@@ -1,0 +1,94 @@
+"""The settings pages in a real browser: the live criteria check and an API key shown once.
+
+Screenshots land in var/screenshots/ for a person to look at.
+"""
+
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from lifecycle.services import stage_create
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(settings.VAR_DIR) / "screenshots"
+
+
+@pytest.fixture
+def browser_page(live_server, alice, monkeypatch):
+    """A chromium page signed in as alice, the tenant's admin."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"chromium is not installed at {CHROMIUM}; the browser tests need it")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls of the test are still synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    client = Client()
+    client.force_login(alice)
+    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": live_server.url}])
+        page = context.new_page()
+        # Script errors and Content-Security-Policy refusals; the browser's own favicon request is not ours.
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on(
+            "console",
+            lambda message: errors.append(message.text)
+            if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico")
+            else None,
+        )
+        page.console_errors = errors
+        yield page
+        browser.close()
+
+
+def test_typing_a_criteria_with_a_syntax_error_shows_where_it_is(browser_page, live_server, tenant, alice):
+    stage_create(tenant=tenant, actor=alice, key="trial", name="Trial")
+    page = browser_page
+    page.goto(f"{live_server.url}/t/alpha/settings/stages/new/")
+    editor = page.locator("#id_entry_criteria_text")
+    editor.click()
+    page.keyboard.type("account.mrr >= 10 and account.plan ==", delay=15)
+    alert = page.locator("#criteria-feedback [role=alert]")
+    alert.wait_for(timeout=10_000)
+    assert "Line 1, column" in alert.inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "settings-criteria-error.png"), full_page=True)
+
+    page.keyboard.type(' "pro"', delay=15)
+    page.locator("#criteria-feedback .criteria-ok").wait_for(timeout=10_000)
+    assert "Valid." in page.locator("#criteria-feedback").inner_text()
+    assert page.console_errors == []
+
+
+def test_a_new_api_key_is_shown_once_and_gone_after_a_reload(browser_page, live_server, tenant):
+    page = browser_page
+    page.goto(f"{live_server.url}/t/alpha/settings/api-keys/")
+    page.get_by_label("Name").fill("Segment production")
+    page.get_by_label("Ingest").check()
+    page.get_by_role("button", name="Create key").click()
+    raw_key = page.locator("#raw-key").input_value()
+    assert raw_key.startswith("csp_")
+    page.screenshot(path=str(SCREENSHOTS / "settings-api-key-created.png"), full_page=True)
+
+    page.reload()
+    assert "cannot be shown again" in page.content()
+    assert raw_key not in page.content()
+    page.screenshot(path=str(SCREENSHOTS / "settings-api-key-reloaded.png"), full_page=True)
+    page.goto(f"{live_server.url}/t/alpha/settings/api-keys/")
+    assert raw_key not in page.content()
+    assert raw_key[:12] in page.content()
+    assert page.console_errors == []

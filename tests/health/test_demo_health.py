@@ -1,0 +1,81 @@
+"""Acceptance: on the seeded demo tenant, health tells the account patterns apart.
+
+The demo seed shapes each account's usage after a pattern it records in
+`attributes["demo_pattern"]`; `demo_setup` then gives the tenant its stages
+and default scorecards, backfills 90 days of health and runs the pipeline.
+"""
+
+import datetime as dt
+import io
+from collections import Counter, defaultdict
+
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+
+from csplatform.customers.demo import demo_seed
+from csplatform.customers.models import Account
+from csplatform.tenancy.timezones import tenant_today
+from health.analysis import scorecard_backtest
+from health.models import HealthSnapshot, Scorecard
+
+pytestmark = pytest.mark.django_db
+
+ACCOUNTS = 90
+HISTORY_DAYS = 90
+
+
+@pytest.fixture(scope="module")
+def demo(django_db_setup, django_db_blocker):
+    """Seed and set up the demo once for the module, in a transaction rolled back at its end."""
+    with django_db_blocker.unblock(), transaction.atomic():
+        tenant = demo_seed(accounts=ACCOUNTS).tenants[0]
+        call_command("demo_setup", "--tenant", tenant.slug, "--days", str(HISTORY_DAYS), stdout=io.StringIO())
+        yield tenant
+        transaction.set_rollback(True)
+
+
+def colours_by_pattern(tenant):
+    colours = defaultdict(Counter)
+    for pattern, colour in Account.objects.for_tenant(tenant).values_list("attributes__demo_pattern", "health__colour"):
+        colours[pattern][colour or "unscored"] += 1
+    return colours
+
+
+def share(counter, *colours):
+    return sum(counter[colour] for colour in colours) / sum(counter.values())
+
+
+def test_demo_health_tells_healthy_accounts_from_failing_ones(demo):
+    colours = colours_by_pattern(demo)
+
+    assert share(colours["declining"], "red", "yellow") == 1, colours
+    assert share(colours["dormant"], "red", "yellow") == 1, colours
+    assert share(colours["healthy"], "green") >= 0.8, colours
+
+
+def test_every_demo_account_has_a_score_a_breakdown_and_90_days_of_history(demo):
+    accounts = list(Account.objects.for_tenant(demo).select_related("health"))
+    today = tenant_today(demo)
+    first_day = today - dt.timedelta(days=HISTORY_DAYS - 1)
+
+    assert all(a.health.score is not None and a.health.breakdown for a in accounts)
+    history = Counter(
+        HealthSnapshot.objects.for_tenant(demo).filter(day__gte=first_day).values_list("account_id", flat=True)
+    )
+    for account in accounts:
+        # An account has a snapshot for each day since it signed up, at most the 90 days.
+        signed_up = max(account.signup_date, first_day)
+        assert history[account.pk] == (today - signed_up).days + 1, account.name
+    assert max(history.values()) == HISTORY_DAYS
+
+
+def test_the_backtest_flags_the_churned_demo_accounts_before_they_churn(demo):
+    default = Scorecard.objects.for_tenant(demo).get(stage__isnull=True).published_version
+
+    backtest = scorecard_backtest(tenant=demo, measures=default.measures, days=HISTORY_DAYS)
+
+    churned = backtest["churned_accounts"]
+    assert churned and all(account["snapshots"] for account in churned)
+    assert backtest["levels"]["red_or_yellow"]["recall"] == 1.0, churned
+    assert all(account["flagged_days_before_churn"] >= 1 for account in churned), churned

@@ -1,0 +1,162 @@
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from csplatform.customers.models import DailyRollup
+from csplatform.tenancy.timezones import tenant_today
+from health.models import HealthScore
+from lifecycle.models import AccountStage, StageTransition, TransitionKind
+
+from ..factories import AccountFactory, ContactFactory, UsageEventFactory
+from .conftest import place, score
+
+pytestmark = pytest.mark.django_db
+
+BREAKDOWN_BEFORE = [
+    {"source": "logins_30d", "label": "Logins in the last 30 days", "value": 40.0, "points": 100.0, "weight": 1,
+     "skipped": False, "contribution": 50.0},
+    {"source": "seats_used", "label": "Seats used", "value": 10.0, "points": 50.0, "weight": 1, "skipped": False,
+     "contribution": 25.0},
+]
+BREAKDOWN_NOW = [
+    {"source": "logins_30d", "label": "Logins in the last 30 days", "value": 8.0, "points": 20.0, "weight": 1,
+     "skipped": False, "contribution": 10.0},
+    {"source": "seats_used", "label": "Seats used", "value": 10.0, "points": 50.0, "weight": 1, "skipped": False,
+     "contribution": 25.0},
+    {"source": "nps", "label": "NPS answer", "value": None, "points": None, "weight": 1, "skipped": True,
+     "contribution": 0.0},
+]
+
+
+@pytest.fixture
+def account(tenant, stages):
+    account = AccountFactory(tenant=tenant, name="Juniper Health")
+    place(account, stages["onboarding"], days_ago=5)
+    score(account, 75, history=[75] * 7, breakdown=BREAKDOWN_BEFORE)
+    # Today the logins fell: the current score and today's snapshot say so.
+    HealthScore.objects.for_tenant(tenant).filter(account=account).update(
+        score=35, colour="red", computed_score=35, computed_colour="red", breakdown=BREAKDOWN_NOW, delta_7d=-40
+    )
+    account.health_snapshots.filter(day=tenant_today(tenant)).update(score=35, colour="red", breakdown=BREAKDOWN_NOW)
+    return account
+
+
+def test_header_shows_stage_and_health_word_number_and_trend(signed_in, account):
+    html = signed_in.get(f"/t/alpha/accounts/{account.pk}/").content.decode()
+    head = html[html.index('class="head-facts"') : html.index("</dl>")]
+    assert "Onboarding" in head
+    assert 'Red <span class="health-score">35</span>' in head
+    assert "-40" in head and "points down" in head
+
+
+def test_health_breakdown_lists_each_measure_and_why_the_score_changed(signed_in, account):
+    html = signed_in.get(f"/t/alpha/accounts/{account.pk}/").content.decode()
+    breakdown = html[html.index('<table class="breakdown">') : html.index("</table>")]
+    assert "Logins in the last 30 days" in breakdown and "Seats used" in breakdown
+    assert "left out" in breakdown  # NPS had no data
+    assert "Health fell from 75 (green)" in html
+    assert "Logins in the last 30 days fell from 40 to 8: -40 points" in html
+    assert 'class="sparkline"' in html
+
+
+def test_timeline_shows_each_move_with_its_reason_and_who_made_it(signed_in, account, stages, alice):
+    response = signed_in.post(
+        f"/t/alpha/accounts/{account.pk}/move/",
+        {"stage": "adoption", "reason": "Kickoff call done, admins invited"},
+        HTTP_HX_REQUEST="true",
+    )
+    html = response.content.decode()
+    assert html.startswith('<section id="lifecycle"')
+    assert "Moved to Adoption." in html
+    assert "Onboarding → Adoption" in html and "Kickoff call done, admins invited" in html and "by Alice Admin" in html
+    assert 'id="account-stage" hx-swap-oob="true"' in html  # the header stage updates too
+    assert AccountStage.objects.for_tenant(account.tenant).get(account=account).stage == stages["adoption"]
+    page = signed_in.get(f"/t/alpha/accounts/{account.pk}/").content.decode()
+    assert page.index("Onboarding → Adoption") < page.index("Initial placement")
+
+
+def test_a_move_needs_a_reason(signed_in, account, stages):
+    response = signed_in.post(
+        f"/t/alpha/accounts/{account.pk}/move/", {"stage": "adoption", "reason": ""}, HTTP_HX_REQUEST="true"
+    )
+    assert "This field is required." in response.content.decode()
+    assert not StageTransition.objects.for_tenant(account.tenant).filter(kind=TransitionKind.MANUAL).exists()
+
+
+def test_timeline_explains_automatic_moves_clause_by_clause(signed_in, account, stages):
+    StageTransition.objects.create(
+        tenant=account.tenant, account=account, from_stage=stages["onboarding"], from_key="onboarding",
+        to_stage=stages["adoption"], to_key="adoption", at=timezone.now(), kind=TransitionKind.AUTOMATIC,
+        reason="Entry criteria met.",
+        explanation={"passed": True, "clauses": [
+            {"text": "metric.logins_30d >= 10", "field": "metric.logins_30d", "value": 14, "expected": ">= 10", "passed": True}
+        ]},
+    )
+    html = signed_in.get(f"/t/alpha/accounts/{account.pk}/").content.decode()
+    assert "Entry criteria met" in html and "✓ Passed" in html and "<code>metric.logins_30d &gt;= 10</code> — was 14" in html
+
+
+def test_override_sets_health_with_a_reason_and_can_be_removed(signed_in, account, alice):
+    url = f"/t/alpha/accounts/{account.pk}/health/"
+    response = signed_in.post(url, {"override-colour": "yellow", "override-reason": "Exec sponsor re-engaged"})
+    assert response.status_code == 302
+    health = HealthScore.objects.for_tenant(account.tenant).get(account=account)
+    assert (health.colour, health.override_reason, health.override_by) == ("yellow", "Exec sponsor re-engaged", alice)
+    html = signed_in.get(f"/t/alpha/accounts/{account.pk}/").content.decode()
+    assert "Set by hand" in html and "Exec sponsor re-engaged" in html and "The scorecard says" in html
+    signed_in.post(url, {"action": "clear"})
+    assert HealthScore.objects.for_tenant(account.tenant).get(account=account).colour == "red"
+
+
+def test_override_without_score_or_colour_is_refused_with_a_message(signed_in, account):
+    response = signed_in.post(f"/t/alpha/accounts/{account.pk}/health/", {"override-reason": "Gut feeling"})
+    assert response.status_code == 400
+    assert "Give a score, a colour or both." in response.content.decode()
+    assert not HealthScore.objects.for_tenant(account.tenant).get(account=account).has_override
+
+
+def test_a_viewer_sees_no_actions_and_cannot_move_or_override(client, viv, account, stages):
+    client.force_login(viv)
+    html = client.get(f"/t/alpha/accounts/{account.pk}/").content.decode()
+    assert "Move stage" not in html and "Override health" not in html
+    move = client.post(f"/t/alpha/accounts/{account.pk}/move/", {"stage": "adoption", "reason": "x"})
+    override = client.post(f"/t/alpha/accounts/{account.pk}/health/", {"override-colour": "green", "override-reason": "x"})
+    assert (move.status_code, override.status_code) == (403, 403)
+    assert AccountStage.objects.for_tenant(account.tenant).get(account=account).stage == stages["onboarding"]
+    assert not HealthScore.objects.for_tenant(account.tenant).get(account=account).has_override
+
+
+def test_actions_on_another_tenants_account_are_not_found(signed_in, other_tenant):
+    foreign = AccountFactory(tenant=other_tenant)
+    assert signed_in.post(f"/t/alpha/accounts/{foreign.pk}/move/", {"stage": "adoption", "reason": "x"}).status_code == 404
+    assert signed_in.post(f"/t/alpha/accounts/{foreign.pk}/health/", {"override-colour": "green"}).status_code == 404
+
+
+def test_usage_chart_data_is_embedded_as_json_and_drawn_by_a_static_script(signed_in, account):
+    today = tenant_today(account.tenant)
+    DailyRollup.objects.create(tenant=account.tenant, account=account, day=today, event="login", contact_ref=7, count=5)
+    html = signed_in.get(f"/t/alpha/accounts/{account.pk}/").content.decode()
+    assert '<script id="usage-chart" type="application/json">' in html
+    assert '<canvas data-chart="usage-chart"' in html
+    assert "/static/js/charts.js" in html
+    inline = [chunk for chunk in html.split("<script")[1:] if not chunk.lstrip().startswith(("src=", 'id="usage-chart"'))]
+    assert inline == []  # every script is a file or data, never inline code
+
+
+def test_account_page_runs_the_same_number_of_queries_with_more_history(
+    signed_in, account, django_assert_max_num_queries
+):
+    url = f"/t/alpha/accounts/{account.pk}/"
+    with django_assert_max_num_queries(14):
+        assert signed_in.get(url).status_code == 200
+    today = tenant_today(account.tenant)
+    for number in range(20):
+        contact = ContactFactory(account=account)
+        UsageEventFactory(account=account, contact=contact)
+        DailyRollup.objects.create(
+            tenant=account.tenant, account=account, day=today - dt.timedelta(days=number), event="login",
+            contact_ref=contact.pk, count=number + 1,
+        )
+    with django_assert_max_num_queries(14):
+        assert signed_in.get(url).status_code == 200

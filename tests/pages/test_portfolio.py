@@ -1,0 +1,98 @@
+import re
+from html import unescape
+
+import pytest
+
+from lifecycle.models import Stage
+
+from ..factories import AccountFactory
+from .conftest import make_accounts, place, score
+
+pytestmark = pytest.mark.django_db
+
+
+def row_names(html):
+    table = html[html.index('<table class="accounts">') : html.index("</table>")]
+    return [unescape(name) for name in re.findall(r'<th scope="row"><a href="[^"]+">([^<]+)</a>', table)]
+
+
+def row_of(html, name):
+    start = html.index(f">{name}</a>")
+    return html[start : html.index("</tr>", start)]
+
+
+def test_row_shows_stage_days_in_stage_health_word_and_number_trend_and_delta(signed_in, tenant, stages):
+    account = AccountFactory(tenant=tenant, name="Granite Labs", mrr=12500)
+    place(account, stages["adoption"], days_ago=4)
+    score(account, 35, history=[80, 70, 60, 50], delta_30d=-45)
+    row = row_of(signed_in.get("/t/alpha/").content.decode(), "Granite Labs")
+    assert "Adoption" in row
+    assert '<td class="num">4</td>' in row
+    assert "Red <span class=\"health-score\">35</span>" in row
+    assert 'class="sparkline"' in row and "Health from 80 on" in row
+    assert "-45" in row and "points down" in row
+    assert "12,500" in row
+
+
+def test_summary_counts_accounts_per_stage_and_colour_and_links_to_the_filter(signed_in, tenant, stages):
+    for name, stage, value in (("A", "onboarding", 90), ("B", "onboarding", 20), ("C", "renewal", 55)):
+        account = AccountFactory(tenant=tenant, name=name)
+        place(account, stages[stage])
+        score(account, value)
+    AccountFactory(tenant=tenant, name="Unscored")
+    html = signed_in.get("/t/alpha/").content.decode()
+    summary = html[html.index('aria-label="Portfolio at a glance"') : html.index("</section>")]
+    assert re.search(r'href="\?stage=onboarding".*?Onboarding</span> <strong>2</strong>', summary, re.S)
+    assert re.search(r'href="\?health=red".*?Red</span> <strong>1</strong>', summary, re.S)
+    assert re.search(r'href="\?health=unscored".*?Not scored</span> <strong>1</strong>', summary, re.S)
+
+
+def test_stage_and_health_filters_narrow_the_list_and_live_in_the_url(signed_in, tenant, stages):
+    for name, stage, value in (("Green On", "onboarding", 90), ("Red On", "onboarding", 20), ("Red Renew", "renewal", 10)):
+        account = AccountFactory(tenant=tenant, name=name)
+        place(account, stages[stage])
+        score(account, value)
+    AccountFactory(tenant=tenant, name="Fresh")
+    assert row_names(signed_in.get("/t/alpha/?stage=onboarding").content.decode()) == ["Green On", "Red On"]
+    assert row_names(signed_in.get("/t/alpha/?health=red").content.decode()) == ["Red On", "Red Renew"]
+    response = signed_in.get("/t/alpha/?stage=onboarding&health=red")
+    assert row_names(response.content.decode()) == ["Red On"]
+    assert row_names(signed_in.get("/t/alpha/?health=unscored").content.decode()) == ["Fresh"]
+    html = response.content.decode()
+    assert '<option value="onboarding" selected>Onboarding</option>' in html
+    assert 'href="?stage=onboarding&amp;health=red&amp;sort=name"' in html  # sorting keeps the filters
+
+
+def test_sorting_by_health_puts_unscored_accounts_last(signed_in, tenant, stages):
+    for name, value in (("Mid", 50), ("Low", 10), ("High", 95)):
+        account = AccountFactory(tenant=tenant, name=name)
+        score(account, value)
+    AccountFactory(tenant=tenant, name="None")
+    assert row_names(signed_in.get("/t/alpha/?sort=health").content.decode()) == ["Low", "Mid", "High", "None"]
+    assert row_names(signed_in.get("/t/alpha/?sort=-health").content.decode()) == ["High", "Mid", "Low", "None"]
+
+
+def test_a_stage_of_another_tenant_is_not_a_valid_filter(signed_in, tenant, other_tenant, stages):
+    Stage.objects.create(tenant=other_tenant, key="secret", name="Secret Stage", position=1)
+    html = signed_in.get("/t/alpha/?stage=secret").content.decode()
+    assert "Select a valid choice" in html
+    assert "Secret Stage" not in html
+
+
+def test_without_stages_the_portfolio_points_to_the_stage_templates(signed_in, tenant):
+    AccountFactory(tenant=tenant)
+    html = signed_in.get("/t/alpha/").content.decode()
+    assert "No lifecycle stages yet" in html
+    assert 'href="/t/alpha/settings/stages/"' in html
+
+
+def test_portfolio_runs_the_same_number_of_queries_for_few_and_many_accounts(
+    signed_in, tenant, stages, django_assert_max_num_queries
+):
+    url = "/t/alpha/?stage=adoption&health=&sort=-days"
+    make_accounts(tenant, stages, 3)
+    with django_assert_max_num_queries(10):
+        assert signed_in.get(url).status_code == 200
+    make_accounts(tenant, stages, 90, prefix="More")
+    with django_assert_max_num_queries(10):
+        assert signed_in.get(url + "&page=2").status_code == 200

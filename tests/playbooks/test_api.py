@@ -1,0 +1,231 @@
+import datetime as dt
+
+import pytest
+import time_machine
+
+from lifecycle.services import lifecycle_advance
+from playbooks.models import EmailStatus, OutboundEmail, Run, RunStatus, StepRunStatus, Task
+from playbooks.runner import steps_run_due
+from playbooks.services import playbook_templates_install
+from tests.factories import AccountFactory
+
+pytestmark = pytest.mark.django_db
+
+WEDNESDAY_NOON = dt.datetime(2024, 3, 6, 12, 0, tzinfo=dt.UTC)
+
+
+def playbook_body(**overrides):
+    body = {
+        "key": "renewal_nudge",
+        "name": "Renewal nudge",
+        "trigger_type": "manual",
+        "steps": [
+            {
+                "kind": "send_email",
+                "config": {"subject": "Hello {{ account.name }}", "text": "Hi {{ contact.first_name }}"},
+            },
+            {
+                "kind": "create_task",
+                "delay_minutes": 60,
+                "config": {"title": "Call {{ account.name }}", "due_in_days": 2},
+            },
+        ],
+    }
+    body.update(overrides)
+    return body
+
+
+def field_errors(response):
+    return {item["field"]: item["message"] for item in response.json()["error"]["fields"]}
+
+
+def test_playbook_is_created_with_validated_steps_and_read_back(api, stages):
+    response = api.post("/api/v1/playbooks/", playbook_body(), format="json")
+    assert response.status_code == 201, response.json()
+    data = api.get("/api/v1/playbooks/renewal_nudge/").json()
+    assert [(step["position"], step["kind"], step["delay_minutes"]) for step in data["steps"]] == [
+        (0, "send_email", 0),
+        (1, "create_task", 60),
+    ]
+    assert data["steps"][1]["config"]["due_in_days"] == 2
+    assert data["enabled"] is False
+
+
+def test_unknown_step_kind_answers_400_naming_the_step(api, stages):
+    body = playbook_body()
+    body["steps"].append({"kind": "send_fax", "config": {}})
+    response = api.post("/api/v1/playbooks/", body, format="json")
+    assert response.status_code == 400
+    assert "Unknown step kind 'send_fax'" in field_errors(response)["steps[2].kind"]
+
+
+def test_template_that_does_not_render_answers_400_naming_the_step_and_field(api, stages):
+    body = playbook_body()
+    body["steps"][0]["config"]["html"] = "<p>{% load static %}</p>"
+    body["steps"][1]["config"]["title"] = "Call {{ account.name|nosuchfilter }}"
+    response = api.post("/api/v1/playbooks/", body, format="json")
+    assert response.status_code == 400
+    errors = field_errors(response)
+    assert "does not render" in errors["steps[0].config.html"] and "load" in errors["steps[0].config.html"]
+    assert "nosuchfilter" in errors["steps[1].config.title"]
+
+
+def test_audience_that_does_not_parse_answers_400(api, stages):
+    response = api.post("/api/v1/playbooks/", playbook_body(audience_text="contact.role === 'x'"), format="json")
+    assert response.status_code == 400
+    assert "do not parse" in field_errors(response)["audience_text"]
+
+
+def test_trigger_stage_must_exist_and_usage_check_needs_criteria(api, stages):
+    body = playbook_body(trigger_type="stage_entered", trigger_config={"stage": "nowhere"})
+    body["steps"].append({"kind": "usage_check", "config": {"on_fail": {"action": "goto", "step": 9}}})
+    response = api.post("/api/v1/playbooks/", body, format="json")
+    errors = field_errors(response)
+    assert response.status_code == 400
+    assert "nowhere" in errors["trigger_config.stage"]
+    assert "steps[2].config.criteria" in errors
+    assert "from 0 to 2" in errors["steps[2].config.on_fail.step"]
+
+
+def test_enable_disable_and_another_tenants_playbook_is_404(api, other_api, stages):
+    api.post("/api/v1/playbooks/", playbook_body(), format="json")
+    assert api.post("/api/v1/playbooks/renewal_nudge/enable/").json()["enabled"] is True
+    assert api.post("/api/v1/playbooks/renewal_nudge/disable/").json()["enabled"] is False
+    assert other_api.get("/api/v1/playbooks/renewal_nudge/").status_code == 404
+    assert other_api.post("/api/v1/playbooks/renewal_nudge/enable/").status_code == 404
+
+
+def test_manual_start_runs_steps_then_cancel_skips_the_rest(api, other_api, stages, customer, smtp_server, bob):
+    api.post("/api/v1/playbooks/", playbook_body(), format="json")
+    with time_machine.travel(WEDNESDAY_NOON, tick=False):
+        response = api.post("/api/v1/playbooks/renewal_nudge/start/", {"account": customer.pk}, format="json")
+        assert response.status_code == 201, response.json()
+        run_id = response.json()["id"]
+        # One active run per account and playbook.
+        again = api.post("/api/v1/playbooks/renewal_nudge/start/", {"account": customer.pk}, format="json")
+        assert again.status_code == 400
+        assert steps_run_due() == 1
+    assert smtp_server.subjects() == ["Hello Acme Rockets"]
+    run = api.get(f"/api/v1/playbook-runs/?account={customer.pk}").json()["results"][0]
+    assert [(step["kind"], step["status"]) for step in run["steps"]] == [
+        ("send_email", "done"),
+        ("create_task", "pending"),
+    ]
+    assert other_api.post(f"/api/v1/playbook-runs/{run_id}/cancel/").status_code == 404
+    cancelled = api.post(f"/api/v1/playbook-runs/{run_id}/cancel/").json()
+    assert cancelled["status"] == "cancelled"
+    assert [step["status"] for step in cancelled["steps"]] == ["done", "skipped"]
+    with time_machine.travel(WEDNESDAY_NOON + dt.timedelta(hours=2), tick=False):
+        assert steps_run_due() == 0
+    assert not Task.objects.for_tenant(customer.tenant).exists()
+
+
+def test_another_tenants_account_cannot_be_started(api, stages, other_tenant):
+    api.post("/api/v1/playbooks/", playbook_body(), format="json")
+    foreign = AccountFactory(tenant=other_tenant)
+    response = api.post("/api/v1/playbooks/renewal_nudge/start/", {"account": foreign.pk}, format="json")
+    assert response.status_code == 400
+    assert not Run.objects.dangerously_all_tenants().exists()
+
+
+def test_tasks_are_listed_by_owner_completed_and_reassigned(api, other_api, tenant, stages, customer, bob, alice):
+    api.post(
+        "/api/v1/playbooks/",
+        playbook_body(steps=[{"kind": "create_task", "config": {"title": "Call {{ account.name }}"}}]),
+        format="json",
+    )
+    api.post("/api/v1/playbooks/renewal_nudge/start/", {"account": customer.pk}, format="json")
+    steps_run_due()
+    tasks = api.get(f"/api/v1/tasks/?owner={bob.email}&open=true").json()["results"]
+    assert [task["title"] for task in tasks] == ["Call Acme Rockets"]
+    task_id = tasks[0]["id"]
+    assert other_api.post(f"/api/v1/tasks/{task_id}/complete/").status_code == 404
+    assert (
+        api.post(f"/api/v1/tasks/{task_id}/reassign/", {"owner": "nobody@else.example"}, format="json").status_code
+        == 400
+    )
+    assert (
+        api.post(f"/api/v1/tasks/{task_id}/reassign/", {"owner": alice.email}, format="json").json()["owner"]
+        == alice.email
+    )
+    assert api.post(f"/api/v1/tasks/{task_id}/complete/").json()["completed_at"] is not None
+    assert api.get(f"/api/v1/tasks/?owner={alice.email}&open=true").json()["results"] == []
+
+
+def test_email_held_for_review_is_edited_then_approved_and_sent_once(api, stages, customer, smtp_server):
+    steps = [
+        {
+            "kind": "send_email",
+            "config": {"subject": "Draft for {{ account.name }}", "text": "Hi", "requires_review": True},
+        },
+        {"kind": "create_task", "config": {"title": "Follow up"}},
+    ]
+    api.post("/api/v1/playbooks/", playbook_body(steps=steps), format="json")
+    with time_machine.travel(WEDNESDAY_NOON, tick=False):
+        api.post("/api/v1/playbooks/renewal_nudge/start/", {"account": customer.pk}, format="json")
+        steps_run_due()
+        held = api.get("/api/v1/emails/?status=pending_review").json()["results"]
+        assert [email["subject"] for email in held] == ["Draft for Acme Rockets"]
+        assert smtp_server.messages == []
+        run = Run.objects.for_tenant(customer.tenant).get()
+        assert run.step_runs.get().status == StepRunStatus.WAITING_REVIEW
+        email_id = held[0]["id"]
+        edited = api.post(f"/api/v1/emails/{email_id}/edit/", {"text": "Hello Ada, edited by hand."}, format="json")
+        assert edited.json()["status"] == "pending_review"
+        approved = api.post(f"/api/v1/emails/{email_id}/approve/", {"subject": "Checked for Acme"}, format="json")
+        assert approved.json()["status"] == "queued"
+        assert api.post(f"/api/v1/emails/{email_id}/skip/").status_code == 400
+        steps_run_due()
+        steps_run_due()
+    assert smtp_server.subjects() == ["Checked for Acme"]
+    assert smtp_server.messages[0].get_body(("plain",)).get_content().strip() == "Hello Ada, edited by hand."
+    assert Task.objects.for_tenant(customer.tenant).get().title == "Follow up"
+    assert Run.objects.for_tenant(customer.tenant).get().status == RunStatus.COMPLETED
+
+
+def test_skipped_review_email_is_never_sent_and_the_run_moves_on(api, stages, customer, smtp_server):
+    steps = [{"kind": "send_email", "config": {"subject": "S", "text": "T", "requires_review": True}}]
+    api.post("/api/v1/playbooks/", playbook_body(steps=steps), format="json")
+    with time_machine.travel(WEDNESDAY_NOON, tick=False):
+        api.post("/api/v1/playbooks/renewal_nudge/start/", {"account": customer.pk}, format="json")
+        steps_run_due()
+        email = OutboundEmail.objects.for_tenant(customer.tenant).get()
+        assert api.post(f"/api/v1/emails/{email.pk}/skip/").json()["status"] == EmailStatus.SKIPPED
+        steps_run_due()
+    assert smtp_server.messages == []
+    assert Run.objects.for_tenant(customer.tenant).get().status == RunStatus.COMPLETED
+
+
+def test_simulate_reports_who_would_have_been_enrolled_and_sends_nothing(api, tenant, stages, customer, smtp_server):
+    playbook_templates_install(tenant=tenant, keys=["onboarding_welcome"], enabled=False)
+    with time_machine.travel(WEDNESDAY_NOON - dt.timedelta(days=10), tick=False):
+        lifecycle_advance(tenant=tenant, account_ids=[customer.pk])
+    with time_machine.travel(WEDNESDAY_NOON, tick=False):
+        report = api.post("/api/v1/playbooks/onboarding_welcome/simulate/", {"days": 30}, format="json").json()
+    assert report["enrolled"] == 1
+    (run,) = report["runs"]
+    assert run["account"]["name"] == "Acme Rockets"
+    assert [(step["kind"], step.get("to")) for step in run["steps"]] == [
+        ("send_email", "ada@acme.example"),
+        ("schedule_demo", "ada@acme.example"),
+        ("usage_check", None),
+    ]
+    assert run["steps"][0]["subject"] == "Welcome to the team, Acme Rockets"
+    assert report["emails"] == 2
+    assert smtp_server.messages == [] and not Run.objects.for_tenant(tenant).exists()
+
+
+def test_editing_steps_keeps_history_and_moves_pending_steps_to_the_new_definition(api, stages, customer, smtp_server):
+    api.post("/api/v1/playbooks/", playbook_body(), format="json")
+    with time_machine.travel(WEDNESDAY_NOON, tick=False):
+        api.post("/api/v1/playbooks/renewal_nudge/start/", {"account": customer.pk}, format="json")
+        steps_run_due()
+    new_steps = playbook_body()["steps"]
+    new_steps[1]["config"]["title"] = "Phone {{ account.name }}"
+    response = api.patch("/api/v1/playbooks/renewal_nudge/", {"steps": new_steps}, format="json")
+    assert response.status_code == 200, response.json()
+    with time_machine.travel(WEDNESDAY_NOON + dt.timedelta(hours=2), tick=False):
+        steps_run_due()
+    assert Task.objects.for_tenant(customer.tenant).get().title == "Phone Acme Rockets"
+    run = api.get("/api/v1/playbook-runs/").json()["results"][0]
+    assert [step["status"] for step in run["steps"]] == ["done", "done"]

@@ -1,0 +1,441 @@
+import datetime as dt
+import re
+
+import pytest
+import time_machine
+from django.test import override_settings
+from django.urls import include, path
+
+from alerts.models import Alert, WebhookDelivery
+from alerts.services import segment_create, segments_refresh
+from alerts.webhooks import webhook_subscription_create
+from csplatform.customers.ingest import events_ingest
+from csplatform.customers.models import UsageEvent
+from lifecycle.models import AccountStage
+from lifecycle.services import account_move_stage, lifecycle_advance
+from playbooks.models import (
+    EmailStatus,
+    ExpansionOpportunity,
+    OutboundEmail,
+    Run,
+    RunStatus,
+    StepRun,
+    StepRunStatus,
+    Task,
+)
+from playbooks.runner import step_execute, step_runs_claim, steps_run_due
+from playbooks.services import playbook_create, playbooks_enroll, playbooks_enroll_dates, run_start
+from tests.factories import AccountFactory
+from tests.playbooks.conftest import free_port
+
+pytestmark = pytest.mark.django_db
+
+WEDNESDAY_NOON = dt.datetime(2024, 3, 6, 12, 0, tzinfo=dt.UTC)
+EMAIL = {"kind": "send_email", "config": {"subject": "Hello {{ account.name }}", "text": "Hi {{ contact.first_name }}"}}
+
+urlpatterns = [path("", include("csplatform.urls")), path("", include("playbooks.urls"))]
+
+
+def make_playbook(tenant, steps, **fields):
+    fields.setdefault("trigger_type", "manual")
+    return playbook_create(
+        tenant=tenant, actor=None, key=fields.pop("key", "p"), name="P", steps=steps, enabled=True, **fields
+    )
+
+
+@pytest.fixture
+def noon():
+    with time_machine.travel(WEDNESDAY_NOON, tick=False) as clock:
+        yield clock
+
+
+def test_a_step_executed_twice_sends_its_email_once(tenant, customer, smtp_server, noon):
+    playbook = make_playbook(tenant, [EMAIL])
+    run = run_start(tenant=tenant, playbook=playbook, account=customer)
+    (step_run_id,) = step_runs_claim(now=WEDNESDAY_NOON, limit=10)
+    assert step_execute(step_run_id=step_run_id) == StepRunStatus.DONE
+    # A worker that lost track of its claim runs the same step again.
+    StepRun.objects.for_tenant(tenant).filter(pk=step_run_id).update(status=StepRunStatus.RUNNING)
+    step_execute(step_run_id=step_run_id)
+    assert len(smtp_server.messages) == 1
+    assert (
+        OutboundEmail.objects.for_tenant(tenant).get().idempotency_key
+        == f"steprun:{step_run_id}:email:{customer.contacts.get(role='administrator').pk}"
+    )
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+
+
+def test_a_claim_left_by_a_dead_worker_is_reclaimed_and_its_queued_email_sent_once(
+    tenant, customer, smtp_server, noon, settings
+):
+    settings.CSP_PLAYBOOK_STALE_SECONDS = 300
+    playbook = make_playbook(tenant, [EMAIL])
+    run_start(tenant=tenant, playbook=playbook, account=customer)
+    step_runs_claim(now=WEDNESDAY_NOON, limit=10)
+    # Nothing is due while the claim is fresh...
+    noon.shift(dt.timedelta(minutes=4))
+    assert steps_run_due() == 0
+    # ...and once it is stale the step runs again, exactly once.
+    noon.shift(dt.timedelta(minutes=2))
+    assert steps_run_due() == 1
+    assert steps_run_due() == 0
+    assert len(smtp_server.messages) == 1
+
+
+def test_smtp_down_retries_with_backoff_then_sends(tenant, customer, smtp_server, noon, settings):
+    playbook = make_playbook(tenant, [EMAIL])
+    run_start(tenant=tenant, playbook=playbook, account=customer)
+    real_port, settings.EMAIL_PORT = settings.EMAIL_PORT, free_port()
+    assert steps_run_due() == 1
+    step_run = StepRun.objects.for_tenant(tenant).get()
+    assert (step_run.status, step_run.attempts, step_run.due_at) == (
+        StepRunStatus.PENDING,
+        1,
+        WEDNESDAY_NOON + dt.timedelta(minutes=1),
+    )
+    assert "refused" in step_run.error.lower()
+    noon.shift(dt.timedelta(minutes=1))
+    assert steps_run_due() == 1
+    step_run.refresh_from_db()
+    assert (step_run.attempts, step_run.due_at) == (2, WEDNESDAY_NOON + dt.timedelta(minutes=3))
+    settings.EMAIL_PORT = real_port
+    noon.shift(dt.timedelta(minutes=2))
+    assert steps_run_due() == 1
+    step_run.refresh_from_db()
+    assert step_run.status == StepRunStatus.DONE
+    assert len(smtp_server.messages) == 1
+
+
+def test_a_permanently_refused_recipient_fails_the_step_with_the_reason(
+    tenant, customer, smtp_server, noon, monkeypatch
+):
+    async def refuse(server, session, envelope, address, rcpt_options):
+        return "550 No such mailbox"
+
+    monkeypatch.setattr(type(smtp_server), "handle_RCPT", staticmethod(refuse), raising=False)
+    playbook = make_playbook(tenant, [EMAIL, {"kind": "create_task", "config": {"title": "Next"}}])
+    run = run_start(tenant=tenant, playbook=playbook, account=customer)
+    steps_run_due()
+    email = OutboundEmail.objects.for_tenant(tenant).get()
+    assert email.status == EmailStatus.FAILED and "550" in email.error
+    # The step itself completes: the email's failure is recorded on the email.
+    run.refresh_from_db()
+    assert StepRun.objects.for_tenant(tenant).filter(run=run).count() == 2
+
+
+def test_run_exits_when_the_account_leaves_the_trigger_stage(tenant, stages, customer, smtp_server, noon, alice):
+    playbook = make_playbook(
+        tenant,
+        [EMAIL, {**EMAIL, "delay_minutes": 60 * 24}],
+        trigger_type="stage_entered",
+        trigger_config={"stage": "onboarding"},
+    )
+    moved = lifecycle_advance(tenant=tenant, account_ids=[customer.pk])
+    playbooks_enroll(tenant=tenant, account_ids=[customer.pk], stage_changes=moved)
+    steps_run_due()
+    account_move_stage(tenant=tenant, account=customer, to_stage=stages["adopting"], actor=alice, reason="Set up.")
+    noon.shift(dt.timedelta(days=1))
+    steps_run_due()
+    run = Run.objects.for_tenant(tenant).get(playbook=playbook)
+    assert (run.status, run.reason) == (RunStatus.EXITED, "The account left the onboarding stage.")
+    assert len(smtp_server.messages) == 1
+
+
+def test_run_exits_before_a_step_when_exit_criteria_hold(tenant, customer, smtp_server, noon):
+    playbook = make_playbook(tenant, [EMAIL], exit_criteria_text='account.plan == "enterprise"')
+    customer.plan = "enterprise"
+    customer.save()
+    run = run_start(tenant=tenant, playbook=playbook, account=customer)
+    steps_run_due()
+    run.refresh_from_db()
+    assert run.status == RunStatus.EXITED and "Exit criteria hold" in run.reason
+    assert smtp_server.messages == []
+
+
+def test_enrolment_policy_once_and_again_after_days(tenant, stages, customer, noon, alice):
+    once = make_playbook(
+        tenant,
+        [{"kind": "create_task", "config": {"title": "t"}}],
+        key="once",
+        trigger_type="stage_entered",
+        trigger_config={"stage": "onboarding"},
+    )
+    again = make_playbook(
+        tenant,
+        [{"kind": "create_task", "config": {"title": "t"}}],
+        key="again",
+        trigger_type="stage_entered",
+        trigger_config={"stage": "onboarding"},
+        enrollment_policy="again_after_days",
+        again_after_days=7,
+    )
+    moved = lifecycle_advance(tenant=tenant, account_ids=[customer.pk])
+    assert playbooks_enroll(tenant=tenant, account_ids=[customer.pk], stage_changes=moved) == {once.pk: 1, again.pk: 1}
+    steps_run_due()
+
+    def reenter(days):
+        noon.shift(dt.timedelta(days=days))
+        account_move_stage(tenant=tenant, account=customer, to_stage=stages["adopting"], actor=alice, reason="a")
+        account_move_stage(tenant=tenant, account=customer, to_stage=stages["onboarding"], actor=alice, reason="b")
+        return playbooks_enroll(tenant=tenant, account_ids=[customer.pk], stage_changes=[customer.pk])
+
+    assert reenter(2) == {}
+    assert reenter(6) == {again.pk: 1}
+
+
+def test_one_active_run_per_account_even_when_enrolled_twice(tenant, stages, customer, noon):
+    playbook = make_playbook(
+        tenant,
+        [{"kind": "create_task", "delay_minutes": 60, "config": {"title": "t"}}],
+        trigger_type="stage_entered",
+        trigger_config={"stage": "onboarding"},
+        enrollment_policy="again_after_days",
+        again_after_days=1,
+    )
+    moved = lifecycle_advance(tenant=tenant, account_ids=[customer.pk])
+    playbooks_enroll(tenant=tenant, account_ids=[customer.pk], stage_changes=moved)
+    noon.shift(dt.timedelta(days=2))
+    playbooks_enroll(tenant=tenant, account_ids=[customer.pk], stage_changes=moved)
+    assert Run.objects.for_tenant(tenant).filter(playbook=playbook, status=RunStatus.ACTIVE).count() == 1
+
+
+def test_usage_check_failing_goes_back_to_an_earlier_step(tenant, customer, noon):
+    steps = [
+        {"kind": "create_task", "config": {"title": "Nudge {{ account.name }}"}},
+        {
+            "kind": "usage_check",
+            "delay_minutes": 60,
+            "config": {"criteria": "account.attributes.setup_done == true", "on_fail": {"action": "goto", "step": 0}},
+        },
+    ]
+    playbook = make_playbook(tenant, steps)
+    run = run_start(tenant=tenant, playbook=playbook, account=customer)
+    steps_run_due()
+    noon.shift(dt.timedelta(minutes=60))
+    steps_run_due()
+    steps_run_due()
+    customer.attributes = {"setup_done": True}
+    customer.save()
+    noon.shift(dt.timedelta(minutes=60))
+    steps_run_due()
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+    assert [(s.step.kind, s.outcome.get("passed")) for s in run.step_runs.order_by("sequence")] == [
+        ("create_task", None),
+        ("usage_check", False),
+        ("create_task", None),
+        ("usage_check", True),
+    ]
+    assert Task.objects.for_tenant(tenant).count() == 2
+
+
+def test_usage_check_on_pass_end_stops_the_run(tenant, customer, noon):
+    steps = [
+        {"kind": "usage_check", "config": {"criteria": "account.mrr > 100", "on_pass": "end"}},
+        {"kind": "create_task", "config": {"title": "never"}},
+    ]
+    run = run_start(tenant=tenant, playbook=make_playbook(tenant, steps), account=customer)
+    steps_run_due()
+    run.refresh_from_db()
+    assert (run.status, run.reason) == (RunStatus.COMPLETED, "Usage check passed.")
+    assert not Task.objects.for_tenant(tenant).exists()
+
+
+def test_usage_check_failing_sends_the_inline_email(tenant, customer, smtp_server, noon):
+    steps = [
+        {
+            "kind": "usage_check",
+            "config": {
+                "criteria": "account.mrr > 100000",
+                "on_fail": {
+                    "action": "send_email",
+                    "subject": "Need a hand, {{ contact.first_name }}?",
+                    "text": "We can help.",
+                },
+            },
+        }
+    ]
+    run_start(tenant=tenant, playbook=make_playbook(tenant, steps), account=customer)
+    steps_run_due()
+    assert smtp_server.subjects() == ["Need a hand, Ada?"]
+
+
+def test_audience_criteria_pick_the_recipients(tenant, customer, smtp_server, noon):
+    playbook = make_playbook(tenant, [EMAIL], audience_text='contact.role in ["user", "administrator"]')
+    run_start(tenant=tenant, playbook=playbook, account=customer)
+    steps_run_due()
+    assert sorted(str(m["To"]) for m in smtp_server.messages) == ["ada@acme.example", "uma@acme.example"]
+
+
+@override_settings(ROOT_URLCONF=__name__)
+def test_nps_one_click_link_records_the_score_once_and_a_comment(tenant, customer, smtp_server, noon, client):
+    playbook = make_playbook(tenant, [{"kind": "nps_survey", "config": {"subject": "Quick question"}}])
+    run_start(tenant=tenant, playbook=playbook, account=customer)
+    steps_run_due()
+    (message,) = smtp_server.messages
+    links = dict(re.findall(r"^(\d+): \S+?(/nps/[^/\s]+/)", message.get_body(("plain",)).get_content(), re.M))
+    assert sorted(int(score) for score in links) == list(range(11))
+    assert client.get(links["9"]).status_code == 200
+    assert client.get(links["3"]).status_code == 200
+    assert client.post(links["9"], {"comment": "Great onboarding"}).status_code == 200
+    events = UsageEvent.objects.for_tenant(tenant).order_by("event")
+    assert [(e.event, e.properties) for e in events] == [
+        ("nps.answered", {"score": 9}),
+        ("nps.commented", {"score": 9, "comment": "Great onboarding"}),
+    ]
+    assert client.get(links["9"][:-3] + "xx/").status_code == 404
+    noon.shift(dt.timedelta(days=15))
+    assert client.get(links["9"]).status_code == 410
+
+
+def test_update_account_moves_the_stage_and_sets_attributes(tenant, stages, customer, noon):
+    lifecycle_advance(tenant=tenant, account_ids=[customer.pk])
+    steps = [
+        {"kind": "update_account", "config": {"attribute": "welcomed", "value": True}},
+        {"kind": "update_account", "config": {"stage": "adopting", "reason": "Onboarding done."}},
+    ]
+    run_start(tenant=tenant, playbook=make_playbook(tenant, steps), account=customer)
+    steps_run_due()
+    steps_run_due()
+    customer.refresh_from_db()
+    assert customer.attributes == {"welcomed": True}
+    assert AccountStage.objects.for_tenant(tenant).get(account=customer).stage.key == "adopting"
+
+
+def test_date_relative_trigger_enrols_accounts_whose_trial_ends_in_n_days(tenant, noon):
+    ending = AccountFactory(tenant=tenant, trial_ends_at=WEDNESDAY_NOON + dt.timedelta(days=3, hours=2))
+    AccountFactory(tenant=tenant, trial_ends_at=WEDNESDAY_NOON + dt.timedelta(days=5))
+    playbook = make_playbook(
+        tenant,
+        [{"kind": "create_task", "config": {"title": "Call before trial ends"}}],
+        trigger_type="date_relative",
+        trigger_config={"field": "trial_ends_at", "days_before": 3},
+    )
+    assert playbooks_enroll_dates(tenant=tenant) == {playbook.pk: 1}
+    assert playbooks_enroll_dates(tenant=tenant) == {}
+    assert list(Run.objects.for_tenant(tenant).values_list("account_id", flat=True)) == [ending.pk]
+
+
+def test_event_received_trigger_enrols_on_a_new_event_only(tenant, customer, noon):
+    playbook = make_playbook(
+        tenant,
+        [{"kind": "create_task", "config": {"title": "t"}}],
+        trigger_type="event_received",
+        trigger_config={"event": "export.failed"},
+        enrollment_policy="again_after_days",
+        again_after_days=1,
+    )
+
+    def ingest(message_id):
+        events_ingest(
+            tenant=tenant,
+            events=[
+                {
+                    "message_id": message_id,
+                    "account_id": customer.pk,
+                    "contact_id": None,
+                    "event": "export.failed",
+                    "timestamp": dt.datetime.now(dt.UTC),
+                    "properties": {},
+                }
+            ],
+        )
+        return playbooks_enroll(tenant=tenant, account_ids=[customer.pk])
+
+    assert ingest("m1") == {playbook.pk: 1}
+    steps_run_due()
+    noon.shift(dt.timedelta(days=2))
+    assert playbooks_enroll(tenant=tenant, account_ids=[customer.pk]) == {}
+    assert ingest("m2") == {playbook.pk: 1}
+
+
+def test_health_triggers_enrol_on_score_and_colour(tenant, customer, noon):
+    from health.models import HealthScore
+
+    HealthScore.objects.create(tenant=tenant, account=customer, score=30, colour="red", computed_at=WEDNESDAY_NOON)
+    below = make_playbook(
+        tenant,
+        [{"kind": "create_task", "config": {"title": "t"}}],
+        key="below",
+        trigger_type="health_below",
+        trigger_config={"value": 40},
+    )
+    red = make_playbook(
+        tenant,
+        [{"kind": "create_task", "config": {"title": "t"}}],
+        key="red",
+        trigger_type="health_colour_changed",
+        trigger_config={"colour": "red"},
+    )
+    make_playbook(
+        tenant,
+        [{"kind": "create_task", "config": {"title": "t"}}],
+        key="above",
+        trigger_type="health_above",
+        trigger_config={"value": 40},
+    )
+    started = playbooks_enroll(tenant=tenant, account_ids=[customer.pk], health_changes=[customer.pk])
+    assert started == {below.pk: 1, red.pk: 1}
+
+
+def test_raise_alert_on_failed_usage_check(tenant, customer, noon):
+    steps = [
+        {
+            "kind": "usage_check",
+            "config": {
+                "criteria": "account.mrr > 100000",
+                "on_fail": {"action": "raise_alert", "title": "Low usage {{ account.name }}", "severity": "critical"},
+            },
+        }
+    ]
+    run_start(tenant=tenant, playbook=make_playbook(tenant, steps), account=customer)
+    steps_run_due()
+    alert = Alert.objects.for_tenant(tenant).get()
+    assert (alert.title, alert.severity, alert.account_id) == ("Low usage Acme Rockets", "critical", customer.pk)
+
+
+@pytest.fixture
+def local_hooks(settings):
+    settings.CSP_WEBHOOK_ALLOW_PRIVATE = True
+    return "http://127.0.0.1:9/hooks"
+
+
+def test_flag_expansion_records_the_opportunity_and_emits_the_webhook_once(tenant, customer, noon, local_hooks):
+    webhook_subscription_create(tenant=tenant, actor=None, url=local_hooks, event_types=["account.expansion_flagged"])
+    steps = [{"kind": "flag_expansion", "config": {"title": "Seats for {{ account.name }}"}}]
+    run_start(tenant=tenant, playbook=make_playbook(tenant, steps), account=customer)
+    (step_run_id,) = step_runs_claim(now=WEDNESDAY_NOON, limit=10)
+    step_execute(step_run_id=step_run_id)
+    StepRun.objects.for_tenant(tenant).filter(pk=step_run_id).update(status=StepRunStatus.RUNNING)
+    step_execute(step_run_id=step_run_id)
+    assert ExpansionOpportunity.objects.for_tenant(tenant).get().title == "Seats for Acme Rockets"
+    delivery = WebhookDelivery.objects.for_tenant(tenant).get()
+    assert delivery.event_type == "account.expansion_flagged"
+    assert delivery.payload["opportunity"]["title"] == "Seats for Acme Rockets"
+
+
+def test_call_webhook_step_emits_playbook_step_completed(tenant, customer, noon, local_hooks):
+    webhook_subscription_create(tenant=tenant, actor=None, url=local_hooks, event_types=["playbook.step_completed"])
+    steps = [{"kind": "call_webhook", "config": {"payload": {"crm_stage": "onboarded"}}}]
+    run_start(tenant=tenant, playbook=make_playbook(tenant, steps, key="hooked"), account=customer)
+    steps_run_due()
+    delivery = WebhookDelivery.objects.for_tenant(tenant).get()
+    assert delivery.event_type == "playbook.step_completed"
+    assert delivery.payload["playbook"]["key"] == "hooked"
+    assert delivery.payload["data"] == {"crm_stage": "onboarded"}
+    assert delivery.payload["account"]["external_id"] == customer.external_id
+
+
+def test_segment_entered_trigger_enrols_new_members(tenant, customer, noon):
+    segment_create(
+        tenant=tenant, actor=None, key="big_spenders", name="Big spenders", criteria_text="account.mrr >= 400"
+    )
+    playbook = make_playbook(
+        tenant,
+        [{"kind": "create_task", "config": {"title": "t"}}],
+        trigger_type="segment_entered",
+        trigger_config={"segment": "big_spenders"},
+    )
+    changes = segments_refresh(tenant=tenant, account_ids=[customer.pk])
+    assert playbooks_enroll(tenant=tenant, account_ids=[customer.pk], segment_changes=changes) == {playbook.pk: 1}

@@ -1,0 +1,28 @@
+"""Figures the security and fault tests measure, printed in pytest's terminal summary."""
+
+import pytest
+from django.core.cache import cache
+
+FIGURES = []
+
+
+def record_figure(label, value):
+    """Note a figure (requests swept, cases fuzzed, events replayed) for the summary."""
+    FIGURES.append((label, value))
+    print(f"{label}: {value}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("security and reliability figures")
+        for label, value in FIGURES:
+            terminalreporter.write_line(f"{label}: {value}")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(settings):
+    """A cache of this test process alone, so throttle budgets never mix with another run's."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "security"}}
+    cache.clear()
+    yield
+    cache.clear()

@@ -1,0 +1,133 @@
+"""Tenant "A" with at least one row of every kind, built through the public services.
+
+Every name, key and external id that A owns contains MARKER, so a response
+that shows one of them to another tenant is easy to spot.
+"""
+
+import datetime as dt
+import importlib.util
+
+from django.apps import apps
+from django.utils import timezone
+
+from csplatform import pipeline
+from csplatform.customers.services import account_upsert, contact_upsert
+from csplatform.rules.services import metric_definition_create
+from csplatform.tenancy.models import Role, TenantModel
+from csplatform.tenancy.services import api_key_create
+from health.services import (
+    health_override_set,
+    health_settings_update,
+    scorecard_create,
+    scorecard_version_create,
+)
+from lifecycle.services import account_move_stage, stage_create
+from tests.conftest import make_api_client
+from tests.factories import MembershipFactory, TenantFactory, UserFactory
+
+MARKER = "zqxa"
+
+
+def tenant_models():
+    return sorted((m for m in apps.get_models() if issubclass(m, TenantModel)), key=lambda m: m._meta.label)
+
+
+def thresholds(source, bad, good):
+    return {"source": source, "weight": 1, "missing": "skip", "mapping": {"type": "thresholds", "bad": bad, "good": good}}
+
+
+def build_world(slug=f"{MARKER}-corp"):
+    """Create tenant A and one of everything it can own; return a dict of the main objects.
+
+    1. Tenant, admin member, API key.
+    2. Configuration: a metric, two stages, a scorecard with a second version.
+    3. Data: an account, a contact, usage events through the batch API.
+    4. The pipeline: metrics, health scores, stage transitions; then a manual
+       move and a health override for the rows those leave behind.
+    5. Alerts, when that app offers its service.
+    """
+    tenant = TenantFactory(slug=slug, name=f"{MARKER.title()} Corporation")
+    admin = UserFactory(email=f"admin-{slug}@{MARKER}.example", name=f"{MARKER.title()} Admin")
+    MembershipFactory(tenant=tenant, user=admin, role=Role.ADMIN)
+    api_key_create(tenant=tenant, name=f"{MARKER} key", scopes=["read"])
+
+    metric_definition_create(
+        tenant=tenant,
+        actor=admin,
+        fields={"key": f"{MARKER}_logins", "label": f"{MARKER} logins", "event_names": ["login"], "window_days": 30},
+    )
+    trial = stage_create(tenant=tenant, actor=admin, key=f"{MARKER}_trial", name=f"{MARKER.title()} Trial")
+    paying = stage_create(
+        tenant=tenant,
+        actor=admin,
+        key=f"{MARKER}_paying",
+        name=f"{MARKER.title()} Paying",
+        entry_criteria_text="account.mrr > 0",
+    )
+    scorecard = scorecard_create(
+        tenant=tenant, actor=admin, name=f"{MARKER.title()} Card", measures=[thresholds(f"{MARKER}_logins", 0, 20)]
+    )
+    health_settings_update(tenant=tenant, actor=admin, red_below=30, green_from=60)
+    scorecard_version_create(
+        tenant=tenant, scorecard=scorecard, actor=admin, measures=[thresholds(f"{MARKER}_logins", 0, 10)], note=MARKER
+    )
+
+    account, _ = account_upsert(
+        tenant=tenant,
+        external_id=f"acct-{MARKER}-1",
+        fields={"name": f"{MARKER.title()} Holdings", "owner": admin, "mrr": 700, "plan": "pro"},
+    )
+    contact, _ = contact_upsert(
+        tenant=tenant,
+        external_id=f"contact-{MARKER}-1",
+        account=account,
+        fields={"email": f"person-{MARKER}@customer.example", "name": f"{MARKER.title()} Person"},
+    )
+    client = make_api_client(tenant, scopes=["ingest"])
+    now = timezone.now()
+    events = [
+        {
+            "message_id": f"msg-{MARKER}-{n}",
+            "account": account.external_id,
+            "contact": contact.external_id,
+            "event": "login",
+            "timestamp": (now - dt.timedelta(days=n)).isoformat(),
+            "properties": {"seats": n + 1},
+        }
+        for n in range(3)
+    ]
+    response = client.post("/api/v1/events/batch", {"events": events}, format="json")
+    assert response.status_code in (200, 201, 202), response.content
+
+    pipeline.recompute_accounts(tenant=tenant, account_ids=[account.pk])
+    account_move_stage(tenant=tenant, account=account, to_stage=trial, actor=admin, reason=f"{MARKER} manual move")
+    health_override_set(tenant=tenant, account=account, actor=admin, reason=f"{MARKER} override", colour="green")
+
+    if importlib.util.find_spec("alerts.services") is not None:
+        from alerts.services import alert_raise
+
+        alert_raise(tenant=tenant, account=account, title=f"{MARKER.title()} alert", severity="warning")
+
+    account.refresh_from_db()
+    return {
+        "tenant": tenant,
+        "admin": admin,
+        "account": account,
+        "contact": contact,
+        "stages": [trial, paying],
+        "scorecard": scorecard,
+    }
+
+
+def tenant_rows(tenant):
+    """Every row the tenant owns, per model label, as plain values (for before/after comparisons)."""
+    return {
+        model._meta.label: sorted(
+            (tuple(sorted((k, repr(v)) for k, v in row.items())) for row in model.objects.for_tenant(tenant).values()),
+        )
+        for model in tenant_models()
+    }
+
+
+def row_counts(tenant):
+    return {model._meta.label: model.objects.for_tenant(tenant).count() for model in tenant_models()}
