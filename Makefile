@@ -61,3 +61,9 @@ bench: install
 
 clean:
 	rm -rf $(VENV) var
+
+# Full-page screenshots of the demo tenant's dashboard pages into var/screenshots/
+# (needs chromium and the demo data of `make run`).
+.PHONY: screenshots
+screenshots: install
+	$(BIN)/python manage.py screenshots

@@ -2,8 +2,10 @@
 
 from django.urls import path
 
+from alerts import views as alert_views
 from health import views as health_views
 from lifecycle import views as lifecycle_views
+from playbooks import pages as playbook_pages
 
 urlpatterns = [
     path("", health_views.portfolio, name="portfolio"),
@@ -13,4 +15,18 @@ urlpatterns = [
     path("board/", lifecycle_views.board, name="board"),
     path("board/move/", lifecycle_views.board_move, name="board-move"),
     path("reports/", health_views.reports, name="reports"),
+    path("alerts/", alert_views.alert_inbox, name="alerts"),
+    path("alerts/<int:alert_id>/acknowledge/", alert_views.alert_acknowledge_page, name="alert-acknowledge"),
+    path("alerts/<int:alert_id>/resolve/", alert_views.alert_resolve_page, name="alert-resolve"),
+    path("tasks/", playbook_pages.my_tasks, name="tasks"),
+    path("tasks/<int:task_id>/complete/", playbook_pages.task_complete_page, name="task-complete"),
+    path("outbox/", playbook_pages.outbox, name="outbox"),
+    path("outbox/<int:email_id>/", playbook_pages.outbox_email, name="outbox-email"),
+    path("outbox/<int:email_id>/decide/", playbook_pages.outbox_decide, name="outbox-decide"),
+    path(
+        "accounts/<int:account_id>/playbooks/start/",
+        playbook_pages.account_playbook_start,
+        name="account-playbook-start",
+    ),
+    path("accounts/<int:account_id>/tasks/", playbook_pages.account_task_add, name="account-task-add"),
 ]

@@ -7,10 +7,12 @@ is `join`, reached from an invitation email before its reader can sign in.
 
 from django.urls import path
 
+from alerts import settings_views as alerts
 from csplatform.rules import settings_views as rules
 from csplatform.tenancy import settings_views as tenancy
 from health import settings_views as health
 from lifecycle import settings_views as lifecycle
+from playbooks import settings_views as playbooks
 
 urlpatterns = [
     path("", tenancy.index, name="settings"),
@@ -33,6 +35,29 @@ urlpatterns = [
     path("metrics/new/", rules.metric_edit, name="settings-metric-new"),
     path("metrics/<int:pk>/", rules.metric_edit, name="settings-metric"),
     path("metrics/<int:pk>/delete/", rules.metric_delete, name="settings-metric-delete"),
+    path("criteria/preview/", alerts.criteria_preview, name="settings-criteria-preview"),
+    path("segments/", alerts.segments, name="settings-segments"),
+    path("segments/new/", alerts.segment_edit, name="settings-segment-new"),
+    path("segments/<int:pk>/", alerts.segment_edit, name="settings-segment"),
+    path("segments/<int:pk>/members/", alerts.segment_members, name="settings-segment-members"),
+    path("segments/<int:pk>/delete/", alerts.segment_remove, name="settings-segment-delete"),
+    path("alert-rules/", alerts.alert_rules, name="settings-alert-rules"),
+    path("alert-rules/new/", alerts.alert_rule_edit, name="settings-alert-rule-new"),
+    path("alert-rules/<int:pk>/", alerts.alert_rule_edit, name="settings-alert-rule"),
+    path("alert-rules/<int:pk>/toggle/", alerts.alert_rule_toggle, name="settings-alert-rule-toggle"),
+    path("alert-rules/<int:pk>/delete/", alerts.alert_rule_remove, name="settings-alert-rule-delete"),
+    path("webhooks/", alerts.webhooks, name="settings-webhooks"),
+    path("webhooks/<int:pk>/", alerts.webhook_detail, name="settings-webhook"),
+    path("webhooks/<int:pk>/rotate/", alerts.webhook_rotate, name="settings-webhook-rotate"),
+    path("webhooks/<int:pk>/toggle/", alerts.webhook_toggle, name="settings-webhook-toggle"),
+    path("webhooks/<int:pk>/test/", alerts.webhook_test, name="settings-webhook-test"),
+    path("webhooks/<int:pk>/delete/", alerts.webhook_remove, name="settings-webhook-delete"),
+    path("playbooks/", playbooks.playbooks, name="settings-playbooks"),
+    path("playbooks/new/", playbooks.playbook_edit, name="settings-playbook-new"),
+    path("playbooks/library/<slug:key>/", playbooks.library_install, name="settings-playbook-install"),
+    path("playbooks/<int:pk>/", playbooks.playbook_edit, name="settings-playbook"),
+    path("playbooks/<int:pk>/toggle/", playbooks.playbook_toggle, name="settings-playbook-toggle"),
+    path("playbooks/<int:pk>/simulate/", playbooks.playbook_simulate, name="settings-playbook-simulate"),
     path("members/", tenancy.members, name="settings-members"),
     path("members/<int:pk>/role/", tenancy.member_role, name="settings-member-role"),
     path("members/<int:pk>/remove/", tenancy.member_delete, name="settings-member-remove"),

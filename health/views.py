@@ -13,6 +13,7 @@ from django.db.models import Count, Sum
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from alerts.views import account_alerts_context
 from csplatform.customers.filtersets import AccountFilterSet
 from csplatform.customers.models import Account
 from csplatform.customers.views import (
@@ -27,6 +28,7 @@ from csplatform.tenancy.timezones import tenant_today
 from lifecycle.selectors import kpi_accounts_per_stage, kpi_conversion, kpi_time_to_onboard, stages_in_order
 from lifecycle.sla import days_in_stage_expression
 from lifecycle.views import account_lifecycle_context, can_change, forbidden_for_viewers
+from playbooks.pages import account_playbooks_context
 
 from .analysis import health_why
 from .forms import HealthOverrideForm
@@ -219,6 +221,8 @@ def account_page(request, account_id, *, override_form=None, status=200):
     context = {
         **health_context(request, account, today, override_form=override_form),
         **account_lifecycle_context(request, account),
+        **account_alerts_context(request, account),
+        **account_playbooks_context(request, account),
         "contacts": account_contacts(tenant, account),
         "events": recent_events(tenant, account),
         "usage": usage,

@@ -1,5 +1,7 @@
 import django_filters
 
+from csplatform.tenancy.api.filters import DateTimeFilter, IdFilter
+
 from ..models import Alert, AlertStatus, SegmentMembership, Severity, WebhookDelivery
 
 
@@ -8,8 +10,8 @@ class AlertFilterSet(django_filters.FilterSet):
     severity = django_filters.MultipleChoiceFilter(choices=Severity.choices)
     owner = django_filters.CharFilter(field_name="account__owner__email", lookup_expr="iexact", help_text="Owner email.")
     rule = django_filters.CharFilter(field_name="rule__key", help_text="Alert rule key.")
-    account = django_filters.NumberFilter(field_name="account_id")
-    opened_since = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="gte")
+    account = IdFilter(field_name="account_id")
+    opened_since = DateTimeFilter(field_name="opened_at", lookup_expr="gte")
 
     class Meta:
         model = Alert
@@ -21,7 +23,7 @@ class SegmentMemberFilterSet(django_filters.FilterSet):
     owner = django_filters.CharFilter(field_name="account__owner__email", lookup_expr="iexact", help_text="Owner email.")
     plan = django_filters.CharFilter(field_name="account__plan")
     role = django_filters.CharFilter(field_name="contact__role", help_text="Contact role (contact segments).")
-    entered_since = django_filters.IsoDateTimeFilter(field_name="entered_at", lookup_expr="gte")
+    entered_since = DateTimeFilter(field_name="entered_at", lookup_expr="gte")
 
     class Meta:
         model = SegmentMembership

@@ -85,7 +85,7 @@ class StageViewSet(TenantModelViewSet):
 class StageTemplateListView(TenantAPIView):
     """The stage sets a tenant can start from (`POST stages/apply-template`)."""
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses={200: {"type": "array", "items": {"type": "object"}}})
     def get(self, request):
         return Response([template.as_dict() for template in TEMPLATES])
 

@@ -1,10 +1,12 @@
 import django_filters
 
+from csplatform.tenancy.api.filters import DateTimeFilter, IdFilter
+
 from ..models import OutboundEmail, Run, Task
 
 
 class RunFilterSet(django_filters.FilterSet):
-    account = django_filters.NumberFilter(field_name="account_id")
+    account = IdFilter(field_name="account_id")
     playbook = django_filters.CharFilter(field_name="playbook__key")
     status = django_filters.CharFilter(field_name="status")
 
@@ -15,8 +17,8 @@ class RunFilterSet(django_filters.FilterSet):
 
 class TaskFilterSet(django_filters.FilterSet):
     owner = django_filters.CharFilter(field_name="owner__email", lookup_expr="iexact")
-    account = django_filters.NumberFilter(field_name="account_id")
-    due_before = django_filters.IsoDateTimeFilter(field_name="due_at", lookup_expr="lte")
+    account = IdFilter(field_name="account_id")
+    due_before = DateTimeFilter(field_name="due_at", lookup_expr="lte")
     open = django_filters.BooleanFilter(field_name="completed_at", lookup_expr="isnull")
 
     class Meta:
@@ -25,7 +27,7 @@ class TaskFilterSet(django_filters.FilterSet):
 
 
 class OutboundEmailFilterSet(django_filters.FilterSet):
-    account = django_filters.NumberFilter(field_name="account_id")
+    account = IdFilter(field_name="account_id")
     status = django_filters.CharFilter(field_name="status")
 
     class Meta:

@@ -220,5 +220,5 @@ def test_account_page_query_count_does_not_grow_with_contacts_and_events(
     for _ in range(12):
         contact = ContactFactory(account=account)
         UsageEventFactory(account=account, contact=contact)
-    with django_assert_max_num_queries(13):
+    with django_assert_max_num_queries(18):
         assert signed_in.get(f"/t/alpha/accounts/{account.pk}/").status_code == 200

@@ -71,7 +71,8 @@ def redis_server(tmp_path, settings):
 
 def batch(prefix, count=5):
     now = timezone.now().isoformat()
-    return {"events": [{"message_id": f"{prefix}-{n}", "account": "outage", "event": "login", "timestamp": now} for n in range(count)]}
+    items = [{"message_id": f"{prefix}-{n}", "account": "outage", "event": "login", "timestamp": now} for n in range(count)]
+    return {"events": items}
 
 
 def throttled_after(client, budget):
@@ -90,12 +91,10 @@ def test_ingest_and_reads_keep_working_while_redis_is_down_and_limits_return_wit
     assert throttled_after(make_api_client(tenant, scopes=["read"]), 3), "the rate limit lives in this Redis"
 
     redis_server.stop()
-    started = time.monotonic()
     during = [ingest.post("/api/v1/events/batch", batch(f"during-{n}"), format="json").status_code for n in range(5)]
     reader = make_api_client(tenant, scopes=["read"])
     reads = [reader.get("/api/v1/whoami/").status_code for _ in range(5)]
     sign_in = client.post("/login/", {"username": alice.email, "password": "wrong"})
-    print(f"11 requests during the Redis outage took {time.monotonic() - started:.1f}s")
 
     assert during == [200] * 5
     assert reads == [200] * 5, "without Redis the rate limit is skipped, not the request"

@@ -15,6 +15,7 @@ from csplatform.customers.models import Account
 from csplatform.tasks import recompute_dirty_task
 from health.models import HealthScore
 from tests.factories import TenantFactory
+from tests.security.conftest import record_figure
 from tests.security.world import build_world, tenant_models, tenant_rows
 
 MISSING_TENANT_ID = 987654321
@@ -67,5 +68,5 @@ def test_every_tenant_task_given_a_wrong_tenant_id_changes_nothing_of_the_right_
                 # The outcome may be an error (no such row for this tenant); what counts is that A is untouched.
                 task.apply(args=[tenant_id, *id_arguments(params, pk)])
                 calls += 1
-    print(f"tenant tasks called with a wrong tenant id: {calls} ({len(tasks)} tasks)")
+    record_figure(f"tenant tasks ({len(tasks)}) called with a wrong tenant id", calls)
     assert tenant_rows(world["tenant"]) == before

@@ -5,10 +5,8 @@ import io
 import logging
 import re
 
-import pytest
 from django.core.management import call_command
 from django.db import connection
-from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 

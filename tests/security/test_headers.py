@@ -10,7 +10,6 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from csplatform.middleware import CONTENT_SECURITY_POLICY
-from tests.factories import MembershipFactory, UserFactory
 
 from .conftest import record_figure
 

@@ -153,7 +153,8 @@ def cross_tenant_references():
                 column = f"{field.name}__tenant_id"
                 bad = [r for r in rows.values("pk", "tenant_id", column) if r["tenant_id"] != r[column]]
             elif target is User:
-                bad = [r for r in rows.values("pk", "tenant_id", field.attname) if (r[field.attname], r["tenant_id"]) not in members]
+                pairs = rows.values("pk", "tenant_id", field.attname)
+                bad = [r for r in pairs if (r[field.attname], r["tenant_id"]) not in members]
             else:
                 continue
             found.extend(f"{model._meta.label}.{field.name} row {r['pk']}" for r in bad)

@@ -5,11 +5,13 @@ that shows one of them to another tenant is easy to spot.
 """
 
 import datetime as dt
-import importlib.util
 
 from django.apps import apps
+from django.test import override_settings
 from django.utils import timezone
 
+from alerts.services import alert_raise, alert_rule_create, segment_create, segments_refresh
+from alerts.webhooks import webhook_emit, webhook_subscription_create
 from csplatform import pipeline
 from csplatform.customers.services import account_upsert, contact_upsert
 from csplatform.rules.services import metric_definition_create
@@ -22,6 +24,8 @@ from health.services import (
     scorecard_version_create,
 )
 from lifecycle.services import account_move_stage, stage_create
+from playbooks.runner import steps_run_due
+from playbooks.services import playbook_create, run_start
 from tests.conftest import make_api_client
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
 
@@ -44,7 +48,8 @@ def build_world(slug=f"{MARKER}-corp"):
     3. Data: an account, a contact, usage events through the batch API.
     4. The pipeline: metrics, health scores, stage transitions; then a manual
        move and a health override for the rows those leave behind.
-    5. Alerts, when that app offers its service.
+    5. A segment with its member, an alert rule and an alert, a webhook
+       subscription with a delivery, a playbook run that created a task.
     """
     tenant = TenantFactory(slug=slug, name=f"{MARKER.title()} Corporation")
     admin = UserFactory(email=f"admin-{slug}@{MARKER}.example", name=f"{MARKER.title()} Admin")
@@ -103,10 +108,31 @@ def build_world(slug=f"{MARKER}-corp"):
     account_move_stage(tenant=tenant, account=account, to_stage=trial, actor=admin, reason=f"{MARKER} manual move")
     health_override_set(tenant=tenant, account=account, actor=admin, reason=f"{MARKER} override", colour="green")
 
-    if importlib.util.find_spec("alerts.services") is not None:
-        from alerts.services import alert_raise
-
-        alert_raise(tenant=tenant, account=account, title=f"{MARKER.title()} alert", severity="warning")
+    segment = segment_create(
+        tenant=tenant, actor=admin, key=f"{MARKER}_paying", name=f"{MARKER.title()} Segment", criteria_text="account.mrr > 0"
+    )
+    segments_refresh(tenant=tenant, account_ids=[account.pk], segments=[segment])
+    alert_rule_create(
+        tenant=tenant, actor=admin, key=f"{MARKER}_rule", name=f"{MARKER.title()} Rule", condition_text="account.mrr > 0"
+    )
+    alert_raise(tenant=tenant, account=account, title=f"{MARKER.title()} alert", severity="warning")
+    # A loopback target: the SSRF guard resolves hosts, and no request is sent here.
+    with override_settings(CSP_WEBHOOK_ALLOW_PRIVATE=True):
+        webhook_subscription_create(
+            tenant=tenant, actor=admin, url=f"http://127.0.0.1:9/{MARKER}-hook", event_types=["alert.opened"]
+        )
+    webhook_emit(tenant=tenant, event_type="alert.opened", payload={"note": MARKER}, idempotency_key=f"{MARKER}-1")
+    playbook = playbook_create(
+        tenant=tenant,
+        actor=admin,
+        key=f"{MARKER}_playbook",
+        name=f"{MARKER.title()} Playbook",
+        trigger_type="manual",
+        steps=[{"kind": "create_task", "config": {"title": f"{MARKER.title()} task"}}],
+        enabled=True,
+    )
+    run_start(tenant=tenant, playbook=playbook, account=account, actor=admin)
+    steps_run_due()
 
     account.refresh_from_db()
     return {

@@ -1,6 +1,8 @@
 import django_filters
 from django.db.models import Q
 
+from csplatform.tenancy.api.filters import DateTimeFilter
+
 from ..models import Account, Contact, ContactRole
 
 
@@ -25,7 +27,7 @@ def search(queryset, value, fields):
 class AccountFilterSet(django_filters.FilterSet):
     owner = django_filters.CharFilter(field_name="owner__email", lookup_expr="iexact", help_text="Owner's email.")
     plan = django_filters.CharFilter()
-    updated_since = django_filters.IsoDateTimeFilter(
+    updated_since = DateTimeFilter(
         field_name="updated_at", lookup_expr="gte", help_text="Changed at or after this ISO 8601 time."
     )
     renewal_before = django_filters.DateFilter(
@@ -56,7 +58,7 @@ class ContactFilterSet(django_filters.FilterSet):
     account = django_filters.CharFilter(field_name="account__external_id", help_text="The account's external id.")
     role = django_filters.ChoiceFilter(choices=ContactRole.choices)
     email = django_filters.CharFilter(lookup_expr="iexact")
-    updated_since = django_filters.IsoDateTimeFilter(
+    updated_since = DateTimeFilter(
         field_name="updated_at", lookup_expr="gte", help_text="Changed at or after this ISO 8601 time."
     )
     q = django_filters.CharFilter(method="filter_q", help_text="Text in the name, email or external id.")

@@ -11,6 +11,7 @@ from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 
 from csplatform.tenancy.api.errors import PayloadTooLarge
+from csplatform.tenancy.api.filters import DateTimeFilter
 from csplatform.tenancy.api.pagination import NewestFirstCursorPagination
 from csplatform.tenancy.api.viewsets import TenantAPIView
 from csplatform.tenancy.models import Scope
@@ -148,8 +149,8 @@ class EventBatchView(TenantAPIView):
 
 class AccountEventFilterSet(django_filters.FilterSet):
     event = django_filters.CharFilter(field_name="event")
-    since = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="lt")
+    since = DateTimeFilter(field_name="timestamp", lookup_expr="gte")
+    until = DateTimeFilter(field_name="timestamp", lookup_expr="lt")
 
     class Meta:
         model = UsageEvent

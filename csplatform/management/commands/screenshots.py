@@ -57,7 +57,14 @@ class Command(BaseCommand):
         if not CHROMIUM.exists():
             raise CommandError(f"{CHROMIUM} is missing: install Debian's chromium package.")
         account = Account.objects.for_tenant(tenant_obj).order_by(F("health__score").asc(nulls_last=True), "pk").first()
-        pages = {"portfolio": "", "board": "board/", "reports": "reports/"}
+        pages = {
+            "portfolio": "",
+            "board": "board/",
+            "reports": "reports/",
+            "alerts": "alerts/",
+            "tasks": "tasks/",
+            "outbox": "outbox/",
+        }
         if account is not None:
             pages["account"] = f"accounts/{account.pk}/"
 

@@ -1,0 +1,129 @@
+"""The alerts inbox and the in-place acknowledge and resolve actions (pages under /t/<slug>/alerts/).
+
+Actions answer an htmx request with the alert's row re-rendered, and a plain
+form post with a redirect back, so the inbox works without JavaScript too.
+"""
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from csplatform.tenancy.decorators import tenant_page
+from lifecycle.views import can_change, forbidden_for_viewers, is_htmx
+
+from .models import Alert, AlertRule, AlertStatus, Severity
+from .services import alert_acknowledge, alert_resolve
+
+INBOX_PAGE_SIZE = 50
+TABS = [(status.value, status.label) for status in AlertStatus]
+ACCOUNT_ALERTS_SHOWN = 20
+
+
+def alert_rows(tenant):
+    """Alerts with everything a row shows, joined in the one query."""
+    return Alert.objects.for_tenant(tenant).select_related("account__owner", "rule", "acknowledged_by", "resolved_by")
+
+
+def default_owner_scope(request):
+    # A CSM's inbox starts with the alerts of their own accounts; admins and viewers look at everything.
+    return "mine" if request.membership.role == "csm" else "all"
+
+
+def back_to(request, fallback):
+    """The page the form came from, if it is one of ours, else `fallback`."""
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return target
+    return fallback
+
+
+@tenant_page
+def alert_inbox(request):
+    """1. Filters (tab, severity, owner, rule) narrow one queryset.
+    2. Counts per tab under the same filters: one grouped query.
+    3. The page of alerts with account, owner and rule joined: one query (plus the paginator's count).
+    """
+    tenant = request.tenant
+    tab = request.GET.get("tab") if request.GET.get("tab") in AlertStatus.values else AlertStatus.OPEN
+    severity = request.GET.get("severity") if request.GET.get("severity") in Severity.values else ""
+    owner = request.GET.get("owner") if request.GET.get("owner") in ("mine", "all") else default_owner_scope(request)
+    rules = list(AlertRule.objects.for_tenant(tenant).only("pk", "name"))
+    rule = next((r for r in rules if str(r.pk) == request.GET.get("rule")), None)
+
+    alerts = alert_rows(tenant)
+    if severity:
+        alerts = alerts.filter(severity=severity)
+    if owner == "mine":
+        alerts = alerts.filter(account__owner=request.user)
+    if rule is not None:
+        alerts = alerts.filter(rule=rule)
+    counts = dict(alerts.order_by().values_list("status").annotate(n=Count("pk")))
+    listed = alerts.filter(status=tab)
+    # Resolved alerts read newest resolution first; active ones newest opened first.
+    newest_first = ("-resolved_at", "-id") if tab == AlertStatus.RESOLVED else ("-opened_at", "-id")
+    listed = listed.order_by(*newest_first)
+    page = Paginator(listed, INBOX_PAGE_SIZE).get_page(request.GET.get("page"))
+    filters = {"severity": severity, "owner": owner, "rule": str(rule.pk) if rule else ""}
+    context = {
+        "page": page,
+        "tab": tab,
+        "tabs": [{"key": key, "label": label, "count": counts.get(key, 0)} for key, label in TABS],
+        "filters": filters,
+        "query": "&".join(f"{name}={value}" for name, value in filters.items() if value),
+        "severities": Severity.choices,
+        "rules": rules,
+        "can_change": can_change(request),
+        "show_account": True,
+    }
+    return render(request, "alerts/inbox.html", context)
+
+
+def account_alerts_context(request, account):
+    """The account's open and acknowledged alerts for its page (one query)."""
+    alerts = alert_rows(request.tenant).active().filter(account=account).order_by("-opened_at", "-id")
+    return {"account_alerts": list(alerts[:ACCOUNT_ALERTS_SHOWN])}
+
+
+def _act(request, alert_id, service, done):
+    """Run `service` on the tenant's alert, then answer with its row (htmx) or a redirect back."""
+    tenant = request.tenant
+    alert = get_object_or_404(Alert.objects.for_tenant(tenant), pk=alert_id)
+    if not can_change(request):
+        return forbidden_for_viewers(request)
+    note = request.POST.get("note", "").strip()
+    error = None
+    try:
+        service(tenant=tenant, alert=alert, user=request.user, note=note)
+    except ValidationError as exc:
+        error = " ".join(exc.messages)
+    if is_htmx(request):
+        context = {
+            "alert": alert_rows(tenant).get(pk=alert.pk),
+            "can_change": True,
+            "show_account": request.POST.get("context") != "account",
+            "row_context": request.POST.get("context", ""),
+            "done": None if error else done,
+            "error": error,
+        }
+        return render(request, "alerts/_alert_row.html", context, status=400 if error else 200)
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, f"{done}: {alert.title}")
+    return redirect(back_to(request, f"/t/{tenant.slug}/alerts/"))
+
+
+@tenant_page
+@require_POST
+def alert_acknowledge_page(request, alert_id):
+    return _act(request, alert_id, alert_acknowledge, "Acknowledged")
+
+
+@tenant_page
+@require_POST
+def alert_resolve_page(request, alert_id):
+    return _act(request, alert_id, alert_resolve, "Resolved")

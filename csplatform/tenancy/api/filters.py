@@ -1,0 +1,32 @@
+"""Filters shared by every API filterset, safe against out-of-range input."""
+
+import datetime as dt
+
+import django_filters
+from django import forms
+
+MAX_ID = 2**63 - 1
+
+
+class IdFilter(django_filters.Filter):
+    """A row id: a whole number in the database's range, else a 400."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(*args, **kwargs)
+
+
+class DateTimeFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 time, compared in UTC.
+
+    Python accepts UTC offsets up to ±23:59, PostgreSQL only up to ±15:59;
+    converting first keeps an odd offset a valid query instead of an error.
+    """
+
+    def filter(self, qs, value):
+        if value is not None:
+            value = value.astimezone(dt.timezone.utc)
+        return super().filter(qs, value)

@@ -1,0 +1,311 @@
+"""Dashboard pages of playbooks: my tasks, the outbox, and the account page's playbook section.
+
+(playbooks/views.py is the public NPS answer page; these are the signed-in ones.)
+Actions answer an htmx request with the changed row and a plain form post
+with a redirect back, so each works without JavaScript.
+"""
+
+import datetime as dt
+import uuid
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Count, Prefetch
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from alerts.views import back_to
+from csplatform.customers.models import Account
+from csplatform.tenancy.decorators import tenant_page
+from csplatform.tenancy.models import Membership, Role, User
+from csplatform.tenancy.timezones import tenant_today, tenant_zone
+from lifecycle.views import can_change, forbidden_for_viewers, is_htmx
+
+from .models import EmailStatus, OutboundEmail, Playbook, Run, StepKind, StepRun, Task
+from .services import outbox_approve, outbox_edit, outbox_skip, run_start, task_complete, task_create_once
+
+TASKS_SHOWN = 200
+OUTBOX_PAGE_SIZE = 50
+ACCOUNT_RUNS_SHOWN = 10
+ACCOUNT_EMAILS_SHOWN = 20
+OUTBOX_KINDS = (("email", "Emails"), ("demo", "Demo invitations"))
+
+
+def day_start(tenant, day):
+    """Midnight of `day` in the tenant's zone, as an aware datetime."""
+    return dt.datetime.combine(day, dt.time.min, tzinfo=tenant_zone(tenant))
+
+
+# My tasks
+
+
+def task_rows(tenant):
+    return Task.objects.for_tenant(tenant).select_related("account", "owner", "completed_by")
+
+
+@tenant_page
+def my_tasks(request):
+    """Open tasks in three groups: overdue, due today, upcoming (later or no date).
+
+    One query reads them all (capped), sorted by due date; grouping is done here.
+    Everyone sees their own; admins may switch to everyone's.
+    """
+    tenant = request.tenant
+    is_admin = request.membership.role == Role.ADMIN
+    scope = "all" if is_admin and request.GET.get("owner") == "all" else "mine"
+    tasks = task_rows(tenant).filter(completed_at__isnull=True)
+    if scope == "mine":
+        tasks = tasks.filter(owner=request.user)
+    today = tenant_today(tenant)
+    start, end = day_start(tenant, today), day_start(tenant, today + dt.timedelta(days=1))
+    groups = {"overdue": [], "today": [], "upcoming": []}
+    listed = list(tasks.order_by("due_at", "id")[: TASKS_SHOWN + 1])
+    for task in listed[:TASKS_SHOWN]:
+        if task.due_at is None or task.due_at >= end:
+            groups["upcoming"].append(task)
+        elif task.due_at < start:
+            groups["overdue"].append(task)
+        else:
+            groups["today"].append(task)
+    context = {
+        "groups": [
+            {"key": "overdue", "label": "Overdue", "tasks": groups["overdue"]},
+            {"key": "today", "label": "Due today", "tasks": groups["today"]},
+            {"key": "upcoming", "label": "Upcoming", "tasks": groups["upcoming"]},
+        ],
+        "more": len(listed) > TASKS_SHOWN,
+        "tasks_shown": TASKS_SHOWN,
+        "scope": scope,
+        "is_admin": is_admin,
+        "can_change": can_change(request),
+        "show_account": True,
+    }
+    return render(request, "playbooks/tasks.html", context)
+
+
+@tenant_page
+@require_POST
+def task_complete_page(request, task_id):
+    tenant = request.tenant
+    task = get_object_or_404(Task.objects.for_tenant(tenant), pk=task_id)
+    if not can_change(request):
+        return forbidden_for_viewers(request)
+    task_complete(tenant=tenant, task=task, user=request.user)
+    if is_htmx(request):
+        context = {
+            "task": task_rows(tenant).get(pk=task.pk),
+            "can_change": True,
+            "show_account": request.POST.get("context") != "account",
+            "row_context": request.POST.get("context", ""),
+        }
+        return render(request, "playbooks/_task_row.html", context)
+    messages.success(request, f"Done: {task.title}")
+    return redirect(back_to(request, f"/t/{tenant.slug}/tasks/"))
+
+
+# Outbox
+
+
+def email_rows(tenant):
+    return OutboundEmail.objects.for_tenant(tenant).select_related("account", "step_run__step")
+
+
+def is_demo_invitation(email):
+    return email.step_run is not None and email.step_run.step.kind == StepKind.SCHEDULE_DEMO
+
+
+@tenant_page
+def outbox(request):
+    """Emails and demo invitations, newest first; filter by status and kind.
+
+    Counts per status under the kind filter (one grouped query), then one page.
+    """
+    tenant = request.tenant
+    status = request.GET.get("status") if request.GET.get("status") in EmailStatus.values else ""
+    kind = request.GET.get("kind") if request.GET.get("kind") in dict(OUTBOX_KINDS) else ""
+    emails = email_rows(tenant)
+    if kind == "demo":
+        emails = emails.filter(step_run__step__kind=StepKind.SCHEDULE_DEMO)
+    elif kind == "email":
+        emails = emails.exclude(step_run__step__kind=StepKind.SCHEDULE_DEMO)
+    counts = dict(emails.order_by().values_list("status").annotate(n=Count("pk")))
+    if status:
+        emails = emails.filter(status=status)
+    page = Paginator(emails.order_by("-created_at", "-id"), OUTBOX_PAGE_SIZE).get_page(request.GET.get("page"))
+    for email in page:
+        email.is_demo = is_demo_invitation(email)
+    filters = {"status": status, "kind": kind}
+    context = {
+        "page": page,
+        "filters": filters,
+        "query": "&".join(f"{name}={value}" for name, value in filters.items() if value),
+        "statuses": [
+            {"key": key, "label": label, "count": counts.get(key, 0)} for key, label in EmailStatus.choices
+        ],
+        "total": sum(counts.values()),
+        "kinds": OUTBOX_KINDS,
+        "can_change": can_change(request),
+    }
+    return render(request, "playbooks/outbox.html", context)
+
+
+class EmailEditForm(forms.Form):
+    subject = forms.CharField(max_length=500)
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 12}), label="Text body")
+    html = forms.CharField(widget=forms.Textarea(attrs={"rows": 12}), label="HTML body", required=False)
+
+
+def email_page(request, email, *, form=None, status=200):
+    email.is_demo = is_demo_invitation(email)
+    context = {
+        "email": email,
+        "form": form or EmailEditForm(initial={"subject": email.subject, "text": email.text, "html": email.html}),
+        "can_change": can_change(request),
+        "reviewable": email.status == EmailStatus.PENDING_REVIEW,
+    }
+    return render(request, "playbooks/email.html", context, status=status)
+
+
+@tenant_page
+def outbox_email(request, email_id):
+    email = get_object_or_404(email_rows(request.tenant).select_related("contact"), pk=email_id)
+    return email_page(request, email)
+
+
+@tenant_page
+@require_POST
+def outbox_decide(request, email_id):
+    """Approve (with any edits), save edits, or skip an email waiting for review."""
+    tenant = request.tenant
+    email = get_object_or_404(email_rows(tenant).select_related("contact"), pk=email_id)
+    if not can_change(request):
+        return forbidden_for_viewers(request)
+    action = request.POST.get("action")
+    changes = {}
+    if action in ("approve", "edit") and "subject" in request.POST:
+        form = EmailEditForm(request.POST)
+        if not form.is_valid():
+            return email_page(request, email, form=form, status=400)
+        changes = form.cleaned_data
+    services = {"approve": outbox_approve, "edit": outbox_edit, "skip": outbox_skip}
+    done = {"approve": "Approved; it is queued to send", "edit": "Edits saved", "skip": "Skipped; it will not be sent"}
+    error = None
+    if action not in services:
+        error = "Choose approve, edit or skip."
+    else:
+        try:
+            email = services[action](tenant=tenant, email=email, actor=request.user, **changes)
+        except ValidationError as exc:
+            error = " ".join(exc.messages)
+    if is_htmx(request):
+        row = email_rows(tenant).get(pk=email.pk)
+        row.is_demo = is_demo_invitation(row)
+        context = {"email": row, "can_change": True, "done": None if error else done[action], "error": error}
+        return render(request, "playbooks/_email_row.html", context, status=400 if error else 200)
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, f"{done[action]}: {email.subject}")
+    return redirect(back_to(request, f"/t/{tenant.slug}/outbox/{email.pk}/"))
+
+
+# The account page's playbooks section
+
+
+class TaskAddForm(forms.Form):
+    title = forms.CharField(max_length=300)
+    due = forms.DateField(required=False, label="Due on", widget=forms.DateInput(attrs={"type": "date"}))
+    owner = forms.ModelChoiceField(queryset=None, required=False, empty_label="The account's owner")
+    # A token written into the form makes a double submit create the task once.
+    token = forms.UUIDField(widget=forms.HiddenInput)
+
+    def __init__(self, *args, members, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["owner"].queryset = members
+        self.fields["owner"].label_from_instance = lambda user: user.name or user.email
+
+
+def tenant_members(tenant):
+    user_ids = Membership.objects.for_tenant(tenant).values("user_id")
+    return User.objects.filter(pk__in=user_ids).order_by("name", "email")
+
+
+def account_playbooks_context(request, account):
+    """Runs with each step's state, open tasks, emails, and the two forms (a fixed number of queries)."""
+    tenant = request.tenant
+    step_runs = StepRun.objects.for_tenant(tenant).select_related("step").order_by("sequence", "id")
+    runs = list(
+        Run.objects.for_tenant(tenant)
+        .filter(account=account)
+        .select_related("playbook", "started_by")
+        .prefetch_related(Prefetch("step_runs", queryset=step_runs))
+        .order_by("-started_at", "-id")[:ACCOUNT_RUNS_SHOWN]
+    )
+    members = tenant_members(tenant)
+    return {
+        "runs": runs,
+        "account_tasks": list(
+            task_rows(tenant).filter(account=account, completed_at__isnull=True).order_by("due_at", "id")
+        ),
+        "account_emails": list(
+            email_rows(tenant).filter(account=account).order_by("-created_at", "-id")[:ACCOUNT_EMAILS_SHOWN]
+        ),
+        "playbooks": (
+            list(Playbook.objects.for_tenant(tenant).only("pk", "name", "enabled")) if can_change(request) else []
+        ),
+        "task_form": TaskAddForm(members=members, initial={"token": uuid.uuid4()}),
+    }
+
+
+def account_redirect(tenant, account):
+    return redirect("account-detail", tenant_slug=tenant.slug, account_id=account.pk)
+
+
+@tenant_page
+@require_POST
+def account_playbook_start(request, account_id):
+    tenant = request.tenant
+    account = get_object_or_404(Account.objects.for_tenant(tenant), pk=account_id)
+    if not can_change(request):
+        return forbidden_for_viewers(request)
+    playbook = Playbook.objects.for_tenant(tenant).filter(pk=request.POST.get("playbook") or None).first()
+    if playbook is None:
+        messages.error(request, "Choose a playbook to start.")
+        return account_redirect(tenant, account)
+    try:
+        run_start(tenant=tenant, playbook=playbook, account=account, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, f"{playbook.name} was not started: " + " ".join(exc.messages))
+    else:
+        messages.success(request, f"Started {playbook.name} for {account.name}.")
+    return account_redirect(tenant, account)
+
+
+@tenant_page
+@require_POST
+def account_task_add(request, account_id):
+    tenant = request.tenant
+    account = get_object_or_404(Account.objects.for_tenant(tenant), pk=account_id)
+    if not can_change(request):
+        return forbidden_for_viewers(request)
+    form = TaskAddForm(request.POST, members=tenant_members(tenant))
+    if not form.is_valid():
+        problems = " ".join(f"{form[name].label}: {' '.join(errors)}" for name, errors in form.errors.items())
+        messages.error(request, f"The task was not added. {problems}")
+        return account_redirect(tenant, account)
+    due = form.cleaned_data["due"]
+    # A task due on a day is due by the end of that working day in the tenant's zone.
+    due_at = day_start(tenant, due) + dt.timedelta(hours=17) if due else None
+    task_create_once(
+        tenant=tenant,
+        key=f"page:{form.cleaned_data['token']}",
+        account=account,
+        owner=form.cleaned_data["owner"] or account.owner,
+        title=form.cleaned_data["title"],
+        due_at=due_at,
+        source="manual",
+    )
+    messages.success(request, f"Task added: {form.cleaned_data['title']}")
+    return account_redirect(tenant, account)

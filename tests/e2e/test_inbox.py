@@ -1,0 +1,130 @@
+"""The alerts inbox and my tasks in a real browser: chromium driven by playwright against the live test server.
+
+Each test saves a screenshot under var/screenshots/ for a person to look at.
+"""
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from alerts.models import Alert, AlertStatus
+from playbooks.models import Task
+
+from ..factories import AccountFactory
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
+
+
+@pytest.fixture
+def work(transactional_db, tenant, bob):
+    """Bob's accounts with open alerts and tasks due before, on and after today."""
+    juniper = AccountFactory(tenant=tenant, name="Juniper Health", owner=bob)
+    cobalt = AccountFactory(tenant=tenant, name="Cobalt Travel", owner=bob)
+    now = timezone.now()
+    alerts = {
+        title: Alert.objects.create(
+            tenant=tenant, account=account, title=title, severity=severity, opened_at=now - dt.timedelta(hours=hours)
+        )
+        for title, account, severity, hours in (
+            ("Logins fell by half", juniper, "critical", 3),
+            ("Card expires in 14 days", cobalt, "warning", 30),
+        )
+    }
+    tasks = {
+        title: Task.objects.create(
+            tenant=tenant, account=account, owner=bob, title=title, due_at=now + dt.timedelta(days=days)
+        )
+        for title, account, days in (
+            ("Call the Juniper champion", juniper, -2),
+            ("Renewal prep with Cobalt", cobalt, 6),
+        )
+    }
+    return {"alerts": alerts, "tasks": tasks}
+
+
+@pytest.fixture
+def page(live_server, bob, work, monkeypatch):
+    """A browser page signed in as bob (a CSM); the test body may still read the database between steps."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package to run the browser tests")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls here are still plain synchronous ones.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        # The Content-Security-Policy forbids inline scripts and styles; a violation shows up as a console error.
+        page.on(
+            "console",
+            lambda message: "Content Security Policy" in message.text
+            and errors.append(f"{message.text} at {message.location}"),
+        )
+        page.goto(f"{live_server.url}/login/")
+        page.get_by_label("Email").fill(bob.email)
+        page.get_by_label("Password").fill("password")
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{live_server.url}/t/alpha/")
+        yield page
+        assert errors == [], f"script errors or policy violations in the page: {errors}"
+        browser.close()
+
+
+def test_acknowledge_an_alert_in_place(page, work, bob):
+    alert = work["alerts"]["Logins fell by half"]
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Alerts").click()
+    page.wait_for_url("**/t/alpha/alerts/")
+    url = page.url
+    page.screenshot(path=str(SCREENSHOTS / "alerts.png"), full_page=True)
+    row = page.locator(f"#alert-{alert.pk}")
+    row.get_by_role("button", name="Acknowledge").click()
+    page.locator(f"#alert-{alert.pk}").get_by_role("status").filter(has_text="Acknowledged.").wait_for()
+    assert page.url == url  # htmx swapped the row; no page load
+    assert "Acknowledged by Bob CSM" in page.locator(f"#alert-{alert.pk}").inner_text()
+    alert.refresh_from_db()
+    assert alert.status == AlertStatus.ACKNOWLEDGED and alert.acknowledged_by == bob
+    page.screenshot(path=str(SCREENSHOTS / "alerts-acknowledged.png"), full_page=True)
+
+
+def test_complete_a_task_in_place(page, work, bob):
+    task = work["tasks"]["Call the Juniper champion"]
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="My tasks").click()
+    page.wait_for_url("**/t/alpha/tasks/")
+    url = page.url
+    assert "Call the Juniper champion" in page.locator("section[aria-labelledby=tasks-overdue]").inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "tasks.png"), full_page=True)
+    page.locator(f"#task-{task.pk}").get_by_role("button", name="Complete").click()
+    page.locator(f"#task-{task.pk}").get_by_role("status").filter(has_text="Done by Bob CSM").wait_for()
+    assert page.url == url
+    task.refresh_from_db()
+    assert task.completed_at is not None and task.completed_by == bob
+    page.screenshot(path=str(SCREENSHOTS / "tasks-completed.png"), full_page=True)
+
+
+def test_account_page_lists_alerts_and_tasks_and_acknowledges_in_place(page, work, live_server):
+    alert = work["alerts"]["Logins fell by half"]
+    page.goto(f"{live_server.url}/t/alpha/accounts/{alert.account_id}/")
+    assert "Call the Juniper champion" in page.locator("section[aria-labelledby=tasks-heading]").inner_text()
+    url = page.url
+    page.locator(f"#alert-{alert.pk}").get_by_role("button", name="Acknowledge").click()
+    page.locator(f"#alert-{alert.pk}").get_by_role("status").filter(has_text="Acknowledged.").wait_for()
+    assert page.url == url
+    alert.refresh_from_db()
+    assert alert.status == AlertStatus.ACKNOWLEDGED
+    page.screenshot(path=str(SCREENSHOTS / "account-work.png"), full_page=True)

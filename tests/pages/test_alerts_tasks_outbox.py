@@ -1,0 +1,473 @@
+"""The alerts inbox, my tasks, the outbox and the account page's playbook, task and alert sections."""
+
+import datetime as dt
+import itertools
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from alerts.models import Alert, AlertRule, AlertStatus
+from csplatform.tenancy.timezones import tenant_today, tenant_zone
+from playbooks.models import EmailStatus, OutboundEmail, Playbook, Run, RunStatus, Step, StepRun, Task
+from playbooks.services import playbook_templates_install
+
+from ..factories import AccountFactory, ContactFactory
+
+pytestmark = pytest.mark.django_db
+numbers = itertools.count()
+
+
+def make_alert(account, *, title="Logins dropped", severity="warning", status=AlertStatus.OPEN, rule=None):
+    return Alert.objects.create(
+        tenant=account.tenant, account=account, rule=rule, title=title, severity=severity, status=status,
+        opened_at=timezone.now() - dt.timedelta(hours=next(numbers) + 1),
+        resolved_at=timezone.now() if status == AlertStatus.RESOLVED else None,
+    )
+
+
+def make_rule(tenant, key):
+    return AlertRule.objects.create(
+        tenant=tenant, key=key, name=key.replace("_", " ").title(), condition={}, condition_text="health < 40"
+    )
+
+
+def make_task(account, owner, title, due_at):
+    return Task.objects.create(tenant=account.tenant, account=account, owner=owner, title=title, due_at=due_at)
+
+
+def make_email(account, *, subject="Welcome aboard", status=EmailStatus.SENT, step_run=None, html="", text="Hello"):
+    return OutboundEmail.objects.create(
+        tenant=account.tenant, account=account, to_email="uma@acme.example", subject=subject, text=text, html=html,
+        status=status, step_run=step_run, idempotency_key=f"test:{next(numbers)}",
+        sent_at=timezone.now() if status == EmailStatus.SENT else None,
+    )
+
+
+def demo_step_run(account):
+    """A run of a one-step schedule-demo playbook, as the runner leaves it."""
+    playbook = Playbook.objects.create(
+        tenant=account.tenant, key=f"demo_{next(numbers)}", name="Book a demo", trigger_type="manual"
+    )
+    step = Step.objects.create(tenant=account.tenant, playbook=playbook, position=1, kind="schedule_demo")
+    run = Run.objects.create(tenant=account.tenant, playbook=playbook, account=account, started_at=timezone.now())
+    return StepRun.objects.create(tenant=account.tenant, run=run, step=step, due_at=timezone.now(), status="done")
+
+
+def at_local(tenant, day, hour):
+    return dt.datetime.combine(day, dt.time(hour), tzinfo=tenant_zone(tenant))
+
+
+@pytest.fixture
+def acme(tenant, bob):
+    return AccountFactory(tenant=tenant, name="Acme Rockets", owner=bob)
+
+
+@pytest.fixture
+def globex(tenant, alice):
+    return AccountFactory(tenant=tenant, name="Globex", owner=alice)
+
+
+@pytest.fixture
+def as_bob(client, bob):
+    client.force_login(bob)
+    return client
+
+
+@pytest.fixture
+def as_viv(client, viv):
+    client.force_login(viv)
+    return client
+
+
+def same_query_count(client, url, grow):
+    """The queries of one GET of `url`, before and after `grow()` adds more data."""
+    client.get(url)  # warm the session and content-type caches
+    with CaptureQueriesContext(connection) as small:
+        assert client.get(url).status_code == 200
+    grow()
+    with CaptureQueriesContext(connection) as large:
+        assert client.get(url).status_code == 200
+    return len(small.captured_queries), len(large.captured_queries)
+
+
+# Alerts inbox
+
+
+def test_inbox_shows_open_alerts_of_my_accounts_with_counts_per_tab(as_bob, acme, globex):
+    make_alert(acme, title="Acme logins dropped")
+    make_alert(acme, title="Acme card expires", status=AlertStatus.ACKNOWLEDGED)
+    make_alert(globex, title="Globex seats unused")
+    html = as_bob.get("/t/alpha/alerts/").content.decode()
+    assert "Acme logins dropped" in html
+    assert "Acme card expires" not in html  # another tab
+    assert "Globex seats unused" not in html  # not bob's account
+    assert 'aria-current="page">Open <span class="count">1</span>' in html
+    assert 'Acknowledged <span class="count">1</span>' in html
+    everyone = as_bob.get("/t/alpha/alerts/?owner=all").content.decode()
+    assert "Globex seats unused" in everyone and "Acme logins dropped" in everyone
+
+
+def test_inbox_filters_by_severity_rule_and_tab(signed_in, tenant, acme):
+    churn, cards = make_rule(tenant, "churn_risk"), make_rule(tenant, "card_expiring")
+    make_alert(acme, title="Churn risk now", severity="critical", rule=churn)
+    make_alert(acme, title="Card expiring soon", severity="info", rule=cards)
+    make_alert(acme, title="Solved last week", status=AlertStatus.RESOLVED, rule=churn)
+    critical = signed_in.get("/t/alpha/alerts/?severity=critical").content.decode()
+    assert "Churn risk now" in critical and "Card expiring soon" not in critical
+    by_rule = signed_in.get(f"/t/alpha/alerts/?rule={cards.pk}").content.decode()
+    assert "Card expiring soon" in by_rule and "Churn risk now" not in by_rule
+    resolved = signed_in.get(f"/t/alpha/alerts/?tab=resolved&rule={churn.pk}").content.decode()
+    assert "Solved last week" in resolved and "Churn risk now" not in resolved
+
+
+def test_acknowledge_in_place_returns_the_updated_row(as_bob, bob, acme):
+    alert = make_alert(acme)
+    response = as_bob.post(f"/t/alpha/alerts/{alert.pk}/acknowledge/", HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.startswith(f'<tr id="alert-{alert.pk}"')
+    assert "Acknowledged by Bob CSM" in html
+    assert ">Acknowledge</button>" not in html  # nothing left to acknowledge
+    alert.refresh_from_db()
+    assert alert.status == AlertStatus.ACKNOWLEDGED and alert.acknowledged_by == bob
+
+
+def test_acknowledge_without_javascript_redirects_back_with_a_message(as_bob, acme):
+    alert = make_alert(acme)
+    response = as_bob.post(
+        f"/t/alpha/alerts/{alert.pk}/acknowledge/", {"next": "/t/alpha/alerts/?severity=warning"}, follow=True
+    )
+    assert response.redirect_chain[-1][0] == "/t/alpha/alerts/?severity=warning"
+    assert "Acknowledged: Logins dropped" in response.content.decode()
+
+
+def test_acknowledge_ignores_a_next_address_on_another_site(as_bob, acme):
+    alert = make_alert(acme)
+    response = as_bob.post(f"/t/alpha/alerts/{alert.pk}/acknowledge/", {"next": "https://evil.example/"})
+    assert response.status_code == 302 and response["Location"] == "/t/alpha/alerts/"
+
+
+def test_resolve_in_place_keeps_the_note(as_bob, bob, acme):
+    alert = make_alert(acme, status=AlertStatus.ACKNOWLEDGED)
+    response = as_bob.post(
+        f"/t/alpha/alerts/{alert.pk}/resolve/", {"note": "Called the champion; usage is back"}, HTTP_HX_REQUEST="true"
+    )
+    html = response.content.decode()
+    assert "Resolved by hand by Bob CSM" in html and "Note: Called the champion; usage is back" in html
+    alert.refresh_from_db()
+    assert (alert.status, alert.resolution, alert.note, alert.resolved_by) == (
+        AlertStatus.RESOLVED, "manual", "Called the champion; usage is back", bob,
+    )
+
+
+def test_acknowledging_a_resolved_alert_is_refused_in_the_row(as_bob, acme):
+    alert = make_alert(acme, status=AlertStatus.RESOLVED)
+    response = as_bob.post(f"/t/alpha/alerts/{alert.pk}/acknowledge/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 400
+    assert "Only an open alert can be acknowledged" in response.content.decode()
+    alert.refresh_from_db()
+    assert alert.status == AlertStatus.RESOLVED
+
+
+def test_a_viewer_sees_alerts_but_cannot_act_on_them(as_viv, acme):
+    alert = make_alert(acme)
+    html = as_viv.get("/t/alpha/alerts/").content.decode()
+    assert "Logins dropped" in html and "/acknowledge/" not in html and "/resolve/" not in html
+    assert as_viv.post(f"/t/alpha/alerts/{alert.pk}/acknowledge/").status_code == 403
+    assert as_viv.post(f"/t/alpha/alerts/{alert.pk}/resolve/", {"note": "x"}).status_code == 403
+    alert.refresh_from_db()
+    assert alert.status == AlertStatus.OPEN
+
+
+def test_another_tenants_alert_is_not_found(signed_in, other_tenant):
+    theirs = make_alert(AccountFactory(tenant=other_tenant))
+    assert signed_in.post(f"/t/alpha/alerts/{theirs.pk}/acknowledge/").status_code == 404
+    assert signed_in.post(f"/t/alpha/alerts/{theirs.pk}/resolve/").status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.status == AlertStatus.OPEN
+
+
+def test_inbox_query_count_does_not_grow_with_alerts(signed_in, tenant, alice, bob):
+    rule = make_rule(tenant, "churn_risk")
+    make_alert(AccountFactory(tenant=tenant, owner=bob), rule=rule)
+
+    def grow():
+        for number in range(30):
+            account = AccountFactory(tenant=tenant, owner=alice if number % 2 else bob)
+            make_alert(account, rule=rule if number % 3 else None, severity="critical")
+
+    small, large = same_query_count(signed_in, "/t/alpha/alerts/?owner=all", grow)
+    assert small == large
+
+
+# My tasks
+
+
+def test_my_tasks_groups_overdue_today_and_upcoming(as_bob, tenant, bob, alice, acme):
+    today = tenant_today(tenant)
+    make_task(acme, bob, "Chase the signed contract", at_local(tenant, today - dt.timedelta(days=2), 9))
+    make_task(acme, bob, "Kickoff call", at_local(tenant, today, 23))
+    make_task(acme, bob, "Quarterly review", at_local(tenant, today + dt.timedelta(days=5), 10))
+    make_task(acme, bob, "Read the onboarding notes", None)
+    make_task(acme, alice, "Alice's own task", at_local(tenant, today, 12))
+    done = make_task(acme, bob, "Already done", at_local(tenant, today, 8))
+    Task.objects.for_tenant(tenant).filter(pk=done.pk).update(completed_at=timezone.now())
+    html = as_bob.get("/t/alpha/tasks/").content.decode()
+    overdue = html[html.index('id="tasks-overdue"') : html.index('id="tasks-today"')]
+    due_today = html[html.index('id="tasks-today"') : html.index('id="tasks-upcoming"')]
+    upcoming = html[html.index('id="tasks-upcoming"') :]
+    assert "Chase the signed contract" in overdue
+    assert "Kickoff call" in due_today
+    assert "Quarterly review" in upcoming and "Read the onboarding notes" in upcoming
+    assert "Alice&#x27;s own task" not in html and "Already done" not in html
+
+
+def test_admins_can_see_everyones_tasks_and_csms_cannot(client, tenant, alice, bob, acme):
+    make_task(acme, bob, "Bob's task", None)
+    client.force_login(alice)
+    assert "Bob&#x27;s task" not in client.get("/t/alpha/tasks/").content.decode()
+    assert "Bob&#x27;s task" in client.get("/t/alpha/tasks/?owner=all").content.decode()
+    make_task(acme, alice, "Alice's task", None)
+    client.force_login(bob)
+    assert "Alice&#x27;s task" not in client.get("/t/alpha/tasks/?owner=all").content.decode()
+
+
+def test_complete_a_task_in_place(as_bob, bob, acme):
+    task = make_task(acme, bob, "Kickoff call", timezone.now())
+    response = as_bob.post(f"/t/alpha/tasks/{task.pk}/complete/", HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert html.startswith(f'<tr id="task-{task.pk}" class="done"')
+    assert "Done by Bob CSM" in html and "/complete/" not in html
+    task.refresh_from_db()
+    assert task.completed_at is not None and task.completed_by == bob
+
+
+def test_complete_a_task_without_javascript(as_bob, bob, acme):
+    task = make_task(acme, bob, "Kickoff call", timezone.now())
+    response = as_bob.post(f"/t/alpha/tasks/{task.pk}/complete/", {"next": "/t/alpha/tasks/"}, follow=True)
+    html = response.content.decode()
+    assert "Done: Kickoff call" in html
+    assert f'id="task-{task.pk}"' not in html  # no longer open
+
+
+def test_a_viewer_cannot_complete_tasks_and_other_tenants_tasks_are_not_found(
+    client, viv, alice, bob, acme, other_tenant
+):
+    task = make_task(acme, bob, "Kickoff call", None)
+    client.force_login(viv)
+    assert client.post(f"/t/alpha/tasks/{task.pk}/complete/").status_code == 403
+    theirs = make_task(AccountFactory(tenant=other_tenant), None, "Theirs", None)
+    client.force_login(alice)
+    assert client.post(f"/t/alpha/tasks/{theirs.pk}/complete/").status_code == 404
+    task.refresh_from_db()
+    theirs.refresh_from_db()
+    assert task.completed_at is None and theirs.completed_at is None
+
+
+def test_tasks_query_count_does_not_grow_with_tasks(signed_in, tenant, alice, bob):
+    make_task(AccountFactory(tenant=tenant), alice, "First", timezone.now())
+
+    def grow():
+        for number in range(30):
+            account = AccountFactory(tenant=tenant)
+            due_at = timezone.now() + dt.timedelta(days=number - 15)
+            make_task(account, alice if number % 2 else bob, f"Task {number}", due_at)
+
+    small, large = same_query_count(signed_in, "/t/alpha/tasks/?owner=all", grow)
+    assert small == large
+
+
+# Outbox
+
+
+def test_outbox_lists_emails_and_demo_invitations_with_filters(signed_in, acme):
+    make_email(acme, subject="Welcome aboard")
+    make_email(acme, subject="Your personalised demo", step_run=demo_step_run(acme))
+    make_email(acme, subject="Check this draft", status=EmailStatus.PENDING_REVIEW)
+    html = signed_in.get("/t/alpha/outbox/").content.decode()
+    for subject in ("Welcome aboard", "Your personalised demo", "Check this draft"):
+        assert subject in html
+    assert html.count('<span class="tag">Demo invitation</span>') == 1
+    demos = signed_in.get("/t/alpha/outbox/?kind=demo").content.decode()
+    assert "Your personalised demo" in demos and "Welcome aboard" not in demos
+    held = signed_in.get("/t/alpha/outbox/?status=pending_review").content.decode()
+    assert "Check this draft" in held and "Welcome aboard" not in held
+    assert "Waiting for review <strong>1</strong>" in held
+
+
+def test_reading_an_email_shows_text_and_html_without_running_it(signed_in, acme):
+    email = make_email(acme, text="Hi <Uma>", html='<p onclick="steal()">Hi</p><script>alert(1)</script>')
+    html = signed_in.get(f"/t/alpha/outbox/{email.pk}/").content.decode()
+    assert "Hi &lt;Uma&gt;" in html
+    escaped = "&lt;p onclick=&quot;steal()&quot;&gt;Hi&lt;/p&gt;&lt;script&gt;alert(1)&lt;/script&gt;"
+    assert f'sandbox="" srcdoc="{escaped}"' in html
+    assert "<script>alert(1)" not in html
+
+
+def test_approve_with_edits_queues_the_email(signed_in, acme):
+    email = make_email(acme, subject="Draft", status=EmailStatus.PENDING_REVIEW)
+    response = signed_in.post(
+        f"/t/alpha/outbox/{email.pk}/decide/",
+        {"action": "approve", "subject": "Welcome, Acme", "text": "Hello Uma", "html": ""},
+        follow=True,
+    )
+    assert "Approved; it is queued to send: Welcome, Acme" in response.content.decode()
+    email.refresh_from_db()
+    assert (email.status, email.subject, email.text) == (EmailStatus.QUEUED, "Welcome, Acme", "Hello Uma")
+
+
+def test_edit_keeps_the_email_waiting_and_an_empty_subject_is_refused(signed_in, acme):
+    email = make_email(acme, subject="Draft", status=EmailStatus.PENDING_REVIEW)
+    signed_in.post(f"/t/alpha/outbox/{email.pk}/decide/", {"action": "edit", "subject": "Better", "text": "Hi"})
+    email.refresh_from_db()
+    assert (email.status, email.subject) == (EmailStatus.PENDING_REVIEW, "Better")
+    response = signed_in.post(f"/t/alpha/outbox/{email.pk}/decide/", {"action": "edit", "subject": "", "text": "Hi"})
+    assert response.status_code == 400 and "This field is required." in response.content.decode()
+    email.refresh_from_db()
+    assert email.subject == "Better"
+
+
+def test_approve_and_skip_in_place_from_the_list(signed_in, acme):
+    first = make_email(acme, subject="First draft", status=EmailStatus.PENDING_REVIEW)
+    second = make_email(acme, subject="Second draft", status=EmailStatus.PENDING_REVIEW)
+    response = signed_in.post(f"/t/alpha/outbox/{first.pk}/decide/", {"action": "approve"}, HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert html.startswith(f'<tr id="email-{first.pk}"') and "Queued" in html and "Approved" in html
+    response = signed_in.post(f"/t/alpha/outbox/{second.pk}/decide/", {"action": "skip"}, HTTP_HX_REQUEST="true")
+    assert "Skipped; it will not be sent" in response.content.decode()
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, first.subject, second.status) == (EmailStatus.QUEUED, "First draft", EmailStatus.SKIPPED)
+
+
+def test_a_sent_email_cannot_be_approved_again(signed_in, acme):
+    email = make_email(acme, status=EmailStatus.SENT)
+    response = signed_in.post(f"/t/alpha/outbox/{email.pk}/decide/", {"action": "skip"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 400 and "not waiting for review" in response.content.decode()
+    email.refresh_from_db()
+    assert email.status == EmailStatus.SENT
+
+
+def test_a_viewer_reads_the_outbox_but_cannot_decide(as_viv, acme):
+    email = make_email(acme, status=EmailStatus.PENDING_REVIEW)
+    assert "Approve" not in as_viv.get("/t/alpha/outbox/").content.decode()
+    assert "Approve and queue" not in as_viv.get(f"/t/alpha/outbox/{email.pk}/").content.decode()
+    assert as_viv.post(f"/t/alpha/outbox/{email.pk}/decide/", {"action": "approve"}).status_code == 403
+    email.refresh_from_db()
+    assert email.status == EmailStatus.PENDING_REVIEW
+
+
+def test_another_tenants_email_is_not_found(signed_in, other_tenant):
+    theirs = make_email(AccountFactory(tenant=other_tenant), status=EmailStatus.PENDING_REVIEW)
+    assert signed_in.get(f"/t/alpha/outbox/{theirs.pk}/").status_code == 404
+    assert signed_in.post(f"/t/alpha/outbox/{theirs.pk}/decide/", {"action": "skip"}).status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.status == EmailStatus.PENDING_REVIEW
+
+
+def test_outbox_query_count_does_not_grow_with_emails(signed_in, tenant, acme):
+    make_email(acme)
+
+    def grow():
+        for number in range(30):
+            account = AccountFactory(tenant=tenant)
+            make_email(account, step_run=demo_step_run(account) if number % 3 == 0 else None)
+
+    small, large = same_query_count(signed_in, "/t/alpha/outbox/", grow)
+    assert small == large
+
+
+# Account page
+
+
+def test_account_page_shows_runs_steps_tasks_alerts_and_emails(signed_in, bob, acme):
+    step_run = demo_step_run(acme)
+    make_task(acme, bob, "Demo with Uma", timezone.now())
+    alert = make_alert(acme, title="Acme logins dropped")
+    make_alert(acme, title="Old news", status=AlertStatus.RESOLVED)
+    make_email(acme, subject="Your personalised demo", step_run=step_run)
+    html = signed_in.get(f"/t/alpha/accounts/{acme.pk}/").content.decode()
+    assert "Book a demo" in html and "Schedule a demo: Done" in html
+    assert "Demo with Uma" in html and "/complete/" in html
+    assert "Acme logins dropped" in html and "Old news" not in html
+    assert f"/t/alpha/alerts/{alert.pk}/acknowledge/" in html
+    assert "Your personalised demo" in html
+
+
+def test_acknowledge_from_the_account_page_keeps_its_row_layout(signed_in, acme):
+    alert = make_alert(acme)
+    response = signed_in.post(
+        f"/t/alpha/alerts/{alert.pk}/acknowledge/", {"context": "account"}, HTTP_HX_REQUEST="true"
+    )
+    html = response.content.decode()
+    assert "Acknowledged by Alice Admin" in html
+    assert f"/t/alpha/accounts/{acme.pk}/" not in html  # no account column on the account's own page
+
+
+def test_start_a_playbook_by_hand_from_the_account_page(signed_in, tenant, alice, acme, stages):
+    ContactFactory(account=acme, email="uma@acme.example")
+    (playbook,) = playbook_templates_install(tenant=tenant, keys=["onboarding_welcome"])
+    url = f"/t/alpha/accounts/{acme.pk}/playbooks/start/"
+    response = signed_in.post(url, {"playbook": playbook.pk}, follow=True)
+    assert f"Started {playbook.name} for Acme Rockets." in response.content.decode()
+    run = Run.objects.for_tenant(tenant).get(account=acme)
+    assert (run.playbook, run.status, run.started_by) == (playbook, RunStatus.ACTIVE, alice)
+    again = signed_in.post(url, {"playbook": playbook.pk}, follow=True)
+    assert "was not started" in again.content.decode()
+    assert Run.objects.for_tenant(tenant).filter(account=acme).count() == 1
+
+
+def test_add_a_task_once_even_when_the_form_is_sent_twice(signed_in, tenant, bob, acme):
+    form = {
+        "title": "Send the security questionnaire",
+        "due": "2030-01-15",
+        "owner": "",
+        "token": "5d1f2a8e-0f3c-4b9a-9e6e-2f1d0c3b4a59",
+    }
+    signed_in.post(f"/t/alpha/accounts/{acme.pk}/tasks/", form)
+    response = signed_in.post(f"/t/alpha/accounts/{acme.pk}/tasks/", form, follow=True)
+    assert "Task added: Send the security questionnaire" in response.content.decode()
+    (task,) = Task.objects.for_tenant(tenant).filter(account=acme)
+    assert task.owner == bob  # the account's owner when none is chosen
+    assert task.due_at.astimezone(tenant_zone(tenant)).date() == dt.date(2030, 1, 15)
+    refused = signed_in.post(f"/t/alpha/accounts/{acme.pk}/tasks/", {**form, "title": ""}, follow=True)
+    assert "The task was not added. Title: This field is required." in refused.content.decode()
+
+
+def test_a_viewer_cannot_start_playbooks_or_add_tasks(as_viv, tenant, acme, stages):
+    (playbook,) = playbook_templates_install(tenant=tenant, keys=["onboarding_welcome"])
+    html = as_viv.get(f"/t/alpha/accounts/{acme.pk}/").content.decode()
+    assert "Start a playbook by hand" not in html and "Add a task" not in html
+    assert as_viv.post(f"/t/alpha/accounts/{acme.pk}/playbooks/start/", {"playbook": playbook.pk}).status_code == 403
+    form = {"title": "Sneaky", "token": "5d1f2a8e-0f3c-4b9a-9e6e-2f1d0c3b4a59"}
+    assert as_viv.post(f"/t/alpha/accounts/{acme.pk}/tasks/", form).status_code == 403
+    assert not Run.objects.for_tenant(tenant).exists() and not Task.objects.for_tenant(tenant).exists()
+
+
+def test_account_actions_on_another_tenants_account_are_not_found(signed_in, tenant, other_tenant, stages):
+    theirs = AccountFactory(tenant=other_tenant)
+    (playbook,) = playbook_templates_install(tenant=tenant, keys=["onboarding_welcome"])
+    start = signed_in.post(f"/t/alpha/accounts/{theirs.pk}/playbooks/start/", {"playbook": playbook.pk})
+    assert start.status_code == 404
+    form = {"title": "Sneaky", "token": "5d1f2a8e-0f3c-4b9a-9e6e-2f1d0c3b4a59"}
+    assert signed_in.post(f"/t/alpha/accounts/{theirs.pk}/tasks/", form).status_code == 404
+    assert not Task.objects.dangerously_all_tenants().exists()
+
+
+def test_account_page_query_count_does_not_grow_with_runs_tasks_alerts_and_emails(signed_in, bob, acme):
+    step_run = demo_step_run(acme)
+    make_task(acme, bob, "First", None)
+    make_alert(acme)
+    make_email(acme, step_run=step_run)
+
+    def grow():
+        for number in range(8):
+            step_run = demo_step_run(acme)
+            make_task(acme, bob, f"Task {number}", timezone.now())
+            make_alert(acme, title=f"Alert {number}")
+            make_email(acme, step_run=step_run)
+
+    small, large = same_query_count(signed_in, f"/t/alpha/accounts/{acme.pk}/", grow)
+    assert small == large

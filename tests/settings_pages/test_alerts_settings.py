@@ -1,0 +1,254 @@
+import pytest
+
+from alerts.models import AlertRule, Segment, WebhookDelivery, WebhookSubscription
+from alerts.services import alert_rule_create, segment_create, segments_refresh
+from alerts.webhooks import webhook_subscription_create
+from csplatform.tenancy.models import AuditLogEntry
+
+from ..factories import AccountFactory, ContactFactory
+from .conftest import page
+
+pytestmark = pytest.mark.django_db
+BASE = "/t/alpha/settings"
+
+
+@pytest.fixture
+def accounts(tenant):
+    return [
+        AccountFactory(tenant=tenant, name="Big Co", mrr=5000, plan="pro"),
+        AccountFactory(tenant=tenant, name="Mid Co", mrr=800, plan="pro"),
+        AccountFactory(tenant=tenant, name="Tiny Co", mrr=10, plan="free"),
+    ]
+
+
+@pytest.fixture
+def big(tenant, alice, accounts):
+    segment = segment_create(tenant=tenant, actor=alice, key="big", name="Big spenders", criteria_text="account.mrr >= 500")
+    segments_refresh(tenant=tenant, account_ids=[account.pk for account in accounts])
+    return segment
+
+
+@pytest.fixture
+def private_targets(settings):
+    settings.CSP_WEBHOOK_ALLOW_PRIVATE = True
+
+
+@pytest.fixture
+def endpoint(tenant, alice, private_targets):
+    subscription, _ = webhook_subscription_create(
+        tenant=tenant, actor=alice, url="http://127.0.0.1:9/hooks", event_types=["alert.opened"]
+    )
+    return subscription
+
+
+def segment_data(**overrides):
+    return {"key": "pro_accounts", "name": "Pro accounts", "subject": "account", "criteria_text": 'account.plan == "pro"'} | overrides
+
+
+def rule_data(**overrides):
+    data = {
+        "key": "low_mrr", "name": "Low MRR", "condition_text": "account.mrr < 100", "severity": "critical",
+        "notify_owner": "on", "notify_roles": ["admin"], "notify_emails": "ops@alpha.example, cs@alpha.example",
+        "channels": ["in_app", "email"], "cooldown_minutes": "60", "enabled": "on",
+    }
+    return data | overrides
+
+
+@pytest.mark.parametrize(
+    "path", ["/segments/", "/segments/new/", "/alert-rules/", "/alert-rules/new/", "/webhooks/"]
+)
+def test_a_csm_gets_the_forbidden_page(client, bob, path):
+    client.force_login(bob)
+    response = client.get(f"{BASE}{path}")
+    assert response.status_code == 403
+    assert "Settings are for admins" in page(response)
+
+
+def test_a_csm_cannot_create_a_segment(client, bob, tenant):
+    client.force_login(bob)
+    assert client.post(f"{BASE}/segments/new/", segment_data()).status_code == 403
+    assert not Segment.objects.for_tenant(tenant).exists()
+
+
+def test_another_tenants_segment_rule_and_endpoint_answer_404(client, charlie, big, endpoint, tenant, alice):
+    rule = alert_rule_create(tenant=tenant, actor=alice, key="r", name="R", condition_text="account.mrr > 1")
+    client.force_login(charlie)
+    for path in (f"/segments/{big.pk}/", f"/alert-rules/{rule.pk}/", f"/webhooks/{endpoint.pk}/"):
+        assert client.get(f"/t/beta/settings{path}").status_code == 404
+        assert client.get(f"{BASE}{path}").status_code == 404
+
+
+def test_the_segment_list_shows_members_and_live_matches(admin_client, tenant, big):
+    AccountFactory(tenant=tenant, name="New Big", mrr=9000)
+    html = page(admin_client.get(f"{BASE}/segments/"))
+    assert "Big spenders" in html
+    assert f'href="{BASE}/segments/{big.pk}/members/">2</a>' in html
+    assert '<td class="num">3</td>' in html
+
+
+def test_the_members_page_lists_current_members(admin_client, big):
+    html = page(admin_client.get(f"{BASE}/segments/{big.pk}/members/"))
+    assert "Big Co" in html and "Mid Co" in html and "Tiny Co" not in html
+    assert "2 current members" in html
+
+
+def test_creating_a_segment_is_audited(admin_client, tenant, alice):
+    response = admin_client.post(f"{BASE}/segments/new/", segment_data())
+    assert response.status_code == 302
+    segment = Segment.objects.for_tenant(tenant).get(key="pro_accounts")
+    assert segment.criteria_text == 'account.plan == "pro"'
+    assert AuditLogEntry.objects.for_tenant(tenant).get(action="segment.created").actor == alice
+
+
+def test_a_bad_segment_criteria_is_shown_and_what_was_typed_is_kept(admin_client, tenant):
+    response = admin_client.post(f"{BASE}/segments/new/", segment_data(name="Keep me", criteria_text="account.mrr >="))
+    assert response.status_code == 200
+    html = page(response)
+    assert 'value="Keep me"' in html
+    assert "Line 1, column" in html
+    assert "account.mrr &gt;=</textarea>" in html
+    assert not Segment.objects.for_tenant(tenant).exists()
+
+
+def test_a_duplicate_segment_key_is_reported_on_the_key(admin_client, big):
+    html = page(admin_client.post(f"{BASE}/segments/new/", segment_data(key="big")))
+    assert "A segment with key &#x27;big&#x27; already exists." in html
+
+
+def test_editing_a_segment_keeps_its_key_and_subject(admin_client, tenant, big):
+    data = segment_data(key="renamed", subject="contact", name="Very big", criteria_text="account.mrr >= 1000")
+    assert admin_client.post(f"{BASE}/segments/{big.pk}/", data).status_code == 302
+    big.refresh_from_db()
+    assert (big.key, big.subject, big.name, big.criteria_text) == ("big", "account", "Very big", "account.mrr >= 1000")
+
+
+def test_the_check_button_previews_matches_without_saving(admin_client, tenant, accounts):
+    html = page(admin_client.post(f"{BASE}/segments/new/", segment_data(action="check", criteria_text="account.mrr > 500")))
+    assert "2 of 3 accounts match" in html
+    assert not Segment.objects.for_tenant(tenant).exists()
+
+
+def test_the_live_preview_of_contact_criteria_counts_contacts(admin_client, tenant, accounts):
+    ContactFactory(tenant=tenant, account=accounts[0], name="Ada Admin", role="administrator")
+    ContactFactory(tenant=tenant, account=accounts[1], name="Uma User", role="user")
+    response = admin_client.post(
+        f"{BASE}/criteria/preview/?field=criteria_text&subject=contact", {"criteria_text": 'contact.role == "administrator"'}
+    )
+    html = page(response)
+    assert "1 of 2 contacts match" in html and "Ada Admin" in html and "Uma User" not in html
+    assert "<html" not in html
+
+
+def test_the_live_preview_follows_the_subject_chosen_on_the_form(admin_client, tenant, accounts):
+    ContactFactory(tenant=tenant, account=accounts[0], name="Ada Admin", role="administrator")
+    data = {"criteria_text": 'contact.role == "administrator"', "subject": "contact"}
+    html = page(admin_client.post(f"{BASE}/criteria/preview/?field=criteria_text&subject=account", data))
+    assert "1 of 1 contact matches" in html
+
+
+def test_the_new_rule_page_offers_the_criteria_reference(admin_client):
+    html = page(admin_client.get(f"{BASE}/alert-rules/new/"))
+    assert "Fields you can use" in html and "<code>account.mrr</code>" in html
+    assert 'hx-post="/t/alpha/settings/criteria/preview/?field=condition_text' in html
+
+
+def test_deleting_a_segment_is_audited(admin_client, tenant, big):
+    assert admin_client.post(f"{BASE}/segments/{big.pk}/delete/").status_code == 302
+    assert not Segment.objects.for_tenant(tenant).exists()
+    assert AuditLogEntry.objects.for_tenant(tenant).filter(action="segment.deleted").exists()
+
+
+def test_creating_an_alert_rule_saves_recipients_channels_and_cooldown(admin_client, tenant, alice):
+    response = admin_client.post(f"{BASE}/alert-rules/new/", rule_data())
+    assert response.status_code == 302
+    rule = AlertRule.objects.for_tenant(tenant).get(key="low_mrr")
+    assert rule.severity == "critical" and rule.cooldown_minutes == 60
+    assert rule.notify_emails == ["cs@alpha.example", "ops@alpha.example"]
+    assert rule.notify_roles == ["admin"] and rule.channels == ["email", "in_app"]
+    assert AuditLogEntry.objects.for_tenant(tenant).get(action="alert_rule.created").actor == alice
+
+
+def test_slack_without_a_webhook_url_is_an_error_on_that_field(admin_client, tenant):
+    html = page(admin_client.post(f"{BASE}/alert-rules/new/", rule_data(channels=["slack"], name="Keep this name")))
+    assert "The slack channel needs the incoming webhook URL." in html
+    assert 'value="Keep this name"' in html
+    assert not AlertRule.objects.for_tenant(tenant).exists()
+
+
+def test_an_invalid_email_recipient_is_reported(admin_client):
+    html = page(admin_client.post(f"{BASE}/alert-rules/new/", rule_data(notify_emails="not-an-address")))
+    assert "&#x27;not-an-address&#x27; is not an email address." in html
+
+
+def test_disabling_enabling_and_deleting_a_rule(admin_client, tenant, alice):
+    rule = alert_rule_create(tenant=tenant, actor=alice, key="r", name="Rule R", condition_text="account.mrr > 1")
+    admin_client.post(f"{BASE}/alert-rules/{rule.pk}/toggle/", {"enabled": "0"})
+    rule.refresh_from_db()
+    assert rule.enabled is False
+    assert "Disabled" in page(admin_client.get(f"{BASE}/alert-rules/"))
+    admin_client.post(f"{BASE}/alert-rules/{rule.pk}/toggle/", {"enabled": "1"})
+    rule.refresh_from_db()
+    assert rule.enabled is True
+    admin_client.post(f"{BASE}/alert-rules/{rule.pk}/delete/")
+    assert not AlertRule.objects.for_tenant(tenant).exists()
+    actions = set(AuditLogEntry.objects.for_tenant(tenant).values_list("action", flat=True))
+    assert {"alert_rule.updated", "alert_rule.deleted"} <= actions
+
+
+def test_a_new_endpoint_shows_its_secret_once(admin_client, tenant, private_targets):
+    response = admin_client.post(
+        f"{BASE}/webhooks/", {"url": "http://127.0.0.1:9/hooks", "event_types": ["alert.opened", "alert.resolved"]}
+    )
+    subscription = WebhookSubscription.objects.for_tenant(tenant).get()
+    assert response.status_code == 302 and response.url == f"{BASE}/webhooks/{subscription.pk}/"
+    assert subscription.secret in page(admin_client.get(response.url))
+    assert subscription.secret not in page(admin_client.get(response.url))
+    assert AuditLogEntry.objects.for_tenant(tenant).filter(action="webhook.created").exists()
+
+
+def test_an_endpoint_the_platform_will_not_call_is_refused_on_the_url(admin_client, tenant, settings):
+    settings.CSP_WEBHOOK_ALLOW_PRIVATE = False
+    html = page(admin_client.post(f"{BASE}/webhooks/", {"url": "http://127.0.0.1:9/hooks", "event_types": ["alert.opened"]}))
+    assert 'class="field-error"' in html
+    assert 'value="http://127.0.0.1:9/hooks"' in html
+    assert not WebhookSubscription.objects.for_tenant(tenant).exists()
+
+
+def test_an_endpoint_needs_an_event_type(admin_client, tenant, private_targets):
+    html = page(admin_client.post(f"{BASE}/webhooks/", {"url": "http://127.0.0.1:9/hooks"}))
+    assert "This field is required." in html
+    assert not WebhookSubscription.objects.for_tenant(tenant).exists()
+
+
+def test_rotating_the_secret_shows_the_new_one_once(admin_client, tenant, endpoint):
+    old = endpoint.secret
+    response = admin_client.post(f"{BASE}/webhooks/{endpoint.pk}/rotate/")
+    endpoint.refresh_from_db()
+    assert endpoint.secret != old
+    first, second = page(admin_client.get(response.url)), page(admin_client.get(response.url))
+    assert endpoint.secret in first and endpoint.secret not in second and old not in first
+    assert AuditLogEntry.objects.for_tenant(tenant).filter(action="webhook.secret_rotated").exists()
+
+
+def test_disabling_an_endpoint(admin_client, endpoint):
+    admin_client.post(f"{BASE}/webhooks/{endpoint.pk}/toggle/", {"active": "0"})
+    endpoint.refresh_from_db()
+    assert endpoint.active is False
+
+
+def test_a_test_event_appears_in_the_delivery_log(admin_client, tenant, endpoint):
+    admin_client.post(f"{BASE}/webhooks/{endpoint.pk}/test/")
+    delivery = WebhookDelivery.objects.for_tenant(tenant).get(subscription=endpoint)
+    assert delivery.event_type == "webhook.test"
+    WebhookDelivery.objects.for_tenant(tenant).filter(pk=delivery.pk).update(
+        attempts=2, last_status_code=503, last_error="Service Unavailable"
+    )
+    html = page(admin_client.get(f"{BASE}/webhooks/{endpoint.pk}/"))
+    assert "webhook.test" in html and "503" in html and "Service Unavailable" in html
+    assert '<td class="num">2</td>' in html
+
+
+def test_the_settings_nav_has_the_new_sections(admin_client):
+    html = page(admin_client.get(f"{BASE}/segments/"))
+    for path in ("/segments/", "/alert-rules/", "/playbooks/", "/webhooks/"):
+        assert f'href="{BASE}{path}"' in html
