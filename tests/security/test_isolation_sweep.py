@@ -14,6 +14,7 @@ from django.db.models import ForeignKey
 from django.urls import URLPattern, URLResolver, get_resolver
 from drf_spectacular.generators import SchemaGenerator
 
+from csplatform.tenancy.api.throttling import ApiKeyRateThrottle
 from csplatform.tenancy.models import Membership, Role, TenantModel, User
 from tests.conftest import make_api_client
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
@@ -25,6 +26,12 @@ REFUSED = {400, 403, 404}
 # Upserts keyed by the tenant's own external id: B sending A's external id
 # creates B's own row (external ids are unique per tenant), which is correct.
 TENANT_LOCAL_UPSERTS = {"/api/v1/accounts/by-external-id/{external_id}/", "/api/v1/contacts/by-external-id/{external_id}/"}
+
+
+@pytest.fixture(autouse=True)
+def unthrottled(monkeypatch):
+    """The sweep sends thousands of requests with one key; the throttle has its own test."""
+    monkeypatch.setattr(ApiKeyRateThrottle, "THROTTLE_RATES", {ApiKeyRateThrottle.scope: None})
 
 
 def operations():
