@@ -3,28 +3,17 @@
 Each test saves a screenshot under var/screenshots/ for a person to look at.
 """
 
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from lifecycle.models import Stage, StageTransition, TransitionKind
 
 from ..factories import AccountFactory, ContactFactory
 from ..pages.conftest import STAGES, place, score
+from .conftest import SCREENSHOTS
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
 BREAKDOWN = [
     {"source": "logins_30d", "label": "Logins in the last 30 days", "value": 6.0, "points": 30.0, "weight": 2,
      "skipped": False, "contribution": 20.0},
@@ -56,29 +45,9 @@ def portfolio(transactional_db, tenant, alice):
 
 
 @pytest.fixture
-def page(live_server, alice, portfolio, monkeypatch):
+def page(sign_in, alice, portfolio):
     """A signed-in browser page; the test body may still read the database between browser steps."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package to run the browser tests")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls here are still plain synchronous ones.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        # The Content-Security-Policy forbids inline scripts and styles; a violation shows up as a console error.
-        page.on("console", lambda message: "Content Security Policy" in message.text and errors.append(message.text))
-        page.goto(f"{live_server.url}/login/")
-        page.get_by_label("Email").fill(alice.email)
-        page.get_by_label("Password").fill("password")
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(f"{live_server.url}/t/alpha/")
-        yield page
-        assert errors == [], f"script errors or policy violations in the page: {errors}"
-        browser.close()
+    return sign_in(alice)
 
 
 def test_filtering_the_portfolio_puts_the_filter_in_the_url(page):

@@ -3,57 +3,36 @@
 Screenshots land in var/screenshots/ for a person to look at.
 """
 
-from pathlib import Path
-
 import pytest
 from django.conf import settings
 from django.test import Client
 
 from lifecycle.services import stage_create
 
+from .conftest import SCREENSHOTS
+
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = Path(settings.VAR_DIR) / "screenshots"
-
-
 @pytest.fixture
-def browser_page(live_server, alice, monkeypatch):
+def browser_page(chromium, live_server, alice):
     """A chromium page signed in as alice, the tenant's admin."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"chromium is not installed at {CHROMIUM}; the browser tests need it")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls of the test are still synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     client = Client()
     client.force_login(alice)
     session = client.cookies[settings.SESSION_COOKIE_NAME].value
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": live_server.url}])
-        page = context.new_page()
-        # Script errors and Content-Security-Policy refusals; the browser's own favicon request is not ours.
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.on(
-            "console",
-            lambda message: errors.append(message.text)
-            if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico")
-            else None,
-        )
-        page.console_errors = errors
-        yield page
-        browser.close()
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": live_server.url}])
+    page = context.new_page()
+    # Script errors and Content-Security-Policy refusals; the browser's own favicon request is not ours.
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on(
+        "console",
+        lambda message: errors.append(message.text)
+        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico")
+        else None,
+    )
+    page.console_errors = errors
+    return page
 
 
 def test_typing_a_criteria_with_a_syntax_error_shows_where_it_is(browser_page, live_server, tenant, alice):

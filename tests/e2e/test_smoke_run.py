@@ -20,17 +20,10 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from .conftest import CHROMIUM, CHROMIUM_ARGS
+
 pytestmark = [pytest.mark.smoke, pytest.mark.e2e]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 START_TIMEOUT = 180
 STOP_TIMEOUT = 30
 
