@@ -20,7 +20,7 @@ from alerts.views import back_to
 from csplatform.customers.models import Account
 from csplatform.tenancy.decorators import tenant_page
 from csplatform.tenancy.models import Membership, Role, User
-from csplatform.tenancy.timezones import tenant_today, tenant_zone
+from csplatform.tenancy.timezones import day_start, tenant_today
 from lifecycle.views import can_change, forbidden_for_viewers, is_htmx
 
 from .models import EmailStatus, OutboundEmail, Playbook, Run, StepKind, StepRun, Task
@@ -31,11 +31,6 @@ OUTBOX_PAGE_SIZE = 50
 ACCOUNT_RUNS_SHOWN = 10
 ACCOUNT_EMAILS_SHOWN = 20
 OUTBOX_KINDS = (("email", "Emails"), ("demo", "Demo invitations"))
-
-
-def day_start(tenant, day):
-    """Midnight of `day` in the tenant's zone, as an aware datetime."""
-    return dt.datetime.combine(day, dt.time.min, tzinfo=tenant_zone(tenant))
 
 
 # My tasks

@@ -1,3 +1,4 @@
+import datetime as dt
 import zoneinfo
 
 from django.utils import timezone
@@ -10,3 +11,8 @@ def tenant_zone(tenant):
 def tenant_today(tenant):
     """Today's date where the tenant works; "renews within 30 days" counts from here."""
     return timezone.localdate(timezone=tenant_zone(tenant))
+
+
+def day_start(tenant, day):
+    """Midnight of `day` in the tenant's zone, as an aware datetime."""
+    return dt.datetime.combine(day, dt.time.min, tzinfo=tenant_zone(tenant))

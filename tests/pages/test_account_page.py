@@ -148,7 +148,7 @@ def test_account_page_runs_the_same_number_of_queries_with_more_history(
     signed_in, account, django_assert_max_num_queries
 ):
     url = f"/t/alpha/accounts/{account.pk}/"
-    with django_assert_max_num_queries(20):
+    with django_assert_max_num_queries(22):
         assert signed_in.get(url).status_code == 200
     today = tenant_today(account.tenant)
     for number in range(20):
@@ -158,5 +158,5 @@ def test_account_page_runs_the_same_number_of_queries_with_more_history(
             tenant=account.tenant, account=account, day=today - dt.timedelta(days=number), event="login",
             contact_ref=contact.pk, count=number + 1,
         )
-    with django_assert_max_num_queries(20):
+    with django_assert_max_num_queries(22):
         assert signed_in.get(url).status_code == 200
