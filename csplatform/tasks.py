@@ -1,4 +1,5 @@
 import logging
+import time
 
 from celery import shared_task
 from django.core.cache import cache
@@ -25,34 +26,52 @@ def ping(token):
 # Every one is safe to run twice: recomputing an account gives the same result.
 
 RECOMPUTE_LOCK_SECONDS = 15 * 60
-SCHEDULE_DEBOUNCE_SECONDS = 2
+# A run under steady ingest hands over to a fresh task after this long, so no task runs without end.
+RECOMPUTE_PASS_SECONDS = 5 * 60
+# No longer than the countdown below, so every change is read by a run that starts after it.
+SCHEDULE_DEBOUNCE_SECONDS = 1
 
 
 @shared_task(
     name="csplatform.recompute_dirty",
-    bind=True,
     autoretry_for=(OperationalError,),
     retry_backoff=True,
     retry_jitter=True,
     max_retries=5,
 )
-def recompute_dirty_task(self, tenant_id):
+def recompute_dirty_task(tenant_id):
     """Recompute the tenant's dirty accounts; at most one run per tenant at a time.
 
-    A run that finds another in flight retries shortly instead of waiting, so
-    the events that arrived meanwhile are picked up by a run of their own.
+    A request that finds a run in flight leaves a note and returns; the run
+    goes round again while notes arrive, so accounts changed meanwhile are
+    recomputed at once instead of after a retry delay. The note is read again
+    after the lock is released and the writer tries the lock again after
+    writing it, so a note left in the last moment is seen by one of the two.
     """
     tenant = Tenant.objects.filter(pk=tenant_id).first()
     if tenant is None:
         return None
-    lock_key = f"pipeline:running:{tenant_id}"
+    lock_key, again_key = f"pipeline:running:{tenant_id}", f"pipeline:again:{tenant_id}"
     if not cache.add(lock_key, 1, timeout=RECOMPUTE_LOCK_SECONDS):
-        raise self.retry(countdown=2, max_retries=None)
-    try:
-        with tenant_context(tenant):
-            return pipeline.recompute_dirty(tenant=tenant)
-    finally:
-        cache.delete(lock_key)
+        cache.set(again_key, 1, timeout=RECOMPUTE_LOCK_SECONDS)
+        if not cache.add(lock_key, 1, timeout=RECOMPUTE_LOCK_SECONDS):
+            return None
+    started = time.monotonic()
+    passes = []
+    while True:
+        try:
+            cache.delete(again_key)
+            with tenant_context(tenant):
+                passes.append(pipeline.recompute_dirty(tenant=tenant))
+        finally:
+            cache.delete(lock_key)
+        if not cache.get(again_key):
+            return passes
+        if time.monotonic() - started > RECOMPUTE_PASS_SECONDS:
+            recompute_dirty_task.apply_async(args=[tenant_id], expires=600)
+            return passes
+        if not cache.add(lock_key, 1, timeout=RECOMPUTE_LOCK_SECONDS):
+            return passes
 
 
 @shared_task(name="csplatform.sweep_dirty")
@@ -76,14 +95,14 @@ def full_sweep_task():
 def schedule_recompute(tenant_id):
     """Ask for a recompute of the tenant within a second or two (CSP_ACCOUNTS_CHANGED_HOOK).
 
-    Debounced: one request per tenant per couple of seconds reaches the
-    broker. Best effort by design: the dirty marks are already committed and
-    the minute sweep picks them up if the broker is unreachable, so a broker
-    error must not fail the request that changed the data.
+    Debounced: one request per tenant per second reaches the broker. Best
+    effort by design: the dirty marks are already committed and the minute
+    sweep picks them up if the broker is unreachable, so a broker error must
+    not fail the request that changed the data.
     """
     if not cache.add(f"pipeline:scheduled:{tenant_id}", 1, timeout=SCHEDULE_DEBOUNCE_SECONDS):
         return
     try:
-        recompute_dirty_task.apply_async(args=[tenant_id], countdown=1, expires=600)
+        recompute_dirty_task.apply_async(args=[tenant_id], countdown=SCHEDULE_DEBOUNCE_SECONDS, expires=600)
     except Exception:
         logger.warning("Could not enqueue the recompute of tenant %s; the sweep will catch up", tenant_id, exc_info=True)

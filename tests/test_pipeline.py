@@ -112,3 +112,27 @@ def test_marking_accounts_dirty_schedules_a_recompute_after_commit(tenant, setti
         assert SCHEDULED == []
 
     assert SCHEDULED == [tenant.pk]
+
+
+def test_a_recompute_asked_for_during_a_run_is_done_by_that_run_before_it_returns(configured_tenant, monkeypatch):
+    """The second request finds the run in flight and returns at once; the run goes round again for it."""
+    from csplatform.tasks import recompute_dirty_task
+
+    first, late = AccountFactory(tenant=configured_tenant), AccountFactory(tenant=configured_tenant)
+    Account.objects.for_tenant(configured_tenant).update(dirty_at=None)
+    account_mark_dirty(tenant=configured_tenant, account_ids=[first.pk])
+    real_recompute, passes = pipeline.recompute_dirty, []
+
+    def recompute_while_a_change_arrives(*, tenant):
+        totals = real_recompute(tenant=tenant)
+        passes.append(totals["accounts"])
+        if len(passes) == 1:
+            account_mark_dirty(tenant=tenant, account_ids=[late.pk])
+            assert recompute_dirty_task.apply(args=[tenant.pk]).get() is None
+        return totals
+
+    monkeypatch.setattr(pipeline, "recompute_dirty", recompute_while_a_change_arrives)
+    recompute_dirty_task.apply(args=[configured_tenant.pk]).get()
+
+    assert passes == [1, 1]
+    assert not Account.objects.for_tenant(configured_tenant).dirty().exists()
