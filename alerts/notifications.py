@@ -19,6 +19,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from csplatform.tenancy.rls import dangerously_bypass_rls, tenant_context
+
 from . import http
 from .models import Channel, DeliveryStatus, Notification
 
@@ -87,10 +89,13 @@ def notifications_send_due(*, now=None, limit=100, notification_ids=None):
     notifications = Notification.objects.dangerously_all_tenants()
     if notification_ids is not None:
         notifications = notifications.filter(pk__in=notification_ids)
-    claimed = _claim(notifications, now, limit)
+    # The claim spans tenants; each send is recorded in its own tenant's context.
+    with dangerously_bypass_rls():
+        claimed = _claim(notifications, now, limit)
     for notification in claimed:
-        error = _send(notification)
-        _record(notification, error, now)
+        with tenant_context(notification.tenant_id):
+            error = _send(notification)
+            _record(notification, error, now)
     return len(claimed)
 
 

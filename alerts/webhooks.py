@@ -52,6 +52,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from csplatform.tenancy.models import Membership, Role
+from csplatform.tenancy.rls import dangerously_bypass_rls, tenant_context
 from csplatform.tenancy.services import audit_record
 
 from . import http
@@ -346,7 +347,8 @@ def webhook_deliver_due(*, now=None, limit=100, delivery_ids=None):
 
     1. Claim due deliveries with SKIP LOCKED and lease them, so a second
        worker picks other rows and a dead worker's rows come back later.
-    2. POST each, outside any transaction.
+       The claim spans tenants: row-level security is bypassed for it alone.
+    2. POST each, outside any transaction, in its tenant's context.
     3. Record the outcome: delivered, or due again after a backoff, or
        failed for good after MAX_ATTEMPTS; count the endpoint's failures.
     """
@@ -354,18 +356,20 @@ def webhook_deliver_due(*, now=None, limit=100, delivery_ids=None):
     deliveries = WebhookDelivery.objects.dangerously_all_tenants()
     if delivery_ids is not None:
         deliveries = deliveries.filter(pk__in=delivery_ids)
-    claimed = _claim(deliveries, now, limit)
+    with dangerously_bypass_rls():
+        claimed = _claim(deliveries, now, limit)
     disabled = set()
     for delivery in claimed:
-        if delivery.subscription_id in disabled:
-            # Disabled during this batch: hand the claim back untried, for when it is enabled again.
-            WebhookDelivery.objects.for_tenant(delivery.tenant_id).filter(pk=delivery.pk).update(
-                attempts=F("attempts") - 1, next_attempt_at=now
-            )
-            continue
-        status_code, error = _attempt(delivery)
-        if _record(delivery, status_code, error, now):
-            disabled.add(delivery.subscription_id)
+        with tenant_context(delivery.tenant_id):
+            if delivery.subscription_id in disabled:
+                # Disabled during this batch: hand the claim back untried, for when it is enabled again.
+                WebhookDelivery.objects.for_tenant(delivery.tenant_id).filter(pk=delivery.pk).update(
+                    attempts=F("attempts") - 1, next_attempt_at=now
+                )
+                continue
+            status_code, error = _attempt(delivery)
+            if _record(delivery, status_code, error, now):
+                disabled.add(delivery.subscription_id)
     return len(claimed)
 
 

@@ -199,7 +199,9 @@ def rollups_build(tenant):
             """,
             [tenant.pk, tenant.pk],
         )
-        cursor.execute(f"ANALYZE {table(UsageEvent)}; ANALYZE {table(DailyRollup)}; ANALYZE {table(Account)}")
+        # Autovacuum may be off or late; without statistics the planner scans all contacts per id lookup.
+        for model in (UsageEvent, DailyRollup, DailyPropertyRollup, Account, Contact):
+            cursor.execute(f"ANALYZE {table(model)}")
 
 
 ACCOUNT_COLUMNS = [

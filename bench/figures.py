@@ -7,12 +7,17 @@ is better) is stated in `target`.
 
 import base64
 import datetime as dt
+import http.client
 import io
 import json
+import re
 import statistics
+import struct
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 
 from django.db import connection, transaction
 from django.db.models import Sum
@@ -24,16 +29,19 @@ from django.utils import timezone
 from csplatform import pipeline
 from csplatform.customers.models import Account, DailyRollup, UsageEvent
 from csplatform.tenancy.services import api_key_create, membership_set, user_get_or_create
-from health.models import HealthScore
+from health.models import HealthScore, HealthSnapshot
+from lifecycle.models import AccountStage, StageTransition
 
 from . import processes
-from .data import EVENT_COLUMNS, event_lines, table
+from .data import EVENT_COLUMNS, table
 
 REQUEST_EVENTS = 500
 INGEST_CLIENTS = 4
-PAGE_CLIENTS = 4
-PAGE_REQUESTS = 60
-RAW_SQL_RUNS = 30
+COPY_RUNS = 3
+# Issue 8: the pages answer 20 clients at once.
+PAGE_CLIENTS = 20
+PAGE_REQUESTS = 200
+PAGE_REQUESTS_ALONE = 40
 # The per-account loop is slow by nature; a sample this size extrapolates well and keeps a run short.
 NAIVE_SAMPLE = 500
 # Candidate route names of pages other apps may provide; a missing one is reported, not failed.
@@ -42,6 +50,7 @@ PAGE_ROUTES = {
     "board": ("board", {}),
     "account_page": ("account-detail", {"account_id": None}),
 }
+DECLARE_CURSOR = re.compile(r"^\s*DECLARE\s+\S+\s+.*?\bFOR\s+", re.IGNORECASE | re.DOTALL)
 
 
 def run_stamp():
@@ -107,37 +116,94 @@ def segment_bodies(events):
         yield json.dumps({"batch": batch}).encode()
 
 
+PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+BINARY_COPY_HEADER = b"PGCOPY\n\xff\r\n\0" + struct.pack(">ii", 0, 0)
+BINARY_NULL = struct.pack(">i", -1)
+
+
+def binary_field(data):
+    return struct.pack(">i", len(data)) + data
+
+
+def binary_bigint(number):
+    return binary_field(struct.pack(">q", number))
+
+
+def binary_timestamp(moment):
+    # timestamptz: microseconds since 2000-01-01 UTC.
+    delta = moment - PG_EPOCH
+    return binary_field(struct.pack(">q", (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds))
+
+
+def binary_event_rows(tenant_id, events, account_ids, contact_ids, received_at):
+    """The events in PostgreSQL's binary COPY format, columns as EVENT_COLUMNS."""
+    received = binary_timestamp(received_at)
+    rows = [BINARY_COPY_HEADER]
+    for message_id, account_index, contact_index, name, timestamp, properties in events:
+        rows.append(
+            struct.pack(">h", len(EVENT_COLUMNS))
+            + binary_bigint(tenant_id)
+            + binary_field(message_id.encode())
+            + binary_bigint(account_ids[account_index])
+            + (BINARY_NULL if contact_index is None else binary_bigint(contact_ids[contact_index]))
+            + binary_field(name.encode())
+            + binary_timestamp(dt.datetime.fromisoformat(timestamp))
+            # jsonb: a version byte, then the JSON text.
+            + binary_field(b"\x01" + json.dumps(properties).encode())
+            + received
+        )
+    rows.append(struct.pack(">h", -1))
+    return b"".join(rows)
+
+
 def copy_rate(ctx, events):
-    """Rows per second of a text COPY of the same rows into the same table; rolled back so the data stays as built."""
-    lines = list(event_lines(ctx.tenant.pk, events, ctx.account_ids, ctx.contact_ids, timezone.now()))
-    buffer = io.StringIO("".join(lines))
-    start = time.perf_counter()
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.cursor.copy_expert(f"COPY {table(UsageEvent)} ({', '.join(EVENT_COLUMNS)}) FROM STDIN", buffer)
-        seconds = time.perf_counter() - start
-        transaction.set_rollback(True)
-    return len(events) / seconds
+    """Rows per second of a binary COPY of the same rows into the same table, the best of COPY_RUNS.
+
+    The foreign keys are deferred to commit, so they are checked before the
+    clock stops, as a committed COPY would; then it rolls back so that the
+    data stays as built. The best run is the baseline: one slow moment on a
+    shared machine must not make the API look better.
+    """
+    data = binary_event_rows(ctx.tenant.pk, events, ctx.account_ids, ctx.contact_ids, timezone.now())
+    timings = []
+    for _ in range(COPY_RUNS):
+        start = time.perf_counter()
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.cursor.copy_expert(
+                    f"COPY {table(UsageEvent)} ({', '.join(EVENT_COLUMNS)}) FROM STDIN WITH (FORMAT binary)",
+                    io.BytesIO(data),
+                )
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            timings.append(time.perf_counter() - start)
+            transaction.set_rollback(True)
+    return len(events) / min(timings)
 
 
 def ingest_figures(ctx, port, scale):
+    """Events/s through each ingest API under INGEST_CLIENTS clients, beside a binary COPY of the same rows;
+    with the p50 and p99 per request. Each API is first warmed with empty batches, so that the first
+    request of each worker, which loads the URL configuration and views, does not count as the p99."""
     stamp = run_stamp()
     write_key = base64.b64encode(f"{ctx.key}:".encode()).decode()
     runs = {
-        "ingest_batch_api": (f"api{stamp}-", api_bodies, "/api/v1/events/batch", f"Bearer {ctx.key}"),
-        "ingest_segment_api": (f"seg{stamp}-", segment_bodies, "/api/segment/v1/batch", f"Basic {write_key}"),
+        "ingest_batch_api": (f"api{stamp}-", api_bodies, "/api/v1/events/batch", f"Bearer {ctx.key}", "events"),
+        "ingest_segment_api": (f"seg{stamp}-", segment_bodies, "/api/segment/v1/batch", f"Basic {write_key}", "batch"),
     }
     events = {name: list(ctx.plan.events(scale.api_events, prefix)) for name, (prefix, *_) in runs.items()}
     # The baseline goes first and is rolled back, so the API then stores these very rows.
     baseline = copy_rate(ctx, events["ingest_batch_api"])
     results = {}
-    for name, (prefix, bodies, path, authorization) in runs.items():
+    for name, (prefix, bodies, path, authorization, key) in runs.items():
         headers = {"Content-Type": "application/json", "Authorization": authorization}
+        empty = json.dumps({key: []}).encode()
+        processes.drive(port, [("POST", path, empty, headers)] * 2 * INGEST_CLIENTS, INGEST_CLIENTS)
         requests = [("POST", path, body, headers) for body in bodies(events[name])]
         latencies, wall, statuses = processes.drive(port, requests, INGEST_CLIENTS)
         stored = UsageEvent.objects.for_tenant(ctx.tenant).filter(message_id__startswith=prefix).count()
         results[name] = figure(
-            stored / wall, "events/s", baseline, "events/s (COPY of the same rows)", "ratio >= 0.1",
+            stored / wall, "events/s", baseline, "events/s (binary COPY of the same rows)",
+            ">= 20,000 events/s, ratio >= 0.1 (stretch 50,000 and 0.25), p99 <= 250 ms",
             events=len(events[name]), stored=stored, requests=len(requests), clients=INGEST_CLIENTS,
             events_per_request=REQUEST_EVENTS, statuses=statuses,
             p50_ms=rounded(1000 * processes.percentile(latencies, 50)),
@@ -255,31 +321,75 @@ def busiest_account(tenant):
 
 
 def captured(path, client, headers):
-    """The page's queries when served in-process: (count, slowest SQL).
+    """The page's queries when served in-process: their SQL, in order.
 
     A first request is left out, so that once-per-interval writes (an API
-    key's last-used time) do not count at one scale and not the other.
+    key's last-used time) do not count at one scale and not the other, and
+    so that the whole-tenant summaries a page keeps for a minute are warm, as
+    they are for all but one request a minute.
     """
     client.get(path, **headers)
     with CaptureQueriesContext(connection) as queries:
         response = client.get(path, **headers)
     assert response.status_code == 200, f"{path} answered {response.status_code}"
-    slowest = max(queries.captured_queries, key=lambda query: float(query["time"]))
-    return len(queries.captured_queries), slowest["sql"]
+    return [query["sql"] for query in queries.captured_queries]
 
 
-def raw_sql_p95(sql):
-    timings = []
-    with connection.cursor() as cursor:
-        for _ in range(RAW_SQL_RUNS):
-            start = time.perf_counter()
-            cursor.execute(sql)
-            cursor.fetchall()
-            timings.append(time.perf_counter() - start)
+def replayable(sql):
+    """The statement as plain SQL to run again, or None for one that only steers the session.
+
+    A server-side cursor (`.iterator()`) reads its SELECT through DECLARE; the
+    SELECT is what the database works on.
+    """
+    sql = DECLARE_CURSOR.sub("", sql)
+    return sql if sql.lstrip().upper().startswith(("SELECT", "WITH")) else None
+
+
+def raw_sql_p95(queries, clients, runs):
+    """p95 seconds of all the page's queries run as raw SQL, one set after another on each of
+    `clients` connections at once: the database work of one request, under the load the page had."""
+    statements = [sql for sql in map(replayable, queries) if sql is not None]
+    timings, lock = [], threading.Lock()
+
+    def client():
+        mine = []
+        try:
+            with connection.cursor() as cursor:
+                for _ in range(runs):
+                    start = time.perf_counter()
+                    for sql in statements:
+                        cursor.execute(sql)
+                        cursor.fetchall()
+                    mine.append(time.perf_counter() - start)
+        finally:
+            connection.close()
+        with lock:
+            timings.extend(mine)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return processes.percentile(timings, 95)
 
 
+def pipeline_ensure(*tenants):
+    """Pages show health and stages: run the pipeline over a tenant that has none yet (a `--only pages` build),
+    then refresh the planner's statistics of the tables it filled, as autovacuum would before long."""
+    missing = [tenant for tenant in tenants if not HealthScore.objects.for_tenant(tenant).exists()]
+    for tenant in missing:
+        pipeline_run(tenant.slug)
+    if missing:
+        with connection.cursor() as cursor:
+            for model in (HealthScore, HealthSnapshot, AccountStage, StageTransition):
+                cursor.execute(f"ANALYZE {table(model)}")
+
+
 def page_figures(ctx, port, small_tenant, log):
+    """Each page's server p95 and p99 with PAGE_CLIENTS clients at once, beside its own queries run as raw
+    SQL by as many clients; and its query count here and on a tenant a tenth the size."""
+    pipeline_ensure(ctx.tenant, small_tenant)
     account_id = busiest_account(ctx.tenant)
     paths = page_paths(ctx.tenant, account_id)
     _, small_key = api_key_create(tenant=small_tenant, name="bench", scopes=["read"])
@@ -293,18 +403,23 @@ def page_figures(ctx, port, small_tenant, log):
             log(f"no {name} page in this checkout (route {PAGE_ROUTES[name][0]!r}); not measured")
             continue
         is_api = name == "accounts_api"
-        count, slowest = captured(path, client, {"HTTP_AUTHORIZATION": f"Bearer {ctx.key}"} if is_api else {})
-        small_count, _ = captured(
+        queries = captured(path, client, {"HTTP_AUTHORIZATION": f"Bearer {ctx.key}"} if is_api else {})
+        small_queries = captured(
             small_paths[name], client, {"HTTP_AUTHORIZATION": f"Bearer {small_key}"} if is_api else {}
         )
         headers = {"Authorization": f"Bearer {ctx.key}"} if is_api else {"Cookie": ctx.session_cookie}
         latencies, _, statuses = processes.drive(port, [("GET", path, None, headers)] * PAGE_REQUESTS, PAGE_CLIENTS)
-        p95 = processes.percentile(latencies, 95)
+        p95, p99 = processes.percentile(latencies, 95), processes.percentile(latencies, 99)
+        # One client alone: the cost of a request without the queue in front of the workers.
+        alone, _, _ = processes.drive(port, [("GET", path, None, headers)] * PAGE_REQUESTS_ALONE, 1)
         results[f"page_{name}"] = figure(
-            1000 * p95, "ms p95", 1000 * raw_sql_p95(slowest), "ms p95 (its slowest query as raw SQL)",
-            "ratio <= 5; same query count at both scales",
-            p99_ms=rounded(1000 * processes.percentile(latencies, 99)), clients=PAGE_CLIENTS,
-            requests=PAGE_REQUESTS, statuses=statuses, queries=count, queries_at_smaller_scale=small_count,
+            1000 * p95, "ms p95", 1000 * raw_sql_p95(queries, PAGE_CLIENTS, PAGE_REQUESTS // PAGE_CLIENTS),
+            f"ms p95 (its {len(queries)} queries as raw SQL, {PAGE_CLIENTS} clients)",
+            "p95 <= 100 ms, p99 <= 300 ms, ratio <= 3; same query count at both scales",
+            p99_ms=rounded(1000 * p99), clients=PAGE_CLIENTS, requests=PAGE_REQUESTS, statuses=statuses,
+            queries=len(queries), queries_at_smaller_scale=len(small_queries),
+            one_client_p95_ms=rounded(1000 * processes.percentile(alone, 95)),
+            one_client_raw_sql_p95_ms=rounded(1000 * raw_sql_p95(queries, 1, PAGE_REQUESTS_ALONE)),
         )
     return results
 
@@ -315,14 +430,76 @@ FRESHNESS_REQUESTS = 15
 FRESHNESS_INTERVAL = 1.0
 FRESHNESS_ACCOUNTS_PER_REQUEST = 5
 FRESHNESS_WAIT = 120
+BACKGROUND_CLIENTS = 2
+
+
+@contextmanager
+def background_ingest(ctx, port, rate, seconds):
+    """Batches through the batch API at `rate` events/s (paced, not flat out) while the block runs.
+
+    Yields a dict that holds, once the block ends, the events the API
+    acknowledged and the rate it really reached: on a machine that cannot
+    take `rate`, the figure says so instead of pretending.
+    """
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {ctx.key}"}
+    bodies = list(api_bodies(list(ctx.plan.events(int(rate * seconds), f"load{run_stamp()}-"))))
+    interval = REQUEST_EVENTS * BACKGROUND_CLIENTS / rate
+    stop = threading.Event()
+    done = {"acknowledged": 0, "statuses": {}}
+    lock = threading.Lock()
+
+    def client(share):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        start = time.monotonic()
+        for number, body in enumerate(share):
+            if stop.wait(max(0.0, start + number * interval - time.monotonic())):
+                break
+            connection.request("POST", "/api/v1/events/batch", body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            with lock:
+                done["statuses"][response.status] = done["statuses"].get(response.status, 0) + 1
+                if response.status < 300:
+                    done["acknowledged"] += REQUEST_EVENTS
+        connection.close()
+
+    threads = [threading.Thread(target=client, args=(bodies[i::BACKGROUND_CLIENTS],))
+               for i in range(BACKGROUND_CLIENTS)]
+    start = time.monotonic()
+    for thread in threads:
+        thread.start()
+    try:
+        yield done
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        done["events_per_s"] = rounded(done["acknowledged"] / (time.monotonic() - start))
 
 
 def freshness_figure(ctx, port):
-    """Ingest at a modest rate with a real worker and beat; time until each account's new health is visible.
+    """Ingest in the background at half the target rate, with a real worker and beat; meanwhile send
+    single events for sampled accounts and time until each one's new health is visible.
 
-    Each request carries one event for each of a few accounts; an account is
-    fresh once its HealthScore was computed after the request was answered.
+    Each sampled request carries one event for each of a few accounts; an
+    account is fresh once its HealthScore was computed after the request was answered.
     """
+    seconds = FRESHNESS_REQUESTS * FRESHNESS_INTERVAL + 10
+    rate = ctx.plan.scale.background_rate
+    with background_ingest(ctx, port, rate, seconds) as load:
+        delays, never_fresh = fresh_delays(ctx, port)
+    p95 = processes.percentile(delays, 95) if not never_fresh else None
+    work = recompute_seconds(ctx)
+    return figure(
+        p95, "s p95", work, f"s (recompute of {FRESHNESS_ACCOUNTS_PER_REQUEST} accounts in-process)",
+        "p95 <= 5 s", p50_s=rounded(processes.percentile(delays, 50)), accounts=len(delays),
+        never_fresh=never_fresh, background_target_events_per_s=rate,
+        background_events_per_s=load["events_per_s"], background_statuses=load["statuses"],
+    )
+
+
+def fresh_delays(ctx, port):
+    """(seconds from each sampled event's answer to its account's new health, how many never got there)."""
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {ctx.key}"}
     sample = ctx.plan.rng.sample(range(len(ctx.account_ids)), FRESHNESS_REQUESTS * FRESHNESS_ACCOUNTS_PER_REQUEST)
     pending = {}
@@ -345,13 +522,7 @@ def freshness_figure(ctx, port):
     while pending and time.monotonic() < deadline:
         poll_fresh(ctx.tenant, pending, delays)
         time.sleep(0.1)
-    p95 = processes.percentile(delays, 95) if not pending else None
-    work = recompute_seconds(ctx)
-    return figure(
-        p95, "s p95", work, f"s (recompute of {FRESHNESS_ACCOUNTS_PER_REQUEST} accounts in-process)",
-        "p95 <= 10 s", p50_s=rounded(processes.percentile(delays, 50)), accounts=len(delays),
-        never_fresh=len(pending),
-    )
+    return delays, len(pending)
 
 
 def poll_fresh(tenant, pending, delays):

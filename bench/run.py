@@ -13,10 +13,12 @@ from csplatform.tenancy.models import Tenant
 from . import figures, processes
 from .data import Plan, ids_by_external_id, plan_seed, tenant_build
 from .database import BenchError, database_prepare, database_problem
+from .enrolment_figures import enrolment_figures
 from .report import results_write, table_text
+from .runner_figures import runner_figures
 from .scales import GROWTH_DIVISORS, SCALES
 
-FIGURES = ("ingest", "pipeline", "pages", "freshness")
+FIGURES = ("ingest", "pipeline", "pages", "freshness", "runner", "enrolment")
 MAIN_SLUG = "bench"
 
 
@@ -91,6 +93,12 @@ def bench_run(*, scale_name, only=FIGURES, out=None, reuse=False, log=print):
         flush_redis()
         with processes.celery_worker_and_beat(), processes.gunicorn() as port:
             results["freshness"] = figures.freshness_figure(ctx, port)
+    if "runner" in only:
+        log("step runner against an SMTP sink ...")
+        results.update(runner_figures(scale, log))
+    if "enrolment" in only:
+        log("enrolling accounts into a playbook ...")
+        results.update(enrolment_figures(ctx))
 
     results_write(out, results)
     log(table_text(results))

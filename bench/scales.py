@@ -8,6 +8,9 @@ class Scale:
     contacts: int
     events: int
     days: int = 90
+    # Events/s sent in the background while freshness is measured: issue 8 asks for half the
+    # 20,000 events/s ingest target; tiny, which only proves the harness, sends less.
+    background_rate: int = 10_000
 
     def fraction(self, divisor):
         """The same shape with 1/divisor of the accounts, contacts and events."""
@@ -17,6 +20,7 @@ class Scale:
             max(1, self.contacts // divisor),
             max(1, self.events // divisor),
             self.days,
+            self.background_rate,
         )
 
     @property
@@ -26,7 +30,7 @@ class Scale:
 
 
 SCALES = {
-    "tiny": Scale("tiny", 1_000, 5_000, 100_000),
+    "tiny": Scale("tiny", 1_000, 5_000, 100_000, background_rate=1_000),
     "small": Scale("small", 10_000, 50_000, 1_000_000),
     "full": Scale("full", 100_000, 500_000, 10_000_000),
 }

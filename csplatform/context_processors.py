@@ -18,7 +18,7 @@ COUNT_CAP = 99
 
 
 def _bounded(queryset):
-    count = queryset[: COUNT_CAP + 1].count()
+    count = queryset.order_by()[: COUNT_CAP + 1].count()
     return f"{COUNT_CAP}+" if count > COUNT_CAP else count
 
 

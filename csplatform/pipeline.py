@@ -14,6 +14,7 @@
     meanwhile (its dirty_at is newer than the moment the chunk was read).
 """
 
+from django.db.models import Q
 from django.utils import timezone
 
 from alerts.account_events import account_changes_emit
@@ -51,26 +52,30 @@ def recompute_accounts(*, tenant, account_ids):
 
 
 def recompute_dirty(*, tenant, chunk_size=CHUNK_SIZE):
-    """Process the tenant's dirty accounts chunk by chunk; returns counts.
+    """Process the tenant's dirty accounts chunk by chunk, each account at most once; returns counts.
 
-    1. Note the time, then read a chunk of dirty account ids.
-    2. Recompute them.
+    1. Note the time, then read the next chunk of dirty accounts in
+       (dirty_at, id) order after the last one read, so each read is an index
+       range scan however many chunks came before.
+    2. Recompute those not done already in this run (an account marked
+       again meanwhile comes round again with its newer dirty_at).
     3. Clear dirty_at only where it is not newer than the noted time, so an
        event that arrived during the run keeps its account dirty for the next.
     """
     totals = {"accounts": 0, "moved": 0}
     seen = set()
+    dirty = Account.objects.for_tenant(tenant).dirty().order_by("dirty_at", "pk")
+    after = Q()
     while True:
         read_at = timezone.now()
-        ids = list(
-            Account.objects.for_tenant(tenant)
-            .dirty()
-            .exclude(pk__in=seen)
-            .order_by("dirty_at", "pk")
-            .values_list("pk", flat=True)[:chunk_size]
-        )
-        if not ids:
+        rows = list(dirty.filter(after).values_list("dirty_at", "pk")[:chunk_size])
+        if not rows:
             return totals
+        last_dirty_at, last_pk = rows[-1]
+        after = Q(dirty_at__gt=last_dirty_at) | Q(dirty_at=last_dirty_at, pk__gt=last_pk)
+        ids = [pk for _, pk in rows if pk not in seen]
+        if not ids:
+            continue
         result = recompute_accounts(tenant=tenant, account_ids=ids)
         Account.objects.for_tenant(tenant).filter(pk__in=ids, dirty_at__lte=read_at).update(dirty_at=None)
         seen.update(ids)

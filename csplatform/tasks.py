@@ -97,12 +97,11 @@ def schedule_recompute(tenant_id):
 
     Debounced: one request per tenant per second reaches the broker. Best
     effort by design: the dirty marks are already committed and the minute
-    sweep picks them up if the broker is unreachable, so a broker error must
+    sweep picks them up if Redis or the broker is unreachable, so an error there must
     not fail the request that changed the data.
     """
-    if not cache.add(f"pipeline:scheduled:{tenant_id}", 1, timeout=SCHEDULE_DEBOUNCE_SECONDS):
-        return
     try:
-        recompute_dirty_task.apply_async(args=[tenant_id], countdown=SCHEDULE_DEBOUNCE_SECONDS, expires=600)
+        if cache.add(f"pipeline:scheduled:{tenant_id}", 1, timeout=SCHEDULE_DEBOUNCE_SECONDS):
+            recompute_dirty_task.apply_async(args=[tenant_id], countdown=SCHEDULE_DEBOUNCE_SECONDS, expires=600)
     except Exception:
         logger.warning("Could not enqueue the recompute of tenant %s; the sweep will catch up", tenant_id, exc_info=True)

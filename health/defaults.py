@@ -11,7 +11,7 @@ They read built-in metrics where one exists, plus a few tenant metrics over
 common event names (`login`, `feature_used`, ...) that a tenant tunes to its
 own events afterwards: among them feature breadth (distinct `feature` values
 of `feature_used`) for adoption and the usage trend (this month against the
-one before) for mature accounts.
+one before) for every stage where usage should hold or grow.
 """
 
 from dataclasses import dataclass
@@ -100,11 +100,14 @@ SCORECARDS = {
     },
     "adoption": {
         "name": "Adoption health",
-        "description": "More people using more of the product: active users, feature use and breadth, steady activity.",
+        "description": "More people using more of the product: active users, feature use and breadth, usage not "
+        "falling, steady activity.",
         "measures": [
             bands("active_contacts_30d", "People active in the last 30 days", [[0, 0], [1, 30], [3, 60], [6, 85], [None, 100]], 3),
             higher("feature_uses_30d", "Feature uses in the last 30 days", 2, 40, 2),
             higher("feature_breadth_30d", "Distinct features used in the last 30 days", 1, 5, 2),
+            # Adoption that stalls shows first as falling usage, while the totals still look fine.
+            usage_trend(4),
             higher("events_7d", "Events in the last 7 days", 0, 30, 1),
             lower("days_since_last_seen", LAST_SEEN, 14, 2, 1, "score_as_bad"),
         ],

@@ -210,14 +210,20 @@ def stage_id_of(account):
 def account_values(account, measures):
     """The raw value of each measure's source for one account (metrics loaded as `metric_values`)."""
     metrics = getattr(account, "metric_values", None)
-    metric_values = metrics.values if metrics else {}
+    return measure_values(
+        measures, metric_values=metrics.values if metrics else {}, mrr=account.mrr, attributes=account.attributes
+    )
+
+
+def measure_values(measures, *, metric_values, mrr, attributes):
+    """The raw value of each measure's source, from an account's stored metric values and fields."""
     values = {}
     for measure in measures:
         source = measure["source"]
         if source == "account.mrr":
-            values[source] = float(account.mrr)
+            values[source] = float(mrr)
         elif match := ATTRIBUTE_SOURCE.match(source):
-            values[source] = account.attributes.get(match.group(1))
+            values[source] = attributes.get(match.group(1))
         else:
             values[source] = metric_values.get(source)
     return values
@@ -264,11 +270,12 @@ def health_score(*, tenant, account_ids=None, today=None, chunk_size=CHUNK_SIZE,
     1. Load the colour bands and the published scorecards once.
     2. Per chunk, in a fixed number of queries: the accounts with their
        metric values and stage, their current health rows (locked), and their
-       snapshots of 7 and 30 days back.
+       snapshots of today and of 7 and 30 days back.
     3. Score each account with its stage's scorecard, else the tenant default
        (accounts that neither covers are left alone), keep an override in
-       force until it expires, and upsert the health rows and today's
-       snapshots in bulk.
+       force until it expires, and upsert in bulk the health rows and
+       today's snapshots that changed; unchanged health rows only get the
+       new computed_at.
     `stages` ({account id: stage id}) replaces the accounts' current stages,
     for replaying a past day; an account missing from it held no stage.
     Returns the ids of accounts whose visible colour changed (including
@@ -284,61 +291,101 @@ def health_score(*, tenant, account_ids=None, today=None, chunk_size=CHUNK_SIZE,
     return changed
 
 
+def _attnames(model, names):
+    return tuple(model._meta.get_field(name).attname for name in names)
+
+
+# Overrides as the columns read and written (override_by_id, not the user it points to).
+OVERRIDE_COLUMNS = _attnames(HealthScore, OVERRIDE_FIELDS)
+EMPTY_OVERRIDE_COLUMNS = dict(zip(OVERRIDE_COLUMNS, EMPTY_OVERRIDE.values()))
+HEALTH_UPDATE_FIELDS = [
+    "score", "colour", "breakdown", "scorecard_version", "computed_score", "computed_colour", "delta_7d", "delta_30d",
+    "computed_at", *OVERRIDE_FIELDS,
+]
+SNAPSHOT_FIELDS = ["score", "colour", "breakdown", "scorecard_version"]
+
+
+def _unchanged(stored, columns):
+    """Whether the stored row (None when there is none) already holds these column values."""
+    return stored is not None and all(getattr(stored, name) == value for name, value in columns.items())
+
+
+def _scoring_rows(tenant, ids):
+    """`(id, metric values, mrr, attributes, stage id)` of the chunk's accounts: just what scoring reads."""
+    return list(
+        Account.objects.for_tenant(tenant)
+        .filter(pk__in=ids)
+        .values_list("pk", "metric_values__values", "mrr", "attributes", "lifecycle__stage_id")
+    )
+
+
 @transaction.atomic
 def _score_chunk(tenant, ids, context, today, stages):
+    """Score one chunk in a fixed number of queries; rows are written only where something changed.
+
+    The health rows of accounts scored the same as before only get the new
+    `computed_at`, in one statement; today's snapshots are upserted only
+    where they differ from the one already stored for today.
+    """
     now = timezone.now()
-    accounts = list(accounts_with_values(tenant).filter(pk__in=ids))
+    accounts = _scoring_rows(tenant, ids)
     current = {
         health.account_id: health
         for health in HealthScore.objects.for_tenant(tenant).select_for_update().filter(account_id__in=ids)
     }
     week_ago, month_ago = today - dt.timedelta(days=7), today - dt.timedelta(days=30)
-    past = {
-        (row["account_id"], row["day"]): row["score"]
-        for row in HealthSnapshot.objects.for_tenant(tenant)
-        .filter(account_id__in=ids, day__in=[week_ago, month_ago])
-        .values("account_id", "day", "score")
+    snapshots_held = {
+        (snapshot.account_id, snapshot.day): snapshot
+        for snapshot in HealthSnapshot.objects.for_tenant(tenant)
+        .filter(account_id__in=ids, day__in=[week_ago, month_ago, today])
+        .only("account", "day", *SNAPSHOT_FIELDS)
     }
-    health_rows, snapshots, changed = [], [], []
-    for account in accounts:
-        stage_id = stage_id_of(account) if stages is None else stages.get(account.pk)
-        version = context.version_for(stage_id)
+    health_rows, unchanged, snapshots, changed = [], [], [], []
+    for account_id, metric_values, mrr, attributes, stage_id in accounts:
+        version = context.version_for(stage_id if stages is None else stages.get(account_id))
         if version is None:
             continue
-        result = score_account(version.measures, account_values(account, version.measures), context.bands)
-        health = current.get(account.pk)
+        values = measure_values(version.measures, metric_values=metric_values or {}, mrr=mrr, attributes=attributes)
+        result = score_account(version.measures, values, context.bands)
+        health = current.get(account_id)
         score, colour = effective_health(result.score, result.colour, health, context.bands, now)
         keep_override = health is not None and health.override_active(now)
-        override = {name: getattr(health, name) for name in OVERRIDE_FIELDS} if keep_override else EMPTY_OVERRIDE
-        health_rows.append(
-            HealthScore(
-                tenant=tenant, account_id=account.pk, score=score, colour=colour, breakdown=result.breakdown,
-                scorecard_version=version, computed_score=result.score, computed_colour=result.colour,
-                delta_7d=_delta(result.score, past.get((account.pk, week_ago))),
-                delta_30d=_delta(result.score, past.get((account.pk, month_ago))),
-                computed_at=now, **override,
-            )
-        )
-        snapshots.append(
-            HealthSnapshot(
-                tenant=tenant, account_id=account.pk, day=today, score=result.score, colour=result.colour,
-                breakdown=result.breakdown, scorecard_version=version,
-            )
-        )
+        override = EMPTY_OVERRIDE_COLUMNS
+        if keep_override:
+            override = {name: getattr(health, name) for name in OVERRIDE_COLUMNS}
+        columns = {
+            "score": score, "colour": colour, "breakdown": result.breakdown, "scorecard_version_id": version.pk,
+            "computed_score": result.score, "computed_colour": result.colour,
+            "delta_7d": _delta(result.score, _past_score(snapshots_held.get((account_id, week_ago)))),
+            "delta_30d": _delta(result.score, _past_score(snapshots_held.get((account_id, month_ago)))),
+            **override,
+        }
+        if _unchanged(health, columns):
+            unchanged.append(account_id)
+        else:
+            health_rows.append(HealthScore(tenant=tenant, account_id=account_id, computed_at=now, **columns))
+        snapshot = {
+            "score": result.score, "colour": result.colour, "breakdown": result.breakdown,
+            "scorecard_version_id": version.pk,
+        }
+        if not _unchanged(snapshots_held.get((account_id, today)), snapshot):
+            snapshots.append(HealthSnapshot(tenant=tenant, account_id=account_id, day=today, **snapshot))
         if (health.colour if health else "") != colour:
-            changed.append(account.pk)
+            changed.append(account_id)
     HealthScore.objects.for_tenant(tenant).bulk_create(
         health_rows, update_conflicts=True, unique_fields=["tenant", "account"],
-        update_fields=[
-            "score", "colour", "breakdown", "scorecard_version", "computed_score", "computed_colour", "delta_7d",
-            "delta_30d", "computed_at", *OVERRIDE_FIELDS,
-        ],
+        update_fields=HEALTH_UPDATE_FIELDS,
     )
+    if unchanged:
+        HealthScore.objects.for_tenant(tenant).filter(account_id__in=unchanged).update(computed_at=now)
     HealthSnapshot.objects.for_tenant(tenant).bulk_create(
-        snapshots, update_conflicts=True, unique_fields=["tenant", "account", "day"],
-        update_fields=["score", "colour", "breakdown", "scorecard_version"],
+        snapshots, update_conflicts=True, unique_fields=["tenant", "account", "day"], update_fields=SNAPSHOT_FIELDS,
     )
     return changed
+
+
+def _past_score(snapshot):
+    return snapshot.score if snapshot is not None else None
 
 
 def _delta(score, past_score):

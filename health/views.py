@@ -24,6 +24,7 @@ from csplatform.customers.views import (
     with_last_activity,
 )
 from csplatform.tenancy.decorators import tenant_page
+from csplatform.tenancy.summaries import tenant_summaries_forget, tenant_summary
 from csplatform.tenancy.timezones import tenant_today
 from lifecycle.selectors import kpi_accounts_per_stage, kpi_conversion, kpi_time_to_onboard, stages_in_order
 from lifecycle.sla import days_in_stage_expression
@@ -39,6 +40,8 @@ PORTFOLIO_PAGE_SIZE = 25
 SPARK_DAYS = 30
 TREND_DAYS = 90
 REPORT_DAYS = 90
+# The account page lists this many contacts; the API pages through all of them.
+CONTACTS_SHOWN = 50
 RENEWAL_WINDOWS = ((0, 30), (31, 60), (61, 90))
 COLOUR_KEYS = ("green", "yellow", "red", "unscored")
 COLOUR_NAMES = {"green": "Green", "yellow": "Yellow", "red": "Red", "unscored": "Not scored"}
@@ -93,19 +96,29 @@ def snapshot_scores(tenant, account_ids, first_day, today):
         HealthSnapshot.objects.for_tenant(tenant)
         .filter(account_id__in=account_ids, day__gte=first_day, day__lte=today)
         .values_list("account_id", "day", "score")
+        .order_by()
     )
     for account_id, day, score in rows:
         scores.setdefault(account_id, {})[day] = score
     return scores
 
 
-def portfolio_summary(tenant, stages):
-    """Accounts per stage and per visible colour over the whole portfolio (one grouped query)."""
+def portfolio_figures(tenant):
+    """Accounts per stage and per visible colour over the whole portfolio, and the plans in use.
+
+    Whole-tenant figures: one query each, computed at most once a minute (see tenancy.summaries).
+    """
     by_stage, by_colour = {}, dict.fromkeys(COLOUR_KEYS, 0)
     rows = Account.objects.for_tenant(tenant).values("lifecycle__stage_id", "health__colour").annotate(n=Count("pk"))
     for row in rows.order_by():
         by_stage[row["lifecycle__stage_id"]] = by_stage.get(row["lifecycle__stage_id"], 0) + row["n"]
         by_colour[row["health__colour"] or "unscored"] += row["n"]
+    plans = Account.objects.for_tenant(tenant).exclude(plan="").order_by("plan").values_list("plan", flat=True)
+    return {"by_stage": by_stage, "by_colour": by_colour, "plans": list(plans.distinct())}
+
+
+def portfolio_summary(figures, stages):
+    by_stage, by_colour = figures["by_stage"], figures["by_colour"]
     return {
         "stages": [{"stage": stage, "accounts": by_stage.get(stage.pk, 0)} for stage in stages],
         "unstaged": by_stage.get(None, 0),
@@ -119,6 +132,8 @@ def portfolio(request):
     tenant = request.tenant
     today = tenant_today(tenant)
     stages = stages_in_order(tenant=tenant)
+    figures = tenant_summary(tenant, "portfolio", lambda: portfolio_figures(tenant))
+    summary = portfolio_summary(figures, stages)
     accounts = with_last_activity(
         Account.objects.for_tenant(tenant)
         .select_related("owner", "health", "lifecycle__stage")
@@ -133,8 +148,19 @@ def portfolio(request):
         today=today,
         stages=[(stage.key, stage.name) for stage in stages],
         colours=Colour.choices,
+        plans=figures["plans"],
     )
-    page = Paginator(filterset.qs, PORTFOLIO_PAGE_SIZE).get_page(request.GET.get("page"))
+    filters_active = any(request.GET.get(name) for name in FILTER_PARAMS)
+    paginator = Paginator(filterset.qs.values_list("pk", flat=True), PORTFOLIO_PAGE_SIZE)
+    if not filters_active and request.GET.get("scope") != "mine":
+        # Every account is listed: the summary's total spares counting them all again.
+        paginator.count = summary["total"]
+    page = paginator.get_page(request.GET.get("page"))
+    # The page's ids first, then its rows in full: the joins and the last activity are read for these
+    # rows only, not for every row a later page skips.
+    ids = list(page.object_list)
+    rows = {account.pk: account for account in accounts.filter(pk__in=ids)}
+    page.object_list = [rows[pk] for pk in ids if pk in rows]
     first_day = today - dt.timedelta(days=SPARK_DAYS - 1)
     scores = snapshot_scores(tenant, [account.pk for account in page], first_day, today)
     for account in page:
@@ -145,8 +171,8 @@ def portfolio(request):
         "headers": sort_headers(PORTFOLIO_COLUMNS, request.GET.get("sort", "")),
         "sort": request.GET.get("sort", ""),
         "scope": request.GET.get("scope") or "all",
-        "filters_active": any(request.GET.get(name) for name in FILTER_PARAMS),
-        "summary": portfolio_summary(tenant, stages),
+        "filters_active": filters_active,
+        "summary": summary,
         "spark_days": SPARK_DAYS,
         "stages": stages,
         "current_stage": request.GET.get("stage", ""),
@@ -218,12 +244,14 @@ def account_page(request, account_id, *, override_form=None, status=200):
         Account.objects.for_tenant(tenant).select_related("owner", "health", "health__override_by"), pk=account_id
     )
     usage = usage_per_day(tenant, account, today)
+    contacts = list(account_contacts(tenant, account)[: CONTACTS_SHOWN + 1])
     context = {
         **health_context(request, account, today, override_form=override_form),
         **account_lifecycle_context(request, account),
         **account_alerts_context(request, account),
         **account_playbooks_context(request, account),
-        "contacts": account_contacts(tenant, account),
+        "contacts": contacts[:CONTACTS_SHOWN],
+        "contacts_more": len(contacts) > CONTACTS_SHOWN,
         "events": recent_events(tenant, account),
         "usage": usage,
         "usage_chart": usage_chart(usage),
@@ -248,6 +276,7 @@ def account_health_override(request, account_id):
         return forbidden_for_viewers(request)
     if request.POST.get("action") == "clear":
         if health_override_clear(tenant=tenant, account=account, actor=request.user):
+            tenant_summaries_forget(tenant)
             messages.success(request, "The override is removed; the computed health shows again.")
         return redirect("account-detail", tenant_slug=tenant.slug, account_id=account.pk)
     form = HealthOverrideForm(request.POST, tenant=tenant, today=tenant_today(tenant))
@@ -262,6 +291,7 @@ def account_health_override(request, account_id):
         colour=form.cleaned_data["colour"],
         expires_at=form.expires_at(),
     )
+    tenant_summaries_forget(tenant)
     messages.success(request, "Health override saved.")
     return redirect("account-detail", tenant_slug=tenant.slug, account_id=account.pk)
 

@@ -1,13 +1,16 @@
 """Reads of lifecycle data: the stage KPIs.
 
-Each KPI is one query. Medians are taken in Python over the query's rows
-because SQLite has no percentile aggregate; the rows are one per account
-or one per completed stay, never raw events.
+Each KPI is one query. PostgreSQL takes the median of stays itself
+(percentile_cont); on SQLite, which has no percentile aggregate, medians are
+taken in Python over the query's rows, one per account or one per completed
+stay, never raw events.
 """
 
 import statistics
 
-from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, Subquery, Value, When
+from django.db import connection
+from django.db.models import Case, Count, Exists, F, IntegerField, OuterRef, Q, Subquery, Value, When, Window
+from django.db.models.functions import Lead
 
 from csplatform.customers.models import Account
 
@@ -50,19 +53,49 @@ def _next_transition(tenant):
 
 def kpi_median_days_in_stage(*, tenant):
     """Median days of completed stays in each stage: from entering it to the next move."""
-    rows = (
-        StageTransition.objects.for_tenant(tenant)
-        .annotate(left_at=Subquery(_next_transition(tenant).order_by("id").values("at")[:1]))
-        .filter(left_at__isnull=False, to_stage__isnull=False)
-        .values_list("to_stage_id", "at", "left_at")
+    if connection.vendor == "postgresql":
+        medians = _stay_medians_in_sql(tenant)
+    else:
+        medians = _stay_medians_in_python(tenant)
+    result = []
+    for stage in stages_in_order(tenant=tenant):
+        median, stays = medians.get(stage.pk, (None, 0))
+        result.append({"stage": stage.key, "median_days": median, "completed_stays": stays})
+    return result
+
+
+def _stays(tenant):
+    """Each transition with the time of the account's next one (ids grow in the order moves happen)."""
+    return StageTransition.objects.for_tenant(tenant).annotate(
+        left_at=Window(Lead("at"), partition_by=[F("account_id")], order_by=[F("id").asc()])
     )
+
+
+def _stay_medians_in_sql(tenant):
+    """{stage id: (median days, completed stays)}, aggregated by PostgreSQL: no row per stay leaves the database."""
+    stays, params = _stays(tenant).values("to_stage_id", "at", "left_at").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT to_stage_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM left_at - at)), count(*)
+            FROM ({stays}) AS stays
+            WHERE left_at IS NOT NULL AND to_stage_id IS NOT NULL
+            GROUP BY to_stage_id
+            """,
+            params,
+        )
+        return {
+            stage_id: (round(seconds / SECONDS_PER_DAY, 1), count) for stage_id, seconds, count in cursor.fetchall()
+        }
+
+
+def _stay_medians_in_python(tenant):
+    """The same medians where the database has no percentile aggregate (SQLite)."""
     stays = {}
-    for stage_id, entered_at, left_at in rows:
-        stays.setdefault(stage_id, []).append(_days(entered_at, left_at))
-    return [
-        {"stage": s.key, "median_days": _median(stays.get(s.pk, [])), "completed_stays": len(stays.get(s.pk, []))}
-        for s in stages_in_order(tenant=tenant)
-    ]
+    for stage_id, entered_at, left_at in _stays(tenant).values_list("to_stage_id", "at", "left_at"):
+        if left_at is not None and stage_id is not None:
+            stays.setdefault(stage_id, []).append(_days(entered_at, left_at))
+    return {stage_id: (_median(days), len(days)) for stage_id, days in stays.items()}
 
 
 def kpi_conversion(*, tenant):
@@ -118,17 +151,43 @@ def kpi_time_to_onboard(*, tenant, stage_key=None):
         .filter(started_at__isnull=False, onboarded_at__isnull=False)
         .values_list("signup_date", "started_at", "onboarded_at")
     )
+    if connection.vendor == "postgresql":
+        cohorts = _onboarding_medians_in_sql(rows)
+    else:
+        cohorts = _onboarding_medians_in_python(rows)
+    return {
+        "stage": stage.key,
+        "cohorts": [
+            {"cohort": month, "accounts": accounts, "median_days": median}
+            for month, (median, accounts) in sorted(cohorts.items())
+        ],
+    }
+
+
+def _onboarding_medians_in_sql(rows):
+    """{signup month: (median days, accounts)}, aggregated by PostgreSQL (times are UTC, as Django reads them)."""
+    sql, params = rows.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT to_char(COALESCE(signup_date, (started_at AT TIME ZONE 'UTC')::date), 'YYYY-MM') AS month,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM onboarded_at - started_at)),
+                   count(*)
+            FROM ({sql}) AS onboarded
+            GROUP BY month
+            """,
+            params,
+        )
+        return {month: (round(seconds / SECONDS_PER_DAY, 1), count) for month, seconds, count in cursor.fetchall()}
+
+
+def _onboarding_medians_in_python(rows):
+    """The same medians where the database has no percentile aggregate (SQLite)."""
     cohorts = {}
     for signup_date, started_at, onboarded_at in rows:
         month = (signup_date or started_at.date()).strftime("%Y-%m")
         cohorts.setdefault(month, []).append(_days(started_at, onboarded_at))
-    return {
-        "stage": stage.key,
-        "cohorts": [
-            {"cohort": month, "accounts": len(days), "median_days": _median(days)}
-            for month, days in sorted(cohorts.items())
-        ],
-    }
+    return {month: (_median(days), len(days)) for month, days in cohorts.items()}
 
 
 def lifecycle_kpis(*, tenant, onboarding_stage_key=None):

@@ -295,8 +295,10 @@ def _stage_criteria(tenant, stage):
         return None
 
 
-def lifecycle_advance(*, tenant, account_ids, chunk_size=CHUNK_SIZE):
+def lifecycle_advance(*, tenant, account_ids, chunk_size=CHUNK_SIZE, now=None):
     """Place new accounts and move accounts forward; returns the ids of accounts that moved.
+
+    `now` stamps the moves; a replay of past days passes the end of each day.
 
     Safe to run twice and concurrently: each chunk locks its accounts first,
     so two runs over the same accounts take turns and the second finds
@@ -310,12 +312,12 @@ def lifecycle_advance(*, tenant, account_ids, chunk_size=CHUNK_SIZE):
     account_ids = sorted(set(account_ids))
     moved = set()
     for start in range(0, len(account_ids), chunk_size):
-        moved |= _advance_chunk(tenant, account_ids[start : start + chunk_size], stages, initial, criteria)
+        moved |= _advance_chunk(tenant, account_ids[start : start + chunk_size], stages, initial, criteria, now)
     return moved
 
 
 @transaction.atomic
-def _advance_chunk(tenant, account_ids, stages, initial, criteria):
+def _advance_chunk(tenant, account_ids, stages, initial, criteria, now):
     """1. Lock the chunk's accounts (in id order, so concurrent runs cannot deadlock).
     2. Place accounts without a stage in the initial stage.
     3. For each stage in order, one query finds which accounts in the stage
@@ -330,18 +332,17 @@ def _advance_chunk(tenant, account_ids, stages, initial, criteria):
         .select_for_update()
         .values_list("pk", flat=True)
     )
-    states = {
-        state.account_id: state
-        for state in AccountStage.objects.for_tenant(tenant).filter(account_id__in=account_ids).select_related("stage")
-    }
-    now = timezone.now()
-    new = [AccountStage(tenant=tenant, account_id=pk) for pk in account_ids if pk not in states]
+    # Stage ids only: most accounts stay where they are, and only the movers need their state rows.
+    current = dict(
+        AccountStage.objects.for_tenant(tenant).filter(account_id__in=account_ids).values_list("account_id", "stage_id")
+    )
+    now = now or timezone.now()
+    new = [AccountStage(tenant=tenant, account_id=pk) for pk in account_ids if pk not in current]
     _record_moves(tenant, [(state, initial, None) for state in new], kind=TransitionKind.INITIAL, now=now)
     for state in new:
-        states[state.account_id] = state
+        current[state.account_id] = state.stage_id
 
     steps = []
-    current = {pk: state.stage_id for pk, state in states.items()}
     for previous, stage in zip(stages, stages[1:]):
         stage_criteria = criteria[stage.pk]
         if previous.is_terminal or stage_criteria is None:
@@ -349,16 +350,24 @@ def _advance_chunk(tenant, account_ids, stages, initial, criteria):
         candidates = [pk for pk, stage_id in current.items() if stage_id == previous.pk]
         if not candidates:
             continue
-        movers = stage_criteria.filter(Account.objects.for_tenant(tenant).filter(pk__in=candidates)).values_list(
-            "pk", flat=True
-        )
+        movers = stage_criteria.filter(
+            Account.objects.for_tenant(tenant).filter(pk__in=candidates), now=now
+        ).values_list("pk", flat=True)
         for pk in movers:
             current[pk] = stage.pk
             steps.append((pk, stage))
     if not steps:
         return {state.account_id for state in new}
 
-    accounts = Account.objects.for_tenant(tenant).in_bulk({pk for pk, _ in steps})
+    moving = {pk for pk, _ in steps}
+    states = {state.account_id: state for state in new if state.account_id in moving}
+    states.update(
+        (state.account_id, state)
+        for state in AccountStage.objects.for_tenant(tenant)
+        .filter(account_id__in=moving - states.keys())
+        .select_related("stage")
+    )
+    accounts = Account.objects.for_tenant(tenant).in_bulk(moving)
     moves = [(states[pk], stage, _explain(criteria[stage.pk], accounts[pk])) for pk, stage in steps]
     _record_moves(tenant, moves, kind=TransitionKind.AUTOMATIC, reason="Entry criteria met.", now=now)
     return {state.account_id for state in new} | {pk for pk, _ in steps}

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from csplatform.customers.models import Account
 from csplatform.tenancy.decorators import tenant_page
 from csplatform.tenancy.models import Role
+from csplatform.tenancy.summaries import tenant_summaries_forget, tenant_summary
 
 from .forms import BoardMoveForm, MoveStageForm
 from .models import AccountStage, StageTransition
@@ -22,6 +23,8 @@ from .services import account_move_stage
 from .sla import days_in_stage_expression, sla_status_expression
 
 CARDS_PER_STAGE = 12
+# The account page shows the latest moves; the API pages through all of them.
+TIMELINE_MOVES = 50
 EDITOR_ROLES = {Role.ADMIN, Role.CSM}
 
 
@@ -43,17 +46,12 @@ def _form_errors(form, exc):
         form.add_error(field if field in form.fields else None, errors)
 
 
-def board_context(request, *, failed_move=None, moved=None):
-    """1. The stages in order (one query); none yet means the empty state.
-    2. Accounts per stage and colour, moves of the last 7 days and the median stay: one grouped query each.
-    3. The cards: per stage the accounts in worst health first, numbered by a window so one query
-       returns at most CARDS_PER_STAGE of each column.
+def board_summary(tenant):
+    """Accounts per stage and colour, moves of the last 7 days, the median stay and which accounts
+    make each column's cards.
+
+    Whole-tenant figures: one query each, computed at most once a minute (see tenancy.summaries).
     """
-    tenant = request.tenant
-    stages = stages_in_order(tenant=tenant)
-    context = {"stages": stages, "can_change": can_change(request), "moved": moved}
-    if not stages:
-        return context
     counts = {}
     for row in (
         AccountStage.objects.for_tenant(tenant)
@@ -76,29 +74,71 @@ def board_context(request, *, failed_move=None, moved=None):
         moved_in[row["to_stage_id"]] = moved_in.get(row["to_stage_id"], 0) + row["n"]
         moved_out[row["from_stage_id"]] = moved_out.get(row["from_stage_id"], 0) + row["n"]
     medians = {row["stage"]: row["median_days"] for row in kpi_median_days_in_stage(tenant=tenant)}
-
-    cards = (
+    # Per stage the accounts in worst health first, numbered by a window so one query returns at most
+    # CARDS_PER_STAGE of each column.
+    card_ids = (
         Account.objects.for_tenant(tenant)
         .filter(lifecycle__isnull=False)
-        .select_related("health", "owner", "lifecycle")
         .annotate(
-            days_in_stage=days_in_stage_expression(tenant, "lifecycle__"),
-            sla_status=sla_status_expression(tenant, "lifecycle__"),
             place=Window(
                 RowNumber(),
                 partition_by=[F("lifecycle__stage_id")],
                 order_by=[F("health__score").asc(nulls_last=True), F("name").asc(), F("pk").asc()],
-            ),
+            )
         )
         .filter(place__lte=CARDS_PER_STAGE)
-        .order_by("place")
+        .values_list("pk", flat=True)
+    )
+    return {
+        "counts": counts, "moved_in": moved_in, "moved_out": moved_out, "medians": medians, "card_ids": list(card_ids)
+    }
+
+
+def board_cards(tenant, card_ids):
+    """{stage id: the cards}, worst health first: the accounts of `card_ids` as they are now (one query)."""
+    cards = (
+        Account.objects.for_tenant(tenant)
+        .filter(pk__in=card_ids, lifecycle__isnull=False)
+        .select_related("health", "owner", "lifecycle")
+        .annotate(
+            days_in_stage=days_in_stage_expression(tenant, "lifecycle__"),
+            sla_status=sla_status_expression(tenant, "lifecycle__"),
+        )
     )
     by_stage = {}
+    for account in sorted(cards, key=worst_health_first):
+        account.move_form = None  # set on the card a failed move came from
+        column = by_stage.setdefault(account.lifecycle.stage_id, [])
+        # An account the pipeline moved since the ids were taken shows in its new column, within the limit.
+        if len(column) < CARDS_PER_STAGE:
+            column.append(account)
+    return by_stage
+
+
+def worst_health_first(account):
+    score = getattr(getattr(account, "health", None), "score", None)
+    return (score is None, score or 0, account.name, account.pk)
+
+
+def board_context(request, *, failed_move=None, moved=None):
+    """1. The stages in order (one query); none yet means the empty state.
+    2. The whole-tenant figures: accounts per stage and colour, moves of the last 7 days, the median stay
+       (board_summary, at most a minute old).
+    3. The cards those figures name, read as they are now (one query).
+    """
+    tenant = request.tenant
+    stages = stages_in_order(tenant=tenant)
+    context = {"stages": stages, "can_change": can_change(request), "moved": moved}
+    if not stages:
+        return context
+    summary = tenant_summary(tenant, "board", lambda: board_summary(tenant))
+    counts = summary["counts"]
+    by_stage = board_cards(tenant, summary["card_ids"])
     failed_card = None
-    for account in cards:
-        by_stage.setdefault(account.lifecycle.stage_id, []).append(account)
-        if failed_move is not None and failed_move.data.get("account") == str(account.pk):
-            account.move_form = failed_card = failed_move
+    if failed_move is not None:
+        for account in (account for cards in by_stage.values() for account in cards):
+            if failed_move.data.get("account") == str(account.pk):
+                account.move_form = failed_card = failed_move
     if failed_move is not None and failed_card is None:
         # The account has no card on the board (unknown, or beyond a column's first cards): say so on top.
         context["move_errors"] = [error for errors in failed_move.errors.values() for error in errors]
@@ -106,16 +146,17 @@ def board_context(request, *, failed_move=None, moved=None):
     for stage in stages:
         per_colour = counts.get(stage.pk, {})
         total = sum(per_colour.values())
+        cards = by_stage.get(stage.pk, [])
         columns.append(
             {
                 "stage": stage,
                 "total": total,
                 "colours": [(colour, per_colour.get(colour, 0)) for colour in ("green", "yellow", "red", "unscored")],
-                "median_days": medians.get(stage.key),
-                "moved_in": moved_in.get(stage.pk, 0),
-                "moved_out": moved_out.get(stage.pk, 0),
-                "cards": by_stage.get(stage.pk, []),
-                "more": max(total - len(by_stage.get(stage.pk, [])), 0),
+                "median_days": summary["medians"].get(stage.key),
+                "moved_in": summary["moved_in"].get(stage.pk, 0),
+                "moved_out": summary["moved_out"].get(stage.pk, 0),
+                "cards": cards,
+                "more": max(total - len(cards), 0),
             }
         )
     context["columns"] = columns
@@ -144,6 +185,7 @@ def board_move(request):
         except ValidationError as exc:
             _form_errors(form, exc)
         else:
+            tenant_summaries_forget(tenant)
             moved = f"Moved {account.name} to {stage.name}."
     failed = form if form.errors else None
     if not is_htmx(request):
@@ -170,7 +212,7 @@ def account_lifecycle_context(request, account, *, form=None, stages=None):
         StageTransition.objects.for_tenant(tenant)
         .filter(account=account)
         .select_related("from_stage", "to_stage", "by_user")
-        .order_by("-at", "-id")
+        .order_by("-at", "-id")[:TIMELINE_MOVES]
     )
     if form is None and state is not None:
         # Offer the next stage, or for the last one the first other stage: never where the account already is.
@@ -183,6 +225,7 @@ def account_lifecycle_context(request, account, *, form=None, stages=None):
         "account": account,
         "state": state,
         "timeline": timeline,
+        "timeline_limit": TIMELINE_MOVES,
         "stages": stages,
         "move_form": form,
         "can_change": can_change(request),
@@ -207,6 +250,7 @@ def account_move(request, account_id):
         except ValidationError as exc:
             _form_errors(form, exc)
         else:
+            tenant_summaries_forget(tenant)
             if not is_htmx(request):
                 messages.success(request, f"Moved {account.name} to {stage.name}.")
                 return redirect("account-detail", tenant_slug=tenant.slug, account_id=account.pk)

@@ -53,6 +53,7 @@ class StepContext:
         self.owner = self.account.owner
         self.now = now
         self._stage = None
+        self._health = None
 
     @property
     def stage(self):
@@ -69,9 +70,12 @@ class StepContext:
         return self._stage or None
 
     def health(self):
-        from health.models import HealthScore
+        if self._health is None:
+            from health.models import HealthScore
 
-        return HealthScore.objects.for_tenant(self.tenant).filter(account=self.account).first()
+            score = HealthScore.objects.for_tenant(self.tenant).filter(account=self.account).first()
+            self._health = score or False
+        return self._health or None
 
     def account_matches(self, criteria_json):
         criteria = load_criteria(criteria_json, subject="account", tenant=self.tenant)
@@ -103,7 +107,8 @@ class StepContext:
             except CriteriaError as exc:
                 raise PermanentStepError(f"The audience no longer compiles: {exc}") from exc
             return list(criteria.filter(contacts, now=self.now).order_by("pk"))
-        return [self.primary_contact(contacts)] if contacts.exists() else []
+        primary = self.primary_contact(contacts)
+        return [primary] if primary else []
 
     @staticmethod
     def primary_contact(contacts):
@@ -145,28 +150,29 @@ class StepContext:
         The suffixes are appended after rendering (links the platform made).
         """
         key = f"steprun:{self.step_run.pk}:{purpose}:{contact.pk}"
-        if OutboundEmail.objects.for_tenant(self.tenant).filter(idempotency_key=key).exists():
-            return OutboundEmail.objects.for_tenant(self.tenant).get(idempotency_key=key)
-        text = self.render(text, contact) + text_suffix
-        html = self.render(html, contact, html=True) + html_suffix if (html or html_suffix) else ""
-        email, _ = OutboundEmail.objects.for_tenant(self.tenant).get_or_create(
-            idempotency_key=key,
-            defaults={
-                "tenant": self.tenant,
-                "account": self.account,
-                "contact": contact,
-                "step_run": self.step_run,
-                "owner": self.owner,
-                "to_email": contact.email,
-                # A subject is one header line, whatever the template's line breaks.
-                "subject": " ".join(self.render(subject, contact).split())[:500],
-                "text": text,
-                "html": html,
-                "reply_to": self.owner.email if self.owner else "",
-                "attachments": list(attachments),
-                "status": EmailStatus.PENDING_REVIEW if review else EmailStatus.QUEUED,
-            },
-        )
+        emails = OutboundEmail.objects.for_tenant(self.tenant)
+        email = emails.filter(idempotency_key=key).first()
+        if email is None:
+            text = self.render(text, contact) + text_suffix
+            html = self.render(html, contact, html=True) + html_suffix if (html or html_suffix) else ""
+            email, _ = emails.get_or_create(
+                idempotency_key=key,
+                defaults={
+                    "tenant": self.tenant,
+                    "account": self.account,
+                    "contact": contact,
+                    "step_run": self.step_run,
+                    "owner": self.owner,
+                    "to_email": contact.email,
+                    # A subject is one header line, whatever the template's line breaks.
+                    "subject": " ".join(self.render(subject, contact).split())[:500],
+                    "text": text,
+                    "html": html,
+                    "reply_to": self.owner.email if self.owner else "",
+                    "attachments": list(attachments),
+                    "status": EmailStatus.PENDING_REVIEW if review else EmailStatus.QUEUED,
+                },
+            )
         return email
 
     def task_once(self, *, title, due_in_days, purpose="task", description="", due_at=None):

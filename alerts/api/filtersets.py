@@ -1,6 +1,6 @@
 import django_filters
 
-from csplatform.tenancy.api.filters import DateTimeFilter, IdFilter
+from csplatform.tenancy.api.filters import DateTimeFilter, EmailFilter, IdFilter
 
 from ..models import Alert, AlertStatus, SegmentMembership, Severity, WebhookDelivery
 
@@ -8,7 +8,7 @@ from ..models import Alert, AlertStatus, SegmentMembership, Severity, WebhookDel
 class AlertFilterSet(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=AlertStatus.choices)
     severity = django_filters.MultipleChoiceFilter(choices=Severity.choices)
-    owner = django_filters.CharFilter(field_name="account__owner__email", lookup_expr="iexact", help_text="Owner email.")
+    owner = EmailFilter(field_name="account__owner__email", help_text="Owner email.")
     rule = django_filters.CharFilter(field_name="rule__key", help_text="Alert rule key.")
     account = IdFilter(field_name="account_id")
     opened_since = DateTimeFilter(field_name="opened_at", lookup_expr="gte")
@@ -20,7 +20,7 @@ class AlertFilterSet(django_filters.FilterSet):
 
 class SegmentMemberFilterSet(django_filters.FilterSet):
     q = django_filters.CharFilter(field_name="account__name", lookup_expr="icontains", help_text="Account name contains.")
-    owner = django_filters.CharFilter(field_name="account__owner__email", lookup_expr="iexact", help_text="Owner email.")
+    owner = EmailFilter(field_name="account__owner__email", help_text="Owner email.")
     plan = django_filters.CharFilter(field_name="account__plan")
     role = django_filters.CharFilter(field_name="contact__role", help_text="Contact role (contact segments).")
     entered_since = DateTimeFilter(field_name="entered_at", lookup_expr="gte")

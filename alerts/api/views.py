@@ -9,7 +9,9 @@ from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from csplatform.tenancy.api.authentication import acting_user
 from csplatform.tenancy.api.viewsets import TenantModelViewSet, TenantReadOnlyViewSet
+from csplatform.tenancy.models import Scope
 from csplatform.tenancy.rls import tenant_context
 from lifecycle.api.serializers import raise_as_api_error
 
@@ -67,7 +69,7 @@ class SegmentViewSet(TenantModelViewSet):
     lookup_field = "key"
 
     def perform_destroy(self, instance):
-        services.segment_delete(tenant=self.tenant, segment=instance, actor=self.request.auth.created_by)
+        services.segment_delete(tenant=self.tenant, segment=instance, actor=acting_user(self.request))
 
     def _members(self, segment):
         memberships = (
@@ -104,7 +106,7 @@ class SegmentViewSet(TenantModelViewSet):
         return Response({"live": live, "members": segment.member_count})
 
     @extend_schema(request=SegmentPreviewSerializer, responses=OpenApiTypes.OBJECT)
-    @action(detail=False, methods=["post"], filterset_class=None)
+    @action(detail=False, methods=["post"], filterset_class=None, required_scope=Scope.READ)
     def preview(self, request):
         """Count what criteria text would match now, with a sample, before saving it as a segment."""
         serializer = SegmentPreviewSerializer(data=request.data)
@@ -129,7 +131,7 @@ class AlertRuleViewSet(TenantModelViewSet):
     lookup_field = "key"
 
     def perform_destroy(self, instance):
-        services.alert_rule_delete(tenant=self.tenant, rule=instance, actor=self.request.auth.created_by)
+        services.alert_rule_delete(tenant=self.tenant, rule=instance, actor=acting_user(self.request))
 
 
 class AlertViewSet(TenantReadOnlyViewSet):
@@ -146,7 +148,7 @@ class AlertViewSet(TenantReadOnlyViewSet):
             alert = service(
                 tenant=self.tenant,
                 alert=self.get_object(),
-                user=self.request.auth.created_by,
+                user=acting_user(self.request),
                 note=serializer.validated_data["note"],
             )
         except DjangoValidationError as exc:
@@ -174,14 +176,14 @@ class WebhookSubscriptionViewSet(TenantModelViewSet):
     filterset_class = None
 
     def perform_destroy(self, instance):
-        webhooks.webhook_subscription_delete(tenant=self.tenant, subscription=instance, actor=self.request.auth.created_by)
+        webhooks.webhook_subscription_delete(tenant=self.tenant, subscription=instance, actor=acting_user(self.request))
 
     @extend_schema(request=None, responses=WebhookSecretSerializer)
     @action(detail=True, methods=["post"], url_path="rotate-secret", filterset_class=None)
     def rotate_secret(self, request, pk):
         """Replace the signing secret and show the new one, once."""
         secret = webhooks.webhook_secret_rotate(
-            tenant=self.tenant, subscription=self.get_object(), actor=request.auth.created_by
+            tenant=self.tenant, subscription=self.get_object(), actor=acting_user(request)
         )
         return Response({"secret": secret})
 

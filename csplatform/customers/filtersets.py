@@ -38,7 +38,7 @@ class AccountFilterSet(django_filters.FilterSet):
     """The portfolio's filters; its query-string names are the page's URL contract.
 
     The page annotates `last_activity` and `days_in_stage`, which two sort keys read.
-    Needs `tenant` (choices come from the tenant's own plans and members),
+    Needs `tenant` (the owner choices are the tenant's own members),
     `user` (for "my accounts") and `today` (the tenant's local date, for
     renewal windows).
     """
@@ -82,15 +82,15 @@ class AccountFilterSet(django_filters.FilterSet):
         model = Account
         fields = ["q", "scope", "stage", "health", "plan", "owner", "renewal"]
 
-    def __init__(self, data=None, queryset=None, *, tenant, user, today, stages=(), colours=(), **kwargs):
-        """`stages` and `colours` are (value, label) choices from the lifecycle and health apps, which sit above this one."""
+    def __init__(self, data=None, queryset=None, *, tenant, user, today, stages=(), colours=(), plans=(), **kwargs):
+        """`stages` and `colours` are (value, label) choices from the lifecycle and health apps, which sit above this one;
+        `plans` are the tenant's plans in use, which the page counts with its other whole-portfolio figures."""
         super().__init__(data, queryset, **kwargs)
         self.filters["stage"].extra["choices"] = list(stages)
         self.filters["health"].extra["choices"] = [*colours, (UNSCORED, "Not scored")]
         self.user = user
         self.today = today
-        plans = Account.objects.for_tenant(tenant).exclude(plan="").order_by("plan").values_list("plan", flat=True)
-        self.filters["plan"].extra["choices"] = [(plan, plan.title()) for plan in plans.distinct()]
+        self.filters["plan"].extra["choices"] = [(plan, plan.title()) for plan in plans]
         # Plain choices rather than a model field: one query serves both validation and the select.
         members = User.objects.filter(memberships__tenant=tenant).order_by("name", "email")
         self.filters["owner"].extra["choices"] = [(str(user.pk), str(user)) for user in members]

@@ -21,7 +21,7 @@ read to learn the tenant of a request, before any tenant can be set.
 from contextlib import contextmanager
 
 from django.apps import apps
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 
 POLICY = "tenant_isolation"
 TENANT_SETTING = "csp.tenant_id"
@@ -118,7 +118,21 @@ def _settings(tenant_id, bypass):
     finally:
         # A failed transaction rolls its SET LOCAL back by itself.
         if not connection.needs_rollback:
-            _apply(*previous)
+            _restore(previous)
+
+
+def _restore(previous):
+    """Put the previous settings back; a connection that broke meanwhile is closed instead.
+
+    Closing is what makes the settings safe: they die with the connection,
+    so none can outlive the block on a reused one, and the database error a
+    restart causes stays the block's own (an API 503) instead of a new one
+    raised from here.
+    """
+    try:
+        _apply(*previous)
+    except (OperationalError, InterfaceError):
+        connection.close()
 
 
 def tenant_context(tenant):

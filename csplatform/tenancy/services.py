@@ -88,11 +88,21 @@ def api_key_authenticate(raw_key):
     return api_key
 
 
+def audit_actor_label(actor):
+    """Who made a change, in words; an API change names the key too (see api.authentication.acting_user)."""
+    if actor is None:
+        return "system"
+    api_key = getattr(actor, "via_api_key", None)
+    if api_key is None:
+        return str(actor)
+    return f"{actor} via key {api_key.name} ({api_key.prefix}…)"[:200]
+
+
 def audit_record(*, tenant, action, obj, actor=None, before=None, after=None):
     return AuditLogEntry.objects.create(
         tenant=tenant,
         actor=actor if getattr(actor, "pk", None) else None,
-        actor_label=str(actor) if actor is not None else "system",
+        actor_label=audit_actor_label(actor),
         action=action,
         object_type=obj._meta.label_lower,
         object_id=str(obj.pk or ""),

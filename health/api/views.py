@@ -7,7 +7,9 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from csplatform.customers.models import Account
+from csplatform.tenancy.api.authentication import acting_user
 from csplatform.tenancy.api.viewsets import TenantAPIView, TenantModelViewSet
+from csplatform.tenancy.models import Scope
 
 from ..defaults import scorecards_apply_defaults
 from ..analysis import health_distribution, health_history, health_why, scorecard_backtest, scorecard_preview
@@ -52,7 +54,7 @@ DAYS_PARAMETER = OpenApiParameter(
 
 
 def _actor(request):
-    return request.auth.created_by
+    return acting_user(request)
 
 
 class ScorecardViewSet(TenantModelViewSet):
@@ -66,8 +68,6 @@ class ScorecardViewSet(TenantModelViewSet):
     queryset = Scorecard.objects
     serializer_class = ScorecardSerializer
     pagination_class = None
-    # Preview and backtest are POSTs that change nothing; they set it to "read".
-    required_scope = None
 
     def perform_destroy(self, instance):
         scorecard_delete(tenant=self.tenant, scorecard=instance, actor=_actor(self.request))
@@ -140,7 +140,7 @@ class ScorecardViewSet(TenantModelViewSet):
         return Response(self._version_data(version))
 
     @extend_schema(request=PreviewSerializer, responses=PreviewResultSerializer)
-    @action(detail=True, methods=["post"], serializer_class=PreviewSerializer, required_scope="read")
+    @action(detail=True, methods=["post"], serializer_class=PreviewSerializer, required_scope=Scope.READ)
     def preview(self, request, pk=None):
         """Scores and colours of the scorecard's accounts now and with the draft `measures` in the body."""
         serializer = PreviewSerializer(data=request.data, context=self.get_serializer_context())
@@ -160,7 +160,7 @@ class ScorecardViewSet(TenantModelViewSet):
         return Response(scorecard_preview(tenant=self.tenant, scorecard=scorecard, measures=version.measures))
 
     @extend_schema(request=BacktestSerializer, responses=BacktestResultSerializer)
-    @action(detail=True, methods=["post"], serializer_class=BacktestSerializer, required_scope="read")
+    @action(detail=True, methods=["post"], serializer_class=BacktestSerializer, required_scope=Scope.READ)
     def backtest(self, request, pk=None):
         """Replay the draft `measures` in the body (else the published version) over the stored snapshots."""
         serializer = BacktestSerializer(data=request.data, context=self.get_serializer_context())

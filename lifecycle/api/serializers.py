@@ -1,6 +1,7 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from csplatform.tenancy.api.authentication import acting_user
 from csplatform.tenancy.api.fields import TenantRelatedField
 
 from ..models import Stage, StageTransition
@@ -10,7 +11,7 @@ from ..templates import TEMPLATES_BY_KEY
 
 def api_actor(context):
     """The user behind the request's API key, for the audit log and transitions."""
-    return context["request"].auth.created_by
+    return acting_user(context["request"])
 
 
 def raise_as_api_error(exc):

@@ -8,8 +8,10 @@ from rest_framework.response import Response
 
 from csplatform.customers.models import Account
 from csplatform.rules import CriteriaError, compile_criteria
+from csplatform.tenancy.api.authentication import acting_user
 from csplatform.tenancy.api.pagination import NewestFirstCursorPagination
 from csplatform.tenancy.api.viewsets import TenantAPIView, TenantModelViewSet, TenantReadOnlyViewSet, TenantScopedMixin
+from csplatform.tenancy.models import Scope
 
 from ..models import Stage, StageTransition
 from ..selectors import lifecycle_kpis
@@ -47,7 +49,7 @@ class StageViewSet(TenantModelViewSet):
             if move_to is None:
                 raise serializers.ValidationError({"move_to": f"Unknown stage {move_to_key!r}."})
         try:
-            stage_delete(tenant=self.tenant, stage=instance, actor=self.request.auth.created_by, move_to=move_to)
+            stage_delete(tenant=self.tenant, stage=instance, actor=acting_user(self.request), move_to=move_to)
         except DjangoValidationError as exc:
             raise_as_api_error(exc)
 
@@ -59,7 +61,7 @@ class StageViewSet(TenantModelViewSet):
         serializer.is_valid(raise_exception=True)
         try:
             stages = stages_reorder(
-                tenant=self.tenant, keys=serializer.validated_data["keys"], actor=request.auth.created_by
+                tenant=self.tenant, keys=serializer.validated_data["keys"], actor=acting_user(request)
             )
         except DjangoValidationError as exc:
             raise_as_api_error(exc)
@@ -75,7 +77,7 @@ class StageViewSet(TenantModelViewSet):
                 tenant=self.tenant,
                 template_key=serializer.validated_data["template"],
                 mapping=serializer.validated_data.get("mapping"),
-                actor=request.auth.created_by,
+                actor=acting_user(request),
             )
         except DjangoValidationError as exc:
             raise_as_api_error(exc)
@@ -126,7 +128,7 @@ class AccountMoveStageView(AccountStageActionView):
                 tenant=self.tenant,
                 account=account,
                 to_stage=serializer.validated_data["stage"],
-                actor=request.auth.created_by,
+                actor=acting_user(request),
                 reason=serializer.validated_data["reason"],
             )
         except DjangoValidationError as exc:
@@ -147,7 +149,7 @@ class AccountRenewView(AccountStageActionView):
             transition = account_renew(
                 tenant=self.tenant,
                 account=account,
-                actor=request.auth.created_by,
+                actor=acting_user(request),
                 reason=serializer.validated_data["reason"],
             )
         except DjangoValidationError as exc:
@@ -161,6 +163,8 @@ def criteria_error_dict(exc):
 
 class CriteriaValidateView(TenantAPIView):
     """Check criteria text as an editor types: `{valid, error}`, the error pointing at line and column."""
+
+    required_scope = Scope.READ
 
     @extend_schema(request=CriteriaValidateSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request):
@@ -177,6 +181,8 @@ class CriteriaValidateView(TenantAPIView):
 
 class CriteriaPreviewView(TenantAPIView):
     """How many accounts the criteria match now, with a sample and why each matched."""
+
+    required_scope = Scope.READ
 
     @extend_schema(request=CriteriaPreviewSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request):

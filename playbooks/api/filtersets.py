@@ -1,6 +1,6 @@
 import django_filters
 
-from csplatform.tenancy.api.filters import DateTimeFilter, IdFilter
+from csplatform.tenancy.api.filters import DateTimeFilter, EmailFilter, IdFilter
 
 from ..models import OutboundEmail, Run, Task
 
@@ -16,7 +16,7 @@ class RunFilterSet(django_filters.FilterSet):
 
 
 class TaskFilterSet(django_filters.FilterSet):
-    owner = django_filters.CharFilter(field_name="owner__email", lookup_expr="iexact")
+    owner = EmailFilter(field_name="owner__email")
     account = IdFilter(field_name="account_id")
     due_before = DateTimeFilter(field_name="due_at", lookup_expr="lte")
     open = django_filters.BooleanFilter(field_name="completed_at", lookup_expr="isnull")

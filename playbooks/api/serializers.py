@@ -3,6 +3,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from csplatform.customers.models import Account
+from csplatform.tenancy.api.authentication import acting_user
 from csplatform.tenancy.api.fields import TenantMemberField
 
 from ..models import EnrollmentPolicy, OutboundEmail, Playbook, Run, StepRun, Task, TriggerType
@@ -10,7 +11,7 @@ from ..services import playbook_create, playbook_steps, playbook_update
 
 
 def api_actor(context):
-    return context["request"].auth.created_by
+    return acting_user(context["request"])
 
 
 def raise_as_api_error(exc):

@@ -5,7 +5,9 @@ from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from csplatform.tenancy.api.authentication import acting_user
 from csplatform.tenancy.api.viewsets import TenantModelViewSet, TenantReadOnlyViewSet
+from csplatform.tenancy.models import Scope
 
 from ..models import OutboundEmail, Playbook, Run, Task
 from ..services import (
@@ -42,11 +44,11 @@ class PlaybookViewSet(TenantModelViewSet):
     lookup_field = "key"
 
     def perform_destroy(self, instance):
-        playbook_delete(tenant=self.tenant, playbook=instance, actor=self.request.auth.created_by)
+        playbook_delete(tenant=self.tenant, playbook=instance, actor=acting_user(self.request))
 
     def _enabled(self, enabled):
         playbook = playbook_set_enabled(
-            tenant=self.tenant, playbook=self.get_object(), actor=self.request.auth.created_by, enabled=enabled
+            tenant=self.tenant, playbook=self.get_object(), actor=acting_user(self.request), enabled=enabled
         )
         return Response(self.get_serializer(playbook).data)
 
@@ -61,7 +63,7 @@ class PlaybookViewSet(TenantModelViewSet):
         return self._enabled(False)
 
     @extend_schema(request=SimulateSerializer, responses=OpenApiTypes.OBJECT)
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], required_scope=Scope.READ)
     def simulate(self, request, key=None):
         """Who would have been enrolled over the last `days` days and what would have been sent when; sends nothing."""
         serializer = SimulateSerializer(data=request.data)
@@ -82,7 +84,7 @@ class PlaybookViewSet(TenantModelViewSet):
                 tenant=self.tenant,
                 playbook=playbook,
                 account=serializer.validated_data["account"],
-                actor=request.auth.created_by,
+                actor=acting_user(request),
             )
         except DjangoValidationError as exc:
             raise_as_api_error(exc)
@@ -100,7 +102,7 @@ class RunViewSet(TenantReadOnlyViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         try:
-            run = run_cancel(tenant=self.tenant, run=self.get_object(), actor=request.auth.created_by)
+            run = run_cancel(tenant=self.tenant, run=self.get_object(), actor=acting_user(request))
         except DjangoValidationError as exc:
             raise_as_api_error(exc)
         return Response(self.get_serializer(run).data)
@@ -116,7 +118,7 @@ class TaskViewSet(TenantReadOnlyViewSet):
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])
     def complete(self, request, pk=None):
-        task = task_complete(tenant=self.tenant, task=self.get_object(), user=request.auth.created_by)
+        task = task_complete(tenant=self.tenant, task=self.get_object(), user=acting_user(request))
         return Response(self.get_serializer(task).data)
 
     @extend_schema(request=ReassignSerializer)
@@ -127,7 +129,7 @@ class TaskViewSet(TenantReadOnlyViewSet):
         serializer.is_valid(raise_exception=True)
         try:
             task = task_reassign(
-                tenant=self.tenant, task=task, owner=serializer.validated_data["owner"], actor=request.auth.created_by
+                tenant=self.tenant, task=task, owner=serializer.validated_data["owner"], actor=acting_user(request)
             )
         except DjangoValidationError as exc:
             raise_as_api_error(exc)
@@ -143,7 +145,7 @@ class OutboundEmailViewSet(TenantReadOnlyViewSet):
 
     def _decide(self, service, **changes):
         try:
-            email = service(tenant=self.tenant, email=self.get_object(), actor=self.request.auth.created_by, **changes)
+            email = service(tenant=self.tenant, email=self.get_object(), actor=acting_user(self.request), **changes)
         except DjangoValidationError as exc:
             raise_as_api_error(exc)
         return Response(self.get_serializer(email).data)

@@ -2,6 +2,8 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from csplatform.customers.models import Account
@@ -71,6 +73,19 @@ def test_account_list_reads_owners_in_a_fixed_number_of_queries(api, tenant, ali
     with django_assert_max_num_queries(6):
         response = api.get(URL)
     assert {row["owner"] for row in response.json()["results"]} == {alice.email, bob.email}
+
+
+def test_account_list_runs_the_same_number_of_queries_for_5_and_50_accounts(api, tenant, alice):
+    def queries_of_a_page():
+        with CaptureQueriesContext(connection) as queries:
+            assert api.get(URL).status_code == 200
+        return len(queries.captured_queries)
+
+    AccountFactory.create_batch(5, tenant=tenant, owner=alice)
+    api.get(URL)  # the key's last-used time is written at most once a minute
+    few = queries_of_a_page()
+    AccountFactory.create_batch(45, tenant=tenant, owner=alice)
+    assert queries_of_a_page() == few
 
 
 @pytest.mark.parametrize(

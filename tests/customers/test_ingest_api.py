@@ -96,6 +96,14 @@ def test_a_retried_batch_with_new_items_stores_only_the_new_ones(api, tenant, ac
     assert rollup_counts(tenant)[(dt.date(2025, 3, 1), "login", 0)] == 3
 
 
+def test_ids_and_names_are_stored_without_surrounding_spaces(api, tenant, account, contact):
+    response = post_batch(api, [event(" m1 ", account="acme ", contact=" user-1", event="login ")])
+
+    assert response.json() == {"stored": 1, "duplicates": 0, "errors": []}
+    stored = stored_events(tenant).get()
+    assert (stored.message_id, stored.account, stored.contact, stored.event) == ("m1", account, contact, "login")
+
+
 def test_invalid_items_are_reported_with_their_path_while_valid_items_are_stored(api, tenant, account):
     response = post_batch(
         api,

@@ -244,6 +244,16 @@ def test_batch_reports_invalid_messages_and_stores_the_valid_ones(segment, tenan
     ]
 
 
+def test_track_ids_may_be_numbers_and_are_stored_without_surrounding_spaces(segment, tenant, account):
+    contact = ContactFactory(account=account, external_id="42")
+
+    response = post(segment, "batch", {"batch": [track(" t-1 ", userId=42, anonymousId=None, event=" login ")]})
+
+    assert response.json()["stored"] == 1, response.content
+    stored = UsageEvent.objects.for_tenant(tenant).get()
+    assert (stored.message_id, stored.contact, stored.event) == ("t-1", contact, "login")
+
+
 def test_replayed_batch_stores_nothing_twice(segment, tenant, account):
     batch = {"batch": [track(f"t-{i}") for i in range(3)]}
 

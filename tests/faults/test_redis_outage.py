@@ -1,60 +1,29 @@
-"""Redis stops and comes back while the API is in use: ingest keeps storing, nothing answers 5xx.
+"""Redis stops and comes back while the API is in use: ingest keeps storing, nothing answers 5xx,
+and the pipeline catches up within twice the outage.
 
 A real redis-server of the test's own, on a free port, is the cache (rate
-limits, sign-in limits, the pipeline's debounce); the test stops it midway
-and starts it again.
+limits, sign-in limits, the pipeline's debounce) and, in the second test,
+the broker of a real gunicorn, Celery worker and beat; the test stops it
+midway and starts it again. The shared Redis is never touched.
 """
 
 import shutil
-import socket
-import subprocess
+import sqlite3
 import time
 
 import pytest
-import redis
 from django.utils import timezone
 
+from bench.processes import BIN, gunicorn, running
 from csplatform.customers.models import UsageEvent
 from csplatform.tenancy.api.throttling import ApiKeyRateThrottle
 from tests.conftest import make_api_client
 from tests.factories import AccountFactory
+from tests.security.conftest import record_figure
+
+from .live import IngestClient, RedisServer, SupervisedWorker, run_child, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RedisServer:
-    def __init__(self, tmp_path):
-        self.port = free_port()
-        self.dir = tmp_path
-        self.process = None
-
-    @property
-    def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self):
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url)
-        for _ in range(100):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -103,3 +72,73 @@ def test_ingest_and_reads_keep_working_while_redis_is_down_and_limits_return_wit
 
     redis_server.start()
     assert throttled_after(make_api_client(tenant, scopes=["read"]), 3), "limits apply again once Redis is back"
+
+
+OUTAGE_SECONDS = 8
+
+
+@pytest.mark.e2e
+def test_after_a_redis_outage_the_pipeline_catches_up_within_twice_the_outage(
+    redis_server, tmp_path, settings, monkeypatch
+):
+    """Events that arrive while Redis is down are stored but cannot be scheduled; once Redis is back,
+    the next recompute (scheduled by the traffic that follows, or the minute sweep) takes them too.
+
+    The catch-up time runs from Redis's return until no account touched during the outage is dirty.
+    """
+    server = redis_server
+    # The embedded database under the test's own folder: the processes below share it.
+    environment = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'csplatform.sqlite3'}",
+        "CSP_VAR_DIR": str(tmp_path / "var"),
+        "REDIS_URL": server.url,
+    }
+    run_child(environment, "manage.py", "migrate", "--noinput")
+    world = run_child(environment, "-m", "tests.faults.child_world", "ingest", "redis-outage", "steady", "outage")
+    key = world.stdout.split()[-1]
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    settings.VAR_DIR = environment["CSP_VAR_DIR"]
+
+    def dirty(external_id):
+        with sqlite3.connect(tmp_path / "csplatform.sqlite3") as database:
+            (count,) = database.execute(
+                "SELECT count(*) FROM customers_account WHERE external_id = ? AND dirty_at IS NOT NULL", [external_id]
+            ).fetchone()
+        return count > 0
+
+    beat = [str(BIN / "celery"), "-A", "csplatform", "beat", "--schedule", str(tmp_path / "beat-schedule")]
+    with (
+        gunicorn(workers=1, threads=2) as port,
+        SupervisedWorker(tmp_path / "celery-worker.log") as worker,
+        running(beat, log_name="celery-beat"),
+    ):
+        steady = IngestClient(port, key, "steady", account="steady", events_per_batch=5, pause=0.5)
+        during = IngestClient(port, key, "outage", account="outage", events_per_batch=5, pause=0.2)
+        try:
+            steady.start()
+            wait_for(lambda: steady.acknowledged and not dirty("steady"), timeout=60)
+
+            server.stop()
+            outage_started = time.monotonic()
+            during.start()
+            time.sleep(OUTAGE_SECONDS)
+            during.stop()
+            server.start()
+            back_at = time.monotonic()
+            outage = back_at - outage_started
+            assert dirty("outage"), "the outage's events wait for the pipeline"
+
+            wait_for(lambda: not dirty("outage"), timeout=2 * outage + 30)
+            catch_up = time.monotonic() - back_at
+        finally:
+            steady.stop()
+            during.stop()
+
+    record_figure("redis outage: outage seconds", round(outage, 1))
+    record_figure("redis outage: pipeline catch-up seconds", round(catch_up, 1))
+    record_figure("redis outage: batches stored while Redis was down", len(during.acknowledged) // 5)
+    record_figure("redis outage: worker restarts by its supervisor", worker.restarts)
+    assert steady.problems == [] and during.problems == [], "ingest answers 200 whether Redis is up or not"
+    assert during.acknowledged, "ingest went on while Redis was down"
+    assert catch_up <= 2 * outage

@@ -2,7 +2,8 @@
 
 The demo seed shapes each account's usage after a pattern it records in
 `attributes["demo_pattern"]`; `demo_setup` then gives the tenant its stages
-and default scorecards, backfills 90 days of health and runs the pipeline.
+and default scorecards, replays its 90 past days (stage moves, daily health,
+playbook runs) and runs the pipeline for today.
 """
 
 import datetime as dt
@@ -70,10 +71,18 @@ def test_every_demo_account_has_a_score_a_breakdown_and_90_days_of_history(demo)
     assert max(history.values()) == HISTORY_DAYS
 
 
-def test_the_backtest_flags_the_churned_demo_accounts_before_they_churn(demo):
-    default = Scorecard.objects.for_tenant(demo).get(stage__isnull=True).published_version
+def test_every_churned_demo_account_was_red_or_yellow_before_it_churned(demo):
+    for account in Account.objects.for_tenant(demo).filter(attributes__has_key="churned_at"):
+        churned_at = dt.date.fromisoformat(account.attributes["churned_at"])
+        last = HealthSnapshot.objects.for_tenant(demo).filter(account=account, day__lt=churned_at).latest("day")
 
-    backtest = scorecard_backtest(tenant=demo, measures=default.measures, days=HISTORY_DAYS)
+        assert last.colour in ("red", "yellow"), (account.name, last.day, last.score)
+
+
+def test_the_backtest_of_the_adoption_scorecard_flags_the_churned_demo_accounts_before_they_churn(demo):
+    adoption = Scorecard.objects.for_tenant(demo).get(stage__key="adopting").published_version
+
+    backtest = scorecard_backtest(tenant=demo, measures=adoption.measures, days=HISTORY_DAYS)
 
     churned = backtest["churned_accounts"]
     assert churned and all(account["snapshots"] for account in churned)

@@ -3,9 +3,12 @@
 import datetime as dt
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from csplatform.tenancy.models import Role
+from csplatform.tenancy.summaries import tenant_summaries_forget
 from csplatform.tenancy.timezones import tenant_today
 from health.models import HealthScore, HealthSnapshot
 from lifecycle.models import AccountStage, Stage, StageTransition, TransitionKind
@@ -88,3 +91,11 @@ def make_accounts(tenant, stages, count, *, prefix="Account"):
 def signed_in(client, alice):
     client.force_login(alice)
     return client
+
+
+def queries_per_request(client, url, tenant):
+    """The queries of one GET of `url` as the first request of a minute runs it, summaries computed afresh."""
+    tenant_summaries_forget(tenant)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    return len(queries.captured_queries)

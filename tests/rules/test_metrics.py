@@ -309,7 +309,7 @@ def test_recompute_updates_rows_in_place_and_drops_deleted_metrics(tenant, accou
 
 
 def test_accounts_are_processed_in_chunks(tenant, monkeypatch):
-    monkeypatch.setattr("csplatform.rules.metrics.CHUNK_SIZE", 2)
+    monkeypatch.setattr("csplatform.rules.metrics.compute.CHUNK_SIZE", 2)
     accounts = AccountFactory.create_batch(5, tenant=tenant)
     for index, account in enumerate(accounts):
         DailyRollupFactory(account=account, day=TODAY, count=index + 1)

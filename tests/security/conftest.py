@@ -17,6 +17,8 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("security and reliability figures")
         for label, value in FIGURES:
             terminalreporter.write_line(f"{label}: {value}")
+        # The fault tests' conftest registers this hook too; print the figures once.
+        FIGURES.clear()
 
 
 @pytest.fixture(autouse=True)

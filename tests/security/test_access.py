@@ -12,15 +12,16 @@ from rest_framework.test import APIClient
 
 from csplatform.tenancy import ratelimit
 from csplatform.tenancy.api.throttling import ApiKeyRateThrottle
+from csplatform.tenancy.models import AuditLogEntry
 from csplatform.tenancy.services import api_key_create, api_key_revoke
 
 from .conftest import record_figure
 
 SCOPES = ("read", "write", "ingest")
 INGEST_PATH = re.compile(r"^/api/segment/|/events/batch")
-# POSTs that compute an answer from the body and change nothing. The criteria
-# checks are part of editing configuration and ask for write.
-READ_ONLY_POST = re.compile(r"^/api/v1/health/.*/(preview|backtest)/$")
+# POSTs that compute an answer from the body and change nothing need read
+# (the rule is in csplatform/tenancy/api/permissions.py).
+READ_ONLY_POST = re.compile(r"/(validate|preview|backtest|simulate)/$")
 MISSING_ID = "987654321"
 
 
@@ -86,6 +87,18 @@ def test_every_operation_needs_its_scope_and_only_that_one(tenant):
                 problems.append(f"{method.upper()} {path} with {scopes} -> {response.status_code}")
     record_figure("scope matrix: requests tried", tried)
     assert problems == [], "\n".join(problems)
+
+
+def test_a_change_through_the_api_is_audited_as_the_keys_creator_via_the_key(tenant, alice):
+    api_key, raw_key = api_key_create(tenant=tenant, name="CI sync", scopes=["write"], created_by=alice)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+
+    assert client.post("/api/v1/stages/", {"key": "trial", "name": "Trial"}, format="json").status_code == 201
+
+    entry = AuditLogEntry.objects.for_tenant(tenant).get(action="stage.created")
+    assert entry.actor == alice
+    assert entry.actor_label == f"{alice} via key CI sync ({api_key.prefix}…)"
 
 
 def test_a_revoked_key_is_refused(tenant, alice):

@@ -8,12 +8,19 @@ SET LOCAL ROLE for the length of the test's transaction.
 import secrets
 
 import pytest
+from django.core import mail
 from django.db import DatabaseError, connection, transaction
 
+from alerts.models import DeliveryStatus, WebhookDelivery
+from alerts.webhooks import webhook_deliver_due, webhook_emit, webhook_subscription_create
 from csplatform.customers.models import Account
 from csplatform.tenancy.rls import POLICY, check_role, dangerously_bypass_rls, protected_models, tenant_context
+from playbooks.models import EmailStatus, OutboundEmail, Run, RunStatus
+from playbooks.runner import steps_run_due
+from playbooks.services import playbook_create, runs_start
+from tests.alerts.conftest import Receiver
 from tests.conftest import make_api_client
-from tests.factories import AccountFactory, TenantFactory
+from tests.factories import AccountFactory, ContactFactory, TenantFactory
 
 from .world import build_world, row_counts
 
@@ -130,6 +137,47 @@ def test_the_api_and_pages_work_as_the_app_role_and_see_only_their_tenant(world,
     assert page.status_code == 200
     assert account.name in page.content.decode()
     assert set(unfiltered_counts().values()) == {0}, "no tenant may linger after the request"
+
+
+def due_step_and_delivery(tenant, url):
+    """A run whose email step is due now and a webhook delivery due now, in `tenant`."""
+    account = AccountFactory(tenant=tenant)
+    ContactFactory(tenant=tenant, account=account, role="administrator")
+    step = {"kind": "send_email", "config": {"subject": "Hello", "text": "Hi", "quiet_hours": False}}
+    playbook = playbook_create(
+        tenant=tenant, actor=None, key="rls", name="RLS", trigger_type="manual", steps=[step], enabled=True
+    )
+    (run,) = runs_start(tenant=tenant, playbook=playbook, account_ids=[account.pk])
+    webhook_subscription_create(tenant=tenant, actor=None, url=url, event_types=["playbook.step_completed"])
+    (delivery_id,) = webhook_emit(
+        tenant=tenant, event_type="playbook.step_completed", payload={"run": run.pk}, idempotency_key=f"rls:{run.pk}"
+    )
+    return run.pk, delivery_id
+
+
+def test_the_runners_claim_across_tenants_and_execute_each_in_its_tenant_under_the_app_role(
+    world, app_role, settings
+):
+    """The step runner and the webhook runner claim with the bypass and execute each row in its tenant's context."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.CSP_WEBHOOK_ALLOW_PRIVATE = True
+    tenants = [world["tenant"], world["other"]]
+    with Receiver() as receiver:
+        with superuser():
+            due = {tenant.pk: due_step_and_delivery(tenant, receiver.url) for tenant in tenants}
+
+        steps_run_due()
+        webhook_deliver_due()
+
+    assert set(unfiltered_counts().values()) == {0}, "no tenant or bypass may linger after the runners"
+    with superuser():
+        for tenant in tenants:
+            run_id, delivery_id = due[tenant.pk]
+            assert Run.objects.for_tenant(tenant).get(pk=run_id).status == RunStatus.COMPLETED
+            assert OutboundEmail.objects.for_tenant(tenant).get(step_run__run_id=run_id).status == EmailStatus.SENT
+            assert WebhookDelivery.objects.for_tenant(tenant).get(pk=delivery_id).status == DeliveryStatus.DELIVERED
+    assert len(mail.outbox) == 2
+    assert sorted(request["json"]["tenant"] for request in receiver.requests) == sorted(t.slug for t in tenants)
 
 
 class superuser:

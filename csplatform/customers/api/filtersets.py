@@ -1,7 +1,7 @@
 import django_filters
 from django.db.models import Q
 
-from csplatform.tenancy.api.filters import DateTimeFilter
+from csplatform.tenancy.api.filters import DateTimeFilter, EmailFilter
 
 from ..models import Account, Contact, ContactRole
 
@@ -25,7 +25,7 @@ def search(queryset, value, fields):
 
 
 class AccountFilterSet(django_filters.FilterSet):
-    owner = django_filters.CharFilter(field_name="owner__email", lookup_expr="iexact", help_text="Owner's email.")
+    owner = EmailFilter(field_name="owner__email", help_text="Owner's email.")
     plan = django_filters.CharFilter()
     updated_since = DateTimeFilter(
         field_name="updated_at", lookup_expr="gte", help_text="Changed at or after this ISO 8601 time."

@@ -49,6 +49,7 @@ from .ingest_serializers import (
     JSONObjectField,
     PropertiesField,
     StrictCharField,
+    plain_string,
     report_repeated_ids,
 )
 from .ingest_views import IngestJSONParser, batch_items
@@ -139,13 +140,17 @@ def split_traits(serializer_class, traits, path, ignore=()):
     return {**serializer.validated_data, "attributes": attributes}
 
 
+# Fields are stateless once built; building one per message cost more than the check.
+SEGMENT_ID = SegmentIdField()
+
+
 def optional_id(container, key, path=()):
     """The Segment id under `key` of a dict, or None."""
     value = container.get(key)
     if value is None:
         return None
     try:
-        return SegmentIdField().run_validation(value)
+        return SEGMENT_ID.run_validation(value)
     except serializers.ValidationError as exc:
         raise serializers.ValidationError(under((*path, key), exc.detail))
 
@@ -202,6 +207,50 @@ class TrackSerializer(MessageSerializer):
     properties = PropertiesField(required=False, default=dict)
 
 
+class TrackValidator:
+    """Validates track messages: a plainly valid one directly, any other through `TrackSerializer`.
+
+    As with `EventValidator`, the serializer states the contract and words
+    every error; this check accepts only messages of exactly the expected
+    shape (string ids, nothing to trim) and leaves all others to it.
+    """
+
+    IDS = ("messageId", "userId", "anonymousId")
+
+    def __init__(self):
+        self.serializer = TrackSerializer()
+        fields = self.serializer.fields
+        self.id_length, self.event_length = fields["messageId"].max_length, fields["event"].max_length
+        self.timestamp, self.properties = fields["timestamp"], fields["properties"]
+
+    def run_validation(self, message):
+        data = self.plain(message)
+        return data if data is not None else self.serializer.run_validation(message)
+
+    def plain(self, message):
+        context = message.get("context", {})
+        if not isinstance(context, dict) or not plain_string(message.get("event"), self.event_length):
+            return None
+        data = {}
+        for name in self.IDS:
+            if name not in message:
+                continue
+            # userId and anonymousId may be null; a null messageId is the serializer's to refuse.
+            if not (plain_string(message[name], self.id_length) or (message[name] is None and name != "messageId")):
+                return None
+            data[name] = message[name]
+        group_id = context.get("groupId")
+        if group_id is not None and not plain_string(group_id, self.id_length):
+            return None
+        try:
+            if "timestamp" in message:
+                data["timestamp"] = self.timestamp.to_internal_value(message["timestamp"])
+            data["properties"] = self.properties.to_internal_value(message.get("properties", {}))
+        except serializers.ValidationError:
+            return None
+        return {**data, "event": message["event"], "context": {**context, "groupId": group_id}}
+
+
 class PageSerializer(MessageSerializer):
     name = StrictCharField(max_length=200, required=False, allow_null=True, allow_blank=True)
     category = StrictCharField(max_length=200, required=False, allow_null=True, allow_blank=True)
@@ -214,10 +263,10 @@ class PageSerializer(MessageSerializer):
         return attrs
 
 
-SERIALIZERS = {
+VALIDATORS = {
     "group": GroupSerializer,
     "identify": IdentifySerializer,
-    "track": TrackSerializer,
+    "track": TrackValidator,
     "page": PageSerializer,
 }
 EVENT_TYPES = ("track", "page")
@@ -226,28 +275,31 @@ EVENT_TYPES = ("track", "page")
 def segment_messages_ingest(*, tenant, messages, errors, shared_context=None):
     """Validate and apply Segment messages, reporting into `errors`; returns the `IngestResult`.
 
-    1. Validate each message with the serializer of its type.
+    1. Validate each message with the validator of its type.
     2. Apply groups, then identifies, through the account and contact services.
     3. Resolve each event's account (context.groupId, else the user's
        contact) and contact within the tenant, and ingest them in one call.
     """
     parsed = []
+    # One validator per type for the whole batch: building a serializer's fields per message cost more than validating.
+    validators = {}
     for index, message in enumerate(messages):
         if not isinstance(message, dict):
             errors.add(index, None, "invalid", "Expected a JSON object.")
             continue
         kind = message.get("type")
-        serializer_class = SERIALIZERS.get(kind) if isinstance(kind, str) else None
-        if serializer_class is None:
-            errors.add(index, "type", "invalid", f"Unsupported type; expected one of {', '.join(SERIALIZERS)}.")
+        validator_class = VALIDATORS.get(kind) if isinstance(kind, str) else None
+        if validator_class is None:
+            errors.add(index, "type", "invalid", f"Unsupported type; expected one of {', '.join(VALIDATORS)}.")
             continue
         if shared_context and isinstance(message.get("context", {}), dict):
             message = {**message, "context": {**shared_context, **message.get("context", {})}}
-        serializer = serializer_class(data=message)
-        if serializer.is_valid():
-            parsed.append((index, kind, serializer.validated_data))
-        else:
-            errors.add_detail(index, serializer.errors)
+        if kind not in validators:
+            validators[kind] = validator_class()
+        try:
+            parsed.append((index, kind, validators[kind].run_validation(message)))
+        except serializers.ValidationError as exc:
+            errors.add_detail(index, serializers.as_serializer_error(exc))
     event_messages = [(index, data) for index, kind, data in parsed if kind in EVENT_TYPES]
     message_ids = ((index, data["messageId"]) for index, data in event_messages if "messageId" in data)
     report_repeated_ids(message_ids, errors, "messageId")

@@ -207,7 +207,9 @@ def plan_and_dates(spec, rng, today, zone):
     else:
         spec.card_expires_at = month_end(spec.renewal_date + dt.timedelta(days=rng.randint(60, 900)))
     if pattern == "churned":
-        churned_at = today - dt.timedelta(days=rng.randint(15, 75))
+        # Within the last month: the seeded history then holds the two months before the churn that
+        # usage trends compare, so health had its chance to see it coming.
+        churned_at = today - dt.timedelta(days=rng.randint(15, 30))
         spec.attributes["churned_at"] = churned_at.isoformat()
         spec.renewal_date = churned_at
         spec.card_expires_at = None

@@ -1,17 +1,29 @@
-"""One error format for every 4xx the API returns.
+"""One error format for every 4xx (and 503) the API returns.
 
     {"error": {"status": 400, "code": "invalid", "message": "...",
                "fields": [{"field": "items[3].timestamp", "code": "invalid", "message": "..."}]}}
 
 `fields` lists each invalid input with its path, so a client can point at
 the exact item of a batch.
+
+A database that cannot be reached (restarting, failing over) answers 503
+with Retry-After rather than 500: nothing was committed, and the client's
+retry is the right move. Ingest is idempotent, so a retried batch is safe.
+On a read, a query value the database refuses (DataError: a character its
+encoding lacks, a number past its range) is the client's input, so a 400;
+the filters validate what they can before that (tenancy/api/filters.py).
 """
 
+import logging
+
 from django.core.exceptions import PermissionDenied
+from django.db import DataError, InterfaceError, OperationalError
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions, permissions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
+
+logger = logging.getLogger(__name__)
 
 
 def flatten_errors(detail, path=""):
@@ -54,6 +66,12 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, (OperationalError, InterfaceError)):
+        logger.warning("Database unavailable, answering 503: %s", exc)
+        exc = DatabaseUnavailable()
+    elif isinstance(exc, DataError) and context["request"].method in permissions.SAFE_METHODS:
+        logger.warning("Query value refused by the database, answering 400: %s", exc)
+        exc = exceptions.ValidationError("A query value cannot be used by the database.")
     if not isinstance(exc, exceptions.APIException):
         return None
 
@@ -82,3 +100,11 @@ class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "Request body is too large."
     default_code = "payload_too_large"
+
+
+class DatabaseUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The database is unavailable; retry shortly."
+    default_code = "database_unavailable"
+    # Seconds a client should wait: a database restart usually takes a few.
+    wait = 2

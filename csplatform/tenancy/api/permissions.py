@@ -8,6 +8,14 @@ class HasApiKeyScope(permissions.BasePermission):
 
     A view names its scope with `required_scope`; otherwise reads need `read`
     and writes need `write`.
+
+    The rule behind the scopes is what a request can change, not its HTTP
+    method: a POST that only computes an answer from its body and changes
+    nothing (criteria validate and preview, segment preview, scorecard
+    preview and backtest, playbook simulate) needs `read`, so a read-only
+    integration such as a BI tool or an editor plugin can use them without
+    a key that could also rewrite the configuration. Such a POST sets
+    `required_scope = Scope.READ` (an action passes it to `@action`).
     """
 
     message = "This API key does not have the scope this operation needs."

@@ -19,6 +19,10 @@ LOCKED_METHODS = ("get_queryset", "get_object", "perform_create", "get_serialize
 class TenantRowSecurityMixin:
     """Once the API key has named the tenant, limit the database session to it (PostgreSQL RLS)."""
 
+    # The scope HasApiKeyScope asks for; None means by method. Declared here so
+    # an `@action(required_scope=...)` may set it for one action.
+    required_scope = None
+
     def dispatch(self, request, *args, **kwargs):
         with ExitStack() as self.tenant_scope:
             return super().dispatch(request, *args, **kwargs)

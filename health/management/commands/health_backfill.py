@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from csplatform.tenancy.models import Tenant
+from csplatform.tenancy.rls import tenant_context
 from health.services import health_backfill
 
 
@@ -20,5 +21,6 @@ class Command(BaseCommand):
         found = Tenant.objects.filter(slug=tenant).first()
         if found is None:
             raise CommandError(f"No tenant with slug {tenant!r}.")
-        written = health_backfill(tenant=found, days=days)
+        with tenant_context(found):
+            written = health_backfill(tenant=found, days=days)
         self.stdout.write(f"Wrote {written} health snapshots over {days} days for {found.slug}.")

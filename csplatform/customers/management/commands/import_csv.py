@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from csplatform.customers.imports import KINDS, CsvImportError, csv_import
 from csplatform.tenancy.models import Tenant
+from csplatform.tenancy.rls import tenant_context
 
 
 class Command(BaseCommand):
@@ -23,7 +24,8 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"Cannot read {file}: {exc.strerror}.") from exc
         try:
-            result = csv_import(tenant=tenant_obj, kind=kind, content=content)
+            with tenant_context(tenant_obj):
+                result = csv_import(tenant=tenant_obj, kind=kind, content=content)
         except CsvImportError as exc:
             for problem in exc.problems:
                 column = f", column {problem['column']}" if problem["column"] else ""

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from csplatform.customers.demo import DemoTenantExists, demo_password, demo_seed
 from csplatform.tenancy.models import Tenant
+from csplatform.tenancy.rls import dangerously_bypass_rls
 
 
 class Command(BaseCommand):
@@ -23,7 +24,9 @@ class Command(BaseCommand):
             return
         started = time.monotonic()
         try:
-            result = demo_seed(seed=seed, accounts=accounts)
+            # The demo spans two tenants, so it writes with row-level security bypassed.
+            with dangerously_bypass_rls():
+                result = demo_seed(seed=seed, accounts=accounts)
         except DemoTenantExists as exc:
             raise CommandError(f"{exc} Use --if-empty to skip it, or delete the tenant to seed again.") from exc
         except ValueError as exc:

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from csplatform.tenancy.models import Tenant
+from csplatform.tenancy.rls import tenant_context
 from csplatform.tenancy.services import InvalidScopes, api_key_create
 
 
@@ -17,7 +18,8 @@ class Command(BaseCommand):
         if tenant is None:
             raise CommandError(f"No tenant with slug {tenant_slug!r}.")
         try:
-            api_key, raw_key = api_key_create(tenant=tenant, name=name, scopes=scopes.split(","))
+            with tenant_context(tenant):
+                api_key, raw_key = api_key_create(tenant=tenant, name=name, scopes=scopes.split(","))
         except InvalidScopes as exc:
             raise CommandError(str(exc)) from exc
         self.stderr.write(f"Created API key {api_key.prefix}… for {tenant.slug} with scopes {', '.join(api_key.scopes)}.")

@@ -1,0 +1,225 @@
+"""The grouped queries over the daily rollups: one query per metric family and chunk of accounts."""
+
+import datetime as dt
+
+from django.db.models import Count, F, Max, Q, Sum, Window
+from django.db.models.functions import RowNumber
+
+from csplatform.customers.models import DailyPropertyRollup, DailyRollup, DailyValueRollup
+
+from ..models import Aggregation
+from .specs import lookback_start, window_start
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _events_q(spec):
+    return Q() if spec.event_names is None else Q(event__in=spec.event_names)
+
+
+def _window_q(spec, today):
+    return Q(day__gte=window_start(today, spec.window_days)) & _events_q(spec)
+
+
+def _previous_window_q(spec, today):
+    return Q(day__gte=lookback_start(spec, today), day__lt=window_start(today, spec.window_days)) & _events_q(spec)
+
+
+def _rollup_aggregates(spec, today):
+    """The conditional aggregates one spec needs from DailyRollup, by name suffix."""
+    q = _window_q(spec, today)
+    if spec.aggregation == Aggregation.COUNT:
+        return {"": Sum("count", filter=q)}
+    if spec.aggregation == Aggregation.ACTIVE_DAYS:
+        return {"": Count("day", distinct=True, filter=q)}
+    if spec.aggregation == Aggregation.TREND:
+        return {"": Sum("count", filter=q), "_before": Sum("count", filter=_previous_window_q(spec, today))}
+    return {"": Count("contact_ref", distinct=True, filter=q & Q(contact_ref__gt=0))}
+
+
+# What one (account, contact) group adds to an account's value, by aggregation: the sums to add up.
+_SHARE_SUFFIXES = {
+    Aggregation.COUNT: ("",),
+    Aggregation.TREND: ("", "_before"),
+    Aggregation.DISTINCT_CONTACTS: ("",),
+}
+
+
+def _contact_share_aggregates(spec, today):
+    """The aggregates of one (account, contact) group whose shares add up to an account spec's value."""
+    if spec.aggregation == Aggregation.DISTINCT_CONTACTS:
+        # Rows all have count > 0, so any row of a contact in the window makes it active.
+        return {"": Count("day", filter=_window_q(spec, today) & Q(contact_ref__gt=0))}
+    return _rollup_aggregates(spec, today)
+
+
+def _share(spec, aggregate):
+    """What one group's aggregate adds to the account's sum: its count, or 1 for a contact active in the window."""
+    if spec.aggregation == Aggregation.DISTINCT_CONTACTS:
+        return 1 if aggregate else 0
+    return aggregate or 0
+
+
+def trend_percent(current, before):
+    """The change from `before` to `current` in percent, one decimal; unknown when there was nothing before."""
+    if not before:
+        return None
+    return round((current - before) * 100 / before, 1)
+
+
+def _rollup_value(spec, row, name):
+    if spec.aggregation == Aggregation.TREND:
+        return trend_percent(row[name] or 0, row[f"{name}_before"] or 0)
+    return row[name] or 0
+
+
+def _recency(row):
+    return (row["day"], row["latest_at"] or EPOCH)
+
+
+class Rollups:
+    """The grouped rollup queries of one chunk; `group` names the columns a row is keyed by."""
+
+    def __init__(self, tenant, account_ids, today):
+        self.tenant = tenant
+        self.account_ids = account_ids
+        self.today = today
+
+    def _base(self, model, group, specs):
+        earliest = min(lookback_start(spec, self.today) for spec in specs)
+        return (
+            model.objects.for_tenant(self.tenant)
+            .filter(account_id__in=self.account_ids, day__gte=earliest, day__lte=self.today)
+            .values(*group)
+            .order_by()
+        )
+
+    @staticmethod
+    def _keyed(rows, group):
+        return {tuple(row[name] for name in group): row for row in rows}
+
+    def events(self, group, specs):
+        """One query: every count / active_days / distinct_contacts / trend spec as conditional aggregates."""
+        if not specs:
+            return {}
+        aggregates = {
+            f"m{i}{suffix}": aggregate
+            for i, spec in enumerate(specs)
+            for suffix, aggregate in _rollup_aggregates(spec, self.today).items()
+        }
+        rows = self._base(DailyRollup, group, specs).filter(count__gt=0).annotate(**aggregates)
+        return {
+            key: {spec.key: _rollup_value(spec, row, f"m{i}") for i, spec in enumerate(specs)}
+            for key, row in self._keyed(rows, group).items()
+        }
+
+    def distinct_values(self, specs):
+        """One query: the number of distinct values of each spec's text property over its window."""
+        if not specs:
+            return {}
+        aggregates = {
+            f"v{i}": Count("value", distinct=True, filter=_window_q(spec, self.today) & Q(prop=spec.property))
+            for i, spec in enumerate(specs)
+        }
+        rows = self._base(DailyValueRollup, ["account_id"], specs).annotate(**aggregates)
+        return {
+            account_id: {spec.key: row[f"v{i}"] for i, spec in enumerate(specs)}
+            for (account_id,), row in self._keyed(rows, ["account_id"]).items()
+        }
+
+    def activity(self, account_specs, contact_specs):
+        """One query over DailyRollup grouped by account and contact, read once for three answers:
+        `(account values, contact values, last days)`.
+
+        Counts, trends and distinct contacts of an account are sums over its
+        contacts' groups (contact 0 holds events without a contact), so they
+        are folded here from the same rows as the contacts' own values and the
+        last day with any event (over all history up to today), keyed by
+        `(account_id, contact_ref)`. Active days of an account are not a sum
+        over its contacts: those specs go to `events` by account.
+        """
+        aggregates = {"last_day": Max("day")}
+        for i, spec in enumerate(account_specs):
+            for suffix, aggregate in _contact_share_aggregates(spec, self.today).items():
+                aggregates[f"a{i}{suffix}"] = aggregate
+        for i, spec in enumerate(contact_specs):
+            for suffix, aggregate in _rollup_aggregates(spec, self.today).items():
+                aggregates[f"c{i}{suffix}"] = aggregate
+        rows = (
+            DailyRollup.objects.for_tenant(self.tenant)
+            .filter(account_id__in=self.account_ids, day__lte=self.today, count__gt=0)
+            .values("account_id", "contact_ref")
+            .order_by()
+            .annotate(**aggregates)
+        )
+        sums, contact_values, last_days = {}, {}, {}
+        for row in rows:
+            key = (row["account_id"], row["contact_ref"])
+            last_days[key] = row["last_day"]
+            contact_values[key] = {spec.key: _rollup_value(spec, row, f"c{i}") for i, spec in enumerate(contact_specs)}
+            account_sums = sums.setdefault(row["account_id"], {})
+            for i, spec in enumerate(account_specs):
+                for suffix in _SHARE_SUFFIXES[spec.aggregation]:
+                    name = f"a{i}{suffix}"
+                    account_sums[name] = account_sums.get(name, 0) + _share(spec, row[name])
+        account_values = {
+            account_id: {spec.key: _rollup_value(spec, totals, f"a{i}") for i, spec in enumerate(account_specs)}
+            for account_id, totals in sums.items()
+        }
+        return account_values, contact_values, last_days
+
+    def property_totals(self, specs):
+        """One query: sum and count of the property for every sum / average spec."""
+        if not specs:
+            return {}
+        aggregates = {}
+        for i, spec in enumerate(specs):
+            q = _window_q(spec, self.today) & Q(prop=spec.property)
+            aggregates[f"t{i}"] = Sum("total", filter=q)
+            aggregates[f"n{i}"] = Sum("count", filter=q)
+        rows = self._base(DailyPropertyRollup, ["account_id"], specs).annotate(**aggregates)
+        values = {}
+        for (account_id,), row in self._keyed(rows, ["account_id"]).items():
+            values[account_id] = {}
+            for i, spec in enumerate(specs):
+                total, count = row[f"t{i}"] or 0.0, row[f"n{i}"] or 0
+                if spec.aggregation == Aggregation.SUM:
+                    values[account_id][spec.key] = float(total)
+                else:
+                    values[account_id][spec.key] = total / count if count else None
+        return values
+
+    def property_latest(self, specs):
+        """One query: the newest value of each (event, property) pair per account, then per spec the
+        newest of its events' values that falls inside its window."""
+        if not specs:
+            return {}
+        pairs = Q()
+        for spec in specs:
+            pairs |= Q(event__in=spec.event_names, prop=spec.property)
+        newest_first = Window(
+            RowNumber(),
+            partition_by=[F("account_id"), F("event"), F("prop")],
+            order_by=[F("day").desc(), F("latest_at").desc(nulls_last=True)],
+        )
+        rows = (
+            self._base(DailyPropertyRollup, ["account_id", "event", "prop", "day", "latest_at", "latest_value"], specs)
+            .filter(pairs, latest_value__isnull=False)
+            .annotate(rank=newest_first)
+            .filter(rank=1)
+        )
+        chosen = {}
+        # At most one row per (account, event, property): the newest value of that pair.
+        for row in rows:
+            for spec in specs:
+                if row["event"] not in spec.event_names or row["prop"] != spec.property:
+                    continue
+                if row["day"] < window_start(self.today, spec.window_days):
+                    continue
+                best = chosen.get((row["account_id"], spec.key))
+                if best is None or _recency(row) > _recency(best):
+                    chosen[row["account_id"], spec.key] = row
+        values = {}
+        for (account_id, key), row in chosen.items():
+            values.setdefault(account_id, {})[key] = row["latest_value"]
+        return values

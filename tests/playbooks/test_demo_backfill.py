@@ -1,0 +1,162 @@
+"""The demo tenant as `make run` sets it up: seed 001's onboarding playbook played over the seeded past.
+
+Every account that entered Onboarding in the replayed window got its welcome
+email, two days later its demo invitation, and three days after that its
+usage check, each once and at the time the live runner would have chosen.
+"""
+
+import datetime as dt
+import io
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+from icalendar import Calendar
+
+from csplatform.tenancy.models import Tenant, User
+from csplatform.tenancy.timezones import day_start, tenant_today
+from health.models import HealthSnapshot
+from lifecycle.models import StageTransition
+from playbooks.backfill import history_replay
+from playbooks.models import EmailStatus, OutboundEmail, Run, RunStatus, StepKind, StepRun, StepRunStatus, Task
+from playbooks.runner import steps_run_due
+from playbooks.scheduling import DEFAULT_HOURS, WORKDAYS, zone_of
+
+DAYS = 30
+ACCOUNTS = 60
+
+
+@pytest.fixture
+def demo(db):
+    call_command("seed_demo", "--accounts", str(ACCOUNTS), stdout=io.StringIO())
+    call_command("demo_setup", "--days", str(DAYS), stdout=io.StringIO())
+    return Tenant.objects.get(slug="demo")
+
+
+def in_business_hours(moment, zone):
+    local = moment.astimezone(zone)
+    return local.weekday() in WORKDAYS and DEFAULT_HOURS[0] <= local.hour < DEFAULT_HOURS[1]
+
+
+def left_onboarding_by(tenant, account_id, moment):
+    return (
+        StageTransition.objects.for_tenant(tenant)
+        .filter(account_id=account_id, from_key="onboarding", at__lte=moment)
+        .exists()
+    )
+
+
+def onboarding_entries(tenant):
+    """{account id: moment} of entries into Onboarding inside the window that the account did not leave at once."""
+    window_start = day_start(tenant, tenant_today(tenant) - dt.timedelta(days=DAYS - 1))
+    replayed = StageTransition.objects.for_tenant(tenant).filter(to_key="onboarding", at__gte=window_start)
+    return {
+        entry.account_id: entry.at
+        for entry in replayed
+        if not left_onboarding_by(tenant, entry.account_id, entry.at)
+    }
+
+
+def the_one(queryset):
+    rows = list(queryset)
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+@pytest.mark.django_db
+def test_every_account_that_entered_onboarding_in_the_window_got_each_step_once_at_its_past_time(demo):
+    now, zone = timezone.now(), zone_of(demo)
+    entries = onboarding_entries(demo)
+    assert entries, "the seeded window should hold new onboarding accounts"
+    runs = {run.account_id: run for run in Run.objects.for_tenant(demo)}
+    assert runs.keys() == entries.keys()
+    emails = OutboundEmail.objects.for_tenant(demo)
+    completed_checks = 0
+    for account_id, entered_at in entries.items():
+        run = runs[account_id]
+        assert run.started_at == entered_at
+        steps = {
+            step_run.step.kind: step_run
+            for step_run in StepRun.objects.for_tenant(demo).filter(run=run).select_related("step")
+        }
+
+        welcome_step = steps[StepKind.SEND_EMAIL]
+        welcome = the_one(emails.filter(step_run=welcome_step))
+        assert welcome.status == EmailStatus.SENT
+        assert welcome.sent_at == welcome_step.finished_at
+        assert entered_at < welcome.sent_at <= entered_at + dt.timedelta(days=4)
+        assert in_business_hours(welcome.sent_at, zone)
+
+        demo_step = steps[StepKind.SCHEDULE_DEMO]
+        if demo_step.status == StepRunStatus.PENDING:
+            assert demo_step.due_at > now
+            continue
+        if demo_step.status == StepRunStatus.SKIPPED:
+            assert run.status == RunStatus.EXITED
+            assert left_onboarding_by(demo, account_id, demo_step.finished_at)
+            continue
+        assert demo_step.status == StepRunStatus.DONE
+        invitation = the_one(emails.filter(step_run=demo_step))
+        assert invitation.status == EmailStatus.SENT
+        assert dt.timedelta(days=2) <= invitation.sent_at - welcome.sent_at <= dt.timedelta(days=4)
+        assert in_business_hours(invitation.sent_at, zone)
+        (attachment,) = invitation.attachments
+        event = the_one(Calendar.from_ical(attachment["content"]).walk("VEVENT"))
+        assert event.decoded("dtstart") > invitation.sent_at
+        assert in_business_hours(event.decoded("dtstart"), zone)
+        the_one(Task.objects.for_tenant(demo).filter(key=f"steprun:{demo_step.pk}:demo"))
+
+        check = steps[StepKind.USAGE_CHECK]
+        if check.status == StepRunStatus.PENDING:
+            assert check.due_at == demo_step.finished_at + dt.timedelta(days=3) > now
+            continue
+        if check.status == StepRunStatus.SKIPPED:
+            assert left_onboarding_by(demo, account_id, check.finished_at)
+            continue
+        assert check.status == StepRunStatus.DONE
+        assert check.finished_at == demo_step.finished_at + dt.timedelta(days=3)
+        low_usage_tasks = Task.objects.for_tenant(demo).filter(key=f"steprun:{check.pk}:task")
+        assert low_usage_tasks.count() == (0 if check.outcome["passed"] else 1)
+        completed_checks += 1
+    assert completed_checks, "the seeded window should hold onboarding accounts whose usage check is past"
+    assert emails.count() == emails.filter(step_run__run__in=runs.values()).count()
+
+
+@pytest.mark.django_db
+def test_replaying_again_adds_nothing_and_leaves_the_live_runner_nothing_past_due(demo):
+    def counts():
+        return [
+            model.objects.for_tenant(demo).count()
+            for model in (StageTransition, Run, StepRun, OutboundEmail, Task, HealthSnapshot)
+        ]
+
+    before = counts()
+    history_replay(tenant=demo, days=DAYS)
+    output = io.StringIO()
+    call_command("demo_setup", "--days", str(DAYS), stdout=output)
+
+    assert counts() == before
+    assert "nothing to do" in output.getvalue()
+    assert steps_run_due() == 0
+
+
+@pytest.mark.django_db
+def test_outbox_and_account_page_show_the_past_welcome_invitation_and_usage_check(demo, client):
+    check = (
+        StepRun.objects.for_tenant(demo)
+        .filter(step__kind=StepKind.USAGE_CHECK, status=StepRunStatus.DONE)
+        .order_by("-finished_at")
+        .first()
+    )
+    welcome, invitation = OutboundEmail.objects.for_tenant(demo).filter(step_run__run=check.run).order_by("sent_at")
+    client.force_login(User.objects.get(email="admin@demo.example"))
+
+    sent = client.get("/t/demo/outbox/?status=sent").content.decode()
+    demos = client.get("/t/demo/outbox/?kind=demo&status=sent").content.decode()
+    account = client.get(f"/t/demo/accounts/{check.run.account_id}/").content.decode()
+
+    assert f"/t/demo/outbox/{welcome.pk}/" in sent
+    assert f"/t/demo/outbox/{invitation.pk}/" in demos
+    assert f"/t/demo/outbox/{welcome.pk}/" not in demos
+    assert "Schedule a demo: Done" in account
+    assert "usage on target" in account or "usage below target" in account
