@@ -7,6 +7,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from csplatform.customers.models import Account
+from csplatform.customers.services import dirty_marks_set
 from csplatform.rules.metrics import BUILTIN_METRICS, metrics_compute
 from csplatform.rules.models import MetricDefinition, MetricSubject
 from csplatform.tenancy.services import audit_record
@@ -94,7 +95,7 @@ def _accounts_of(tenant, scorecard):
 def _mark_scored_accounts_dirty(tenant, accounts):
     # The pipeline rescores dirty accounts on its next run; a scorecard change
     # may touch every account, which is the pipeline's chunked work, not a request's.
-    accounts.update(dirty_at=timezone.now())
+    dirty_marks_set(tenant=tenant, accounts=accounts)
 
 
 @transaction.atomic

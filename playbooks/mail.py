@@ -8,17 +8,24 @@ the commit. So a worker killed at any moment leaves one of two states:
 - killed before the commit: the row is still queued and the server throws
   the unfinished message away when the connection drops; the step runs
   again after its claim goes stale and sends the email then;
-- killed after the commit: the row says sent, and the "." follows within
-  one send() call, so the server has the message; nobody sends it again.
+- killed after the commit: the row says sent, and the "." follows at once,
+  so the server has the message; nobody sends it again.
 
-What is left open is the gap between the commit returning and that one
-send() call reaching the kernel (microseconds): a kill exactly there loses
-the email, which is marked sent. Sending before marking would instead
-duplicate the email on a kill anywhere between the server accepting it and
-the mark committing, a network round trip plus a database commit. Once the
-"." is written, only an answer of refusal from the server undoes the mark;
-a connection lost while waiting for that answer counts as sent, the same
-decision the restarted worker makes, and the row keeps the error.
+A commit that must reach the disk costs far more than an SMTP transaction,
+so a batch sends its emails in groups over several connections, one
+message on each: every connection of the group carries its message up to
+the ".", one commit marks the whole group sent, then the "."s are written
+back to back, one send() call each, before any answer is read.
+
+What is left open is the gap between the commit returning and the group's
+last "." reaching the kernel (one send() call per email of the group,
+microseconds each): a kill exactly there loses the emails whose "." was
+not yet written, which are marked sent. Sending before marking would
+instead duplicate an email on a kill anywhere between the server accepting
+it and the mark committing, a network round trip plus a database commit.
+Once the "." is written, only an answer of refusal from the server undoes
+the mark; a connection lost while waiting for that answer counts as sent,
+the same decision the restarted worker makes, and the row keeps the error.
 """
 
 import re
@@ -30,12 +37,17 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.core.mail.message import sanitize_address
+from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from .models import EmailStatus, OutboundEmail
 
 # SMTP transparency (RFC 5321 4.5.2): a line starting with "." gets a second one.
 LEADING_DOT = re.compile(rb"(?m)^\.")
+# Emails per group, one SMTP connection each (setting CSP_SMTP_CONNECTIONS): more share a commit,
+# but more "."s follow it, which widens the window the module docstring describes.
+SMTP_CONNECTIONS = 16
 
 
 class TransientSendError(Exception):
@@ -74,57 +86,83 @@ def _is_permanent(exc):
     return isinstance(code, int) and code >= 500
 
 
-class NotQueued(Exception):
-    """The row left the queued state meanwhile (another worker sent it); nothing may be sent."""
+def _mark_sent(emails, now=None):
+    """Commit queued -> sent for these rows in one transaction (sent at `now`, else the current time).
 
-
-def _mark_sent(email, now=None):
-    """Commit queued -> sent for this row (sent at `now`, else the current time), or raise NotQueued."""
-    marked = (
-        OutboundEmail.objects.for_tenant(email.tenant_id)
-        .filter(pk=email.pk, status=EmailStatus.QUEUED)
-        .update(status=EmailStatus.SENT, sent_at=now or timezone.now(), attempts=email.attempts + 1, error="")
-    )
-    if not marked:
-        raise NotQueued()
-
-
-def _smtp_transaction(smtp, message, before_end_of_data):
-    """One SMTP mail transaction that calls `before_end_of_data()` before writing the final ".".
-
-    Returns the error text when the connection broke after the "." (the
-    server may well have the email), else "". Refusals raise the SMTP
-    exceptions smtplib's sendmail raises.
+    Returns the ids it marked; a row that left the queued state meanwhile
+    (another worker sent it) is not marked, and its message must not end.
     """
-    encoding = message.encoding or settings.DEFAULT_CHARSET
-    sender = sanitize_address(message.from_email, encoding)
-    data = message.message().as_bytes(linesep="\r\n")
-    smtp.ehlo_or_helo_if_needed()
-    code, reply = smtp.mail(sender)
-    if code != 250:
-        raise smtplib.SMTPSenderRefused(code, reply, sender)
-    refused = {}
-    for recipient in message.recipients():
-        recipient = sanitize_address(recipient, encoding)
-        code, reply = smtp.rcpt(recipient)
-        if code not in (250, 251):
-            refused[recipient] = (code, reply)
-    if refused:
-        raise smtplib.SMTPRecipientsRefused(refused)
-    code, reply = smtp.docmd("data")
-    if code != 354:
-        raise smtplib.SMTPDataError(code, reply)
-    data = LEADING_DOT.sub(b"..", data)
-    # The "." follows the content as a write of its own: without NODELAY it would wait for an ACK.
-    smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    smtp.send(data if data.endswith(b"\r\n") else data + b"\r\n")
-    try:
-        before_end_of_data()
-    except BaseException:
-        # The server holds an unfinished message: closing without the "." makes it discard it.
-        smtp.close()
-        raise
-    smtp.send(b".\r\n")
+    marked = set()
+    with transaction.atomic():
+        for tenant_id in {email.tenant_id for email in emails}:
+            rows = OutboundEmail.objects.for_tenant(tenant_id)
+            ids = [email.pk for email in emails if email.tenant_id == tenant_id]
+            queued = list(
+                rows.select_for_update().filter(pk__in=ids, status=EmailStatus.QUEUED).values_list("pk", flat=True)
+            )
+            rows.filter(pk__in=queued).update(
+                status=EmailStatus.SENT, sent_at=now or timezone.now(), attempts=F("attempts") + 1, error=""
+            )
+            marked.update(queued)
+    return marked
+
+
+class _Transaction:
+    """One email's SMTP mail transaction up to its final ".", in stages of one write and one read.
+
+    A group's connections move in step: a stage's command goes out on every
+    connection before any answer is read, so the server works on all of
+    them while the worker waits once. Refusals raise the SMTP exceptions
+    smtplib's sendmail raises.
+    """
+
+    def __init__(self, slot, email, smtp):
+        message = message_of(email)
+        encoding = message.encoding or settings.DEFAULT_CHARSET
+        self.slot, self.email, self.smtp = slot, email, smtp
+        self.sender = sanitize_address(message.from_email, encoding)
+        self.recipients = [sanitize_address(recipient, encoding) for recipient in message.recipients()]
+        data = LEADING_DOT.sub(b"..", message.message().as_bytes(linesep="\r\n"))
+        self.data = data if data.endswith(b"\r\n") else data + b"\r\n"
+
+    def write_mail(self):
+        self.smtp.putcmd("mail", f"FROM:{smtplib.quoteaddr(self.sender)}")
+
+    def read_mail(self):
+        code, reply = self.smtp.getreply()
+        if code != 250:
+            raise smtplib.SMTPSenderRefused(code, reply, self.sender)
+
+    def write_rcpt(self):
+        for recipient in self.recipients:
+            self.smtp.putcmd("rcpt", f"TO:{smtplib.quoteaddr(recipient)}")
+
+    def read_rcpt(self):
+        refused = {}
+        for recipient in self.recipients:
+            code, reply = self.smtp.getreply()
+            if code not in (250, 251):
+                refused[recipient] = (code, reply)
+        if refused:
+            raise smtplib.SMTPRecipientsRefused(refused)
+
+    def write_data(self):
+        self.smtp.putcmd("data")
+
+    def read_data(self):
+        """The DATA answer, then the whole message but its final "."."""
+        code, reply = self.smtp.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        # The "." follows the content as a write of its own: without NODELAY it would wait for an ACK.
+        self.smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.smtp.send(self.data)
+
+    STAGES = ((write_mail, read_mail), (write_rcpt, read_rcpt), (write_data, read_data))
+
+
+def _end_answer(smtp):
+    """The server's answer to the "."; the error text when the connection broke meanwhile, else ""."""
     try:
         code, reply = smtp.getreply()
     except smtplib.SMTPServerDisconnected as exc:
@@ -135,88 +173,175 @@ def _smtp_transaction(smtp, message, before_end_of_data):
 
 
 class Outbox:
-    """The mail connection of a batch of emails: Django's configured backend, opened once.
+    """The mail connections of a batch of emails: Django's configured backend, opened at the first email.
 
-    `with Outbox() as outbox: outbox.deliver(email)` for each email; the
-    connection opens at the first email and closes with the block.
+    `with Outbox() as outbox: outbox.send(emails)`; the connections close with
+    the block. An SMTP backend gets up to CSP_SMTP_CONNECTIONS connections,
+    one per email of a group (see the module docstring).
     """
 
     def __init__(self):
-        self.backend = None
+        self.backends = {}
+        self.smtp = None
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc_info):
-        self.close()
+    def __exit__(self, exc_type, exc_value, traceback):
+        self.close(polite=exc_type is None)
 
-    def close(self):
-        if self.backend is not None:
-            self.backend.close()
-            self.backend = None
+    def close(self, polite=False):
+        """Close every connection: `polite` says QUIT, which only a connection between messages can."""
+        for slot in list(self.backends):
+            self._close(slot, polite)
 
-    def deliver(self, email, now=None):
-        """Send one queued email and mark it sent (see the module docstring); True if this call sent it.
+    def _close(self, slot, polite=False):
+        """Close one connection; without `polite`, drop it, so that its server discards an unfinished message."""
+        backend = self.backends.pop(slot, None)
+        if backend is None:
+            return
+        if not polite and isinstance(backend, SMTPBackend) and backend.connection is not None:
+            backend.connection.close()
+        backend.close()
 
-        A permanent refusal (5xx) marks the row failed; anything else before
-        the end of the message raises TransientSendError and leaves the row
-        queued for the next attempt.
+    def _backend(self, slot):
+        if slot not in self.backends:
+            backend = get_connection(fail_silently=False)
+            backend.open()
+            self.backends[slot] = backend
+        return self.backends[slot]
+
+    def send(self, emails, now=None):
+        """Send queued emails, each marked sent as its message ends; returns {email id: outcome}.
+
+        The outcome is True if this call sent the email, False if not (refused
+        for good, which marks the row failed, or sent by another worker
+        meanwhile), or a TransientSendError when the server could not take
+        it now, which leaves the row queued for the next attempt.
         """
-        message = message_of(email)
-        marked = False
+        if self.smtp is None:
+            self.smtp = isinstance(get_connection(), SMTPBackend)
+        outcomes = {}
+        if not self.smtp:
+            for email in emails:
+                outcomes[email.pk] = self._send_plain(email, now)
+            return outcomes
+        size = max(1, getattr(settings, "CSP_SMTP_CONNECTIONS", SMTP_CONNECTIONS))
+        for start in range(0, len(emails), size):
+            outcomes.update(self._send_group(emails[start : start + size], now))
+        return outcomes
 
-        def mark():
-            nonlocal marked
-            _mark_sent(email, now)
-            marked = True
-
+    def _send_plain(self, email, now):
+        """A backend that does not speak SMTP here (console, in-memory, store only): mark, then hand over."""
+        if not _mark_sent([email], now):
+            return False
         try:
-            if self.backend is None:
-                self.backend = get_connection(fail_silently=False)
-                self.backend.open()
-            if isinstance(self.backend, SMTPBackend):
-                error = _smtp_transaction(self.backend.connection, message, mark)
-                if error:
-                    OutboundEmail.objects.for_tenant(email.tenant_id).filter(pk=email.pk).update(error=error[:2000])
-                    self.close()
-            else:
-                mark()
-                self.backend.send_messages([message])
-            return True
-        except NotQueued:
-            self.close()
-            return False
+            self._backend(0).send_messages([message_of(email)])
         except (smtplib.SMTPException, OSError) as exc:
-            permanent = _is_permanent(exc)
-            OutboundEmail.objects.for_tenant(email.tenant_id).filter(
-                pk=email.pk, status=EmailStatus.SENT if marked else EmailStatus.QUEUED
-            ).update(
-                status=EmailStatus.FAILED if permanent else EmailStatus.QUEUED,
-                sent_at=None,
-                attempts=email.attempts + 1,
-                error=str(exc)[:2000],
-            )
-            if not permanent:
-                self.close()
-                raise TransientSendError(str(exc) or exc.__class__.__name__) from exc
-            self._reset()
-            return False
+            return self._failed(0, email, exc, marked=True)
+        return True
 
-    def _reset(self):
+    def _send_group(self, emails, now):
+        """1. Each email on a connection of its own, up to its "." (the connections in step).
+        2. One commit marks the held ones sent; the others end without "." (discarded).
+        3. The "."s back to back, then each answer.
+        """
+        outcomes = {}
+        held = self._hold(emails, outcomes)
+        try:
+            marked = _mark_sent([sending.email for sending in held], now) if held else set()
+        except BaseException:
+            # The servers hold unfinished messages: closing without the "." makes them discard them.
+            self.close()
+            raise
+        ending = []
+        for sending in held:
+            if sending.email.pk in marked:
+                ending.append(sending)
+            else:
+                self._close(sending.slot)
+                outcomes[sending.email.pk] = False
+        written = []
+        for sending in ending:
+            try:
+                sending.smtp.send(b".\r\n")
+                written.append(sending)
+            except (smtplib.SMTPException, OSError) as exc:
+                outcomes[sending.email.pk] = self._failed(sending.slot, sending.email, exc, marked=True)
+        for sending in written:
+            email = sending.email
+            try:
+                error = _end_answer(sending.smtp)
+            except (smtplib.SMTPException, OSError) as exc:
+                outcomes[email.pk] = self._failed(sending.slot, email, exc, marked=True)
+                continue
+            if error:
+                OutboundEmail.objects.for_tenant(email.tenant_id).filter(pk=email.pk).update(error=error[:2000])
+                self._close(sending.slot)
+            outcomes[email.pk] = True
+        return outcomes
+
+    def _hold(self, emails, outcomes):
+        """Step 1 of _send_group: the transactions whose server holds all but the "."; failures go to `outcomes`."""
+        live = []
+        for slot, email in enumerate(emails):
+            try:
+                smtp = self._backend(slot).connection
+                smtp.ehlo_or_helo_if_needed()
+                live.append(_Transaction(slot, email, smtp))
+            except (smtplib.SMTPException, OSError) as exc:
+                outcomes[email.pk] = self._failed(slot, email, exc, marked=False)
+        for write, read in _Transaction.STAGES:
+            for step in (write, read):
+                for sending in list(live):
+                    try:
+                        step(sending)
+                    except (smtplib.SMTPException, OSError) as exc:
+                        live.remove(sending)
+                        outcomes[sending.email.pk] = self._failed(
+                            sending.slot, sending.email, exc, marked=False
+                        )
+        return live
+
+    def _failed(self, slot, email, exc, *, marked):
+        """Record a refusal or a broken connection before the server took the email; returns its outcome.
+
+        A permanent refusal (5xx) marks the row failed; anything else puts
+        it back to queued (it may have been marked sent) for the next attempt.
+        """
+        permanent = _is_permanent(exc)
+        OutboundEmail.objects.for_tenant(email.tenant_id).filter(
+            pk=email.pk, status=EmailStatus.SENT if marked else EmailStatus.QUEUED
+        ).update(
+            status=EmailStatus.FAILED if permanent else EmailStatus.QUEUED,
+            sent_at=None,
+            attempts=email.attempts + 1,
+            error=str(exc)[:2000],
+        )
+        if not permanent:
+            self._close(slot)
+            return TransientSendError(str(exc) or exc.__class__.__name__)
+        self._reset(slot)
+        return False
+
+    def _reset(self, slot):
         """After a refusal the connection stays usable once the mail transaction is reset."""
-        connection = getattr(self.backend, "connection", None)
+        connection = getattr(self.backends.get(slot), "connection", None)
         if connection is None:
             return
         try:
             connection.rset()
         except (smtplib.SMTPException, OSError):
-            self.close()
+            self._close(slot)
 
 
 def email_deliver(*, email, now=None):
-    """Send one queued email over a connection of its own; see Outbox.deliver.
+    """Send one queued email over a connection of its own; see Outbox.send. True if this call sent it.
 
     `now` is the sending time to record when the step runner replays the past.
     """
     with Outbox() as outbox:
-        return outbox.deliver(email, now)
+        outcome = outbox.send([email], now)[email.pk]
+    if isinstance(outcome, TransientSendError):
+        raise outcome
+    return outcome

@@ -1,11 +1,12 @@
 """The step runner: claim due StepRuns, execute each, schedule the next.
 
 Steps are rows with a due time. `steps_run_due` claims a batch with
-SELECT ... FOR UPDATE SKIP LOCKED (status -> running), then executes each
-step in its own transactions. Every side effect carries a key with a unique
-constraint, so a step executed twice (its worker died, the claim was
-reclaimed) creates nothing twice and sends no email twice (mail.py says
-how, and which window of a kill is left open).
+SELECT ... FOR UPDATE SKIP LOCKED (status -> running), then executes it
+tenant by tenant: one transaction prepares all of a tenant's steps, their
+emails go out together, one transaction finishes them. Every side effect
+carries a key with a unique constraint, so a step executed twice (its
+worker died, the claim was reclaimed) creates nothing twice and sends no
+email twice (mail.py says how, and which window of a kill is left open).
 
 The claims span tenants, so they run with row-level security bypassed;
 each step then runs inside its own tenant's context.
@@ -16,14 +17,15 @@ import logging
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Case, JSONField, Value, When
 from django.utils import timezone
 
 from csplatform.tenancy.rls import dangerously_bypass_rls, tenant_context
 
 from .mail import Outbox, TransientSendError
 from .models import EmailStatus, OutboundEmail, Run, RunStatus, StepRun, StepRunStatus
-from .services import playbook_steps, run_end
-from .steps import EXECUTORS, PermanentStepError, StepContext, faces_customer
+from .services import playbook_steps, run_end, runs_end
+from .steps import EXECUTORS, BatchFacts, PermanentStepError, StepContext, faces_customer
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ def step_runs_reclaim(*, now):
 def step_runs_claim(*, now, limit):
     """Claim up to `limit` due steps of any tenant; returns their ids."""
     with transaction.atomic(), dangerously_bypass_rls():
+        # A claim lost to a database crash leaves its steps due: they run again, harmlessly.
+        _commit_without_waiting_for_disk()
         ids = list(
             StepRun.objects.dangerously_all_tenants()
             .select_for_update(skip_locked=True)
@@ -67,17 +71,20 @@ def step_runs_claim(*, now, limit):
 
 
 def steps_run_due(*, now=None, limit=100):
-    """Reclaim dead claims, claim due steps and execute them, each in its tenant's context.
+    """Reclaim dead claims, claim due steps and execute them, tenant by tenant in its context.
 
-    Returns how many were executed. The batch shares one mail connection.
+    Returns how many were executed. The batch shares its mail connections.
     """
     now = now or timezone.now()
     step_runs_reclaim(now=now)
     ids = step_runs_claim(now=now, limit=limit)
+    by_tenant = {}
+    for step_run in _load(ids):
+        by_tenant.setdefault(step_run.tenant_id, []).append(step_run)
     with Outbox() as outbox:
-        for step_run in _load(ids):
-            with tenant_context(step_run.tenant_id):
-                _execute(step_run, now, outbox)
+        for tenant_id, step_runs in by_tenant.items():
+            with tenant_context(tenant_id):
+                _execute(step_runs, now, outbox)
     return len(ids)
 
 
@@ -93,95 +100,74 @@ def _load(step_run_ids):
     return [rows[pk] for pk in step_run_ids if pk in rows]
 
 
-def _finish(step_run, status, *, outcome=None, error="", now):
-    StepRun.objects.for_tenant(step_run.tenant).filter(pk=step_run.pk, status=StepRunStatus.RUNNING).update(
-        status=status, outcome=outcome or {}, error=error[:2000], finished_at=now
-    )
-
-
-def _schedule_next(step_run, outcome, now):
-    """The run's next StepRun (by position, or the usage check's goto), else the run completes."""
-    tenant, run = step_run.tenant, step_run.run
-    if outcome.get("end"):
-        run_end(
-            tenant=tenant,
-            run=run,
-            status=RunStatus.COMPLETED,
-            reason=outcome.get("reason", "Ended by a step."),
-            now=now,
-        )
-        return
-    steps = playbook_steps(tenant, run.playbook)
-    position = outcome["goto"] if "goto" in outcome else step_run.step.position + 1
-    following = next((step for step in steps if step.position == position), None)
-    if following is None:
-        run_end(tenant=tenant, run=run, status=RunStatus.COMPLETED, reason="All steps done.", now=now)
-        return
-    StepRun.objects.for_tenant(tenant).get_or_create(
-        run=run,
-        sequence=step_run.sequence + 1,
-        defaults={"tenant": tenant, "step": following, "due_at": now + dt.timedelta(minutes=following.delay_minutes)},
-    )
-
-
 def step_execute(*, step_run_id, now=None):
     """Execute one claimed step (see _execute); returns its new status, or None if it was not claimed.
 
     A given `now` is the step's clock throughout, as when replaying the past:
     its finish, the next step's due time and its emails' sent time read it.
     """
-    clock = timezone.now if now is None else (lambda: now)
     claimed = _load([step_run_id])
     if not claimed:
         return None
-    (step_run,) = claimed
-    with tenant_context(step_run.tenant_id), Outbox() as outbox:
-        return _execute(step_run, clock(), outbox, clock)
+    with tenant_context(claimed[0].tenant_id), Outbox() as outbox:
+        return _execute(claimed, now or timezone.now(), outbox, replaying=now is not None)[step_run_id]
 
 
-def _execute(step_run, now, outbox, clock=timezone.now):
-    """Execute one claimed step.
+def _execute(step_runs, now, outbox, replaying=False):
+    """Execute claimed steps of one tenant; returns {step run id: new status, or None if settled otherwise}.
 
-    1. In one transaction: stop if the run ended, exit the run if the account
-       left the trigger stage or the exit criteria hold, wait for business
-       hours if the step faces the customer, else run the step's executor,
-       which records its side effects (emails queued, tasks) under
-       idempotency keys.
-    2. Send the step's queued emails, each marked sent as it goes.
-    3. Finish the step and schedule the next one. A transient failure puts
-       the step back with a later due time; a permanent one fails the run.
+    1. In one transaction: per step, stop if the run ended, exit the run if
+       the account left the trigger stage or the exit criteria hold, wait for
+       business hours if the step faces the customer, else run the step's
+       executor, which records its side effects (emails queued, tasks) under
+       idempotency keys. A permanent error fails its step and run alone.
+    2. Send the steps' queued emails, each marked sent before its end (mail.py).
+    3. In one transaction: finish the steps and schedule the next ones. A
+       transient send failure puts its step back with a later due time.
+    `replaying` keeps `now` as the clock of steps 2 and 3 too.
     """
-    try:
-        with transaction.atomic():
-            _commit_without_waiting_for_disk()
-            outcome = _prepare(step_run, now)
-            if outcome is None:
-                return None
-        waiting = _send_emails(step_run, outbox, clock)
-        with transaction.atomic():
-            _commit_without_waiting_for_disk()
-            if waiting:
+    statuses = _prepare_all(step_runs, now)
+    prepared = [step_run for step_run in step_runs if step_run.pk not in statuses]
+    if not prepared:
+        return statuses
+    emails = list(
+        OutboundEmail.objects.for_tenant(step_runs[0].tenant)
+        .filter(step_run__in=[step_run.pk for step_run in prepared])
+        .filter(status__in=(EmailStatus.QUEUED, EmailStatus.PENDING_REVIEW))
+        .order_by("pk")
+    )
+    sent = outbox.send([email for email in emails if email.status == EmailStatus.QUEUED], now if replaying else None)
+    transient, waiting = {}, set()
+    for email in emails:
+        if isinstance(sent.get(email.pk), TransientSendError):
+            transient.setdefault(email.step_run_id, sent[email.pk])
+        elif email.status == EmailStatus.PENDING_REVIEW:
+            waiting.add(email.step_run_id)
+    for step_run in prepared:
+        if step_run.pk in transient:
+            statuses[step_run.pk] = _retry_later(step_run, str(transient[step_run.pk]))
+    finished = [step_run for step_run in prepared if step_run.pk not in transient]
+    with transaction.atomic():
+        _commit_without_waiting_for_disk()
+        done = [step_run for step_run in finished if step_run.pk not in waiting]
+        for step_run in finished:
+            if step_run.pk in waiting:
                 StepRun.objects.for_tenant(step_run.tenant).filter(pk=step_run.pk, status=StepRunStatus.RUNNING).update(
-                    status=StepRunStatus.WAITING_REVIEW, outcome=outcome
+                    status=StepRunStatus.WAITING_REVIEW, outcome=step_run.outcome
                 )
-                return StepRunStatus.WAITING_REVIEW
-            _finish(step_run, StepRunStatus.DONE, outcome=outcome, now=clock())
-            _schedule_next(step_run, outcome, clock())
-        return StepRunStatus.DONE
-    except TransientSendError as exc:
-        return _retry_later(step_run, str(exc))
-    except PermanentStepError as exc:
-        with transaction.atomic():
-            _finish(step_run, StepRunStatus.FAILED, error=str(exc), now=now)
-            run_end(tenant=step_run.tenant, run=step_run.run, status=RunStatus.FAILED, reason=str(exc), now=now)
-        return StepRunStatus.FAILED
+                statuses[step_run.pk] = StepRunStatus.WAITING_REVIEW
+        finished_at = now if replaying else timezone.now()
+        _finish_done(done, finished_at)
+        _schedule_next(done, finished_at)
+        statuses.update((step_run.pk, StepRunStatus.DONE) for step_run in done)
+    return statuses
 
 
 def _commit_without_waiting_for_disk():
     """Let the current transaction's commit return before it is on disk (PostgreSQL).
 
-    A database crash can lose such a commit, which only makes the step run
-    again: its idempotency keys make that harmless. The sent mark of an
+    A database crash can lose such a commit, which only makes the steps run
+    again: their idempotency keys make that harmless. The sent mark of an
     email, which must survive, commits synchronously and so makes every
     earlier commit durable with it.
     """
@@ -190,20 +176,56 @@ def _commit_without_waiting_for_disk():
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
-def _prepare(step_run, now):
-    """Step 1 of _execute; returns the outcome, or None when the step is settled otherwise."""
+def _prepare_all(step_runs, now):
+    """Step 1 of _execute; returns {step run id: status} of the steps settled otherwise, the rest carry `outcome`.
+
+    Tried first without a savepoint per step; if a step fails for good, its
+    work must roll back alone, so the batch is prepared again with one.
+    """
+    try:
+        return _prepare_in_one_transaction(step_runs, now, isolated=False)
+    except PermanentStepError:
+        return _prepare_in_one_transaction(step_runs, now, isolated=True)
+
+
+def _prepare_in_one_transaction(step_runs, now, *, isolated):
+    tenant = step_runs[0].tenant
+    settled = {}
+    with transaction.atomic():
+        _commit_without_waiting_for_disk()
+        runs = (
+            Run.objects.for_tenant(tenant)
+            .select_for_update(of=("self",))
+            .select_related("playbook", "account__owner")
+            .filter(pk__in={step_run.run_id for step_run in step_runs})
+            .order_by("pk")
+            .in_bulk()
+        )
+        facts = BatchFacts(tenant=tenant, step_runs=step_runs)
+        for step_run in step_runs:
+            step_run.run = runs[step_run.run_id]
+            try:
+                with transaction.atomic(savepoint=isolated):
+                    step_run.outcome = _prepare(step_run, now, facts)
+            except PermanentStepError as exc:
+                if not isolated:
+                    raise
+                _finish(step_run, StepRunStatus.FAILED, error=str(exc), now=now)
+                run_end(tenant=tenant, run=step_run.run, status=RunStatus.FAILED, reason=str(exc), now=now)
+                settled[step_run.pk] = StepRunStatus.FAILED
+                continue
+            if step_run.outcome is None:
+                settled[step_run.pk] = None
+    return settled
+
+
+def _prepare(step_run, now, facts):
+    """One step of _prepare_all; returns the outcome, or None when the step is settled otherwise."""
     tenant, run = step_run.tenant, step_run.run
-    run = (
-        Run.objects.for_tenant(tenant)
-        .select_for_update(of=("self",))
-        .select_related("playbook", "account__owner")
-        .get(pk=run.pk)
-    )
-    step_run.run = run
     if run.status != RunStatus.ACTIVE:
         _finish(step_run, StepRunStatus.SKIPPED, error=f"The run is {run.status}.", now=now)
         return None
-    context = StepContext(step_run=step_run, now=now)
+    context = StepContext(step_run=step_run, now=now, facts=facts)
     reason = context.exit_reason()
     if reason:
         _finish(step_run, StepRunStatus.SKIPPED, error=reason, now=now)
@@ -219,17 +241,56 @@ def _prepare(step_run, now):
     return EXECUTORS[step_run.step.kind](context)
 
 
-def _send_emails(step_run, outbox, clock):
-    """Send the step's queued emails; True while some still wait for review."""
-    emails = list(
-        OutboundEmail.objects.for_tenant(step_run.tenant)
-        .filter(step_run=step_run, status__in=(EmailStatus.QUEUED, EmailStatus.PENDING_REVIEW))
-        .order_by("pk")
+def _finish(step_run, status, *, outcome=None, error="", now):
+    StepRun.objects.for_tenant(step_run.tenant).filter(pk=step_run.pk, status=StepRunStatus.RUNNING).update(
+        status=status, outcome=outcome or {}, error=error[:2000], finished_at=now
     )
-    for email in emails:
-        if email.status == EmailStatus.QUEUED:
-            outbox.deliver(email, clock())
-    return any(email.status == EmailStatus.PENDING_REVIEW for email in emails)
+
+
+def _finish_done(step_runs, now):
+    """Mark the steps done with their outcomes, in one statement."""
+    if not step_runs:
+        return
+    outcomes = [When(pk=step_run.pk, then=Value(step_run.outcome, output_field=JSONField())) for step_run in step_runs]
+    StepRun.objects.for_tenant(step_runs[0].tenant).filter(
+        pk__in=[step_run.pk for step_run in step_runs], status=StepRunStatus.RUNNING
+    ).update(status=StepRunStatus.DONE, outcome=Case(*outcomes, output_field=JSONField()), error="", finished_at=now)
+
+
+def _schedule_next(step_runs, now):
+    """Each run's next StepRun (by position, or the usage check's goto), else the run completes.
+
+    The next StepRuns are inserted together; one that exists already (the
+    step ran before) is kept, by the unique (run, sequence).
+    """
+    if not step_runs:
+        return
+    tenant = step_runs[0].tenant
+    steps_of, following, ending = {}, [], {}
+    for step_run in step_runs:
+        run, outcome = step_run.run, step_run.outcome
+        if outcome.get("end"):
+            ending.setdefault(outcome.get("reason", "Ended by a step."), []).append(run)
+            continue
+        if run.playbook_id not in steps_of:
+            steps_of[run.playbook_id] = playbook_steps(tenant, run.playbook)
+        position = outcome["goto"] if "goto" in outcome else step_run.step.position + 1
+        step = next((step for step in steps_of[run.playbook_id] if step.position == position), None)
+        if step is None:
+            ending.setdefault("All steps done.", []).append(run)
+            continue
+        following.append(
+            StepRun(
+                tenant=tenant,
+                run=run,
+                step=step,
+                sequence=step_run.sequence + 1,
+                due_at=now + dt.timedelta(minutes=step.delay_minutes),
+            )
+        )
+    StepRun.objects.for_tenant(tenant).bulk_create(following, ignore_conflicts=True)
+    for reason, runs in ending.items():
+        runs_end(tenant=tenant, runs=runs, status=RunStatus.COMPLETED, reason=reason, now=now)
 
 
 def _retry_later(step_run, error):

@@ -404,18 +404,24 @@ def run_cancel(*, tenant, run, actor=None, reason="Cancelled by hand."):
 
 def run_end(*, tenant, run, status, reason, now=None):
     """End a run; its steps not yet executed are skipped and their held emails dropped."""
+    runs_end(tenant=tenant, runs=[run], status=status, reason=reason, now=now)
+
+
+def runs_end(*, tenant, runs, status, reason, now=None):
+    """End several runs alike in three statements; see run_end."""
     now = now or timezone.now()
-    Run.objects.for_tenant(tenant).filter(pk=run.pk, status=RunStatus.ACTIVE).update(
+    Run.objects.for_tenant(tenant).filter(pk__in=[run.pk for run in runs], status=RunStatus.ACTIVE).update(
         status=status, ended_at=now, reason=reason
     )
     open_steps = StepRun.objects.for_tenant(tenant).filter(
-        run=run, status__in=(StepRunStatus.PENDING, StepRunStatus.WAITING_REVIEW)
+        run__in=[run.pk for run in runs], status__in=(StepRunStatus.PENDING, StepRunStatus.WAITING_REVIEW)
     )
     OutboundEmail.objects.for_tenant(tenant).filter(step_run__in=open_steps, status=EmailStatus.PENDING_REVIEW).update(
         status=EmailStatus.SKIPPED
     )
     open_steps.update(status=StepRunStatus.SKIPPED, finished_at=now, error=reason)
-    run.status, run.ended_at, run.reason = status, now, reason
+    for run in runs:
+        run.status, run.ended_at, run.reason = status, now, reason
 
 
 # Tasks

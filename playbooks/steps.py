@@ -21,6 +21,8 @@ from .scheduling import demo_slot, next_business_time, zone_of
 from .services import task_create_once
 
 CUSTOMER_FACING = {StepKind.SEND_EMAIL, StepKind.SCHEDULE_DEMO, StepKind.NPS_SURVEY}
+# Without an audience, a step writes to the first of these, else to the first contact.
+LEADING_ROLES = (ContactRole.ADMINISTRATOR, ContactRole.CHAMPION)
 EMAIL_TEMPLATES_DIR = Path(settings.BASE_DIR) / "templates" / "emails"
 
 
@@ -41,8 +43,44 @@ def email_template(name):
     return (EMAIL_TEMPLATES_DIR / name).read_text()
 
 
+class BatchFacts:
+    """What the steps of one tenant's batch read about their accounts, loaded in a few queries.
+
+    Loaded inside the batch's transaction after its runs are locked, so the
+    emails found are every email these steps made before: an email not
+    among them can be inserted without a second look.
+    """
+
+    def __init__(self, *, tenant, step_runs):
+        from health.models import HealthScore
+        from lifecycle.models import AccountStage
+
+        account_ids = {step_run.run.account_id for step_run in step_runs}
+        self.loaded = set(account_ids)
+        self.stages = {
+            state.account_id: state.stage
+            for state in AccountStage.objects.for_tenant(tenant).select_related("stage").filter(account__in=account_ids)
+        }
+        self.health = {
+            score.account_id: score for score in HealthScore.objects.for_tenant(tenant).filter(account__in=account_ids)
+        }
+        self.contacts = {account_id: [] for account_id in account_ids}
+        for contact in reachable_contacts(tenant).filter(account__in=account_ids).order_by("pk"):
+            self.contacts[contact.account_id].append(contact)
+        made = OutboundEmail.objects.for_tenant(tenant).filter(step_run__in=[step_run.pk for step_run in step_runs])
+        self.emails = {email.idempotency_key: email for email in made}
+
+    def stage_changed(self, account_id):
+        """A step moved the account: the steps after it read its stage afresh."""
+        self.loaded.discard(account_id)
+
+
+def reachable_contacts(tenant):
+    return Contact.objects.for_tenant(tenant).filter(unsubscribed=False).exclude(email="")
+
+
 class StepContext:
-    def __init__(self, *, step_run, now):
+    def __init__(self, *, step_run, now, facts):
         self.step_run = step_run
         self.run = step_run.run
         self.step = step_run.step
@@ -52,30 +90,28 @@ class StepContext:
         self.account = self.run.account
         self.owner = self.account.owner
         self.now = now
+        self.facts = facts
         self._stage = None
-        self._health = None
 
     @property
     def stage(self):
         if self._stage is None:
-            from lifecycle.models import AccountStage
+            if self.account.pk in self.facts.loaded:
+                self._stage = self.facts.stages.get(self.account.pk) or False
+            else:
+                from lifecycle.models import AccountStage
 
-            state = (
-                AccountStage.objects.for_tenant(self.tenant)
-                .select_related("stage")
-                .filter(account=self.account)
-                .first()
-            )
-            self._stage = state.stage if state else False
+                state = (
+                    AccountStage.objects.for_tenant(self.tenant)
+                    .select_related("stage")
+                    .filter(account=self.account)
+                    .first()
+                )
+                self._stage = state.stage if state else False
         return self._stage or None
 
     def health(self):
-        if self._health is None:
-            from health.models import HealthScore
-
-            score = HealthScore.objects.for_tenant(self.tenant).filter(account=self.account).first()
-            self._health = score or False
-        return self._health or None
+        return self.facts.health.get(self.account.pk)
 
     def account_matches(self, criteria_json):
         criteria = load_criteria(criteria_json, subject="account", tenant=self.tenant)
@@ -98,21 +134,21 @@ class StepContext:
 
     def recipients(self):
         """The audience: contacts matching the playbook's criteria, else the primary contact."""
-        contacts = (
-            Contact.objects.for_tenant(self.tenant).filter(account=self.account, unsubscribed=False).exclude(email="")
-        )
         if self.playbook.audience:
             try:
                 criteria = load_criteria(self.playbook.audience, subject="contact", tenant=self.tenant)
             except CriteriaError as exc:
                 raise PermanentStepError(f"The audience no longer compiles: {exc}") from exc
+            contacts = reachable_contacts(self.tenant).filter(account=self.account)
             return list(criteria.filter(contacts, now=self.now).order_by("pk"))
-        primary = self.primary_contact(contacts)
+        contacts = self.facts.contacts[self.account.pk]
+        leaders = [contact for contact in contacts if contact.role in LEADING_ROLES]
+        primary = (leaders or contacts or [None])[0]
         return [primary] if primary else []
 
     @staticmethod
     def primary_contact(contacts):
-        leaders = contacts.filter(role__in=(ContactRole.ADMINISTRATOR, ContactRole.CHAMPION)).order_by("pk").first()
+        leaders = contacts.filter(role__in=LEADING_ROLES).order_by("pk").first()
         return leaders or contacts.order_by("pk").first()
 
     def business_time(self):
@@ -145,34 +181,32 @@ class StepContext:
         text_suffix="",
         html_suffix="",
     ):
-        """The email of this step for this contact, stored the first time only.
+        """The email of this step for this contact, stored the first time only (the batch's facts hold earlier ones).
 
         The suffixes are appended after rendering (links the platform made).
         """
         key = f"steprun:{self.step_run.pk}:{purpose}:{contact.pk}"
-        emails = OutboundEmail.objects.for_tenant(self.tenant)
-        email = emails.filter(idempotency_key=key).first()
+        email = self.facts.emails.get(key)
         if email is None:
             text = self.render(text, contact) + text_suffix
             html = self.render(html, contact, html=True) + html_suffix if (html or html_suffix) else ""
-            email, _ = emails.get_or_create(
+            email = OutboundEmail.objects.for_tenant(self.tenant).create(
                 idempotency_key=key,
-                defaults={
-                    "tenant": self.tenant,
-                    "account": self.account,
-                    "contact": contact,
-                    "step_run": self.step_run,
-                    "owner": self.owner,
-                    "to_email": contact.email,
-                    # A subject is one header line, whatever the template's line breaks.
-                    "subject": " ".join(self.render(subject, contact).split())[:500],
-                    "text": text,
-                    "html": html,
-                    "reply_to": self.owner.email if self.owner else "",
-                    "attachments": list(attachments),
-                    "status": EmailStatus.PENDING_REVIEW if review else EmailStatus.QUEUED,
-                },
+                tenant=self.tenant,
+                account=self.account,
+                contact=contact,
+                step_run=self.step_run,
+                owner=self.owner,
+                to_email=contact.email,
+                # A subject is one header line, whatever the template's line breaks.
+                subject=" ".join(self.render(subject, contact).split())[:500],
+                text=text,
+                html=html,
+                reply_to=self.owner.email if self.owner else "",
+                attachments=list(attachments),
+                status=EmailStatus.PENDING_REVIEW if review else EmailStatus.QUEUED,
             )
+            self.facts.emails[key] = email
         return email
 
     def task_once(self, *, title, due_in_days, purpose="task", description="", due_at=None):
@@ -426,6 +460,7 @@ def update_account(context):
                 actor=None,
                 reason=config.get("reason") or f"Playbook {context.playbook.name}.",
             )
+        context.facts.stage_changed(context.account.pk)
         return {"stage": stage.key, "moved": True}
     account = Account.objects.for_tenant(context.tenant).select_for_update().get(pk=context.account.pk)
     account.attributes = {**(account.attributes or {}), config["attribute"]: config.get("value")}

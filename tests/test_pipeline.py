@@ -64,7 +64,18 @@ def test_an_ingested_event_reaches_metrics_health_and_stage(api, configured_tena
 def test_an_account_changed_during_a_run_stays_dirty_for_the_next(configured_tenant):
     account = AccountFactory(tenant=configured_tenant)
     later = timezone.now() + dt.timedelta(seconds=30)
-    Account.objects.for_tenant(configured_tenant).filter(pk=account.pk).update(dirty_at=later)
+    account_mark_dirty(tenant=configured_tenant, account_ids=[account.pk], now=later)
+
+    pipeline.recompute_dirty(tenant=configured_tenant)
+
+    assert list(Account.objects.for_tenant(configured_tenant).dirty()) == [account]
+
+
+def test_an_older_mark_arriving_late_does_not_hide_a_newer_change(configured_tenant):
+    account = AccountFactory(tenant=configured_tenant)
+    later = timezone.now() + dt.timedelta(seconds=30)
+    account_mark_dirty(tenant=configured_tenant, account_ids=[account.pk], now=later)
+    account_mark_dirty(tenant=configured_tenant, account_ids=[account.pk])
 
     pipeline.recompute_dirty(tenant=configured_tenant)
 
@@ -119,7 +130,6 @@ def test_a_recompute_asked_for_during_a_run_is_done_by_that_run_before_it_return
     from csplatform.tasks import recompute_dirty_task
 
     first, late = AccountFactory(tenant=configured_tenant), AccountFactory(tenant=configured_tenant)
-    Account.objects.for_tenant(configured_tenant).update(dirty_at=None)
     account_mark_dirty(tenant=configured_tenant, account_ids=[first.pk])
     real_recompute, passes = pipeline.recompute_dirty, []
 

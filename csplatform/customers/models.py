@@ -5,7 +5,7 @@ from csplatform.tenancy.models import TenantModel, TenantQuerySet, User
 
 class AccountQuerySet(TenantQuerySet):
     def dirty(self):
-        return self.filter(dirty_at__isnull=False)
+        return self.filter(dirty_mark__isnull=False)
 
 
 class Account(TenantModel):
@@ -24,9 +24,6 @@ class Account(TenantModel):
     attributes = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    # Set when ingest or an edit touches the account; the pipeline clears it
-    # only if it has not changed since the pipeline read it.
-    dirty_at = models.DateTimeField(null=True, blank=True)
 
     objects = AccountQuerySet.as_manager()
 
@@ -38,11 +35,29 @@ class Account(TenantModel):
             models.Index(fields=["tenant", "owner"]),
             models.Index(fields=["tenant", "renewal_date"]),
             models.Index(fields=["tenant", "updated_at"]),
-            models.Index(fields=["tenant", "dirty_at"], condition=models.Q(dirty_at__isnull=False), name="account_dirty"),
         ]
 
     def __str__(self):
         return self.name
+
+
+class DirtyAccount(TenantModel):
+    """An account the pipeline must recompute, marked when ingest or an edit touches it.
+
+    The marks live in this narrow table rather than on the wide, much-indexed
+    account row, so setting one rewrites no account index. `dirty_at` is not
+    indexed, so marking a marked account again can be a heap-only update. The
+    pipeline deletes a mark only if it is not newer than the moment it read it.
+    """
+
+    account = models.OneToOneField(Account, primary_key=True, on_delete=models.CASCADE, related_name="dirty_mark")
+    dirty_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "account"], name="dirty_account_unique")]
+
+    def __str__(self):
+        return f"account {self.account_id} dirty since {self.dirty_at}"
 
 
 class ContactRole(models.TextChoices):

@@ -1,9 +1,11 @@
 from django.conf import settings
-from django.db import transaction
+from django.core.exceptions import EmptyResultSet
+from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from .models import Account, Contact
+from .models import Account, Contact, DirtyAccount
 
 
 @transaction.atomic
@@ -24,9 +26,8 @@ def account_upsert(*, tenant, external_id, fields):
         setattr(account, name, value)
     if attributes:
         account.attributes = {**account.attributes, **attributes}
-    account.dirty_at = timezone.now()
     account.save()
-    accounts_changed(tenant)
+    account_mark_dirty(tenant=tenant, account_ids=[account.pk])
     return account, created
 
 
@@ -100,7 +101,7 @@ def account_bulk_upsert(*, tenant, items):
     existing = rows_by_external_id(
         Account.objects.for_tenant(tenant).select_for_update(), [item["external_id"] for item in items]
     )
-    to_create, to_update, changed = [], [], {"dirty_at"}
+    to_create, to_update, changed = [], [], set()
     for item in items:
         fields = dict(item)
         external_id = fields.pop("external_id")
@@ -111,8 +112,8 @@ def account_bulk_upsert(*, tenant, items):
         else:
             to_update.append(account)
         changed |= _apply_fields(account, fields)
-        account.dirty_at = now
     _bulk_write(Account, tenant, to_create, to_update, changed, now)
+    account_mark_dirty(tenant=tenant, account_ids=[account.pk for account in to_create + to_update], now=now)
     return len(to_create), len(to_update)
 
 
@@ -148,13 +149,44 @@ def contact_bulk_upsert(*, tenant, items):
 
 
 def account_mark_dirty(*, tenant, account_ids, now=None):
-    """Queue these accounts for the pipeline's next recompute."""
+    """Queue these accounts for the pipeline's next recompute, and ask for one."""
     now = now or timezone.now()
     account_ids = list(account_ids)
     for start in range(0, len(account_ids), LOOKUP_CHUNK):
         chunk = account_ids[start : start + LOOKUP_CHUNK]
-        Account.objects.for_tenant(tenant).filter(pk__in=chunk).update(dirty_at=now)
+        dirty_marks_set(tenant=tenant, accounts=Account.objects.for_tenant(tenant).filter(pk__in=chunk), now=now)
     accounts_changed(tenant)
+
+
+def dirty_marks_set(*, tenant, accounts, now=None):
+    """Mark every account of the `accounts` queryset dirty in one statement; returns how many.
+
+    INSERT … SELECT … ON CONFLICT: an account already marked keeps the later
+    of the two times, so a mark never moves back. Selecting from the tenant's
+    accounts rather than taking ids on trust means another tenant's id marks nothing.
+    """
+    now = connection.ops.adapt_datetimefield_value(now or timezone.now())
+    marked = accounts.filter(tenant_id=tenant.pk).order_by().values(marked_tenant=F("tenant_id"), marked_account=F("pk"))
+    try:
+        marked_sql, marked_params = marked.query.sql_with_params()
+    except EmptyResultSet:  # Django does not compile a filter that can match nothing, such as `pk__in=[]`.
+        return 0
+    table = connection.ops.quote_name(DirtyAccount._meta.db_table)
+    later = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+    # "WHERE true" tells SQLite's parser that ON CONFLICT belongs to the INSERT, not to a join.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (tenant_id, account_id, dirty_at) "
+            f"SELECT marked.marked_tenant, marked.marked_account, %s FROM ({marked_sql}) marked WHERE true "
+            f"ON CONFLICT (tenant_id, account_id) DO UPDATE SET dirty_at = {later}({table}.dirty_at, excluded.dirty_at)",
+            [now, *marked_params],
+        )
+        return cursor.rowcount
+
+
+def dirty_marks_clear(*, tenant, account_ids, read_at):
+    """Clear the marks of these accounts unless set after `read_at`: a later change needs another recompute."""
+    DirtyAccount.objects.for_tenant(tenant).filter(account_id__in=account_ids, dirty_at__lte=read_at).delete()
 
 
 def accounts_changed(tenant):
@@ -171,7 +203,9 @@ def accounts_changed(tenant):
 
 @transaction.atomic
 def account_create(*, tenant, fields):
-    return Account.objects.create(tenant=tenant, dirty_at=timezone.now(), **fields)
+    account = Account.objects.create(tenant=tenant, **fields)
+    dirty_marks_set(tenant=tenant, accounts=Account.objects.for_tenant(tenant).filter(pk=account.pk))
+    return account
 
 
 @transaction.atomic
@@ -179,8 +213,8 @@ def account_update(*, tenant, account, fields):
     """Set the given fields; `attributes`, when given, replaces the stored object."""
     for name, value in fields.items():
         setattr(account, name, value)
-    account.dirty_at = timezone.now()
     account.save()
+    dirty_marks_set(tenant=tenant, accounts=Account.objects.for_tenant(tenant).filter(pk=account.pk))
     return account
 
 

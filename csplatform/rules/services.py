@@ -1,9 +1,9 @@
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from csplatform.customers.ingest import value_rollups_rebuild
 from csplatform.customers.models import Account
+from csplatform.customers.services import dirty_marks_set
 from csplatform.tenancy.services import audit_record
 
 from .metrics import RESERVED_KEYS
@@ -74,7 +74,7 @@ def _roll_up_values(tenant, definition):
 
 
 def _mark_accounts_dirty(tenant):
-    Account.objects.for_tenant(tenant).update(dirty_at=timezone.now())
+    dirty_marks_set(tenant=tenant, accounts=Account.objects.for_tenant(tenant))
 
 
 @transaction.atomic

@@ -39,7 +39,7 @@ def test_account_can_be_created_read_updated_and_deleted(api, tenant, alice):
     body = created.json()
     assert body["owner"] == "alice@alpha.example"
     assert body["currency"] == "EUR"
-    assert stored(tenant, "a-1").dirty_at is not None
+    assert stored(tenant, "a-1") in Account.objects.for_tenant(tenant).dirty()
 
     detail = f"{URL}{body['id']}/"
     assert api.get(detail).json()["name"] == "Acme"
@@ -219,7 +219,7 @@ def test_upsert_by_external_id_creates_then_updates(api, tenant):
     account = stored(tenant, "crm-42")
     assert (account.name, account.plan) == ("Acme", "team")
     assert account.attributes == {"seats": 10, "region": "eu"}
-    assert account.dirty_at is not None
+    assert account in Account.objects.for_tenant(tenant).dirty()
 
 
 def test_upsert_refuses_a_body_external_id_that_differs_from_the_url(api, tenant):
@@ -249,7 +249,7 @@ def test_bulk_upsert_creates_and_updates_and_marks_accounts_dirty(api, tenant, a
     assert (a1.name, a1.plan, a1.attributes) == ("Acme", "team", {"seats": 5, "region": "eu"})
     assert (a2.owner, a2.mrr) == (alice, Decimal("10"))
     assert a3.name == "a3"
-    assert all(account.dirty_at is not None for account in (a1, a2, a3))
+    assert set(Account.objects.for_tenant(tenant).dirty()) == {a1, a2, a3}
 
 
 def test_bulk_upsert_reports_bad_items_by_path_and_stores_the_valid_ones(api, tenant, charlie):

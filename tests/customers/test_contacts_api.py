@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from csplatform.customers.models import Account, Contact
+from csplatform.customers.models import Account, Contact, DirtyAccount
 
 from ..conftest import make_api_client
 from ..factories import AccountFactory, ContactFactory
@@ -17,8 +17,8 @@ def stored(tenant, external_id):
     return Contact.objects.for_tenant(tenant).select_related("account").get(external_id=external_id)
 
 
-def dirty_at(tenant, account):
-    return Account.objects.for_tenant(tenant).get(pk=account.pk).dirty_at
+def is_dirty(tenant, account):
+    return Account.objects.for_tenant(tenant).dirty().filter(pk=account.pk).exists()
 
 
 def listed_ids(response):
@@ -38,7 +38,7 @@ def test_contact_can_be_created_read_updated_and_deleted(api, tenant):
     )
     assert created.status_code == 201, created.json()
     assert created.json()["account"] == "acme"
-    assert dirty_at(tenant, acme) is not None
+    assert is_dirty(tenant, acme)
 
     detail = f"{URL}{created.json()['id']}/"
     assert api.get(detail).json()["email"] == "ann@acme.example"
@@ -46,16 +46,16 @@ def test_contact_can_be_created_read_updated_and_deleted(api, tenant):
     moved = api.patch(detail, {"account": "globex", "title": "CTO"}, format="json")
     assert moved.status_code == 200
     assert stored(tenant, "c-1").account == globex
-    assert dirty_at(tenant, globex) is not None
+    assert is_dirty(tenant, globex)
 
     replaced = api.put(detail, {"external_id": "c-1", "account": "globex", "name": "Ann"}, format="json")
     assert replaced.status_code == 200
     assert replaced.json()["name"] == "Ann"
 
-    Account.objects.for_tenant(tenant).update(dirty_at=None)
+    DirtyAccount.objects.for_tenant(tenant).delete()
     assert api.delete(detail).status_code == 204
     assert api.get(detail).status_code == 404
-    assert dirty_at(tenant, globex) is not None
+    assert is_dirty(tenant, globex)
 
 
 def test_contact_list_shows_only_the_keys_tenant(api, tenant, other_tenant):
@@ -160,7 +160,7 @@ def test_bulk_upsert_reports_bad_items_and_stores_the_valid_ones(api, tenant):
     acme = AccountFactory(tenant=tenant, external_id="acme")
     globex = AccountFactory(tenant=tenant, external_id="globex")
     ContactFactory(account=acme, external_id="existing", name="Old")
-    Account.objects.for_tenant(tenant).update(dirty_at=None)
+    DirtyAccount.objects.for_tenant(tenant).delete()
     items = [
         {"external_id": "existing", "account": "globex", "name": "Moved"},
         {"external_id": "new-1", "account": "acme", "role": "billing"},
@@ -181,8 +181,8 @@ def test_bulk_upsert_reports_bad_items_and_stores_the_valid_ones(api, tenant):
     ]
     assert stored(tenant, "existing").account == globex
     assert stored(tenant, "new-1").role == "billing"
-    assert dirty_at(tenant, acme) is not None
-    assert dirty_at(tenant, globex) is not None
+    assert is_dirty(tenant, acme)
+    assert is_dirty(tenant, globex)
 
 
 def test_bulk_upsert_refuses_more_than_a_thousand_items_with_413(api, tenant):

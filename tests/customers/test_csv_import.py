@@ -39,7 +39,7 @@ def test_good_accounts_file_imports_every_row(api, tenant, alice):
     acme = Account.objects.for_tenant(tenant).get(external_id="a1")
     assert (acme.owner, acme.mrr, acme.currency) == (alice, Decimal("120.50"), "USD")
     assert acme.attributes == {"region": "eu", "seats": "25"}
-    assert acme.dirty_at is not None
+    assert acme in Account.objects.for_tenant(tenant).dirty()
     globex = Account.objects.for_tenant(tenant).get(external_id="a2")
     assert (globex.name, globex.owner, globex.renewal_date, globex.attributes) == ("Globex, Inc.", None, None, {})
 

@@ -5,7 +5,7 @@ import json
 import pytest
 from django.utils import timezone
 
-from csplatform.customers.models import DailyRollup, UsageEvent
+from csplatform.customers.models import Account, DailyRollup, UsageEvent
 from tests.conftest import make_api_client
 from tests.factories import AccountFactory, ContactFactory, UsageEventFactory
 
@@ -354,9 +354,6 @@ def test_message_ids_are_unique_per_tenant_not_globally(api, other_api, tenant, 
 
 
 def test_ingest_updates_contact_last_seen_and_marks_the_account_dirty(api, tenant, account, contact):
-    account.dirty_at = None
-    account.save()
-
     post_batch(
         api,
         [
@@ -367,9 +364,8 @@ def test_ingest_updates_contact_last_seen_and_marks_the_account_dirty(api, tenan
     )
 
     contact.refresh_from_db()
-    account.refresh_from_db()
     assert contact.last_seen_at == dt.datetime(2025, 3, 3, 8, tzinfo=dt.timezone.utc)
-    assert account.dirty_at is not None
+    assert account in Account.objects.for_tenant(tenant).dirty()
 
 
 def test_ingest_stores_events_while_redis_is_down(api, tenant, account, settings):

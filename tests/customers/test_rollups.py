@@ -189,24 +189,19 @@ def test_contact_last_seen_only_moves_forward(tenant, account):
 
 
 def test_ingest_marks_only_the_touched_accounts_dirty(tenant, account):
-    untouched = AccountFactory(tenant=tenant)
-    Account.objects.for_tenant(tenant).update(dirty_at=None)
+    AccountFactory(tenant=tenant)
 
     events_ingest(tenant=tenant, events=[make_event(account, "a", "2025-03-01T10:00:00")])
 
     assert list(Account.objects.for_tenant(tenant).dirty()) == [account]
-    untouched.refresh_from_db()
-    assert untouched.dirty_at is None
 
 
 def test_marking_accounts_dirty_is_scoped_to_the_tenant(tenant, account, other_tenant):
     foreign = AccountFactory(tenant=other_tenant)
-    Account.objects.for_tenant(other_tenant).update(dirty_at=None)
 
     account_mark_dirty(tenant=tenant, account_ids=[account.pk, foreign.pk])
 
-    foreign.refresh_from_db()
-    assert foreign.dirty_at is None
+    assert not Account.objects.for_tenant(other_tenant).dirty().exists()
     assert Account.objects.for_tenant(tenant).dirty().get() == account
 
 

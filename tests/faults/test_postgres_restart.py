@@ -129,7 +129,7 @@ def pipeline_counts(server, slug):
         """
         SELECT
             (SELECT count(*) FROM lifecycle_stagetransition WHERE tenant_id = t.id),
-            (SELECT count(*) FROM customers_account WHERE tenant_id = t.id AND dirty_at IS NOT NULL),
+            (SELECT count(*) FROM customers_dirtyaccount WHERE tenant_id = t.id),
             (SELECT count(*) FROM lifecycle_accountstage s JOIN lifecycle_stage st ON st.id = s.stage_id
              WHERE s.tenant_id = t.id AND st.key = 'paying')
         FROM tenancy_tenant t WHERE t.slug = %s

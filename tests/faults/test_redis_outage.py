@@ -103,7 +103,9 @@ def test_after_a_redis_outage_the_pipeline_catches_up_within_twice_the_outage(
     def dirty(external_id):
         with sqlite3.connect(tmp_path / "csplatform.sqlite3") as database:
             (count,) = database.execute(
-                "SELECT count(*) FROM customers_account WHERE external_id = ? AND dirty_at IS NOT NULL", [external_id]
+                "SELECT count(*) FROM customers_dirtyaccount mark JOIN customers_account a ON a.id = mark.account_id "
+                "WHERE a.external_id = ?",
+                [external_id],
             ).fetchone()
         return count > 0
 

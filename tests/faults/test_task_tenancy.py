@@ -8,8 +8,8 @@ tenant A's ids; A's rows must come out exactly as they went in.
 import inspect
 
 import pytest
-from django.utils import timezone
 
+from csplatform import pipeline
 from csplatform.celery import app
 from csplatform.customers.models import Account
 from csplatform.tasks import recompute_dirty_task
@@ -39,7 +39,7 @@ def id_arguments(params, pk):
 @pytest.fixture
 def world(db):
     world = build_world()
-    Account.objects.for_tenant(world["tenant"]).update(dirty_at=timezone.now())
+    pipeline.mark_all_dirty(tenant=world["tenant"])
     return world
 
 

@@ -10,7 +10,7 @@ from alerts.models import Alert, WebhookDelivery
 from alerts.services import segment_create, segments_refresh
 from alerts.webhooks import webhook_subscription_create
 from csplatform.customers.ingest import events_ingest
-from csplatform.customers.models import UsageEvent
+from csplatform.customers.models import ContactRole, UsageEvent
 from lifecycle.models import AccountStage
 from lifecycle.services import account_move_stage, lifecycle_advance
 from playbooks.models import (
@@ -19,13 +19,14 @@ from playbooks.models import (
     OutboundEmail,
     Run,
     RunStatus,
+    Step,
     StepRun,
     StepRunStatus,
     Task,
 )
 from playbooks.runner import step_execute, step_runs_claim, steps_run_due
 from playbooks.services import playbook_create, playbooks_enroll, playbooks_enroll_dates, run_start
-from tests.factories import AccountFactory
+from tests.factories import AccountFactory, ContactFactory
 from tests.playbooks.conftest import free_port
 
 pytestmark = pytest.mark.django_db
@@ -105,6 +106,37 @@ def test_smtp_down_retries_with_backoff_then_sends(tenant, customer, smtp_server
     step_run.refresh_from_db()
     assert step_run.status == StepRunStatus.DONE
     assert len(smtp_server.messages) == 1
+
+
+def test_a_batch_larger_than_one_group_of_connections_sends_each_email_once(
+    tenant, customer, smtp_server, noon, settings
+):
+    settings.CSP_SMTP_CONNECTIONS = 2
+    playbook = make_playbook(tenant, [EMAIL, {"kind": "create_task", "config": {"title": "Next"}}])
+    accounts = [customer] + [AccountFactory(tenant=tenant, name=f"Account {n}") for n in range(4)]
+    for account in accounts[1:]:
+        ContactFactory(account=account, role=ContactRole.ADMINISTRATOR)
+    for account in accounts:
+        run_start(tenant=tenant, playbook=playbook, account=account)
+    assert steps_run_due() == 5
+    assert smtp_server.subjects() == sorted(f"Hello {account.name}" for account in accounts)
+    assert set(OutboundEmail.objects.for_tenant(tenant).values_list("status", flat=True)) == {EmailStatus.SENT}
+    # Each run moved on to its second step, once.
+    assert StepRun.objects.for_tenant(tenant).filter(sequence=1, status=StepRunStatus.PENDING).count() == 5
+
+
+def test_a_step_failing_for_good_leaves_the_other_steps_of_its_batch_done(tenant, customer, smtp_server, noon):
+    broken = make_playbook(tenant, [EMAIL], key="broken")
+    working = make_playbook(tenant, [EMAIL], key="working")
+    # A template that no longer renders, as one saved before a rendering rule changed.
+    Step.objects.for_tenant(tenant).filter(playbook=broken).update(config={"subject": "Hi", "text": "{% if %}"})
+    broken_run = run_start(tenant=tenant, playbook=broken, account=customer)
+    working_run = run_start(tenant=tenant, playbook=working, account=customer)
+    assert steps_run_due() == 2
+    broken_run.refresh_from_db()
+    working_run.refresh_from_db()
+    assert (broken_run.status, working_run.status) == (RunStatus.FAILED, RunStatus.COMPLETED)
+    assert smtp_server.subjects() == ["Hello Acme Rockets"]
 
 
 def test_a_permanently_refused_recipient_fails_the_step_with_the_reason(

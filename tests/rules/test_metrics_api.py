@@ -33,8 +33,8 @@ def audit_actions(tenant):
 
 
 def test_creating_a_metric_stores_it_audits_it_and_marks_every_account_for_recompute(api, tenant, other_tenant):
-    ours = AccountFactory.create_batch(3, tenant=tenant, dirty_at=None)
-    theirs = AccountFactory(tenant=other_tenant, dirty_at=None)
+    ours = AccountFactory.create_batch(3, tenant=tenant)
+    AccountFactory(tenant=other_tenant)
 
     response = create(api, description="Logins, any method")
 
@@ -45,9 +45,8 @@ def test_creating_a_metric_stores_it_audits_it_and_marks_every_account_for_recom
     definition = MetricDefinition.objects.for_tenant(tenant).get(pk=body["id"])
     assert definition.description == "Logins, any method"
     assert audit_actions(tenant)[-1] == "metric.created"
-    assert all(a.dirty_at is not None for a in Account.objects.for_tenant(tenant).filter(pk__in=[a.pk for a in ours]))
-    theirs.refresh_from_db()
-    assert theirs.dirty_at is None
+    assert set(Account.objects.for_tenant(tenant).dirty()) == set(ours)
+    assert not Account.objects.for_tenant(other_tenant).dirty().exists()
 
 
 def test_listing_shows_only_the_tenants_metrics_and_filters_by_subject(api, other_api):
@@ -120,7 +119,7 @@ def test_a_duplicate_key_answers_400_but_another_tenant_may_use_it(api, other_ap
 
 def test_updating_a_metric_audits_before_and_after_and_marks_accounts_for_recompute(api, tenant):
     metric_id = create(api).json()["id"]
-    account = AccountFactory(tenant=tenant, dirty_at=None)
+    account = AccountFactory(tenant=tenant)
 
     response = api.patch(f"{URL}{metric_id}/", {"window_days": 7, "label": "Weekly logins"}, format="json")
 
@@ -128,18 +127,16 @@ def test_updating_a_metric_audits_before_and_after_and_marks_accounts_for_recomp
     assert response.json()["window_days"] == 7
     entry = AuditLogEntry.objects.for_tenant(tenant).filter(action="metric.updated").get()
     assert (entry.before["window_days"], entry.after["window_days"]) == (30, 7)
-    account.refresh_from_db()
-    assert account.dirty_at is not None
+    assert account in Account.objects.for_tenant(tenant).dirty()
 
 
 def test_a_label_change_does_not_force_a_recompute(api, tenant):
     metric_id = create(api).json()["id"]
-    account = AccountFactory(tenant=tenant, dirty_at=None)
+    account = AccountFactory(tenant=tenant)
 
     assert api.patch(f"{URL}{metric_id}/", {"label": "Sign-ins"}, format="json").status_code == 200
 
-    account.refresh_from_db()
-    assert account.dirty_at is None
+    assert account not in Account.objects.for_tenant(tenant).dirty()
 
 
 def test_an_update_is_validated_against_the_stored_fields(api):
@@ -163,7 +160,7 @@ def test_a_metrics_key_cannot_change(api, tenant):
 
 def test_deleting_a_metric_audits_it_and_marks_accounts_for_recompute(api, tenant):
     metric_id = create(api).json()["id"]
-    account = AccountFactory(tenant=tenant, dirty_at=None)
+    account = AccountFactory(tenant=tenant)
 
     response = api.delete(f"{URL}{metric_id}/")
 
@@ -171,8 +168,7 @@ def test_deleting_a_metric_audits_it_and_marks_accounts_for_recompute(api, tenan
     assert not MetricDefinition.objects.for_tenant(tenant).exists()
     entry = AuditLogEntry.objects.for_tenant(tenant).filter(action="metric.deleted").get()
     assert entry.before["key"] == "logins_30d" and entry.object_id == str(metric_id)
-    account.refresh_from_db()
-    assert account.dirty_at is not None
+    assert account in Account.objects.for_tenant(tenant).dirty()
 
 
 def test_another_tenants_metric_answers_404(api, other_api, tenant):
