@@ -3,7 +3,7 @@
 A tenant of its own gets N accounts, each with a contact and a run of a
 one-step playbook whose email is due now. The beat task's own code
 (`run_due_task`) executes them in this process against an aiosmtpd sink in
-a process of its own (over its groups of connections, see playbooks/mail.py);
+a process of its own (with the configured CSP_SMTP_CONNECTIONS, see playbooks/mail.py);
 then a plain smtplib loop sends the same messages, built beforehand, over one
 connection to the same sink.
 """

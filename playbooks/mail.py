@@ -11,21 +11,24 @@ the commit. So a worker killed at any moment leaves one of two states:
 - killed after the commit: the row says sent, and the "." follows at once,
   so the server has the message; nobody sends it again.
 
-A commit that must reach the disk costs far more than an SMTP transaction,
-so a batch sends its emails in groups over several connections, one
-message on each: every connection of the group carries its message up to
-the ".", one commit marks the whole group sent, then the "."s are written
-back to back, one send() call each, before any answer is read.
-
-What is left open is the gap between the commit returning and the group's
-last "." reaching the kernel (one send() call per email of the group,
-microseconds each): a kill exactly there loses the emails whose "." was
-not yet written, which are marked sent. Sending before marking would
+What is left open is the gap between the commit returning and the "."
+reaching the kernel, one send() call of microseconds: a kill exactly there
+loses the email, which is marked sent. Sending before marking would
 instead duplicate an email on a kill anywhere between the server accepting
 it and the mark committing, a network round trip plus a database commit.
 Once the "." is written, only an answer of refusal from the server undoes
 the mark; a connection lost while waiting for that answer counts as sent,
 the same decision the restarted worker makes, and the row keeps the error.
+
+A commit that must reach the disk costs more than an SMTP transaction, so
+CSP_SMTP_CONNECTIONS above 1 sends a batch in groups over that many
+connections, one message on each: every connection carries its message up
+to the ".", one commit marks the group sent, then the "."s are written back
+to back before any answer is read. That multiplies the rate, and widens the
+window: a worker killed after the group's commit resets those of its
+connections with answers not yet read, and the server drops what it had not
+read of them, so up to a group of emails marked sent can be lost. The
+default is 1, exactly once but for the one send() call above.
 """
 
 import re
@@ -46,8 +49,8 @@ from .models import EmailStatus, OutboundEmail
 # SMTP transparency (RFC 5321 4.5.2): a line starting with "." gets a second one.
 LEADING_DOT = re.compile(rb"(?m)^\.")
 # Emails per group, one SMTP connection each (setting CSP_SMTP_CONNECTIONS): more share a commit,
-# but more "."s follow it, which widens the window the module docstring describes.
-SMTP_CONNECTIONS = 16
+# but a crash after it can lose the group (see the module docstring).
+SMTP_CONNECTIONS = 1
 
 
 class TransientSendError(Exception):

@@ -16,11 +16,12 @@ moments that decide the outcome (see playbooks/mail.py):
   was written, so the restarted workers do not send it again. (Sending
   first and marking after the answer would duplicate this email.)
 
-What no test can reach is the one window left open: a kill after a group's
-sent mark commits and before the group's last "." reaches the kernel, one
-send() call of microseconds per email of the group. The server then
-discards the unfinished messages while their rows say sent: those emails
-are lost, not duplicated.
+What no test can reach is the one window left open: a kill after the sent
+mark commits and before the "." reaches the kernel, one send() call of
+microseconds. The server then discards the unfinished message while its
+row says sent: that email is lost, not duplicated. The workers run with the
+default of one SMTP connection; grouped connections (CSP_SMTP_CONNECTIONS)
+widen that window, as playbooks/mail.py explains.
 """
 
 import asyncio
