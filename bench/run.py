@@ -63,7 +63,8 @@ def bench_run(*, scale_name, only=FIGURES, out=None, reuse=False, log=print):
     """1. Prepare the database and build the tenants (timed), or with `reuse` take those a previous run
     built. 2. Ingest through the real server. 3. The pipeline at three sizes (time, memory, growth).
     4. Pages and API. 5. Freshness with a real worker and beat. Returns the results, also written to
-    `out` as JSON; with `reuse` they update the figures already there."""
+    `out` as JSON after each step, so a step that fails keeps the figures before it; with `reuse` they
+    update the figures already there."""
     scale = SCALES[scale_name]
     out = Path(out or Path(settings.VAR_DIR) / "bench" / "results.json")
     results = {}
@@ -74,6 +75,7 @@ def bench_run(*, scale_name, only=FIGURES, out=None, reuse=False, log=print):
     else:
         database_prepare()
         tenant, plan, account_ids, contact_ids, growth = tenants_build(scale, results, log)
+        results_write(out, results)
     flush_redis()
     ctx = figures.Context(tenant, plan, account_ids, contact_ids)
 
@@ -81,26 +83,31 @@ def bench_run(*, scale_name, only=FIGURES, out=None, reuse=False, log=print):
         log("ingest through the batch and Segment APIs under gunicorn ...")
         with processes.gunicorn() as port:
             results.update(figures.ingest_figures(ctx, port, scale))
+        results_write(out, results)
     if "pipeline" in only:
         log("pipeline at three sizes ...")
         results.update(figures.pipeline_figures(ctx, scale, growth))
+        results_write(out, results)
     if "pages" in only:
         log("pages and API ...")
         with processes.gunicorn() as port:
             results.update(figures.page_figures(ctx, port, growth[0][1], log))
+        results_write(out, results)
     if "freshness" in only:
         log("freshness with a real worker and beat ...")
         flush_redis()
         with processes.celery_worker_and_beat(), processes.gunicorn() as port:
             results["freshness"] = figures.freshness_figure(ctx, port)
+        results_write(out, results)
     if "runner" in only:
         log("step runner against an SMTP sink ...")
         results.update(runner_figures(scale, log))
+        results_write(out, results)
     if "enrolment" in only:
         log("enrolling accounts into a playbook ...")
         results.update(enrolment_figures(ctx))
+        results_write(out, results)
 
-    results_write(out, results)
     log(table_text(results))
     log(f"scale {scale.name}: {scale.accounts} accounts, {scale.contacts} contacts, {scale.events} events; "
         f"results in {out}")
