@@ -15,6 +15,7 @@ from csplatform.rules.settings_views import criteria_feedback
 from csplatform.tenancy.settings_forms import add_service_errors
 from csplatform.tenancy.settings_views import back, posted, settings_page
 
+from .library import ALERT_RULES, SEGMENTS, starter_alerts_install
 from .models import AlertRule, Segment, SegmentMembership, Subject, WebhookDelivery, WebhookSubscription
 from .services import (
     alert_rule_create,
@@ -164,7 +165,26 @@ def alert_rules(request):
     rules = AlertRule.objects.for_tenant(request.tenant).annotate(
         active=Count("alerts", filter=Q(alerts__status__in=("open", "acknowledged")))
     )
-    return render(request, "settings/alerts/rules.html", {"rules": rules})
+    installed = {rule.key for rule in rules} | set(
+        Segment.objects.for_tenant(request.tenant).values_list("key", flat=True)
+    )
+    starters = [
+        {"name": entry["name"], "criteria": entry.get("criteria_text") or entry["condition_text"]}
+        for entry in SEGMENTS + ALERT_RULES
+        if entry["key"] not in installed
+    ]
+    return render(request, "settings/alerts/rules.html", {"rules": rules, "starters": starters})
+
+
+@require_POST
+@settings_page
+def alert_rules_starter(request):
+    created, refused = starter_alerts_install(tenant=request.tenant, actor=request.user)
+    if created:
+        messages.success(request, f"Added {', '.join(str(obj) for obj in created)}.")
+    for key, reason in refused.items():
+        messages.error(request, f"Did not add {key}: {reason}")
+    return back(request, "settings-alert-rules")
 
 
 @settings_page

@@ -199,6 +199,7 @@ CSP_ACCOUNTS_CHANGED_HOOK = "csplatform.tasks.schedule_recompute"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["csplatform.tenancy.api.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["csplatform.tenancy.api.permissions.HasApiKeyScope"],
+    "DEFAULT_PARSER_CLASSES": ["csplatform.tenancy.api.parsers.JSONParser"],
     "DEFAULT_THROTTLE_CLASSES": ["csplatform.tenancy.api.throttling.ApiKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_key": os.environ.get("CSP_API_RATE", "6000/min")},
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],

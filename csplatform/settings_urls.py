@@ -1,8 +1,9 @@
 """Admin settings pages, mounted at /t/<tenant_slug>/settings/.
 
 Every view here is wrapped in tenancy.settings_views.settings_page: members
-who are not admins get a 403 page, everyone else a 404. The one exception
-is `join`, reached from an invitation email before its reader can sign in.
+who are not admins get a 403 page, everyone else a 404. Two exceptions:
+`join`, reached from an invitation email before its reader can sign in, and
+`member_hours`, where every member sets their own working hours.
 """
 
 from django.urls import path
@@ -43,6 +44,7 @@ urlpatterns = [
     path("segments/<int:pk>/delete/", alerts.segment_remove, name="settings-segment-delete"),
     path("alert-rules/", alerts.alert_rules, name="settings-alert-rules"),
     path("alert-rules/new/", alerts.alert_rule_edit, name="settings-alert-rule-new"),
+    path("alert-rules/starter/", alerts.alert_rules_starter, name="settings-alert-rules-starter"),
     path("alert-rules/<int:pk>/", alerts.alert_rule_edit, name="settings-alert-rule"),
     path("alert-rules/<int:pk>/toggle/", alerts.alert_rule_toggle, name="settings-alert-rule-toggle"),
     path("alert-rules/<int:pk>/delete/", alerts.alert_rule_remove, name="settings-alert-rule-delete"),
@@ -61,6 +63,7 @@ urlpatterns = [
     path("members/", tenancy.members, name="settings-members"),
     path("members/<int:pk>/role/", tenancy.member_role, name="settings-member-role"),
     path("members/<int:pk>/remove/", tenancy.member_delete, name="settings-member-remove"),
+    path("members/<int:pk>/hours/", tenancy.member_hours, name="settings-member-hours"),
     path("join/<uidb64>/<token>/", tenancy.JoinView.as_view(), name="settings-join"),
     path("api-keys/", tenancy.api_keys, name="settings-api-keys"),
     path("api-keys/<int:pk>/created/", tenancy.api_key_created, name="settings-api-key-created"),

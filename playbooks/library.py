@@ -43,4 +43,51 @@ def onboarding_welcome():
     }
 
 
-LIBRARY_BY_KEY = {"onboarding_welcome": onboarding_welcome}
+def expansion_near_limit():
+    """Seed 004: in the Expansion stage, usage near the plan's limit flags an opportunity and asks the CSM to act.
+
+    The check runs daily while the account stays in the stage (entering
+    Expansion says usage is high, not yet that the plan is nearly full); the
+    first time it holds the opportunity is flagged, once.
+    """
+    return {
+        "key": "expansion_near_limit",
+        "name": "Expansion: usage near the plan's limit",
+        "description": "For each customer in the Expansion stage: once usage passes 80% of their plan's limit "
+        "(the account attribute plan_usage_percent), flag an expansion opportunity and give the CSM a task to "
+        "start the qualified-lead process with sales.",
+        "trigger_type": "stage_entered",
+        "trigger_config": {"stage": "expansion"},
+        "enrollment_policy": "once",
+        "steps": [
+            {
+                "kind": "usage_check",
+                "delay_minutes": DAY,
+                "config": {
+                    "criteria": "account.attributes.plan_usage_percent >= 80",
+                    "on_pass": "continue",
+                    # Not near the limit yet: look again tomorrow, from this same step.
+                    "on_fail": {"action": "goto", "step": 0},
+                },
+            },
+            {
+                "kind": "flag_expansion",
+                "delay_minutes": 0,
+                "config": {
+                    "title": "Near the plan's limit: {{ account.name }}",
+                    "note": "Usage passed 80% of the {{ account.plan }} plan's limit in the Expansion stage.",
+                },
+            },
+            {
+                "kind": "create_task",
+                "delay_minutes": 0,
+                "config": {
+                    "title": "Talk to {{ account.name }} about a bigger plan; qualify the lead with sales",
+                    "due_in_days": 2,
+                },
+            },
+        ],
+    }
+
+
+LIBRARY_BY_KEY = {"onboarding_welcome": onboarding_welcome, "expansion_near_limit": expansion_near_limit}

@@ -34,6 +34,7 @@ default is 1, exactly once but for the one send() call above.
 import re
 import smtplib
 import socket
+from email.headerregistry import Address
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -62,6 +63,19 @@ class StoreOnlyBackend(BaseEmailBackend):
 
     def send_messages(self, email_messages):
         return len(email_messages)
+
+
+def sender(owner):
+    """The From to store for an account's email: its owner CSM by name and address.
+
+    Blank without an owner: message_of then puts the platform's sender, as
+    configured where the email is sent.
+    """
+    if owner is None or not owner.email:
+        return ""
+    named = str(Address(display_name=owner.name, addr_spec=owner.email))
+    # A name too long for the stored header gives way to the bare address.
+    return named if len(named) <= OutboundEmail._meta.get_field("from_email").max_length else owner.email
 
 
 def message_of(email, connection=None):

@@ -182,6 +182,8 @@ class EmailStatus(models.TextChoices):
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed"
     SKIPPED = "skipped", "Skipped"
+    # Stored, never sent: the step's record that it left an unsubscribed contact out.
+    UNSUBSCRIBED = "unsubscribed", "Not sent: unsubscribed"
 
 
 class OutboundEmail(TenantModel):

@@ -23,13 +23,14 @@ from csplatform.tenancy.models import Membership, Role, User
 from csplatform.tenancy.timezones import day_start, tenant_today
 from lifecycle.views import can_change, forbidden_for_viewers, is_htmx
 
-from .models import EmailStatus, OutboundEmail, Playbook, Run, StepKind, StepRun, Task
+from .models import EmailStatus, ExpansionOpportunity, OutboundEmail, Playbook, Run, StepKind, StepRun, Task
 from .services import outbox_approve, outbox_edit, outbox_skip, run_start, task_complete, task_create_once
 
 TASKS_SHOWN = 200
 OUTBOX_PAGE_SIZE = 50
 ACCOUNT_RUNS_SHOWN = 10
 ACCOUNT_EMAILS_SHOWN = 20
+ACCOUNT_OPPORTUNITIES_SHOWN = 10
 OUTBOX_KINDS = (("email", "Emails"), ("demo", "Demo invitations"))
 
 
@@ -113,14 +114,17 @@ def is_demo_invitation(email):
 
 @tenant_page
 def outbox(request):
-    """Emails and demo invitations, newest first; filter by status and kind.
+    """Emails and demo invitations, newest first; filter by owner (mine or all), status and kind.
 
-    Counts per status under the kind filter (one grouped query), then one page.
+    Counts per status under the owner and kind filters (one grouped query), then one page.
     """
     tenant = request.tenant
+    scope = "mine" if request.GET.get("scope") == "mine" else ""
     status = request.GET.get("status") if request.GET.get("status") in EmailStatus.values else ""
     kind = request.GET.get("kind") if request.GET.get("kind") in dict(OUTBOX_KINDS) else ""
     emails = email_rows(tenant)
+    if scope == "mine":
+        emails = emails.filter(owner=request.user)
     if kind == "demo":
         emails = emails.filter(step_run__step__kind=StepKind.SCHEDULE_DEMO)
     elif kind == "email":
@@ -131,11 +135,10 @@ def outbox(request):
     page = Paginator(emails.order_by("-created_at", "-id"), OUTBOX_PAGE_SIZE).get_page(request.GET.get("page"))
     for email in page:
         email.is_demo = is_demo_invitation(email)
-    filters = {"status": status, "kind": kind}
+    filters = {"scope": scope, "status": status, "kind": kind}
     context = {
         "page": page,
         "filters": filters,
-        "query": "&".join(f"{name}={value}" for name, value in filters.items() if value),
         "statuses": [
             {"key": key, "label": label, "count": counts.get(key, 0)} for key, label in EmailStatus.choices
         ],
@@ -227,8 +230,23 @@ def tenant_members(tenant):
     return User.objects.filter(pk__in=user_ids).order_by("name", "email")
 
 
+def account_opportunities(tenant, account):
+    """The account's latest expansion opportunities, each with the name of the playbook that flagged it."""
+    opportunities = list(
+        ExpansionOpportunity.objects.for_tenant(tenant).filter(account=account)[:ACCOUNT_OPPORTUNITIES_SHOWN]
+    )
+    keys = {opportunity.source.removeprefix("playbook:") for opportunity in opportunities}
+    names = dict(Playbook.objects.for_tenant(tenant).filter(key__in=keys).values_list("key", "name")) if keys else {}
+    for opportunity in opportunities:
+        opportunity.playbook_name = names.get(opportunity.source.removeprefix("playbook:"), "")
+    return opportunities
+
+
 def account_playbooks_context(request, account):
-    """Runs with each step's state, open tasks, emails, and the two forms (a fixed number of queries)."""
+    """Runs with each step's state, expansion opportunities, open tasks, emails, and the two forms.
+
+    A fixed number of queries, whatever the account's history.
+    """
     tenant = request.tenant
     step_runs = StepRun.objects.for_tenant(tenant).select_related("step").order_by("sequence", "id")
     runs = list(
@@ -241,6 +259,7 @@ def account_playbooks_context(request, account):
     members = tenant_members(tenant)
     return {
         "runs": runs,
+        "account_opportunities": account_opportunities(tenant, account),
         "account_tasks": list(
             task_rows(tenant).filter(account=account, completed_at__isnull=True).order_by("due_at", "id")
         ),

@@ -137,6 +137,8 @@ def _execute(step_runs, now, outbox, replaying=False):
         .order_by("pk")
     )
     sent = outbox.send([email for email in emails if email.status == EmailStatus.QUEUED], now if replaying else None)
+    # After sending, a live batch reads the clock again; a replay stays at its moment.
+    clock = now if replaying else timezone.now()
     transient, waiting = {}, set()
     for email in emails:
         if isinstance(sent.get(email.pk), TransientSendError):
@@ -145,7 +147,7 @@ def _execute(step_runs, now, outbox, replaying=False):
             waiting.add(email.step_run_id)
     for step_run in prepared:
         if step_run.pk in transient:
-            statuses[step_run.pk] = _retry_later(step_run, str(transient[step_run.pk]))
+            statuses[step_run.pk] = _retry_later(step_run, str(transient[step_run.pk]), clock)
     finished = [step_run for step_run in prepared if step_run.pk not in transient]
     with transaction.atomic():
         _commit_without_waiting_for_disk()
@@ -156,9 +158,8 @@ def _execute(step_runs, now, outbox, replaying=False):
                     status=StepRunStatus.WAITING_REVIEW, outcome=step_run.outcome
                 )
                 statuses[step_run.pk] = StepRunStatus.WAITING_REVIEW
-        finished_at = now if replaying else timezone.now()
-        _finish_done(done, finished_at)
-        _schedule_next(done, finished_at)
+        _finish_done(done, clock)
+        _schedule_next(done, clock)
         statuses.update((step_run.pk, StepRunStatus.DONE) for step_run in done)
     return statuses
 
@@ -238,7 +239,11 @@ def _prepare(step_run, now, facts):
                 status=StepRunStatus.PENDING, due_at=later, claimed_at=None
             )
             return None
-    return EXECUTORS[step_run.step.kind](context)
+    outcome = EXECUTORS[step_run.step.kind](context)
+    if context.unsubscribed():
+        # Whatever the step's kind, its outcome names whom it left out and why.
+        outcome["unsubscribed"] = [contact.email for contact in context.unsubscribed()]
+    return outcome
 
 
 def _finish(step_run, status, *, outcome=None, error="", now):
@@ -293,9 +298,8 @@ def _schedule_next(step_runs, now):
         runs_end(tenant=tenant, runs=runs, status=RunStatus.COMPLETED, reason=reason, now=now)
 
 
-def _retry_later(step_run, error):
+def _retry_later(step_run, error, now):
     attempts = step_run.attempts + 1
-    now = timezone.now()
     with transaction.atomic():
         if attempts >= MAX_ATTEMPTS:
             reason = f"Gave up after {attempts} attempts: {error}"

@@ -29,7 +29,18 @@ def next_business_time(moment, zone, hours=DEFAULT_HOURS):
     return dt.datetime.combine(day, dt.time(start), tzinfo=zone).astimezone(dt.UTC)
 
 
-def demo_slot(*, now, zone, days_ahead, duration_minutes, busy=(), hours=DEFAULT_HOURS):
+def working_hours(tenant, membership=None):
+    """`(zone, (start, end hour), weekdays)` a member works in; else 9 to 17, Monday to Friday.
+
+    A member without a time zone of their own works in the tenant's.
+    """
+    if membership is None:
+        return zoneinfo.ZoneInfo(tenant.timezone), DEFAULT_HOURS, WORKDAYS
+    zone = zoneinfo.ZoneInfo(membership.timezone or tenant.timezone)
+    return zone, (membership.work_start_hour, membership.work_end_hour), frozenset(membership.work_days)
+
+
+def demo_slot(*, now, zone, days_ahead, duration_minutes, busy=(), hours=DEFAULT_HOURS, workdays=WORKDAYS):
     """The first free slot of `duration_minutes` on the working day `days_ahead` days from now.
 
     Slots start on the hour from the start of working hours; `busy` is a list
@@ -40,12 +51,14 @@ def demo_slot(*, now, zone, days_ahead, duration_minutes, busy=(), hours=DEFAULT
     day = now.astimezone(zone).date() + dt.timedelta(days=days_ahead)
     duration = dt.timedelta(minutes=duration_minutes)
     for _ in range(30):
-        while day.weekday() not in WORKDAYS:
+        while day.weekday() not in workdays:
             day += dt.timedelta(days=1)
+        # An end hour of 24 is midnight, which dt.time cannot hold.
+        day_end = dt.datetime.combine(day, dt.time(), tzinfo=zone) + dt.timedelta(hours=end_hour)
         for hour in range(start_hour, end_hour):
             start = dt.datetime.combine(day, dt.time(hour), tzinfo=zone)
             end = start + duration
-            if end > dt.datetime.combine(day, dt.time(end_hour), tzinfo=zone) or start <= now:
+            if end > day_end or start <= now:
                 continue
             if all(end <= b_start or start >= b_end for b_start, b_end in busy):
                 return start.astimezone(dt.UTC), end.astimezone(dt.UTC)

@@ -3,7 +3,7 @@ import logging
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import Exists, Max, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from csplatform.customers.models import Account, UsageEvent
@@ -126,6 +126,26 @@ def playbook_create(*, tenant, actor, key, name, trigger_type, steps, **fields):
     _steps_replace(tenant, playbook, cleaned)
     audit_record(tenant=tenant, actor=actor, action="playbook.created", obj=playbook, after=playbook_snapshot(playbook))
     return playbook
+
+
+def playbook_draft(*, tenant, playbook=None, steps=None, **fields):
+    """A new or changed definition, validated as saving it would be but stored nowhere; returns (playbook, steps).
+
+    What a simulation of a definition not saved runs. `playbook` is the
+    saved one to change, whose fields and steps stand where `fields` and
+    `steps` say nothing; None starts a new one, which needs steps.
+    """
+    draft = Playbook(tenant=tenant)
+    if playbook is not None:
+        for name in PLAYBOOK_FIELDS:
+            setattr(draft, name, getattr(playbook, name))
+    elif steps is None:
+        # Validated as no steps, so that the message comes with every other problem.
+        steps = []
+    cleaned = _apply_definition(tenant, draft, fields, steps)
+    if cleaned is None:
+        return draft, playbook_steps(tenant, playbook)
+    return draft, [Step(tenant=tenant, playbook=draft, position=index, **step) for index, step in enumerate(cleaned)]
 
 
 @transaction.atomic
@@ -266,14 +286,7 @@ def _matching_accounts(tenant, playbook, account_ids, stage_changes, health_chan
             .values_list("account_id", flat=True)
         )
     if kind in (TriggerType.HEALTH_BELOW, TriggerType.HEALTH_ABOVE) and account_ids:
-        from health.models import HealthScore
-
-        lookup = "score__lt" if kind == TriggerType.HEALTH_BELOW else "score__gt"
-        return set(
-            HealthScore.objects.for_tenant(tenant)
-            .filter(account_id__in=account_ids, **{lookup: config["value"]})
-            .values_list("account_id", flat=True)
-        )
+        return _health_crossed(tenant, kind, config["value"], account_ids, now)
     if kind == TriggerType.HEALTH_COLOUR_CHANGED and health_changes:
         from health.models import HealthScore
 
@@ -307,6 +320,27 @@ def _matching_accounts(tenant, playbook, account_ids, stage_changes, health_chan
         )
         return {pk for pk, last in latest.items() if pk not in started or started[pk] < last}
     return set()
+
+
+def _health_crossed(tenant, kind, value, account_ids, now):
+    """Accounts whose health crossed `value` today: today's snapshot beyond it, the one before not.
+
+    Day over day, as the simulation replays it: an account that stays below
+    triggers nothing however often it is scored, and a pass run again finds
+    the same crossing. An account scored for the first time crossed nothing.
+    """
+    from health.models import HealthSnapshot
+
+    today = now.astimezone(tenant_zone(tenant)).date()
+    beyond, short = ("lt", "gte") if kind == TriggerType.HEALTH_BELOW else ("gt", "lte")
+    snapshots = HealthSnapshot.objects.for_tenant(tenant)
+    before = snapshots.filter(account=OuterRef("account"), day__lt=today).order_by("-day")
+    return set(
+        snapshots.filter(Exists(before), account_id__in=account_ids, day=today, **{f"score__{beyond}": value})
+        .annotate(before=Subquery(before.values("score")[:1]))
+        .filter(Q(before__isnull=True) | Q(**{f"before__{short}": value}))
+        .values_list("account_id", flat=True)
+    )
 
 
 def playbooks_enroll(*, tenant, account_ids, stage_changes=(), health_changes=(), segment_changes=(), now=None):

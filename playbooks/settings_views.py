@@ -29,7 +29,7 @@ from .settings_forms import (
     steps_from_saved,
 )
 from .simulation import simulate
-from .steps import StepContext
+from .steps import primary_contact
 
 STEP_ERROR = re.compile(r"^steps\[(\d+)\](?:\.(delay_minutes|kind|config))?(?:\.(.+))?$")
 PREVIEW_ACCOUNTS = 200
@@ -107,7 +107,7 @@ def email_preview(tenant, account, row):
     from lifecycle.models import AccountStage
 
     contacts = Contact.objects.for_tenant(tenant).filter(account=account, unsubscribed=False).exclude(email="")
-    contact = StepContext.primary_contact(contacts)
+    contact = primary_contact(list(contacts.order_by("pk")))
     state = AccountStage.objects.for_tenant(tenant).select_related("stage").filter(account=account).first()
     context = render_context(
         account=account,

@@ -5,12 +5,13 @@ import datetime as dt
 from django.utils import timezone
 
 from csplatform.customers.models import Account, UsageEvent
+from csplatform.rules import load_criteria
 
 from .models import EnrollmentPolicy, StepKind, TriggerType
 from .rendering import TemplateError, render, render_context
 from .scheduling import next_business_time, zone_of
 from .services import date_window, playbook_steps
-from .steps import CUSTOMER_FACING, email_template, faces_customer
+from .steps import CUSTOMER_FACING, contacts_with_email, email_template, faces_customer, primary_contact, subscribed
 
 MAX_ENROLMENTS = 500
 
@@ -95,10 +96,20 @@ def _enrolments(playbook, history):
     return kept
 
 
-def _describe(step, account, contact):
+def _addressed(audience, contacts, now):
+    """Whom a customer-facing step is for, as StepContext.addressed picks them (audience read as of now)."""
+    if audience is None:
+        primary = primary_contact(contacts)
+        return [primary] if primary else []
+    return [contact for contact in contacts if audience.matches(contact, now=now)]
+
+
+def _describe(step, account, recipients, unsubscribed):
     config = step.config
-    variables = render_context(account=account, contact=contact, owner=account.owner)
     if step.kind in (StepKind.SEND_EMAIL, StepKind.NPS_SURVEY, StepKind.SCHEDULE_DEMO):
+        if step.kind == StepKind.SCHEDULE_DEMO:
+            recipients = recipients[:1]
+        variables = render_context(account=account, contact=(recipients or [None])[0], owner=account.owner)
         source = config.get("subject") or ""
         if step.kind == StepKind.SCHEDULE_DEMO and not source:
             source = email_template("demo_invitation_subject.txt")
@@ -106,7 +117,10 @@ def _describe(step, account, contact):
             subject = " ".join(render(source, variables).split())
         except TemplateError as exc:
             subject = f"(does not render: {exc})"
-        return {"to": contact.email if contact else None, "subject": subject or step.get_kind_display()}
+        described = {"to": [contact.email for contact in recipients], "subject": subject or step.get_kind_display()}
+        if unsubscribed:
+            described["unsubscribed"] = [contact.email for contact in unsubscribed]
+        return described
     if step.kind == StepKind.USAGE_CHECK:
         return {"criteria": config["criteria"], "on_fail": config["on_fail"]["action"]}
     if step.kind == StepKind.CREATE_TASK:
@@ -114,24 +128,30 @@ def _describe(step, account, contact):
     return {}
 
 
-def simulate(*, tenant, playbook, days=90, now=None):
+def simulate(*, tenant, playbook, steps=None, days=90, now=None):
     """Who would have been enrolled in the last `days` days, and each step's action and time.
 
-    Stage-based runs stop where the account left the trigger stage before a
-    step was due, as a real run would. Usage checks report the criteria;
-    their outcome depends on the data at the time and is not replayed.
+    `steps` simulates a definition not saved (see playbook_draft); without
+    them, the playbook's saved steps. Stage-based runs stop where the
+    account left the trigger stage before a step was due, as a real run
+    would. Usage checks report the criteria; their outcome depends on the
+    data at the time and is not replayed. Contacts and the audience are
+    read as they are now.
     """
     from lifecycle.models import StageTransition
 
     now = now or timezone.now()
     since = now - dt.timedelta(days=days)
-    steps = playbook_steps(tenant, playbook)
+    steps = playbook_steps(tenant, playbook) if steps is None else steps
     enrolments = _enrolments(playbook, _history(tenant, playbook, since, now))[:MAX_ENROLMENTS]
     accounts = Account.objects.for_tenant(tenant).select_related("owner").in_bulk({pk for pk, _ in enrolments})
-    contacts = {}
-    for account in accounts.values():
-        candidates = account.contacts.filter(unsubscribed=False).exclude(email="").order_by("pk")
-        contacts[account.pk] = candidates.filter(role__in=("administrator", "champion")).first() or candidates.first()
+    audience = load_criteria(playbook.audience, subject="contact", tenant=tenant) if playbook.audience else None
+    contacts = {pk: [] for pk in accounts}
+    for contact in contacts_with_email(tenant).filter(account__in=accounts).order_by("pk"):
+        # The account is at hand: an audience reading account fields costs no query per contact.
+        contact.account = accounts[contact.account_id]
+        contacts[contact.account_id].append(contact)
+    addressed = {pk: _addressed(audience, found, now) for pk, found in contacts.items()}
     leaves = {}
     if playbook.trigger_type == TriggerType.STAGE_ENTERED:
         for account_id, at in (
@@ -142,12 +162,14 @@ def simulate(*, tenant, playbook, days=90, now=None):
             leaves.setdefault(account_id, []).append(at)
     report = []
     for account_id, enrolled_at in enrolments:
-        account, contact = accounts[account_id], contacts.get(account_id)
+        account = accounts[account_id]
+        recipients = subscribed(addressed[account_id])
+        unsubscribed = [contact for contact in addressed[account_id] if contact.unsubscribed]
         moment, actions, exited = enrolled_at, [], ""
         for step in steps:
             moment += dt.timedelta(minutes=step.delay_minutes)
             if faces_customer(step):
-                moment = next_business_time(moment, zone_of(tenant, contact))
+                moment = next_business_time(moment, zone_of(tenant, (recipients or [None])[0]))
             if any(enrolled_at < left <= moment for left in leaves.get(account_id, [])):
                 exited = f"Left the {playbook.trigger_config['stage']} stage before step {step.position}."
                 break
@@ -157,7 +179,7 @@ def simulate(*, tenant, playbook, days=90, now=None):
                     "kind": step.kind,
                     "at": moment.isoformat(),
                     "future": moment > now,
-                    **_describe(step, account, contact),
+                    **_describe(step, account, recipients, unsubscribed),
                 }
             )
         report.append(
@@ -172,5 +194,5 @@ def simulate(*, tenant, playbook, days=90, now=None):
         "days": days,
         "enrolled": len(report),
         "runs": report,
-        "emails": sum(1 for run in report for a in run["steps"] if a.get("to") and a["kind"] in CUSTOMER_FACING),
+        "emails": sum(len(a.get("to", ())) for run in report for a in run["steps"] if a["kind"] in CUSTOMER_FACING),
     }

@@ -12,12 +12,14 @@ from django.utils.html import escape
 
 from csplatform.customers.models import Account, Contact, ContactRole
 from csplatform.rules import CriteriaError, load_criteria
+from csplatform.tenancy.models import Membership
 
 from .ics import invitation_ics
+from .mail import sender
 from .models import EmailStatus, ExpansionOpportunity, OutboundEmail, StepKind, Task
 from .nps import nps_token
 from .rendering import TemplateError, render, render_context
-from .scheduling import demo_slot, next_business_time, zone_of
+from .scheduling import demo_slot, next_business_time, working_hours, zone_of
 from .services import task_create_once
 
 CUSTOMER_FACING = {StepKind.SEND_EMAIL, StepKind.SCHEDULE_DEMO, StepKind.NPS_SURVEY}
@@ -65,7 +67,7 @@ class BatchFacts:
             score.account_id: score for score in HealthScore.objects.for_tenant(tenant).filter(account__in=account_ids)
         }
         self.contacts = {account_id: [] for account_id in account_ids}
-        for contact in reachable_contacts(tenant).filter(account__in=account_ids).order_by("pk"):
+        for contact in contacts_with_email(tenant).filter(account__in=account_ids).order_by("pk"):
             self.contacts[contact.account_id].append(contact)
         made = OutboundEmail.objects.for_tenant(tenant).filter(step_run__in=[step_run.pk for step_run in step_runs])
         self.emails = {email.idempotency_key: email for email in made}
@@ -75,8 +77,19 @@ class BatchFacts:
         self.loaded.discard(account_id)
 
 
-def reachable_contacts(tenant):
-    return Contact.objects.for_tenant(tenant).filter(unsubscribed=False).exclude(email="")
+def contacts_with_email(tenant):
+    """Contacts a step could write to, unsubscribed ones included: a step records whom it left out."""
+    return Contact.objects.for_tenant(tenant).exclude(email="")
+
+
+def primary_contact(contacts):
+    """Whom a step without an audience writes to: the first of `contacts` in a leading role, else the first."""
+    leaders = [contact for contact in contacts if contact.role in LEADING_ROLES]
+    return (leaders or contacts or [None])[0]
+
+
+def subscribed(contacts):
+    return [contact for contact in contacts if not contact.unsubscribed]
 
 
 class StepContext:
@@ -92,6 +105,7 @@ class StepContext:
         self.now = now
         self.facts = facts
         self._stage = None
+        self._addressed = None
 
     @property
     def stage(self):
@@ -132,28 +146,39 @@ class StepContext:
                 raise PermanentStepError(f"The exit criteria no longer compile: {exc}") from exc
         return ""
 
-    def recipients(self):
-        """The audience: contacts matching the playbook's criteria, else the primary contact."""
+    def _audience(self):
+        """The contacts matching the playbook's audience, else the primary contact; unsubscribed or not."""
         if self.playbook.audience:
             try:
                 criteria = load_criteria(self.playbook.audience, subject="contact", tenant=self.tenant)
             except CriteriaError as exc:
                 raise PermanentStepError(f"The audience no longer compiles: {exc}") from exc
-            contacts = reachable_contacts(self.tenant).filter(account=self.account)
+            contacts = contacts_with_email(self.tenant).filter(account=self.account)
             return list(criteria.filter(contacts, now=self.now).order_by("pk"))
-        contacts = self.facts.contacts[self.account.pk]
-        leaders = [contact for contact in contacts if contact.role in LEADING_ROLES]
-        primary = (leaders or contacts or [None])[0]
+        primary = primary_contact(self.facts.contacts[self.account.pk])
         return [primary] if primary else []
 
-    @staticmethod
-    def primary_contact(contacts):
-        leaders = contacts.filter(role__in=LEADING_ROLES).order_by("pk").first()
-        return leaders or contacts.order_by("pk").first()
+    def addressed(self):
+        """Whom the step writes to, unsubscribed contacts included so that it records them as left out.
+
+        An unsubscribed primary contact means the step writes to nobody,
+        never to another contact in their place.
+        """
+        if self._addressed is None:
+            self._addressed = self._audience()
+        return self._addressed
+
+    def recipients(self):
+        return subscribed(self.addressed())
+
+    def unsubscribed(self):
+        """The contacts the step addressed and left out: none while it has addressed nobody."""
+        return [contact for contact in self._addressed or () if contact.unsubscribed]
 
     def business_time(self):
         """When this customer-facing step may run: now in business hours, else the next opening."""
-        contacts = self.recipients()
+        # Not yet addressing anyone: a step that ends up writing to nobody records no one as left out.
+        contacts = subscribed(self._audience())
         zone = zone_of(self.tenant, contacts[0] if contacts else None)
         return next_business_time(self.now, zone)
 
@@ -184,6 +209,8 @@ class StepContext:
         """The email of this step for this contact, stored the first time only (the batch's facts hold earlier ones).
 
         The suffixes are appended after rendering (links the platform made).
+        An unsubscribed contact's email is stored as not sent, so the CSM
+        sees whom the step left out and what they would have received.
         """
         key = f"steprun:{self.step_run.pk}:{purpose}:{contact.pk}"
         email = self.facts.emails.get(key)
@@ -202,9 +229,14 @@ class StepContext:
                 subject=" ".join(self.render(subject, contact).split())[:500],
                 text=text,
                 html=html,
+                from_email=sender(self.owner),
                 reply_to=self.owner.email if self.owner else "",
                 attachments=list(attachments),
-                status=EmailStatus.PENDING_REVIEW if review else EmailStatus.QUEUED,
+                status=(
+                    EmailStatus.UNSUBSCRIBED
+                    if contact.unsubscribed
+                    else EmailStatus.PENDING_REVIEW if review else EmailStatus.QUEUED
+                ),
             )
             self.facts.emails[key] = email
         return email
@@ -243,7 +275,6 @@ class StepContext:
 
 
 def send_email(context):
-    recipients = context.recipients()
     emails = [
         context.email_once(
             contact=contact,
@@ -252,9 +283,9 @@ def send_email(context):
             html=context.config.get("html", ""),
             review=context.config.get("requires_review", False),
         )
-        for contact in recipients
+        for contact in context.addressed()
     ]
-    return {"emails": [email.pk for email in emails], "recipients": [c.email for c in recipients]}
+    return {"emails": [email.pk for email in emails], "recipients": [c.email for c in context.recipients()]}
 
 
 def schedule_demo(context):
@@ -267,7 +298,9 @@ def schedule_demo(context):
     existing = OutboundEmail.objects.for_tenant(context.tenant).filter(step_run=context.step_run).first()
     if existing is not None:
         return {"emails": [existing.pk], "slot": existing.attachments[0].get("slot") if existing.attachments else None}
-    zone = zone_of(context.tenant)
+    owner = context.owner
+    membership = Membership.objects.for_tenant(context.tenant).filter(user=owner).first() if owner else None
+    zone, hours, workdays = working_hours(context.tenant, membership)
     duration = config["duration_minutes"]
     busy = (
         [
@@ -280,10 +313,15 @@ def schedule_demo(context):
         else []
     )
     start, end = demo_slot(
-        now=context.now, zone=zone, days_ahead=config["days_ahead"], duration_minutes=duration, busy=busy
+        now=context.now,
+        zone=zone,
+        days_ahead=config["days_ahead"],
+        duration_minutes=duration,
+        busy=busy,
+        hours=hours,
+        workdays=workdays,
     )
     title = context.render(config.get("title") or "Personalised demo", contact)
-    owner = context.owner
     ics = invitation_ics(
         uid=f"steprun-{context.step_run.pk}@csplatform",
         start=start,
@@ -361,7 +399,7 @@ def usage_check(context):
             context.email_once(
                 contact=contact, subject=on_fail["subject"], text=on_fail["text"], html=on_fail.get("html", "")
             ).pk
-            for contact in context.recipients()
+            for contact in context.addressed()
         ]
     elif on_fail["action"] == "goto":
         outcome["goto"] = on_fail["step"]
@@ -372,7 +410,7 @@ def nps_survey(context):
     """An email with eleven one-click links, each a signed token naming the contact and the score."""
     config = context.config
     emails = []
-    for contact in context.recipients():
+    for contact in context.addressed():
         links = [
             (
                 score,

@@ -99,9 +99,12 @@ def trigger_validate(problems, trigger_type, config, *, tenant):
             problems.add(f"{path}.colour", f"Give one of {', '.join(COLOURS)}.")
         return {"colour": config.get("colour")}
     if trigger_type == TriggerType.SEGMENT_ENTERED:
-        if not isinstance(config.get("segment"), str) or not config["segment"]:
-            problems.add(f"{path}.segment", "Name the segment key.")
-        return {"segment": config.get("segment")}
+        from alerts.models import Segment
+
+        key = config.get("segment")
+        if not isinstance(key, str) or not Segment.objects.for_tenant(tenant).filter(key=key).exists():
+            problems.add(f"{path}.segment", f"Name one of the tenant's segment keys (got {key!r}).")
+        return {"segment": key}
     if trigger_type == TriggerType.EVENT_RECEIVED:
         if not isinstance(config.get("event"), str) or not config["event"]:
             problems.add(f"{path}.event", "Name the usage event.")

@@ -8,6 +8,7 @@ from django.views.decorators.http import require_http_methods
 from csplatform.customers.ingest import events_ingest
 from csplatform.customers.models import Contact
 from csplatform.tenancy.models import Tenant
+from csplatform.tenancy.rls import tenant_context
 
 from .nps import nps_token_read
 
@@ -46,7 +47,16 @@ def nps_answer(request, token):
     except signing.BadSignature as exc:
         raise Http404("Unknown survey link.") from exc
     tenant = Tenant.objects.filter(pk=payload["t"]).first()
-    contact = Contact.objects.for_tenant(tenant).filter(pk=payload["c"]).first() if tenant else None
+    if tenant is None:
+        raise Http404("Unknown survey link.")
+    # No session names the tenant here, the token does: its rows are reachable only inside its RLS context.
+    with tenant_context(tenant):
+        return _answer(request, tenant, payload)
+
+
+def _answer(request, tenant, payload):
+    """Record the score, and the comment when one is posted, for the token's contact."""
+    contact = Contact.objects.for_tenant(tenant).filter(pk=payload["c"]).first()
     if contact is None:
         raise Http404("Unknown survey link.")
     _record(tenant, contact, payload, "nps.answered", {"score": payload["s"]}, "")

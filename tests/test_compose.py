@@ -8,6 +8,7 @@ import importlib
 import json
 import re
 import shlex
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -19,6 +20,7 @@ from django.core.management import get_commands
 from csplatform.celery import app as celery_app
 
 APP_SERVICES = ("web", "worker", "beat")
+INIT_DIR = "/docker-entrypoint-initdb.d/"
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +62,15 @@ def assert_resolves(argv):
         pytest.fail(f"unknown program in {argv}")
 
 
-def test_compose_runs_postgres_redis_web_worker_and_beat(compose):
+def test_compose_runs_postgres_redis_migrate_web_worker_and_beat(compose):
     services = compose["services"]
 
-    assert set(services) == {"postgres", "redis", *APP_SERVICES}
+    assert set(services) == {"postgres", "redis", "migrate", *APP_SERVICES}
     assert services["postgres"]["image"] == "postgres:16"
     assert services["redis"]["image"] == "redis:7"
 
 
-@pytest.mark.parametrize("name", APP_SERVICES)
+@pytest.mark.parametrize("name", ("migrate", *APP_SERVICES))
 def test_every_app_service_command_resolves_to_a_project_entry_point(compose, name):
     service = compose["services"][name]
 
@@ -79,10 +81,42 @@ def test_every_app_service_command_resolves_to_a_project_entry_point(compose, na
             assert_resolves(argv)
 
 
-def test_web_service_migrates_before_serving_with_gunicorn(compose):
-    programs = [argv[:2] for argv in shell_commands(compose["services"]["web"]["command"])]
+def database_user(service):
+    return urlsplit(service["environment"]["DATABASE_URL"]).username
 
-    assert programs == [["python", "manage.py"], ["gunicorn", "csplatform.wsgi"]]
+
+def test_migrate_runs_once_as_the_tables_owner_before_the_app_services_start(compose):
+    services = compose["services"]
+    migrate = services["migrate"]
+
+    assert shell_commands(migrate["command"]) == [["python", "manage.py", "migrate", "--noinput"]]
+    assert migrate["restart"] == "no"
+    assert database_user(migrate) == services["postgres"]["environment"]["POSTGRES_USER"]
+    for name in APP_SERVICES:
+        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_services_connect_as_the_ordinary_role_not_the_postgres_superuser(compose, name):
+    """The image makes POSTGRES_USER a superuser, which row-level security does not bind."""
+    postgres = compose["services"]["postgres"]["environment"]
+    user = database_user(compose["services"][name])
+
+    assert user != postgres["POSTGRES_USER"]
+    assert user == postgres["POSTGRES_APP_USER"]
+
+
+def test_postgres_creates_the_app_role_without_superuser_or_bypassrls_on_first_start(compose):
+    (script,) = [
+        volume.split(":")[0] for volume in compose["services"]["postgres"]["volumes"] if INIT_DIR in volume
+    ]
+    source = (settings.BASE_DIR / script).read_text()
+    (create_role,) = [line for line in source.splitlines() if line.startswith("CREATE ROLE")]
+
+    assert 'CREATE ROLE :"app_user" LOGIN' in create_role
+    assert "NOSUPERUSER NOBYPASSRLS" in create_role
+    for variable in re.findall(r"\$([A-Z_]+)", source):
+        assert variable in compose["services"]["postgres"]["environment"], f"{variable} is not set on postgres"
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
@@ -100,6 +134,7 @@ def test_app_services_share_settings_and_wait_for_healthy_backends(compose, name
     assert service["depends_on"] == {
         "postgres": {"condition": "service_healthy"},
         "redis": {"condition": "service_healthy"},
+        "migrate": {"condition": "service_completed_successfully"},
     }
 
 

@@ -84,6 +84,9 @@ class AlertRuleSerializer(ServiceWriteMixin, serializers.ModelSerializer):
     notify_roles = serializers.ListField(child=serializers.ChoiceField(choices=Role.choices), required=False)
     notify_emails = serializers.ListField(child=serializers.EmailField(), required=False)
     channels = serializers.ListField(child=serializers.ChoiceField(choices=Channel.choices), required=False)
+    # The Slack URL is a credential: whoever has it can post to the channel, so it is written, never read back.
+    slack_webhook_url = serializers.URLField(max_length=500, required=False, allow_blank=True, write_only=True)
+    has_slack_webhook = serializers.SerializerMethodField()
     create_service = staticmethod(services.alert_rule_create)
     update_service = staticmethod(services.alert_rule_update)
     instance_name = "rule"
@@ -91,10 +94,13 @@ class AlertRuleSerializer(ServiceWriteMixin, serializers.ModelSerializer):
     class Meta:
         model = AlertRule
         fields = ["id", "key", "name", "description", "condition_text", "condition", "severity", "notify_owner",
-                  "notify_roles", "notify_emails", "channels", "slack_webhook_url", "cooldown_minutes", "enabled",
-                  "created_at", "updated_at"]
+                  "notify_roles", "notify_emails", "channels", "slack_webhook_url", "has_slack_webhook", "cooldown_minutes",
+                  "enabled", "created_at", "updated_at"]
         read_only_fields = ["condition", "created_at", "updated_at"]
         validators = []
+
+    def get_has_slack_webhook(self, rule) -> bool:
+        return bool(rule.slack_webhook_url)
 
 
 class AlertSerializer(serializers.ModelSerializer):

@@ -10,6 +10,9 @@ class TenancyConfig(AppConfig):
     def ready(self):
         # Registers the API key scheme with the OpenAPI generator.
         from .api import schema  # noqa: F401
+
+        # Registers the deploy check that row-level security binds the app's role.
+        from . import checks  # noqa: F401
         from .rls import check_role, enable_row_level_security
 
         # PostgreSQL row-level security on every tenant table, including ones added later.

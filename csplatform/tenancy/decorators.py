@@ -4,13 +4,17 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.utils import timezone
 
-from .rls import tenant_context
+from .rls import dangerously_bypass_rls, tenant_context
 from .timezones import tenant_zone
 
 
 def user_memberships(user):
-    """The user's memberships with their tenants, in tenant name order (one query)."""
-    return list(user.memberships.select_related("tenant").order_by("tenant__name", "tenant__slug"))
+    """The user's memberships with their tenants, in tenant name order (one query).
+
+    They name the tenants a page may set, so they are read across tenants.
+    """
+    with dangerously_bypass_rls():
+        return list(user.memberships.select_related("tenant").order_by("tenant__name", "tenant__slug"))
 
 
 def tenant_page(view):

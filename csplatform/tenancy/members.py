@@ -1,4 +1,4 @@
-"""Writes on a tenant's members: invite, change role, remove. Each is audited.
+"""Writes on a tenant's members: invite, change role or working hours, remove. Each is audited.
 
 A tenant always keeps at least one admin, so nobody can lock the team out
 of its own settings.
@@ -8,13 +8,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from .models import Membership, Role, User
-from .services import audit_record
+from .services import audit_record, membership_snapshot
 
 LAST_ADMIN = "A team needs at least one admin; make someone else admin first."
-
-
-def _snapshot(membership):
-    return {"email": membership.user.email, "role": membership.role}
+HOURS_FIELDS = ("timezone", "work_start_hour", "work_end_hour", "work_days")
 
 
 def _other_admins(tenant, membership):
@@ -36,7 +33,9 @@ def member_invite(*, tenant, email, role, actor, name=""):
     elif Membership.objects.for_tenant(tenant).filter(user=user).exists():
         raise ValidationError({"email": f"{email} is already a member of this team."})
     membership = Membership.objects.create(tenant=tenant, user=user, role=role)
-    audit_record(tenant=tenant, actor=actor, action="member.invited", obj=membership, after=_snapshot(membership))
+    audit_record(
+        tenant=tenant, actor=actor, action="member.invited", obj=membership, after=membership_snapshot(membership)
+    )
     return membership, created_user
 
 
@@ -47,13 +46,39 @@ def member_role_change(*, tenant, membership, role, actor):
         return membership
     if membership.role == Role.ADMIN and not _other_admins(tenant, membership).exists():
         raise ValidationError({"role": LAST_ADMIN})
-    before = _snapshot(membership)
+    before = membership_snapshot(membership)
     membership.role = role
     membership.save(update_fields=["role"])
     audit_record(
         tenant=tenant, actor=actor, action="member.role_changed", obj=membership, before=before,
-        after=_snapshot(membership),
+        after=membership_snapshot(membership),
     )
+    return membership
+
+
+def _hours_snapshot(membership):
+    return {"email": membership.user.email, **{name: getattr(membership, name) for name in HOURS_FIELDS}}
+
+
+@transaction.atomic
+def member_hours_change(*, tenant, membership, actor, timezone, work_start_hour, work_end_hour, work_days):
+    """Set when a member works: their time zone ('' for the tenant's), start and end hour, and weekdays (Monday = 0).
+
+    The model validates the values (a known zone, the end after the start,
+    at least one day) and raises ValidationError naming the field.
+    """
+    membership = Membership.objects.for_tenant(tenant).select_for_update().select_related("user").get(pk=membership.pk)
+    before = _hours_snapshot(membership)
+    membership.timezone = timezone
+    membership.work_start_hour = work_start_hour
+    membership.work_end_hour = work_end_hour
+    membership.work_days = sorted(set(work_days))
+    after = _hours_snapshot(membership)
+    if after == before:
+        return membership
+    membership.full_clean()
+    membership.save(update_fields=HOURS_FIELDS)
+    audit_record(tenant=tenant, actor=actor, action="member.hours_changed", obj=membership, before=before, after=after)
     return membership
 
 
@@ -63,5 +88,7 @@ def member_remove(*, tenant, membership, actor):
     membership = Membership.objects.for_tenant(tenant).select_for_update().select_related("user").get(pk=membership.pk)
     if membership.role == Role.ADMIN and not _other_admins(tenant, membership).exists():
         raise ValidationError({"role": LAST_ADMIN})
-    audit_record(tenant=tenant, actor=actor, action="member.removed", obj=membership, before=_snapshot(membership))
+    audit_record(
+        tenant=tenant, actor=actor, action="member.removed", obj=membership, before=membership_snapshot(membership)
+    )
     membership.delete()

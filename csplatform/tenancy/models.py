@@ -5,7 +5,9 @@ import zoneinfo
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import F, Q
 from django.utils import timezone
 
 
@@ -96,16 +98,49 @@ class Role(models.TextChoices):
     VIEWER = "viewer", "Viewer"
 
 
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
+def default_work_days():
+    return [0, 1, 2, 3, 4]
+
+
+def validate_work_days(value):
+    if not isinstance(value, list) or not value or any(day not in range(7) for day in value):
+        raise ValidationError("Choose at least one working day.")
+
+
 class Membership(TenantModel):
+    """A user's role in a tenant, and their working hours there (demo slots are proposed inside them)."""
+
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.CSM)
+    # Blank: the tenant's zone, so a member who never set one follows the team.
+    timezone = models.CharField(max_length=64, blank=True, validators=[validate_timezone])
+    work_start_hour = models.PositiveSmallIntegerField(default=9, validators=[MaxValueValidator(23)])
+    work_end_hour = models.PositiveSmallIntegerField(
+        default=17, validators=[MinValueValidator(1), MaxValueValidator(24)]
+    )
+    # Weekday numbers, Monday = 0.
+    work_days = models.JSONField(default=default_work_days, validators=[validate_work_days])
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_user")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_user"),
+            models.CheckConstraint(
+                condition=Q(work_end_hour__gt=F("work_start_hour")),
+                name="membership_work_end_after_start",
+                violation_error_message="Working hours must end after they start.",
+            ),
+        ]
 
     def __str__(self):
         return f"{self.user} ({self.role}) in {self.tenant_id}"
+
+    @property
+    def work_days_text(self):
+        return ", ".join(WEEKDAYS[day][:3] for day in sorted(self.work_days))
 
 
 class Scope(models.TextChoices):

@@ -1,21 +1,23 @@
 """PostgreSQL row-level security: the second wall behind `for_tenant()`.
 
 Every tenant table gets a policy that shows a row only when its tenant is
-the transaction's tenant:
+the one the connection has set:
 
     tenant_id = current_setting('csp.tenant_id', true)::bigint
     OR current_setting('csp.bypass_rls', true) = 'on'
 
-`tenant_context(tenant)` sets that tenant for the block (SET LOCAL when the
-block runs in a transaction) and restores the previous value after it;
-`dangerously_bypass_rls()` is the named escape hatch for work that spans
-tenants (the pipeline's sweeps). A superuser, or a role with BYPASSRLS,
-ignores the policies (and then the settings are skipped, see check_role);
-production runs the app as an ordinary role so they apply. On SQLite all of
-this is a no-op.
-
-Two tenant tables stay outside the policies: API keys and memberships are
-read to learn the tenant of a request, before any tenant can be set.
+`tenant_context(tenant)` sets that tenant for the block and restores the
+previous value when the block ends, error or not. Inside a transaction it is
+SET LOCAL, so it also ends with the transaction; in autocommit it is a session
+setting, so the block's several transactions share it, and a restore that
+fails closes the connection rather than leave the tenant on it for the next
+request. `dangerously_bypass_rls()` is the named escape hatch for work that
+spans tenants: the pipeline's sweeps, and the two lookups that find a
+request's tenant before it can be set (an API key by its hash, the signed-in
+user's memberships). A superuser, or a role with BYPASSRLS, ignores the
+policies (and then the settings are skipped, see check_role; `check --deploy
+--database default` warns); production runs the app as an ordinary role so
+they apply. On SQLite all of this is a no-op.
 """
 
 from contextlib import contextmanager
@@ -26,8 +28,6 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 POLICY = "tenant_isolation"
 TENANT_SETTING = "csp.tenant_id"
 BYPASS_SETTING = "csp.bypass_rls"
-# Looked up to find the request's tenant (by key hash, by signed-in user).
-TENANT_LOOKUP_MODELS = {"tenancy.ApiKey", "tenancy.Membership"}
 
 # NULLIF: once a transaction that set the value ends, the setting reads as ''.
 CONDITION = (
@@ -42,7 +42,7 @@ def protected_models():
     return [
         model
         for model in apps.get_models()
-        if issubclass(model, TenantModel) and model._meta.label not in TENANT_LOOKUP_MODELS and model._meta.managed
+        if issubclass(model, TenantModel) and model._meta.managed
     ]
 
 
@@ -99,11 +99,16 @@ def check_role(sender=None, connection=connection, **kwargs):
     cost a query per block and change nothing; the check costs one query per
     new connection. Call it again after a SET ROLE.
     """
-    connection.csp_rls_enforced = False
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT NOT (rolsuper OR rolbypassrls) FROM pg_roles WHERE rolname = current_user")
-            connection.csp_rls_enforced = cursor.fetchone()[0]
+    connection.csp_rls_enforced = policies_bind(connection)
+
+
+def policies_bind(connection):
+    """Whether the policies bind the connection's current role (never on SQLite)."""
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT NOT (rolsuper OR rolbypassrls) FROM pg_roles WHERE rolname = current_user")
+        return cursor.fetchone()[0]
 
 
 @contextmanager

@@ -17,11 +17,28 @@ def tenant_create(*, slug, name, timezone_name="UTC"):
 
 
 @transaction.atomic
-def membership_set(*, tenant, user, role):
-    membership, _ = Membership.objects.for_tenant(tenant).update_or_create(
-        user=user, defaults={"role": role, "tenant": tenant}
+def membership_set(*, tenant, user, role, actor=None):
+    """Give `user` the `role` in `tenant`, adding them as a member if needed; a change is audited."""
+    memberships = Membership.objects.for_tenant(tenant).select_for_update().select_related("user")
+    membership = memberships.filter(user=user).first()
+    before = membership_snapshot(membership) if membership else None
+    if membership is None:
+        membership = Membership.objects.create(tenant=tenant, user=user, role=role)
+    elif membership.role != role:
+        membership.role = role
+        membership.save(update_fields=["role"])
+    else:
+        return membership
+    audit_record(
+        tenant=tenant, actor=actor, action="member.set", obj=membership, before=before,
+        after=membership_snapshot(membership),
     )
     return membership
+
+
+def membership_snapshot(membership):
+    """What the audit log records of a membership."""
+    return {"email": membership.user.email, "role": membership.role}
 
 
 def user_get_or_create(*, email, name="", password=None):
@@ -68,9 +85,13 @@ def api_key_create(*, tenant, name, scopes, created_by=None):
 
 @transaction.atomic
 def api_key_revoke(*, tenant, api_key, actor=None):
-    updated = ApiKey.objects.for_tenant(tenant).active().filter(pk=api_key.pk).update(revoked_at=timezone.now())
+    revoked_at = timezone.now()
+    updated = ApiKey.objects.for_tenant(tenant).active().filter(pk=api_key.pk).update(revoked_at=revoked_at)
     if updated:
-        audit_record(tenant=tenant, actor=actor, action="api_key.revoked", obj=api_key, before={"active": True})
+        audit_record(
+            tenant=tenant, actor=actor, action="api_key.revoked", obj=api_key, before={"active": True},
+            after={"active": False, "revoked_at": revoked_at.isoformat()},
+        )
     return bool(updated)
 
 

@@ -1,6 +1,11 @@
+import zoneinfo
+
 from django import forms
 
-from .models import Role, Scope
+from .members import HOURS_FIELDS
+from .models import WEEKDAYS, Membership, Role, Scope
+
+ZONES = sorted(zoneinfo.available_timezones())
 
 
 def add_service_errors(form, error):
@@ -20,6 +25,31 @@ class InviteForm(forms.Form):
 
 class RoleForm(forms.Form):
     role = forms.ChoiceField(label="Role", choices=Role.choices)
+
+
+class WorkingHoursForm(forms.ModelForm):
+    """A member's working hours; the model checks them (a known zone, the end after the start, a working day)."""
+
+    timezone = forms.ChoiceField(label="Time zone", required=False)
+    work_start_hour = forms.TypedChoiceField(
+        label="Starts at", coerce=int, choices=[(hour, f"{hour:02d}:00") for hour in range(24)]
+    )
+    work_end_hour = forms.TypedChoiceField(
+        label="Ends at", coerce=int, choices=[(hour, f"{hour:02d}:00") for hour in range(1, 25)]
+    )
+    work_days = forms.TypedMultipleChoiceField(
+        label="Working days", coerce=int, choices=list(enumerate(WEEKDAYS)), widget=forms.CheckboxSelectMultiple
+    )
+
+    class Meta:
+        model = Membership
+        fields = HOURS_FIELDS
+
+    def __init__(self, *args, tenant, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["timezone"].choices = [("", f"The team's time zone ({tenant.timezone})")] + [
+            (zone, zone) for zone in ZONES
+        ]
 
 
 class ApiKeyForm(forms.Form):

@@ -18,10 +18,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from .decorators import tenant_page
-from .members import member_invite, member_remove, member_role_change
+from .members import member_hours_change, member_invite, member_remove, member_role_change
 from .models import ApiKey, AuditLogEntry, Membership, Role, Tenant
 from .services import InvalidScopes, api_key_create, api_key_revoke
-from .settings_forms import ApiKeyForm, AuditFilterForm, InviteForm, RoleForm, add_service_errors
+from .settings_forms import ApiKeyForm, AuditFilterForm, InviteForm, RoleForm, WorkingHoursForm, add_service_errors
 
 AUDIT_PAGE_SIZE = 50
 # The raw key of a key just created waits here until the result page shows it, once.
@@ -35,11 +35,16 @@ def settings_page(view):
     @wraps(view)
     def wrapper(request, *args, **kwargs):
         if request.membership.role != Role.ADMIN:
-            admins = Membership.objects.for_tenant(request.tenant).filter(role=Role.ADMIN).select_related("user")
-            return render(request, "settings/forbidden.html", {"admins": admins}, status=403)
+            return forbidden(request)
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+def forbidden(request):
+    """The 403 page of settings, naming the admins to ask."""
+    admins = Membership.objects.for_tenant(request.tenant).filter(role=Role.ADMIN).select_related("user")
+    return render(request, "settings/forbidden.html", {"admins": admins}, status=403)
 
 
 def posted(request):
@@ -115,6 +120,27 @@ def member_role(request, pk):
     else:
         messages.success(request, f"{membership.user.email} is now {membership.get_role_display()}.")
     return back(request, "settings-members")
+
+
+@tenant_page
+def member_hours(request, pk):
+    """A member's working hours: each member edits their own, an admin anyone's."""
+    membership = _membership(request, pk)
+    is_admin = request.membership.role == Role.ADMIN
+    if not is_admin and membership.pk != request.membership.pk:
+        return forbidden(request)
+    form = WorkingHoursForm(posted(request), instance=membership, tenant=request.tenant)
+    if request.method == "POST" and form.is_valid():
+        try:
+            member_hours_change(tenant=request.tenant, membership=membership, actor=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Working hours of {membership.user.email} saved.")
+            if is_admin:
+                return back(request, "settings-members")
+            return back(request, "settings-member-hours", membership.pk)
+    return render(request, "settings/member_hours.html", {"form": form, "membership": membership})
 
 
 @require_POST

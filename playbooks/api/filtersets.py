@@ -2,7 +2,7 @@ import django_filters
 
 from csplatform.tenancy.api.filters import DateTimeFilter, EmailFilter, IdFilter
 
-from ..models import OutboundEmail, Run, Task
+from ..models import ExpansionOpportunity, OutboundEmail, Run, Task
 
 
 class RunFilterSet(django_filters.FilterSet):
@@ -27,9 +27,20 @@ class TaskFilterSet(django_filters.FilterSet):
 
 
 class OutboundEmailFilterSet(django_filters.FilterSet):
+    owner = EmailFilter(field_name="owner__email")
     account = IdFilter(field_name="account_id")
     status = django_filters.CharFilter(field_name="status")
 
     class Meta:
         model = OutboundEmail
-        fields = ["account", "status"]
+        fields = ["owner", "account", "status"]
+
+
+class ExpansionOpportunityFilterSet(django_filters.FilterSet):
+    account = IdFilter(field_name="account_id")
+    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = ExpansionOpportunity
+        fields = ["account", "created_after", "created_before"]

@@ -6,7 +6,7 @@ from csplatform.customers.models import Account
 from csplatform.tenancy.api.authentication import acting_user
 from csplatform.tenancy.api.fields import TenantMemberField
 
-from ..models import EnrollmentPolicy, OutboundEmail, Playbook, Run, StepRun, Task, TriggerType
+from ..models import EnrollmentPolicy, ExpansionOpportunity, OutboundEmail, Playbook, Run, StepRun, Task, TriggerType
 from ..services import playbook_create, playbook_steps, playbook_update
 
 
@@ -157,13 +157,18 @@ class ReassignSerializer(serializers.Serializer):
 
 
 class OutboundEmailSerializer(serializers.ModelSerializer):
+    owner = serializers.SlugRelatedField(slug_field="email", read_only=True)
+
     class Meta:
         model = OutboundEmail
         fields = [
             "id",
             "account",
+            "owner",
             "contact",
+            "from_email",
             "to_email",
+            "reply_to",
             "subject",
             "text",
             "html",
@@ -180,3 +185,9 @@ class EmailEditSerializer(serializers.Serializer):
     subject = serializers.CharField(max_length=500, required=False)
     text = serializers.CharField(required=False)
     html = serializers.CharField(required=False, allow_blank=True)
+
+
+class ExpansionOpportunitySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ExpansionOpportunity
+        fields = ["id", "account", "title", "note", "source", "created_at"]

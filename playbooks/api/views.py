@@ -9,12 +9,13 @@ from csplatform.tenancy.api.authentication import acting_user
 from csplatform.tenancy.api.viewsets import TenantModelViewSet, TenantReadOnlyViewSet
 from csplatform.tenancy.models import Scope
 
-from ..models import OutboundEmail, Playbook, Run, Task
+from ..models import ExpansionOpportunity, OutboundEmail, Playbook, Run, Task
 from ..services import (
     outbox_approve,
     outbox_edit,
     outbox_skip,
     playbook_delete,
+    playbook_draft,
     playbook_set_enabled,
     run_cancel,
     run_start,
@@ -22,9 +23,10 @@ from ..services import (
     task_reassign,
 )
 from ..simulation import simulate
-from .filtersets import OutboundEmailFilterSet, RunFilterSet, TaskFilterSet
+from .filtersets import ExpansionOpportunityFilterSet, OutboundEmailFilterSet, RunFilterSet, TaskFilterSet
 from .serializers import (
     EmailEditSerializer,
+    ExpansionOpportunitySerializer,
     OutboundEmailSerializer,
     PlaybookSerializer,
     ReassignSerializer,
@@ -62,15 +64,38 @@ class PlaybookViewSet(TenantModelViewSet):
     def disable(self, request, key=None):
         return self._enabled(False)
 
+    def _simulated(self, playbook=None):
+        """Simulate the body's definition (a change of `playbook` when given), or the saved `playbook` alone.
+
+        The definition is validated as a create or a partial update would be
+        (a 400 names the field), and nothing is saved.
+        """
+        days = SimulateSerializer(data=self.request.data)
+        days.is_valid(raise_exception=True)
+        definition = self.get_serializer(playbook, data=self.request.data, partial=playbook is not None)
+        definition.is_valid(raise_exception=True)
+        steps = None
+        if definition.validated_data or playbook is None:
+            try:
+                playbook, steps = playbook_draft(tenant=self.tenant, playbook=playbook, **definition.validated_data)
+            except DjangoValidationError as exc:
+                raise_as_api_error(exc)
+        return Response(simulate(tenant=self.tenant, playbook=playbook, steps=steps, days=days.validated_data["days"]))
+
     @extend_schema(request=SimulateSerializer, responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["post"], required_scope=Scope.READ)
     def simulate(self, request, key=None):
-        """Who would have been enrolled over the last `days` days and what would have been sent when; sends nothing."""
-        serializer = SimulateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        return Response(
-            simulate(tenant=self.tenant, playbook=self.get_object(), days=serializer.validated_data["days"])
-        )
+        """Who would have been enrolled over the last `days` days and what would have been sent when; sends nothing.
+
+        Fields of the playbook in the body (as in a PATCH) simulate it changed so, without saving the change.
+        """
+        return self._simulated(self.get_object())
+
+    @extend_schema(operation_id="v1_playbooks_simulate_draft", request=PlaybookSerializer, responses=OpenApiTypes.OBJECT)
+    @action(detail=False, methods=["post"], url_path="simulate", url_name="simulate-draft", required_scope=Scope.READ)
+    def simulate_draft(self, request):
+        """Simulate a new playbook, given as for a create plus `days`, without saving it."""
+        return self._simulated()
 
     @extend_schema(request=StartRunSerializer, responses=RunSerializer)
     @action(detail=True, methods=["post"])
@@ -137,9 +162,12 @@ class TaskViewSet(TenantReadOnlyViewSet):
 
 
 class OutboundEmailViewSet(TenantReadOnlyViewSet):
-    """Every email the playbooks stored, newest first; held ones (`status=pending_review`) form the outbox."""
+    """Every email the playbooks stored, newest first; held ones (`status=pending_review`) form the outbox.
 
-    queryset = OutboundEmail.objects
+    Filter by `owner` (the owner CSM's email), `account` and `status`.
+    """
+
+    queryset = OutboundEmail.objects.select_related("owner")
     serializer_class = OutboundEmailSerializer
     filterset_class = OutboundEmailFilterSet
 
@@ -170,3 +198,14 @@ class OutboundEmailViewSet(TenantReadOnlyViewSet):
     @action(detail=True, methods=["post"])
     def skip(self, request, pk=None):
         return self._decide(outbox_skip)
+
+
+class ExpansionOpportunityViewSet(TenantReadOnlyViewSet):
+    """Expansion opportunities the playbooks flagged, newest first.
+
+    Filter by `account` and by creation time with `created_after` / `created_before`.
+    """
+
+    queryset = ExpansionOpportunity.objects
+    serializer_class = ExpansionOpportunitySerializer
+    filterset_class = ExpansionOpportunityFilterSet

@@ -15,8 +15,9 @@ from lifecycle.services import stages_apply_template
 class Receiver:
     """A real HTTP server on a loopback port that records each POST and answers with the scripted statuses.
 
-    With a `secret` it verifies each request's signature as a subscriber
-    would, refusing (400) what verify_signature refuses.
+    With a `secret` it follows the recipe in alerts/webhooks.py: it refuses
+    (400) what verify_signature refuses, and answers 200 to an event id it
+    has already processed without processing it again (`processed`).
     """
 
     def __init__(self, statuses=(), secret=None):
@@ -24,7 +25,7 @@ class Receiver:
         self.secret = secret
         self.requests = []
         self.refusals = []
-        self.seen_ids = set()
+        self.processed = []
         self.lock = threading.Lock()
         receiver = self
 
@@ -48,13 +49,19 @@ class Receiver:
 
         with self.lock:
             self.requests.append({"headers": headers, "body": body, "json": json.loads(body)})
+            event_id = None
             if self.secret is not None:
                 try:
-                    verify_signature(self.secret, headers.get("CSP-Signature"), body, seen_ids=self.seen_ids)
+                    event_id = verify_signature(self.secret, headers.get("CSP-Signature"), body)["id"]
                 except SignatureError as exc:
                     self.refusals.append(str(exc))
                     return 400
-            return self.statuses.pop(0) if self.statuses else 200
+                if event_id in self.processed:
+                    return 200
+            status = self.statuses.pop(0) if self.statuses else 200
+            if event_id is not None and status < 300:
+                self.processed.append(event_id)
+            return status
 
     def __enter__(self):
         self.thread.start()

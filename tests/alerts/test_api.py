@@ -98,6 +98,19 @@ def test_invalid_alert_rules_answer_400(api):
     assert slack_without_url.json()["error"]["fields"][0]["field"] == "slack_webhook_url"
 
 
+def test_a_slack_webhook_url_is_written_but_never_read_back(api, settings):
+    settings.CSP_WEBHOOK_ALLOW_PRIVATE = True
+    created = api.post("/api/v1/alert-rules/", {"key": "slack", "name": "Slack", "condition_text": "health.score < 40",
+                                                "channels": ["slack"],
+                                                "slack_webhook_url": "http://127.0.0.1:9/services/T0/B0/secret"},
+                       format="json")
+
+    assert created.status_code == 201, created.content
+    listed = api.get("/api/v1/alert-rules/slack/").json()
+    assert "secret" not in created.content.decode() + str(listed)
+    assert listed["has_slack_webhook"] is True
+
+
 def test_another_tenants_objects_answer_404(api, other_api, other_tenant):
     account = AccountFactory(tenant=other_tenant, plan="trial")
     other_api.post("/api/v1/segments/", {"key": "theirs", "name": "Theirs", "criteria_text": "account.mrr >= 0"}, format="json")

@@ -1,7 +1,9 @@
 """Outbound webhooks against real HTTP receivers: signing, idempotency, retries, disabling and the SSRF guard."""
 
+import http.client
 import json
 import time
+from urllib.parse import urlsplit
 
 import pytest
 from django.utils import timezone
@@ -151,14 +153,13 @@ def test_a_rotated_secret_signs_the_next_deliveries(tenant, allow_private):
 BODY = json.dumps({"id": "3f1c", "type": "alert.opened", "data": {}}).encode()
 
 
-def test_verify_signature_accepts_a_fresh_untampered_event_once():
-    seen = set()
+def test_verify_signature_accepts_a_fresh_untampered_event_and_its_re_signed_retry():
     now = time.time()
-    header = sign("whsec_test", BODY, int(now))
+    first = sign("whsec_test", BODY, int(now))
+    retry = sign("whsec_test", BODY, int(now) + 90)
 
-    assert verify_signature("whsec_test", header, BODY, now=now, seen_ids=seen)["id"] == "3f1c"
-    with pytest.raises(SignatureError, match="replay"):
-        verify_signature("whsec_test", header, BODY, now=now + 1, seen_ids=seen)
+    assert verify_signature("whsec_test", first, BODY, now=now)["id"] == "3f1c"
+    assert verify_signature("whsec_test", retry, BODY, now=now + 90)["id"] == "3f1c"
 
 
 def test_verify_signature_rejects_a_stale_timestamp():
@@ -175,3 +176,39 @@ def test_verify_signature_rejects_a_tampered_body_or_the_wrong_secret():
         verify_signature("whsec_other", header, BODY)
     with pytest.raises(SignatureError, match="must hold"):
         verify_signature("whsec_test", "v1=abc", BODY)
+
+
+def post(url, body, header):
+    target = urlsplit(url)
+    connection = http.client.HTTPConnection(target.hostname, target.port, timeout=5)
+    connection.request("POST", target.path, body, {"Content-Type": "application/json", "CSP-Signature": header})
+    status = connection.getresponse().status
+    connection.close()
+    return status
+
+
+def test_the_receiver_refuses_tampering_wrong_secrets_and_stale_timestamps_and_acknowledges_retries():
+    now = int(time.time())
+    tampered = BODY.replace(b"alert.opened", b"alert.resolved")
+    with Receiver(secret="whsec_test") as receiver:
+        statuses = {
+            "delivery": post(receiver.url, BODY, sign("whsec_test", BODY, now)),
+            "tampered body": post(receiver.url, tampered, sign("whsec_test", BODY, now)),
+            "wrong secret": post(receiver.url, BODY, sign("whsec_other", BODY, now)),
+            "stale timestamp": post(receiver.url, BODY, sign("whsec_test", BODY, now - 600)),
+            "retry after a lost answer": post(receiver.url, BODY, sign("whsec_test", BODY, now + 1)),
+        }
+
+    assert statuses == {
+        "delivery": 200,
+        "tampered body": 400,
+        "wrong secret": 400,
+        "stale timestamp": 400,
+        "retry after a lost answer": 200,
+    }
+    assert receiver.processed == ["3f1c"]
+    assert [r.split(";")[-1] for r in receiver.refusals] == [
+        "The signature does not match the body.",
+        "The signature does not match the body.",
+        " at most 300 s is accepted.",
+    ]

@@ -7,7 +7,7 @@ from django.db import connection, transaction
 
 from csplatform.customers.ingest import IngestResult, events_ingest
 from csplatform.customers.services import account_mark_dirty
-from csplatform.customers.models import Account, DailyPropertyRollup, DailyRollup, UsageEvent
+from csplatform.customers.models import Account, DailyPropertyRollup, DailyRollup, DailyValueRollup, UsageEvent
 from tests.factories import AccountFactory, ContactFactory, TenantFactory
 
 UTC = dt.timezone.utc
@@ -283,3 +283,16 @@ def wait_for_lock_waiter(limit_seconds=20):
                 return True
             time.sleep(0.05)
     return False
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="autovacuum is PostgreSQL's")
+@pytest.mark.django_db
+def test_rollup_tables_are_vacuumed_long_before_a_fifth_of_them_is_new():
+    # Index-only scans of the newest days need their pages marked all-visible by a vacuum.
+    tables = [model._meta.db_table for model in (DailyRollup, DailyPropertyRollup, DailyValueRollup)]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT relname, reloptions FROM pg_class WHERE relname = ANY(%s)", [tables])
+        options = dict(cursor.fetchall())
+    assert set(options) == set(tables)
+    for table in tables:
+        assert "autovacuum_vacuum_insert_scale_factor=0.01" in options[table]

@@ -100,14 +100,20 @@ def test_after_a_redis_outage_the_pipeline_catches_up_within_twice_the_outage(
         monkeypatch.setenv(name, value)
     settings.VAR_DIR = environment["CSP_VAR_DIR"]
 
-    def dirty(external_id):
+    def count(sql, params):
         with sqlite3.connect(tmp_path / "csplatform.sqlite3") as database:
-            (count,) = database.execute(
-                "SELECT count(*) FROM customers_dirtyaccount mark JOIN customers_account a ON a.id = mark.account_id "
-                "WHERE a.external_id = ?",
-                [external_id],
-            ).fetchone()
-        return count > 0
+            return database.execute(sql, params).fetchone()[0]
+
+    def dirty(external_id):
+        sql = (
+            "SELECT count(*) FROM customers_dirtyaccount mark JOIN customers_account a ON a.id = mark.account_id "
+            "WHERE a.external_id = ?"
+        )
+        return count(sql, [external_id]) > 0
+
+    def stored(message_ids):
+        placeholders = ", ".join("?" * len(message_ids))
+        return count(f"SELECT count(*) FROM customers_usageevent WHERE message_id IN ({placeholders})", message_ids)
 
     beat = [str(BIN / "celery"), "-A", "csplatform", "beat", "--schedule", str(tmp_path / "beat-schedule")]
     with (
@@ -143,4 +149,5 @@ def test_after_a_redis_outage_the_pipeline_catches_up_within_twice_the_outage(
     record_figure("redis outage: worker restarts by its supervisor", worker.restarts)
     assert steady.problems == [] and during.problems == [], "ingest answers 200 whether Redis is up or not"
     assert during.acknowledged, "ingest went on while Redis was down"
+    assert stored(during.acknowledged) == len(during.acknowledged), "every acknowledged event is in the database"
     assert catch_up <= 2 * outage

@@ -39,7 +39,8 @@ def make_task(account, owner, title, due_at):
 
 def make_email(account, *, subject="Welcome aboard", status=EmailStatus.SENT, step_run=None, html="", text="Hello"):
     return OutboundEmail.objects.create(
-        tenant=account.tenant, account=account, to_email="uma@acme.example", subject=subject, text=text, html=html,
+        tenant=account.tenant, account=account, owner=account.owner, to_email="uma@acme.example", subject=subject,
+        text=text, html=html,
         status=status, step_run=step_run, idempotency_key=f"test:{next(numbers)}",
         sent_at=timezone.now() if status == EmailStatus.SENT else None,
     )
@@ -295,6 +296,20 @@ def test_outbox_lists_emails_and_demo_invitations_with_filters(signed_in, acme):
     held = signed_in.get("/t/alpha/outbox/?status=pending_review").content.decode()
     assert "Check this draft" in held and "Welcome aboard" not in held
     assert "Waiting for review <strong>1</strong>" in held
+
+
+def test_outbox_shows_my_accounts_emails_or_everyones_and_keeps_the_other_filters(as_bob, acme, globex):
+    make_email(acme, subject="Acme draft", status=EmailStatus.PENDING_REVIEW)
+    make_email(acme, subject="Acme welcome")
+    make_email(globex, subject="Globex draft", status=EmailStatus.PENDING_REVIEW)
+
+    everyone = as_bob.get("/t/alpha/outbox/").content.decode()
+    mine = as_bob.get("/t/alpha/outbox/?scope=mine&status=pending_review").content.decode()
+
+    assert "Acme draft" in everyone and "Globex draft" in everyone
+    assert "Acme draft" in mine and "Globex draft" not in mine and "Acme welcome" not in mine
+    assert "Waiting for review <strong>1</strong>" in mine and "Any status <strong>2</strong>" in mine
+    assert 'href="?scope=mine&amp;status=pending_review&amp;kind=demo"' in mine
 
 
 def test_reading_an_email_shows_text_and_html_without_running_it(signed_in, acme):

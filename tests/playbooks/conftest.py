@@ -9,6 +9,7 @@ from aiosmtpd.controller import Controller
 from csplatform.customers.models import ContactRole
 from lifecycle.services import stages_apply_template
 from tests.factories import AccountFactory, ContactFactory
+from tests.security.conftest import pytest_terminal_summary  # noqa: F401  (the worker crash test's figures)
 
 
 class Inbox:

@@ -3,11 +3,18 @@ import datetime as dt
 import pytest
 import time_machine
 
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from alerts.services import segment_create
+from csplatform.customers.models import ContactRole
+from csplatform.tenancy.models import AuditLogEntry
 from lifecycle.services import lifecycle_advance
-from playbooks.models import EmailStatus, OutboundEmail, Run, RunStatus, StepRunStatus, Task
+from playbooks.models import EmailStatus, OutboundEmail, Playbook, Run, RunStatus, StepRunStatus, Task
 from playbooks.runner import steps_run_due
-from playbooks.services import playbook_templates_install
-from tests.factories import AccountFactory
+from playbooks.services import playbook_steps, playbook_templates_install
+from playbooks.simulation import simulate
+from tests.factories import AccountFactory, ContactFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -87,12 +94,56 @@ def test_trigger_stage_must_exist_and_usage_check_needs_criteria(api, stages):
     assert "from 0 to 2" in errors["steps[2].config.on_fail.step"]
 
 
+def test_a_segment_trigger_names_one_of_the_tenants_own_segments(api, tenant, other_tenant, stages):
+    segment_create(tenant=other_tenant, actor=None, key="at_risk", name="At risk", criteria_text="account.mrr > 0")
+    body = playbook_body(trigger_type="segment_entered", trigger_config={"segment": "at_risk"})
+
+    response = api.post("/api/v1/playbooks/", body, format="json")
+    assert response.status_code == 400
+    assert "at_risk" in field_errors(response)["trigger_config.segment"]
+
+    segment_create(tenant=tenant, actor=None, key="at_risk", name="At risk", criteria_text="account.mrr > 0")
+    assert api.post("/api/v1/playbooks/", body, format="json").status_code == 201
+
+
 def test_enable_disable_and_another_tenants_playbook_is_404(api, other_api, stages):
     api.post("/api/v1/playbooks/", playbook_body(), format="json")
     assert api.post("/api/v1/playbooks/renewal_nudge/enable/").json()["enabled"] is True
     assert api.post("/api/v1/playbooks/renewal_nudge/disable/").json()["enabled"] is False
     assert other_api.get("/api/v1/playbooks/renewal_nudge/").status_code == 404
     assert other_api.post("/api/v1/playbooks/renewal_nudge/enable/").status_code == 404
+
+
+def test_deleting_a_playbook_removes_it_with_its_runs_and_leaves_an_audit_entry(
+    api, other_api, tenant, stages, customer
+):
+    api.post("/api/v1/playbooks/", playbook_body(), format="json")
+    api.post("/api/v1/playbooks/renewal_nudge/start/", {"account": customer.pk}, format="json")
+    assert other_api.delete("/api/v1/playbooks/renewal_nudge/").status_code == 404
+    assert api.delete("/api/v1/playbooks/renewal_nudge/").status_code == 204
+    assert api.get("/api/v1/playbooks/renewal_nudge/").status_code == 404
+    assert not Run.objects.for_tenant(tenant).exists()
+    entry = AuditLogEntry.objects.for_tenant(tenant).get(action="playbook.deleted")
+    assert entry.before["key"] == "renewal_nudge" and len(entry.before["steps"]) == 2
+
+
+def test_an_email_left_out_for_an_unsubscribed_contact_shows_in_the_email_log_and_the_run(
+    api, stages, customer, smtp_server
+):
+    customer.contacts.filter(role=ContactRole.ADMINISTRATOR).update(unsubscribed=True)
+    api.post("/api/v1/playbooks/", playbook_body(), format="json")
+    with time_machine.travel(WEDNESDAY_NOON, tick=False):
+        api.post("/api/v1/playbooks/renewal_nudge/start/", {"account": customer.pk}, format="json")
+        steps_run_due()
+    (email,) = api.get(f"/api/v1/emails/?account={customer.pk}").json()["results"]
+    assert (email["to_email"], email["status"], email["from_email"]) == (
+        "ada@acme.example",
+        EmailStatus.UNSUBSCRIBED,
+        "Bob CSM <bob@alpha.example>",
+    )
+    run = api.get("/api/v1/playbook-runs/").json()["results"][0]
+    assert run["steps"][0]["outcome"]["unsubscribed"] == ["ada@acme.example"]
+    assert smtp_server.messages == []
 
 
 def test_manual_start_runs_steps_then_cancel_skips_the_rest(api, other_api, stages, customer, smtp_server, bob):
@@ -152,6 +203,18 @@ def test_tasks_are_listed_by_owner_completed_and_reassigned(api, other_api, tena
     assert api.get(f"/api/v1/tasks/?owner={alice.email}&open=true").json()["results"] == []
 
 
+def test_emails_are_filtered_by_their_owner_csm(api, tenant, stages, customer, bob, alice, smtp_server):
+    api.post("/api/v1/playbooks/", playbook_body(steps=[playbook_body()["steps"][0]]), format="json")
+    with time_machine.travel(WEDNESDAY_NOON, tick=False):
+        api.post("/api/v1/playbooks/renewal_nudge/start/", {"account": customer.pk}, format="json")
+        steps_run_due()
+
+    mine = api.get(f"/api/v1/emails/?owner={bob.email.upper()}").json()["results"]
+    assert [email["owner"] for email in mine] == [bob.email]
+    assert api.get(f"/api/v1/emails/?owner={alice.email}").json()["results"] == []
+    assert api.get("/api/v1/emails/?owner=not-an-email").status_code == 400
+
+
 def test_email_held_for_review_is_edited_then_approved_and_sent_once(api, stages, customer, smtp_server):
     steps = [
         {
@@ -206,13 +269,91 @@ def test_simulate_reports_who_would_have_been_enrolled_and_sends_nothing(api, te
     (run,) = report["runs"]
     assert run["account"]["name"] == "Acme Rockets"
     assert [(step["kind"], step.get("to")) for step in run["steps"]] == [
-        ("send_email", "ada@acme.example"),
-        ("schedule_demo", "ada@acme.example"),
+        ("send_email", ["ada@acme.example"]),
+        ("schedule_demo", ["ada@acme.example"]),
         ("usage_check", None),
     ]
     assert run["steps"][0]["subject"] == "Welcome to the team, Acme Rockets"
     assert report["emails"] == 2
     assert smtp_server.messages == [] and not Run.objects.for_tenant(tenant).exists()
+
+
+def enter_onboarding(tenant, *accounts):
+    with time_machine.travel(WEDNESDAY_NOON - dt.timedelta(days=10), tick=False):
+        lifecycle_advance(tenant=tenant, account_ids=[account.pk for account in accounts])
+
+
+def onboarding_body(**overrides):
+    trigger = {"trigger_type": "stage_entered", "trigger_config": {"stage": "onboarding"}, "days": 30}
+    return playbook_body(**{**trigger, **overrides})
+
+
+def simulated(api, path, body):
+    with time_machine.travel(WEDNESDAY_NOON, tick=False):
+        return api.post(path, body, format="json")
+
+
+def test_a_new_playbook_is_simulated_from_its_definition_without_being_saved(api, tenant, stages, customer):
+    enter_onboarding(tenant, customer)
+    response = simulated(api, "/api/v1/playbooks/simulate/", onboarding_body())
+    assert response.status_code == 200, response.json()
+    (run,) = response.json()["runs"]
+    assert [(step["kind"], step.get("to")) for step in run["steps"]] == [
+        ("send_email", ["ada@acme.example"]),
+        ("create_task", None),
+    ]
+    assert not Playbook.objects.for_tenant(tenant).exists()
+
+
+def test_simulating_a_definition_answers_400_naming_the_field_in_error(api, stages):
+    bad_stage = onboarding_body(trigger_config={"stage": "nowhere"})
+    response = api.post("/api/v1/playbooks/simulate/", bad_stage, format="json")
+    assert response.status_code == 400
+    assert "nowhere" in field_errors(response)["trigger_config.stage"]
+    no_steps = onboarding_body()
+    del no_steps["steps"]
+    response = api.post("/api/v1/playbooks/simulate/", no_steps, format="json")
+    assert field_errors(response)["steps"] == "A playbook needs at least one step."
+
+
+def test_a_saved_playbook_is_simulated_as_changed_without_saving_the_change(api, tenant, stages, customer):
+    playbook_templates_install(tenant=tenant, keys=["onboarding_welcome"], enabled=False)
+    enter_onboarding(tenant, customer)
+    change = {"days": 30, "steps": [{"kind": "create_task", "config": {"title": "Call"}}]}
+    report = simulated(api, "/api/v1/playbooks/onboarding_welcome/simulate/", change).json()
+    assert [step["kind"] for run in report["runs"] for step in run["steps"]] == ["create_task"]
+    bad = simulated(api, "/api/v1/playbooks/onboarding_welcome/simulate/", {"enrollment_policy": "again_after_days"})
+    assert "again_after_days" in field_errors(bad)
+    saved = Playbook.objects.for_tenant(tenant).get()
+    assert [step.kind for step in playbook_steps(tenant, saved)] == ["send_email", "schedule_demo", "usage_check"]
+
+
+def test_simulation_honours_the_audience_and_leaves_out_unsubscribed_contacts(api, tenant, stages, customer):
+    ContactFactory(account=customer, email="una@acme.example", role=ContactRole.USER, unsubscribed=True)
+    enter_onboarding(tenant, customer)
+    body = onboarding_body(audience_text='contact.role == "user"')
+    report = simulated(api, "/api/v1/playbooks/simulate/", body).json()
+    email = report["runs"][0]["steps"][0]
+    assert (email["to"], email["unsubscribed"]) == (["uma@acme.example"], ["una@acme.example"])
+    assert report["emails"] == 1
+
+
+def test_simulation_reads_contacts_in_one_query_whatever_the_number_of_accounts(tenant, stages, customer):
+    playbook_templates_install(tenant=tenant, keys=["onboarding_welcome"], enabled=False)
+    playbook = Playbook.objects.for_tenant(tenant).get()
+    enter_onboarding(tenant, customer)
+
+    def queries():
+        with CaptureQueriesContext(connection) as captured:
+            report = simulate(tenant=tenant, playbook=playbook, days=30, now=WEDNESDAY_NOON)
+        return report["enrolled"], len(captured.captured_queries)
+
+    one = queries()
+    more = [AccountFactory(tenant=tenant) for _ in range(3)]
+    for account in more:
+        ContactFactory(account=account, role=ContactRole.ADMINISTRATOR)
+    enter_onboarding(tenant, *more)
+    assert queries() == (4, one[1])
 
 
 def test_editing_steps_keeps_history_and_moves_pending_steps_to_the_new_definition(api, stages, customer, smtp_server):

@@ -11,6 +11,8 @@ from alerts.services import segment_create, segments_refresh
 from alerts.webhooks import webhook_subscription_create
 from csplatform.customers.ingest import events_ingest
 from csplatform.customers.models import ContactRole, UsageEvent
+from csplatform.tenancy.timezones import tenant_today
+from health.models import HealthScore, HealthSnapshot
 from lifecycle.models import AccountStage
 from lifecycle.services import account_move_stage, lifecycle_advance
 from playbooks.models import (
@@ -382,10 +384,20 @@ def test_event_received_trigger_enrols_on_a_new_event_only(tenant, customer, noo
     assert ingest("m2") == {playbook.pk: 1}
 
 
-def test_health_triggers_enrol_on_score_and_colour(tenant, customer, noon):
-    from health.models import HealthScore
+def scored(tenant, account, days_ago, score):
+    """The account's health snapshot `days_ago` days before today, as scoring would have written it."""
+    HealthSnapshot.objects.update_or_create(
+        tenant=tenant,
+        account=account,
+        day=tenant_today(tenant) - dt.timedelta(days=days_ago),
+        defaults={"score": score, "colour": "red" if score < 40 else "green"},
+    )
 
+
+def test_health_triggers_enrol_on_score_and_colour(tenant, customer, noon):
     HealthScore.objects.create(tenant=tenant, account=customer, score=30, colour="red", computed_at=WEDNESDAY_NOON)
+    scored(tenant, customer, 1, 55)
+    scored(tenant, customer, 0, 30)
     below = make_playbook(
         tenant,
         [{"kind": "create_task", "config": {"title": "t"}}],
@@ -409,6 +421,154 @@ def test_health_triggers_enrol_on_score_and_colour(tenant, customer, noon):
     )
     started = playbooks_enroll(tenant=tenant, account_ids=[customer.pk], health_changes=[customer.pk])
     assert started == {below.pk: 1, red.pk: 1}
+
+
+def test_health_below_enrols_an_account_when_it_crosses_not_while_it_stays_below(tenant, customer, noon):
+    playbook = make_playbook(
+        tenant,
+        [{"kind": "create_task", "config": {"title": "t"}}],
+        trigger_type="health_below",
+        trigger_config={"value": 40},
+        enrollment_policy="again_after_days",
+        again_after_days=1,
+    )
+    steady = AccountFactory(tenant=tenant)
+    accounts = [customer.pk, steady.pk]
+    for account, yesterday in ((customer, 55), (steady, 30)):
+        scored(tenant, account, 1, yesterday)
+        scored(tenant, account, 0, 30)
+    assert playbooks_enroll(tenant=tenant, account_ids=accounts) == {playbook.pk: 1}
+    assert Run.objects.for_tenant(tenant).get().account == customer
+    steps_run_due()
+    # Days later, still below: the policy would allow a second run, but nothing crossed.
+    for days in (2, 3):
+        noon.move_to(WEDNESDAY_NOON + dt.timedelta(days=days))
+        scored(tenant, customer, 0, 30)
+        assert playbooks_enroll(tenant=tenant, account_ids=accounts) == {}
+    # Back above one day, below the next: a new crossing.
+    noon.move_to(WEDNESDAY_NOON + dt.timedelta(days=5))
+    scored(tenant, customer, 1, 60)
+    scored(tenant, customer, 0, 35)
+    assert playbooks_enroll(tenant=tenant, account_ids=accounts) == {playbook.pk: 1}
+
+
+def test_health_above_does_not_enrol_an_account_scored_for_the_first_time(tenant, customer, noon):
+    make_playbook(
+        tenant,
+        [{"kind": "create_task", "config": {"title": "t"}}],
+        trigger_type="health_above",
+        trigger_config={"value": 70},
+    )
+    scored(tenant, customer, 0, 90)
+    assert playbooks_enroll(tenant=tenant, account_ids=[customer.pk]) == {}
+
+
+def test_stage_left_trigger_enrols_the_accounts_that_left_the_stage(tenant, stages, customer, noon, alice):
+    playbook = make_playbook(
+        tenant,
+        [{"kind": "create_task", "config": {"title": "t"}}],
+        trigger_type="stage_left",
+        trigger_config={"stage": "onboarding"},
+    )
+    staying = AccountFactory(tenant=tenant)
+    for account in (customer, staying):
+        account_move_stage(tenant=tenant, account=account, to_stage=stages["onboarding"], actor=alice, reason="Signed.")
+    account_move_stage(tenant=tenant, account=customer, to_stage=stages["adopting"], actor=alice, reason="Set up.")
+    changed = [customer.pk, staying.pk]
+    assert playbooks_enroll(tenant=tenant, account_ids=changed, stage_changes=changed) == {playbook.pk: 1}
+    assert Run.objects.for_tenant(tenant).get().account == customer
+
+
+def test_a_step_due_at_once_runs_as_soon_as_the_enrolment_commits(
+    tenant, customer, noon, monkeypatch, django_capture_on_commit_callbacks
+):
+    from playbooks.tasks import run_due_task
+
+    enqueued = []
+    monkeypatch.setattr(run_due_task, "apply_async", lambda **options: enqueued.append(options) or run_due_task())
+    playbook = make_playbook(tenant, [{"kind": "create_task", "config": {"title": "Call {{ account.name }}"}}])
+    with django_capture_on_commit_callbacks(execute=True):
+        run_start(tenant=tenant, playbook=playbook, account=customer)
+        assert enqueued == []
+    assert enqueued == [{"expires": 300}]
+    assert Task.objects.for_tenant(tenant).get().title == "Call Acme Rockets"
+    assert Run.objects.for_tenant(tenant).get().status == RunStatus.COMPLETED
+
+
+def test_a_send_retried_during_a_replay_is_due_again_by_the_replayed_clock(
+    tenant, customer, smtp_server, noon, settings
+):
+    past = WEDNESDAY_NOON - dt.timedelta(days=7)
+    run_start(tenant=tenant, playbook=make_playbook(tenant, [EMAIL]), account=customer, now=past)
+    settings.EMAIL_PORT = free_port()
+    step_run = StepRun.objects.for_tenant(tenant).get()
+    StepRun.objects.for_tenant(tenant).filter(pk=step_run.pk).update(status=StepRunStatus.RUNNING, claimed_at=past)
+    assert step_execute(step_run_id=step_run.pk, now=past) == StepRunStatus.PENDING
+    step_run.refresh_from_db()
+    assert (step_run.attempts, step_run.due_at) == (1, past + dt.timedelta(minutes=1))
+
+
+def test_an_unsubscribed_primary_contact_is_recorded_and_nobody_else_is_written_to(
+    tenant, customer, smtp_server, noon, client, bob
+):
+    customer.contacts.filter(role=ContactRole.ADMINISTRATOR).update(unsubscribed=True)
+    run = run_start(tenant=tenant, playbook=make_playbook(tenant, [EMAIL]), account=customer)
+    steps_run_due()
+    assert smtp_server.messages == []
+    email = OutboundEmail.objects.for_tenant(tenant).get()
+    assert (email.to_email, email.status, email.subject) == (
+        "ada@acme.example",
+        EmailStatus.UNSUBSCRIBED,
+        "Hello Acme Rockets",
+    )
+    step_run = StepRun.objects.for_tenant(tenant).get(run=run)
+    assert (step_run.status, step_run.outcome["unsubscribed"]) == (StepRunStatus.DONE, ["ada@acme.example"])
+    assert step_run.outcome["recipients"] == []
+    client.force_login(bob)
+    html = client.get(f"/t/alpha/accounts/{customer.pk}/").content.decode()
+    assert "Not sent: unsubscribed" in html and "(not sent to ada@acme.example: unsubscribed)" in html
+
+
+def test_an_audience_sends_to_subscribed_contacts_and_records_the_unsubscribed_ones(
+    tenant, customer, smtp_server, noon
+):
+    customer.contacts.filter(role=ContactRole.USER).update(unsubscribed=True)
+    playbook = make_playbook(tenant, [EMAIL], audience_text='contact.role in ["user", "administrator"]')
+    run_start(tenant=tenant, playbook=playbook, account=customer)
+    steps_run_due()
+    assert [str(message["To"]) for message in smtp_server.messages] == ["ada@acme.example"]
+    statuses = dict(OutboundEmail.objects.for_tenant(tenant).values_list("to_email", "status"))
+    assert statuses == {"ada@acme.example": EmailStatus.SENT, "uma@acme.example": EmailStatus.UNSUBSCRIBED}
+    assert StepRun.objects.for_tenant(tenant).get().outcome["unsubscribed"] == ["uma@acme.example"]
+
+
+def test_a_demo_is_not_offered_to_another_contact_when_the_primary_one_unsubscribed(tenant, customer, noon):
+    customer.contacts.filter(role=ContactRole.ADMINISTRATOR).update(unsubscribed=True)
+    steps = [{"kind": "schedule_demo", "config": {"days_ahead": 3, "duration_minutes": 30}}]
+    run_start(tenant=tenant, playbook=make_playbook(tenant, steps), account=customer)
+    steps_run_due()
+    outcome = StepRun.objects.for_tenant(tenant).get().outcome
+    assert outcome == {"skipped": "No contact to invite.", "unsubscribed": ["ada@acme.example"]}
+    assert not OutboundEmail.objects.for_tenant(tenant).exists() and not Task.objects.for_tenant(tenant).exists()
+
+
+def test_emails_are_sent_from_the_owner_csm_with_replies_to_them(tenant, customer, smtp_server, noon):
+    run_start(tenant=tenant, playbook=make_playbook(tenant, [EMAIL]), account=customer)
+    steps_run_due()
+    (message,) = smtp_server.messages
+    assert (str(message["From"]), str(message["Reply-To"])) == ("Bob CSM <bob@alpha.example>", "bob@alpha.example")
+    assert OutboundEmail.objects.for_tenant(tenant).get().from_email == "Bob CSM <bob@alpha.example>"
+
+
+def test_emails_of_an_account_without_owner_come_from_the_default_sender(tenant, customer, smtp_server, noon, settings):
+    settings.DEFAULT_FROM_EMAIL = "Alpha Success <success@alpha.example>"
+    customer.owner = None
+    customer.save()
+    run_start(tenant=tenant, playbook=make_playbook(tenant, [EMAIL]), account=customer)
+    steps_run_due()
+    (message,) = smtp_server.messages
+    assert str(message["From"]) == "Alpha Success <success@alpha.example>"
+    assert message["Reply-To"] is None
 
 
 def test_raise_alert_on_failed_usage_check(tenant, customer, noon):

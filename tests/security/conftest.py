@@ -17,7 +17,7 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("security and reliability figures")
         for label, value in FIGURES:
             terminalreporter.write_line(f"{label}: {value}")
-        # The fault tests' conftest registers this hook too; print the figures once.
+        # The fault and playbook tests' conftests register this hook too; print the figures once.
         FIGURES.clear()
 
 

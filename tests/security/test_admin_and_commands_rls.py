@@ -66,8 +66,8 @@ def test_the_tenant_commands_run_as_the_app_role(world, app_role):
     call_command("health_backfill", slug, days=2, stdout=out)
     call_command("recompute", slug, all=True, stdout=out)
 
-    assert ApiKey.objects.filter(tenant=world["tenant"], name="from the shell").exists()
     with tenant_context(world["tenant"]):
+        assert ApiKey.objects.filter(tenant=world["tenant"], name="from the shell").exists()
         assert HealthSnapshot.objects.for_tenant(world["tenant"]).exists()
     assert "Recomputed 1 accounts" in out.getvalue()
 

@@ -1,17 +1,20 @@
 """Another tenant's key or member gets nothing of tenant A, on every operation the API documents.
 
 The operations come from the OpenAPI schema, so an endpoint added later is
-swept without touching this file. Tenant B calls each one with A's ids and
-keys in the path, in the query string and in the body's related fields.
+swept without touching this file. Tenant B, which owns a world of its own,
+calls each one with A's ids and keys in the path, in the query string and in
+the body's related fields, and with B's own objects in the path and one of
+A's objects in one related field of the body.
 """
 
+import copy
 import itertools
 import json
 import re
 
 import pytest
 from django.db.models import ForeignKey
-from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, resolve
 from drf_spectacular.generators import SchemaGenerator
 
 from csplatform.tenancy.api.throttling import ApiKeyRateThrottle
@@ -22,10 +25,32 @@ from tests.factories import MembershipFactory, TenantFactory, UserFactory
 from .conftest import record_figure
 from .world import MARKER, build_world, tenant_models, tenant_rows
 
-REFUSED = {400, 403, 404}
+# Another tenant's id is not found (404) or not a valid choice (400); a 403 would confirm that it exists.
+REFUSED = {400, 404}
 # Upserts keyed by the tenant's own external id: B sending A's external id
 # creates B's own row (external ids are unique per tenant), which is correct.
 TENANT_LOCAL_UPSERTS = {"/api/v1/accounts/by-external-id/{external_id}/", "/api/v1/contacts/by-external-id/{external_id}/"}
+# Event ingest creates the accounts and contacts it does not know, by the same tenant-local external ids.
+TENANT_LOCAL_INGEST = {"/api/v1/events/batch/"}
+# A word in a field's or parameter's name and the kind of object it names; the first match wins.
+RELATED = (
+    ("owner", "user"), ("user", "user"), ("contact", "contact"), ("account", "account"), ("cycle", "stage"),
+    ("stage", "stage"), ("keys", "stage"), ("segment", "segment"), ("playbook", "playbook"), ("rule", "alert_rule"),
+    ("metric", "metric"), ("source", "metric"), ("scorecard", "scorecard"),
+)
+# The field a string names each kind of object by; the other kinds go by `key`.
+NATURAL_KEYS = {"user": "email", "account": "external_id", "contact": "external_id", "scorecard": "name"}
+# Valid strings of each format, so that a body is refused for its reference, not for a malformed date.
+STRING_SAMPLES = {
+    "date": "2026-01-15",
+    "date-time": "2026-01-15T12:00:00Z",
+    "decimal": "10.00",
+    "email": "someone@bravo.example",
+    "uri": "https://bravo.example/",
+    "uuid": "00000000-0000-4000-8000-000000000000",
+}
+# References the schema cannot show, inside a playbook's free-form trigger: (trigger type, kind named).
+TRIGGER_REFERENCES = (("segment_entered", "segment"), ("stage_entered", "stage"))
 
 
 @pytest.fixture(autouse=True)
@@ -46,23 +71,30 @@ def primary_keys(tenant):
     return {pk for model in tenant_models() for pk in model.objects.for_tenant(tenant).values_list("pk", flat=True)}
 
 
-def a_references(world, tenant_b):
-    """A's identifiers, by kind: primary keys of A's rows and key-like strings.
+def related_kind(name):
+    name = name.lower()
+    return next((kind for hint, kind in RELATED if hint in name), None)
 
-    A key that B's own rows also use (in any table) is left out: B is
-    entitled to its own row with that key.
-    """
-    tenant = world["tenant"]
-    pks = sorted(primary_keys(tenant) - primary_keys(tenant_b))
-    strings = {
-        "account": world["account"].external_id,
-        "contact": world["contact"].external_id,
-        "stage": world["stages"][0].key,
-        "metric": f"{MARKER}_logins",
-        "email": world["admin"].email,
-        "slug": tenant.slug,
+
+def references(world):
+    """The world's object of each related kind, as an integer names it (its pk) and as a string does."""
+    objects = {kind: world[kind] for kind in ("account", "contact", "scorecard", "metric", "segment", "alert_rule")}
+    # The second stage: a stage's `cycle_to` may name any stage but itself, the first.
+    objects.update(user=world["admin"], stage=world["stages"][1], playbook=world["playbook"])
+    return {
+        kind: {"integer": obj.pk, "string": getattr(obj, NATURAL_KEYS.get(kind, "key"))}
+        for kind, obj in objects.items()
     }
-    return pks, strings
+
+
+def a_references(world, tenant_b):
+    """A's identifiers: the primary keys of A's rows, and A's keys, external ids, email and slug.
+
+    A primary key that one of B's rows also has (in any table) is left out:
+    B is entitled to its own row.
+    """
+    pks = sorted(primary_keys(world["tenant"]) - primary_keys(tenant_b))
+    return pks, sorted({ref["string"] for ref in references(world).values()} | {world["tenant"].slug})
 
 
 def a_markers(world):
@@ -81,69 +113,126 @@ def leaks(response, markers, sent):
     return sorted(m for m in markers if m in body and m not in sent)
 
 
-def resolve(schema, components):
+def resolve_schema(schema, components):
     while "$ref" in schema:
         schema = components[schema["$ref"].rsplit("/", 1)[1]]
     return schema
 
 
-def reference_for(name, strings):
-    """Which of A's identifiers a field or parameter called `name` most likely takes."""
-    name = name.lower()
-    for hint, kind in (
-        ("email", "email"), ("owner", "email"), ("user", "email"), ("contact", "contact"), ("account", "account"),
-        ("stage", "stage"), ("cycle", "stage"), ("metric", "metric"), ("source", "metric"), ("key", "stage"),
-        ("tenant", "slug"),
-    ):
-        if hint in name:
-            return strings[kind]
-    return None
+def reference_for(name, schema_type, refs):
+    """The object of `refs` that a field or parameter called `name` names, in its type's form; None if none."""
+    kind = related_kind(name)
+    if kind is None or schema_type not in ("integer", "string", "array"):
+        return None
+    if schema_type == "integer":
+        return refs[kind]["integer"]
+    return [refs[kind]["string"]] if schema_type == "array" else refs[kind]["string"]
 
 
-def body_for(schema, components, pks, strings, depth=0):
-    """A request body shaped by the schema whose related fields all name A's objects."""
-    schema = resolve(schema, components)
+def body_for(schema, components, refs, depth=0):
+    """A request body shaped by the schema whose related fields all name objects of `refs`."""
+    schema = resolve_schema(schema, components)
     if depth > 4:
         return None
     kind = schema.get("type")
     if "oneOf" in schema or "allOf" in schema or "anyOf" in schema:
         options = schema.get("oneOf") or schema.get("allOf") or schema.get("anyOf")
-        return body_for(options[0], components, pks, strings, depth + 1)
+        return body_for(options[0], components, refs, depth + 1)
     if kind == "object" or "properties" in schema:
         body = {}
         for name, prop in schema.get("properties", {}).items():
-            prop = resolve(prop, components)
+            prop = resolve_schema(prop, components)
             if prop.get("readOnly"):
                 continue
-            ref = reference_for(name, strings)
-            if prop.get("type") == "integer" and ref is not None:
-                body[name] = pks[0]
-            elif prop.get("type") == "string" and ref is not None:
-                body[name] = ref
-            elif prop.get("type") == "array" and ref is not None:
-                body[name] = [ref]
-            else:
-                body[name] = body_for(prop, components, pks, strings, depth + 1)
+            ref = reference_for(name, prop.get("type"), refs)
+            body[name] = ref if ref is not None else body_for(prop, components, refs, depth + 1)
         return body
     if kind == "array":
-        return [body_for(schema.get("items", {}), components, pks, strings, depth + 1)]
+        return [body_for(schema.get("items", {}), components, refs, depth + 1)]
     if "enum" in schema:
         return schema["enum"][0]
-    return {"integer": 1, "number": 1, "boolean": True, "string": "x"}.get(kind)
+    if kind == "string":
+        return STRING_SAMPLES.get(schema.get("format"), "x")
+    return {"integer": 1, "number": 1, "boolean": True}.get(kind)
 
 
-def json_body(operation, components, pks, strings):
+def json_body(operation, components, refs):
     content = operation.get("requestBody", {}).get("content", {})
     if "application/json" not in content:
         return None
-    return body_for(content["application/json"]["schema"], components, pks, strings)
+    return body_for(content["application/json"]["schema"], components, refs)
 
 
-def path_values(param, pks, strings):
-    if param["schema"].get("type") == "integer":
+def related_places(body, place=()):
+    """Where a body holds a related field: key paths such as ("items", 0, "owner")."""
+    if isinstance(body, dict):
+        for name, value in body.items():
+            if related_kind(name) and isinstance(value, (int, str, list)) and not isinstance(value, bool):
+                yield (*place, name)
+            else:
+                yield from related_places(value, (*place, name))
+    elif isinstance(body, list):
+        for index, value in enumerate(body):
+            yield from related_places(value, (*place, index))
+
+
+def with_reference(body, place, refs):
+    """A copy of the body whose field at `place` names the object of `refs` instead, in the same form."""
+    body = copy.deepcopy(body)
+    parent = body
+    for step in place[:-1]:
+        parent = parent[step]
+    current = parent[place[-1]]
+    schema_type = "integer" if isinstance(current, int) else "array" if isinstance(current, list) else "string"
+    parent[place[-1]] = reference_for(place[-1], schema_type, refs)
+    return body
+
+
+def refuses(response, place):
+    """A 404, or a validation error that names the field at `place`: a 400's `error.fields`,
+    or a batch's 200 (each item on its own) whose `errors` reject the item.
+
+    Naming the field matters: the rest of a generated body may be invalid too.
+    """
+    if response.status_code == 404:
+        return True
+    field = "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in place).lstrip(".")
+    answer = response.json() if response.status_code in (200, 400) else {}
+    errors = answer.get("error", {}).get("fields", []) if response.status_code == 400 else answer.get("errors", [])
+    return any(error.get("field") == field for error in errors)
+
+
+def path_values(path, param, pks, refs, strings):
+    """A's ids for a path parameter: all of A's primary keys for an id, else the key of the object the path names."""
+    if param["name"] == "id" or param["schema"].get("type") == "integer":
         return pks
-    hinted = reference_for(param["name"], strings)
-    return [hinted] if hinted else sorted(set(strings.values()))
+    collection = path.split("{" + param["name"] + "}")[0].rstrip("/").rsplit("/", 1)[-1]
+    kind = related_kind(collection)
+    return [refs[kind]["string"]] if kind else strings
+
+
+def own_url(path, operation, tenant):
+    """The path with the tenant's own object in its one path parameter (itself when it has none); else None.
+
+    The object is a row of the model served at the path up to that parameter,
+    named by the parameter's field when the model has it, else by its pk.
+    """
+    params = [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"]
+    if not params:
+        return path
+    if len(params) > 1:
+        return None
+    placeholder = "{" + params[0] + "}"
+    try:
+        view = getattr(resolve(path.split(placeholder)[0] + "0/").func, "cls", None)
+    except Resolver404:
+        return None
+    model = getattr(getattr(view, "queryset", None), "model", None)
+    row = model.objects.for_tenant(tenant).order_by("pk").first() if model else None
+    if row is None:
+        return None
+    field = params[0] if params[0] != "id" and hasattr(row, params[0]) else "pk"
+    return path.replace(placeholder, str(getattr(row, field)))
 
 
 def cross_tenant_references():
@@ -174,26 +263,35 @@ def world(db):
 
 
 @pytest.fixture
+def world_b(db):
+    return build_world("bravo")
+
+
+@pytest.fixture
 def tenant_b(db):
     return TenantFactory(slug="bravo-sweep", name="Bravo Sweep")
 
 
-def test_tenant_b_gets_nothing_of_tenant_a_from_any_api_operation(world, tenant_b):
-    """1. Path parameters: every A id or key in every operation answers 400/403/404.
-    2. Query parameters: lists filtered by A's ids come back without A's data.
-    3. Bodies: related fields naming A's objects never link B's rows to A's.
+def test_tenant_b_gets_nothing_of_tenant_a_from_any_api_operation(world, world_b):
+    """1. Path parameters: every A id or key in every operation answers 404 or 400.
+    2. Bodies: B's own object (or a new one) with one related field naming A's
+       object answers 404 or a validation error of that field; a playbook
+       trigger takes B's segment or stage and refuses A's.
+    3. Query parameters: lists filtered by A's ids come back without A's data.
     Throughout: no answer shows A's names or keys, A's rows stay byte for byte
     the same, and no row anywhere references another tenant's row.
     """
+    tenant_b = world_b["tenant"]
     client = make_api_client(tenant_b)
+    theirs, mine = references(world), references(world_b)
     pks, strings = a_references(world, tenant_b)
     markers = a_markers(world)
     before = tenant_rows(world["tenant"])
-    problems, tried = [], 0
+    problems, tried, crossings = [], 0, 0
     ops = list(operations())
     assert len(ops) > 20, "the schema lists too few operations to be the real API"
 
-    def call(method, url, body=None, params=None):
+    def call(method, url, body=None, params=None, expected=None):
         nonlocal tried
         tried += 1
         response = client.generic(
@@ -207,35 +305,55 @@ def test_tenant_b_gets_nothing_of_tenant_a_from_any_api_operation(world, tenant_
         leaked = leaks(response, markers, sent)
         if response.status_code >= 500 or leaked:
             problems.append(f"{method.upper()} {url} {params or ''} -> {response.status_code} leaked {leaked}")
+        elif expected is not None and response.status_code not in expected:
+            problems.append(f"{method.upper()} {url} {json.dumps(body)} -> {response.status_code}, expected {expected}")
         return response
 
-    later = []
     for path, method, operation, components in ops:
         path_params = [p for p in operation.get("parameters", []) if p["in"] == "path"]
-        if not path_params or path in TENANT_LOCAL_UPSERTS:
-            later.append((path, method, operation, components))
+        if not path_params:
             continue
-        body = json_body(operation, components, pks, strings)
-        choices = [path_values(p, pks, strings) for p in path_params]
+        body = json_body(operation, components, theirs)
+        if path in TENANT_LOCAL_UPSERTS:
+            # B's own row under A's external id may be written; nothing of A's may show.
+            call(method, path.replace("{external_id}", theirs[related_kind(path)]["string"]), body)
+            continue
+        choices = [path_values(path, p, pks, theirs, strings) for p in path_params]
         for values in itertools.product(*choices):
             url = path
             for param, value in zip(path_params, values):
                 url = url.replace("{" + param["name"] + "}", str(value))
-            response = call(method, url, body)
-            if response.status_code not in REFUSED:
-                problems.append(f"{method.upper()} {url} -> {response.status_code}, expected one of {sorted(REFUSED)}")
+            call(method, url, body, expected=REFUSED)
 
-    query_values = [str(pk) for pk in pks] + sorted(set(strings.values()))
-    for path, method, operation, components in later:
-        if method == "get":
-            for param in (p for p in operation.get("parameters", []) if p["in"] == "query"):
-                for value in query_values:
-                    call(method, path, params={param["name"]: value})
-        elif path in TENANT_LOCAL_UPSERTS or method in ("post", "put", "patch"):
-            url = path.replace("{external_id}", strings["account"] if "accounts" in path else strings["contact"])
-            call(method, url, json_body(operation, components, pks, strings))
+    for path, method, operation, components in ops:
+        writes = method in ("post", "put", "patch") and path not in TENANT_LOCAL_INGEST
+        url = own_url(path, operation, tenant_b) if writes else None
+        body = json_body(operation, components, mine) if url else None
+        for place in related_places(body):
+            crossed = with_reference(body, place, theirs)
+            crossings += 1
+            response = call(method, url, crossed)
+            if not refuses(response, place):
+                problems.append(f"{method.upper()} {url} {json.dumps(crossed)} -> {response.status_code}, not refused")
+
+    playbook = f"/api/v1/playbooks/{mine['playbook']['string']}/"
+    for trigger_type, kind in TRIGGER_REFERENCES:
+        for refs, expected in ((mine, {200}), (theirs, REFUSED)):
+            trigger = {"trigger_type": trigger_type, "trigger_config": {kind: refs[kind]["string"]}}
+            call("patch", playbook, trigger, expected=expected)
+
+    for path, method, operation, components in ops:
+        if method != "get" or any(p["in"] == "path" for p in operation.get("parameters", [])):
+            continue
+        for param in (p for p in operation.get("parameters", []) if p["in"] == "query"):
+            kind, schema_type = related_kind(param["name"]), param["schema"].get("type")
+            values = theirs[kind].values() if kind else strings if schema_type == "string" else ()
+            for value in values:
+                # An unknown cursor is not found (404).
+                call(method, path, params={param["name"]: value}, expected={200, 400, 404})
 
     record_figure("isolation sweep: API requests tried", tried)
+    record_figure("isolation sweep: B's writes naming one of A's objects", crossings)
     assert problems == [], "\n".join(problems)
     assert tenant_rows(world["tenant"]) == before, "tenant B's requests changed tenant A's rows"
     assert cross_tenant_references() == []
@@ -264,7 +382,7 @@ def identifies_objects(route):
 def fill_route(route, slug, pks, strings):
     """Every URL of this route with the tenant slug given and each of A's ids in its other arguments."""
     args = route_args(route)
-    choices = [pks if conv == "int" else sorted(set(strings.values())) for conv, _ in args]
+    choices = [pks if conv == "int" else strings for conv, _ in args]
     for values in itertools.product(*choices):
         filled = iter(values)
         yield "/" + ROUTE_ARG.sub(

@@ -2,20 +2,38 @@
 
 The tests connect as the app does in production: an ordinary role, neither
 superuser nor BYPASSRLS, which the superuser of the test run becomes with
-SET LOCAL ROLE for the length of the test's transaction.
+SET LOCAL ROLE for the length of the test's transaction (SET ROLE for the
+session in the autocommit tests, as production's requests run).
 """
 
+import os
 import secrets
+import shutil
+import subprocess
+from contextlib import closing
 
+import psycopg2
 import pytest
+from django.conf import settings
 from django.core import mail
+from django.core.checks import Tags, run_checks
 from django.db import DatabaseError, connection, transaction
 
 from alerts.models import DeliveryStatus, WebhookDelivery
 from alerts.webhooks import webhook_deliver_due, webhook_emit, webhook_subscription_create
-from csplatform.customers.models import Account
-from csplatform.tenancy.rls import POLICY, check_role, dangerously_bypass_rls, protected_models, tenant_context
-from playbooks.models import EmailStatus, OutboundEmail, Run, RunStatus
+from csplatform.customers.models import Account, UsageEvent
+from csplatform.tenancy.rls import (
+    BYPASS_SETTING,
+    POLICY,
+    TENANT_SETTING,
+    check_role,
+    dangerously_bypass_rls,
+    policy_statements,
+    protected_models,
+    tenant_context,
+)
+from playbooks.models import EmailStatus, OutboundEmail, Run, RunStatus, StepRun
+from playbooks.nps import nps_token
 from playbooks.runner import steps_run_due
 from playbooks.services import playbook_create, runs_start
 from tests.alerts.conftest import Receiver
@@ -36,8 +54,7 @@ def world(db):
     return world
 
 
-@pytest.fixture
-def app_role(world):
+def become_app_role(set_role):
     """Become an ordinary role with rights on every table, as production's app role has."""
     role = f"csp_app_{secrets.token_hex(4)}"
     with connection.cursor() as cursor:
@@ -45,13 +62,47 @@ def app_role(world):
         cursor.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
         cursor.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
         cursor.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}")
-        cursor.execute(f"SET LOCAL ROLE {role}")
+        cursor.execute(f"{set_role} {role}")
     check_role()
     assert connection.csp_rls_enforced
-    yield role
+    return role
+
+
+@pytest.fixture
+def app_role(world):
+    """The app role for the test's transaction."""
+    yield become_app_role("SET LOCAL ROLE")
     with connection.cursor() as cursor:
         cursor.execute("RESET ROLE")
     check_role()
+
+
+@pytest.fixture
+def autocommit_world(transactional_db):
+    """A tenant with one account and an API key, beside another tenant's two accounts, committed."""
+    tenant = TenantFactory()
+    AccountFactory(tenant=tenant)
+    AccountFactory.create_batch(2, tenant=TenantFactory())
+    return {"tenant": tenant, "api": make_api_client(tenant, scopes=["read"])}
+
+
+@pytest.fixture
+def app_role_in_autocommit(autocommit_world):
+    """The app role for the connection's session, outside any transaction, as production's requests and tasks run."""
+    role = become_app_role("SET ROLE")
+    yield role
+    with connection.cursor() as cursor:
+        cursor.execute("RESET ROLE")
+        cursor.execute(f"DROP OWNED BY {role}")
+        cursor.execute(f"DROP ROLE {role}")
+    check_role()
+
+
+def connection_settings():
+    """The tenant and bypass settings as the connection holds them now ('' when unset)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting(%s, true), current_setting(%s, true)", [TENANT_SETTING, BYPASS_SETTING])
+        return tuple(value or "" for value in cursor.fetchone())
 
 
 def unfiltered_counts():
@@ -98,6 +149,21 @@ def test_with_no_tenant_set_an_unfiltered_select_returns_nothing(world, app_role
     with tenant_context(world["tenant"]):
         pass
     assert set(unfiltered_counts().values()) == {0}, "the tenant must not outlive its block"
+
+
+@pytest.mark.parametrize("table", ["tenancy_apikey", "tenancy_membership"])
+def test_the_tables_that_name_a_requests_tenant_show_another_tenant_none_of_their_rows(world, app_role, table):
+    """API keys and memberships are found through the named bypass; every other read of them has the wall."""
+
+    def tenants_seen():
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT DISTINCT tenant_id FROM {table}")
+            return {tenant_id for (tenant_id,) in cursor.fetchall()}
+
+    with tenant_context(world["tenant"]):
+        assert tenants_seen() == {world["tenant"].pk}
+    with tenant_context(world["other"]):
+        assert tenants_seen() == set()
 
 
 def test_the_bypass_sees_every_tenant_and_only_inside_its_block(world, app_role):
@@ -178,6 +244,129 @@ def test_the_runners_claim_across_tenants_and_execute_each_in_its_tenant_under_t
             assert WebhookDelivery.objects.for_tenant(tenant).get(pk=delivery_id).status == DeliveryStatus.DELIVERED
     assert len(mail.outbox) == 2
     assert sorted(request["json"]["tenant"] for request in receiver.requests) == sorted(t.slug for t in tenants)
+
+
+def test_a_one_click_nps_answer_is_recorded_under_the_app_role(world, app_role, client):
+    """The public answer page has no session: the token's tenant is the one whose rows it reads and writes."""
+    tenant, contact = world["tenant"], world["contact"]
+    with superuser():
+        step_run = StepRun.objects.for_tenant(tenant).first()
+    token = nps_token(tenant=tenant, contact=contact, score=9, step_run=step_run, expires_days=14)
+
+    assert client.get(f"/nps/{token}/").status_code == 200
+
+    assert set(unfiltered_counts().values()) == {0}, "no tenant may linger after the answer"
+    with superuser():
+        answers = UsageEvent.objects.for_tenant(tenant).filter(contact=contact, event="nps.answered")
+        assert [event.properties for event in answers] == [{"score": 9}]
+
+
+def test_in_autocommit_the_tenant_holds_across_commits_and_is_reset_when_its_block_fails(
+    autocommit_world, app_role_in_autocommit
+):
+    tenant = autocommit_world["tenant"]
+
+    with pytest.raises(DatabaseError), tenant_context(tenant):
+        with transaction.atomic():
+            Account.objects.for_tenant(tenant).update(plan="team")
+        assert Account.objects.dangerously_all_tenants().get().plan == "team", "the commit kept the tenant"
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 / 0")
+
+    assert connection_settings() == ("", "")
+    assert not Account.objects.dangerously_all_tenants().exists()
+
+
+def test_an_api_request_in_autocommit_leaves_no_tenant_on_the_persistent_connection(
+    autocommit_world, app_role_in_autocommit
+):
+    listed = autocommit_world["api"].get("/api/v1/accounts/")
+
+    assert len(listed.json()["results"]) == 1
+    assert connection.csp_rls_enforced, "the request must have run on this connection, as the app role"
+    assert connection_settings() == ("", "")
+
+
+def deploy_warnings():
+    messages = run_checks(tags=[Tags.database], include_deployment_checks=True, databases=["default"])
+    return {message.id for message in messages}
+
+
+def test_check_deploy_warns_that_row_level_security_is_inactive_for_a_superuser(db):
+    """The test run connects as a superuser, as compose's POSTGRES_USER is one."""
+    assert "tenancy.W001" in deploy_warnings()
+
+
+def test_check_deploy_is_quiet_about_row_level_security_under_the_app_role(world, app_role):
+    assert "tenancy.W001" not in deploy_warnings()
+
+
+@pytest.fixture
+def empty_database():
+    """A new database and a free role name, as the postgres image's first start finds them; both dropped after."""
+    database, app_user = f"csp_init_{secrets.token_hex(4)}", f"csp_app_{secrets.token_hex(4)}"
+    with closing(server_connection("postgres")) as server:
+        server.autocommit = True
+        with server.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {database}")
+        try:
+            yield database, app_user
+        finally:
+            with server.cursor() as cursor:
+                # The role's grants live in the database, so it goes first.
+                cursor.execute(f"DROP DATABASE {database} WITH (FORCE)")
+                cursor.execute(f"DROP ROLE IF EXISTS {app_user}")
+
+
+def server_connection(database, user=None, password=None):
+    """A connection of its own to the test run's server, outside Django's transaction."""
+    server = connection.settings_dict
+    return psycopg2.connect(
+        host=server["HOST"] or None,
+        port=server["PORT"] or None,
+        dbname=database,
+        user=user or server["USER"],
+        password=password or server["PASSWORD"] or None,
+    )
+
+
+@pytest.mark.skipif(shutil.which("psql") is None, reason="the init script runs psql")
+def test_the_compose_init_script_creates_an_app_role_that_the_policies_bind(empty_database):
+    """Run the script as the postgres image does, then use its role on a tenant table that migrate creates later."""
+    database, app_user = empty_database
+    server, password = connection.settings_dict, secrets.token_urlsafe(16)
+    subprocess.run(
+        ["sh", str(settings.BASE_DIR / "deploy" / "postgres" / "create-app-role.sh")],
+        env={
+            **os.environ,
+            "PGHOST": server["HOST"],
+            "PGPORT": str(server["PORT"] or 5432),
+            "PGPASSWORD": server["PASSWORD"] or "",
+            "POSTGRES_USER": server["USER"],
+            "POSTGRES_DB": database,
+            "POSTGRES_APP_USER": app_user,
+            "POSTGRES_APP_PASSWORD": password,
+        },
+        check=True,
+        capture_output=True,
+    )
+    with closing(server_connection(database)) as owner, owner, owner.cursor() as cursor:
+        cursor.execute("CREATE TABLE notes (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, tenant_id bigint)")
+        for statement in policy_statements("notes"):
+            cursor.execute(statement)
+        cursor.execute("INSERT INTO notes (tenant_id) VALUES (1), (2)")
+        cursor.execute("SELECT rolsuper, rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = %s", [app_user])
+        assert cursor.fetchone() == (False, False, True)
+
+    with closing(server_connection(database, app_user, password)) as app, app.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM notes")
+        assert cursor.fetchone() == (0,), "no tenant set, no rows"
+        cursor.execute("SELECT set_config(%s, '1', true)", [TENANT_SETTING])
+        cursor.execute("INSERT INTO notes (tenant_id) VALUES (1)")
+        cursor.execute("SELECT tenant_id FROM notes")
+        assert cursor.fetchall() == [(1,), (1,)]
+        with pytest.raises(psycopg2.Error, match="row-level security"):
+            cursor.execute("INSERT INTO notes (tenant_id) VALUES (2)")
 
 
 class superuser:

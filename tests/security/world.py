@@ -1,7 +1,8 @@
 """Tenant "A" with at least one row of every kind, built through the public services.
 
 Every name, key and external id that A owns contains MARKER, so a response
-that shows one of them to another tenant is easy to spot.
+that shows one of them to another tenant is easy to spot. The isolation
+sweep builds a second world like it, under another marker, for tenant B.
 """
 
 import datetime as dt
@@ -40,8 +41,10 @@ def thresholds(source, bad, good):
     return {"source": source, "weight": 1, "missing": "skip", "mapping": {"type": "thresholds", "bad": bad, "good": good}}
 
 
-def build_world(slug=f"{MARKER}-corp"):
-    """Create tenant A and one of everything it can own; return a dict of the main objects.
+def build_world(marker=MARKER):
+    """Create a tenant (A, unless another `marker` names it) and one of everything it can own.
+
+    Returns a dict of the main objects; every name, key and external id in it contains `marker`.
 
     1. Tenant, admin member, API key.
     2. Configuration: a metric, two stages, a scorecard with a second version.
@@ -51,48 +54,49 @@ def build_world(slug=f"{MARKER}-corp"):
     5. A segment with its member, an alert rule and an alert, a webhook
        subscription with a delivery, a playbook run that created a task.
     """
-    tenant = TenantFactory(slug=slug, name=f"{MARKER.title()} Corporation")
-    admin = UserFactory(email=f"admin-{slug}@{MARKER}.example", name=f"{MARKER.title()} Admin")
+    slug = f"{marker}-corp"
+    tenant = TenantFactory(slug=slug, name=f"{marker.title()} Corporation")
+    admin = UserFactory(email=f"admin-{slug}@{marker}.example", name=f"{marker.title()} Admin")
     MembershipFactory(tenant=tenant, user=admin, role=Role.ADMIN)
-    api_key_create(tenant=tenant, name=f"{MARKER} key", scopes=["read"])
+    api_key_create(tenant=tenant, name=f"{marker} key", scopes=["read"])
 
-    metric_definition_create(
+    metric = metric_definition_create(
         tenant=tenant,
         actor=admin,
-        fields={"key": f"{MARKER}_logins", "label": f"{MARKER} logins", "event_names": ["login"], "window_days": 30},
+        fields={"key": f"{marker}_logins", "label": f"{marker} logins", "event_names": ["login"], "window_days": 30},
     )
-    trial = stage_create(tenant=tenant, actor=admin, key=f"{MARKER}_trial", name=f"{MARKER.title()} Trial")
+    trial = stage_create(tenant=tenant, actor=admin, key=f"{marker}_trial", name=f"{marker.title()} Trial")
     paying = stage_create(
         tenant=tenant,
         actor=admin,
-        key=f"{MARKER}_paying",
-        name=f"{MARKER.title()} Paying",
+        key=f"{marker}_paying",
+        name=f"{marker.title()} Paying",
         entry_criteria_text="account.mrr > 0",
     )
     scorecard = scorecard_create(
-        tenant=tenant, actor=admin, name=f"{MARKER.title()} Card", measures=[thresholds(f"{MARKER}_logins", 0, 20)]
+        tenant=tenant, actor=admin, name=f"{marker.title()} Card", measures=[thresholds(f"{marker}_logins", 0, 20)]
     )
     health_settings_update(tenant=tenant, actor=admin, red_below=30, green_from=60)
     scorecard_version_create(
-        tenant=tenant, scorecard=scorecard, actor=admin, measures=[thresholds(f"{MARKER}_logins", 0, 10)], note=MARKER
+        tenant=tenant, scorecard=scorecard, actor=admin, measures=[thresholds(f"{marker}_logins", 0, 10)], note=marker
     )
 
     account, _ = account_upsert(
         tenant=tenant,
-        external_id=f"acct-{MARKER}-1",
-        fields={"name": f"{MARKER.title()} Holdings", "owner": admin, "mrr": 700, "plan": "pro"},
+        external_id=f"acct-{marker}-1",
+        fields={"name": f"{marker.title()} Holdings", "owner": admin, "mrr": 700, "plan": "pro"},
     )
     contact, _ = contact_upsert(
         tenant=tenant,
-        external_id=f"contact-{MARKER}-1",
+        external_id=f"contact-{marker}-1",
         account=account,
-        fields={"email": f"person-{MARKER}@customer.example", "name": f"{MARKER.title()} Person"},
+        fields={"email": f"person-{marker}@customer.example", "name": f"{marker.title()} Person"},
     )
     client = make_api_client(tenant, scopes=["ingest"])
     now = timezone.now()
     events = [
         {
-            "message_id": f"msg-{MARKER}-{n}",
+            "message_id": f"msg-{marker}-{n}",
             "account": account.external_id,
             "contact": contact.external_id,
             "event": "login",
@@ -105,30 +109,30 @@ def build_world(slug=f"{MARKER}-corp"):
     assert response.status_code in (200, 201, 202), response.content
 
     pipeline.recompute_accounts(tenant=tenant, account_ids=[account.pk])
-    account_move_stage(tenant=tenant, account=account, to_stage=trial, actor=admin, reason=f"{MARKER} manual move")
-    health_override_set(tenant=tenant, account=account, actor=admin, reason=f"{MARKER} override", colour="green")
+    account_move_stage(tenant=tenant, account=account, to_stage=trial, actor=admin, reason=f"{marker} manual move")
+    health_override_set(tenant=tenant, account=account, actor=admin, reason=f"{marker} override", colour="green")
 
     segment = segment_create(
-        tenant=tenant, actor=admin, key=f"{MARKER}_paying", name=f"{MARKER.title()} Segment", criteria_text="account.mrr > 0"
+        tenant=tenant, actor=admin, key=f"{marker}_paying", name=f"{marker.title()} Segment", criteria_text="account.mrr > 0"
     )
     segments_refresh(tenant=tenant, account_ids=[account.pk], segments=[segment])
-    alert_rule_create(
-        tenant=tenant, actor=admin, key=f"{MARKER}_rule", name=f"{MARKER.title()} Rule", condition_text="account.mrr > 0"
+    alert_rule = alert_rule_create(
+        tenant=tenant, actor=admin, key=f"{marker}_rule", name=f"{marker.title()} Rule", condition_text="account.mrr > 0"
     )
-    alert_raise(tenant=tenant, account=account, title=f"{MARKER.title()} alert", severity="warning")
+    alert_raise(tenant=tenant, account=account, title=f"{marker.title()} alert", severity="warning")
     # A loopback target: the SSRF guard resolves hosts, and no request is sent here.
     with override_settings(CSP_WEBHOOK_ALLOW_PRIVATE=True):
         webhook_subscription_create(
-            tenant=tenant, actor=admin, url=f"http://127.0.0.1:9/{MARKER}-hook", event_types=["alert.opened"]
+            tenant=tenant, actor=admin, url=f"http://127.0.0.1:9/{marker}-hook", event_types=["alert.opened"]
         )
-    webhook_emit(tenant=tenant, event_type="alert.opened", payload={"note": MARKER}, idempotency_key=f"{MARKER}-1")
+    webhook_emit(tenant=tenant, event_type="alert.opened", payload={"note": marker}, idempotency_key=f"{marker}-1")
     playbook = playbook_create(
         tenant=tenant,
         actor=admin,
-        key=f"{MARKER}_playbook",
-        name=f"{MARKER.title()} Playbook",
+        key=f"{marker}_playbook",
+        name=f"{marker.title()} Playbook",
         trigger_type="manual",
-        steps=[{"kind": "create_task", "config": {"title": f"{MARKER.title()} task"}}],
+        steps=[{"kind": "create_task", "config": {"title": f"{marker.title()} task"}}],
         enabled=True,
     )
     run_start(tenant=tenant, playbook=playbook, account=account, actor=admin)
@@ -142,6 +146,10 @@ def build_world(slug=f"{MARKER}-corp"):
         "contact": contact,
         "stages": [trial, paying],
         "scorecard": scorecard,
+        "metric": metric,
+        "segment": segment,
+        "alert_rule": alert_rule,
+        "playbook": playbook,
     }
 
 

@@ -252,3 +252,23 @@ def test_the_settings_nav_has_the_new_sections(admin_client):
     html = page(admin_client.get(f"{BASE}/segments/"))
     for path in ("/segments/", "/alert-rules/", "/playbooks/", "/webhooks/"):
         assert f'href="{BASE}{path}"' in html
+
+
+def test_an_admin_adds_the_starter_rules_from_the_alert_rules_page(admin_client, tenant):
+    from lifecycle.services import stages_apply_template
+
+    stages_apply_template(tenant=tenant, template_key="onboarding_to_renewal", actor=None)
+    assert "Card expires during renewal" in page(admin_client.get(f"{BASE}/alert-rules/"))
+
+    response = admin_client.post(f"{BASE}/alert-rules/starter/", follow=True)
+
+    assert "Added " in page(response)
+    assert AlertRule.objects.for_tenant(tenant).filter(key="card_expiring_in_renewal").exists()
+    assert Segment.objects.for_tenant(tenant).filter(key="trial_ending_admins").exists()
+    assert "Starter rules and segments" not in page(admin_client.get(f"{BASE}/alert-rules/"))
+
+
+def test_a_csm_cannot_add_the_starter_rules(client, bob, tenant):
+    client.force_login(bob)
+    assert client.post(f"{BASE}/alert-rules/starter/").status_code == 403
+    assert not AlertRule.objects.for_tenant(tenant).exists()

@@ -1,4 +1,3 @@
-import json
 import zlib
 
 import django_filters
@@ -7,12 +6,12 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions
-from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 
 from csplatform.tenancy.api.errors import PayloadTooLarge
 from csplatform.tenancy.api.filters import DateTimeFilter
 from csplatform.tenancy.api.pagination import NewestFirstCursorPagination
+from csplatform.tenancy.api.parsers import JSONParser
 from csplatform.tenancy.api.viewsets import TenantAPIView
 from csplatform.tenancy.models import Scope
 
@@ -27,16 +26,14 @@ from .ingest_serializers import (
 )
 
 
-class IngestJSONParser(BaseParser):
-    """JSON under the ingest size limit, plain or gzip.
+class IngestJSONParser(JSONParser):
+    """The API's JSON, under the ingest size limit, plain or gzip.
 
     The declared Content-Length is checked before anything is read and at
     most one byte over the limit is ever read, so an oversize body answers
     413 without being parsed. A gzip body is limited again after
     decompression, which stops a small bomb from expanding into memory.
     """
-
-    media_type = "application/json"
 
     def parse(self, stream, media_type=None, parser_context=None):
         meta = parser_context["request"].META
@@ -57,15 +54,7 @@ class IngestJSONParser(BaseParser):
             raise exceptions.UnsupportedMediaType(
                 media_type, detail=f"Content-Encoding {encoding!r} is not supported; send identity or gzip."
             )
-        try:
-            return json.loads(body, parse_constant=json_constant)
-        except (ValueError, RecursionError) as exc:
-            # RecursionError: a deeply nested document is malformed input, not a server fault.
-            raise exceptions.ParseError(f"JSON parse error - {exc}")
-
-
-def json_constant(name):
-    raise ValueError(f"{name} is not valid JSON")
+        return self.loads(body, parser_context)
 
 
 def too_large_bytes(max_bytes):

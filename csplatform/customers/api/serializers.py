@@ -9,6 +9,7 @@ from csplatform.tenancy.models import User
 
 from .. import services
 from ..models import Account, Contact
+from .ingest_serializers import json_problem
 
 BULK_MAX_ITEMS = 1000
 
@@ -79,6 +80,10 @@ ATTRIBUTES_HELP = "A JSON object. Create and update replace it; upserts and impo
 def validate_attributes_object(value):
     if not isinstance(value, dict):
         raise serializers.ValidationError("Must be a JSON object.")
+    # The same limits as attributes arriving through ingest traits: PostgreSQL's jsonb refuses NUL.
+    problem = json_problem(value)
+    if problem:
+        raise serializers.ValidationError(problem)
     return value
 
 

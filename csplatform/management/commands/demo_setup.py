@@ -2,6 +2,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from alerts.library import starter_alerts_install
 from csplatform import pipeline
 from csplatform.tenancy.models import Tenant
 from csplatform.tenancy.rls import tenant_context
@@ -44,6 +45,7 @@ class Command(BaseCommand):
         playbook_templates_install(tenant=tenant, keys=["onboarding_welcome"])
         scorecards_apply_defaults(tenant=tenant)
         replay = history_replay(tenant=tenant, days=days)
+        starter_alerts_install(tenant=tenant)
         pipeline.mark_all_dirty(tenant=tenant)
         totals = pipeline.recompute_dirty(tenant=tenant)
         self.stdout.write(

@@ -1,0 +1,48 @@
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from alerts.library import ALERT_RULES, SEGMENTS, starter_alerts_install
+from alerts.models import Alert, AlertRule, Segment
+from alerts.services import alerts_evaluate
+from tests.factories import AccountFactory
+
+from .conftest import move
+
+pytestmark = pytest.mark.django_db
+STARTER_KEYS = {entry["key"] for entry in SEGMENTS + ALERT_RULES}
+
+
+def installed_keys(tenant):
+    return set(Segment.objects.for_tenant(tenant).values_list("key", flat=True)) | set(
+        AlertRule.objects.for_tenant(tenant).values_list("key", flat=True)
+    )
+
+
+def test_the_starter_set_fits_seed_001s_stages_and_installs_once(lifecycle_tenant, other_tenant, alice):
+    created, refused = starter_alerts_install(tenant=lifecycle_tenant, actor=alice)
+
+    assert refused == {}
+    assert {obj.key for obj in created} == STARTER_KEYS == installed_keys(lifecycle_tenant)
+    assert starter_alerts_install(tenant=lifecycle_tenant, actor=alice) == ([], {})
+    assert installed_keys(other_tenant) == set()
+
+
+def test_entries_naming_stages_the_tenant_lacks_are_refused_with_the_reason(tenant, alice):
+    created, refused = starter_alerts_install(tenant=tenant, actor=alice)
+
+    assert {obj.key for obj in created} == {"health_dropped"}
+    assert set(refused) == STARTER_KEYS - {"health_dropped"}
+    assert "renewal" in refused["card_expiring_in_renewal"]
+
+
+def test_the_starter_card_rule_alerts_on_a_card_expiring_in_renewal(lifecycle_tenant, alice):
+    expiring = AccountFactory(tenant=lifecycle_tenant, card_expires_at=timezone.localdate() + dt.timedelta(days=9))
+    move(lifecycle_tenant, expiring, "renewal")
+    starter_alerts_install(tenant=lifecycle_tenant, actor=alice)
+
+    alerts_evaluate(tenant=lifecycle_tenant, account_ids=[expiring.pk])
+
+    alert = Alert.objects.for_tenant(lifecycle_tenant).get(account=expiring)
+    assert (alert.rule.key, alert.severity) == ("card_expiring_in_renewal", "critical")
