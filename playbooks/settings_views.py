@@ -222,7 +222,11 @@ def playbook_toggle(request, pk):
 def playbook_simulate(request, pk):
     """What the saved playbook would have done over the last 90 days; nothing is sent."""
     playbook = _playbook(request, pk)
-    report = simulate(tenant=request.tenant, playbook=playbook, days=90)
+    try:
+        report = simulate(tenant=request.tenant, playbook=playbook, days=90)
+    except ValidationError as exc:
+        messages.error(request, f"{playbook.name} cannot be simulated: {' '.join(exc.messages)}")
+        return back(request, "settings-playbook", playbook.pk)
     return render(request, "settings/playbooks/simulate.html", {"playbook": playbook, "report": report})
 
 

@@ -2,10 +2,11 @@
 
 import datetime as dt
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from csplatform.customers.models import Account, UsageEvent
-from csplatform.rules import load_criteria
+from csplatform.rules import CriteriaError, load_criteria
 
 from .models import EnrollmentPolicy, StepKind, TriggerType
 from .rendering import TemplateError, render, render_context
@@ -145,7 +146,11 @@ def simulate(*, tenant, playbook, steps=None, days=90, now=None):
     steps = playbook_steps(tenant, playbook) if steps is None else steps
     enrolments = _enrolments(playbook, _history(tenant, playbook, since, now))[:MAX_ENROLMENTS]
     accounts = Account.objects.for_tenant(tenant).select_related("owner").in_bulk({pk for pk, _ in enrolments})
-    audience = load_criteria(playbook.audience, subject="contact", tenant=tenant) if playbook.audience else None
+    try:
+        audience = load_criteria(playbook.audience, subject="contact", tenant=tenant) if playbook.audience else None
+    except CriteriaError as exc:
+        # Saved criteria can outlive what they read (a metric deleted since).
+        raise ValidationError({"audience_text": f"The audience no longer applies: {exc}"}) from None
     contacts = {pk: [] for pk in accounts}
     for contact in contacts_with_email(tenant).filter(account__in=accounts).order_by("pk"):
         # The account is at hand: an audience reading account fields costs no query per contact.

@@ -80,7 +80,11 @@ class PlaybookViewSet(TenantModelViewSet):
                 playbook, steps = playbook_draft(tenant=self.tenant, playbook=playbook, **definition.validated_data)
             except DjangoValidationError as exc:
                 raise_as_api_error(exc)
-        return Response(simulate(tenant=self.tenant, playbook=playbook, steps=steps, days=days.validated_data["days"]))
+        try:
+            report = simulate(tenant=self.tenant, playbook=playbook, steps=steps, days=days.validated_data["days"])
+        except DjangoValidationError as exc:
+            raise_as_api_error(exc)
+        return Response(report)
 
     @extend_schema(request=SimulateSerializer, responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["post"], required_scope=Scope.READ)

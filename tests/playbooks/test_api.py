@@ -12,7 +12,7 @@ from csplatform.tenancy.models import AuditLogEntry
 from lifecycle.services import lifecycle_advance
 from playbooks.models import EmailStatus, OutboundEmail, Playbook, Run, RunStatus, StepRunStatus, Task
 from playbooks.runner import steps_run_due
-from playbooks.services import playbook_steps, playbook_templates_install
+from playbooks.services import playbook_steps, playbook_templates_install, playbook_update
 from playbooks.simulation import simulate
 from tests.factories import AccountFactory, ContactFactory
 
@@ -326,6 +326,25 @@ def test_a_saved_playbook_is_simulated_as_changed_without_saving_the_change(api,
     assert "again_after_days" in field_errors(bad)
     saved = Playbook.objects.for_tenant(tenant).get()
     assert [step.kind for step in playbook_steps(tenant, saved)] == ["send_email", "schedule_demo", "usage_check"]
+
+
+def test_simulating_a_playbook_whose_audience_reads_a_deleted_metric_answers_400(api, tenant, stages, customer):
+    from csplatform.rules.models import MetricDefinition
+    from csplatform.rules.services import metric_definition_create, metric_definition_delete
+
+    metric_definition_create(tenant=tenant, actor=None, fields={
+        "key": "reports", "label": "Reports", "subject": "contact", "event_names": ["report_created"],
+        "window_days": 30, "aggregation": "count",
+    })
+    playbook_templates_install(tenant=tenant, keys=["onboarding_welcome"], enabled=False)
+    playbook = Playbook.objects.for_tenant(tenant).get()
+    playbook_update(tenant=tenant, playbook=playbook, actor=None, audience_text="contact.metric.reports >= 1")
+    metric_definition_delete(tenant=tenant, definition=MetricDefinition.objects.for_tenant(tenant).get())
+
+    response = simulated(api, "/api/v1/playbooks/onboarding_welcome/simulate/", {"days": 30})
+
+    assert response.status_code == 400
+    assert "audience_text" in field_errors(response)
 
 
 def test_simulation_honours_the_audience_and_leaves_out_unsubscribed_contacts(api, tenant, stages, customer):
