@@ -240,9 +240,10 @@ def _prepare(step_run, now, facts):
             )
             return None
     outcome = EXECUTORS[step_run.step.kind](context)
-    if context.unsubscribed():
-        # Whatever the step's kind, its outcome names whom it left out and why.
-        outcome["unsubscribed"] = [contact.email for contact in context.unsubscribed()]
+    # Whatever the step's kind, its outcome names whom it left out and why.
+    unsubscribed = context.unsubscribed()
+    if unsubscribed:
+        outcome["unsubscribed"] = [contact.email for contact in unsubscribed]
     return outcome
 
 

@@ -12,7 +12,15 @@ from .models import EnrollmentPolicy, StepKind, TriggerType
 from .rendering import TemplateError, render, render_context
 from .scheduling import next_business_time, zone_of
 from .services import date_window, playbook_steps
-from .steps import CUSTOMER_FACING, contacts_with_email, email_template, faces_customer, primary_contact, subscribed
+from .steps import (
+    CUSTOMER_FACING,
+    contacts_with_email,
+    email_template,
+    faces_customer,
+    left_out,
+    primary_contact,
+    subscribed,
+)
 
 MAX_ENROLMENTS = 500
 
@@ -169,7 +177,7 @@ def simulate(*, tenant, playbook, steps=None, days=90, now=None):
     for account_id, enrolled_at in enrolments:
         account = accounts[account_id]
         recipients = subscribed(addressed[account_id])
-        unsubscribed = [contact for contact in addressed[account_id] if contact.unsubscribed]
+        unsubscribed = left_out(addressed[account_id])
         moment, actions, exited = enrolled_at, [], ""
         for step in steps:
             moment += dt.timedelta(minutes=step.delay_minutes)

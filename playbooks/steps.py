@@ -3,6 +3,7 @@ record their side effects under keys derived from the StepRun id, so running
 a step again finds what the first run made instead of making it twice."""
 
 import datetime as dt
+from functools import cached_property
 from pathlib import Path
 
 from django.conf import settings
@@ -71,6 +72,12 @@ class BatchFacts:
             self.contacts[contact.account_id].append(contact)
         made = OutboundEmail.objects.for_tenant(tenant).filter(step_run__in=[step_run.pk for step_run in step_runs])
         self.emails = {email.idempotency_key: email for email in made}
+        # The owners' working hours, where a demo slot is proposed.
+        owner_ids = {step_run.run.account.owner_id for step_run in step_runs} - {None}
+        self.memberships = {
+            membership.user_id: membership
+            for membership in Membership.objects.for_tenant(tenant).filter(user__in=owner_ids)
+        }
 
     def stage_changed(self, account_id):
         """A step moved the account: the steps after it read its stage afresh."""
@@ -92,6 +99,11 @@ def subscribed(contacts):
     return [contact for contact in contacts if not contact.unsubscribed]
 
 
+def left_out(contacts):
+    """The unsubscribed ones, whom a step records instead of writing to."""
+    return [contact for contact in contacts if contact.unsubscribed]
+
+
 class StepContext:
     def __init__(self, *, step_run, now, facts):
         self.step_run = step_run
@@ -105,7 +117,7 @@ class StepContext:
         self.now = now
         self.facts = facts
         self._stage = None
-        self._addressed = None
+        self._addressing = False
 
     @property
     def stage(self):
@@ -146,8 +158,12 @@ class StepContext:
                 raise PermanentStepError(f"The exit criteria no longer compile: {exc}") from exc
         return ""
 
-    def _audience(self):
-        """The contacts matching the playbook's audience, else the primary contact; unsubscribed or not."""
+    @cached_property
+    def audience(self):
+        """The contacts matching the playbook's audience, else the primary contact; unsubscribed or not.
+
+        Read once per step: the business-hours check and the step itself share it.
+        """
         if self.playbook.audience:
             try:
                 criteria = load_criteria(self.playbook.audience, subject="contact", tenant=self.tenant)
@@ -164,21 +180,20 @@ class StepContext:
         An unsubscribed primary contact means the step writes to nobody,
         never to another contact in their place.
         """
-        if self._addressed is None:
-            self._addressed = self._audience()
-        return self._addressed
+        self._addressing = True
+        return self.audience
 
     def recipients(self):
         return subscribed(self.addressed())
 
     def unsubscribed(self):
         """The contacts the step addressed and left out: none while it has addressed nobody."""
-        return [contact for contact in self._addressed or () if contact.unsubscribed]
+        return left_out(self.audience) if self._addressing else []
 
     def business_time(self):
         """When this customer-facing step may run: now in business hours, else the next opening."""
-        # Not yet addressing anyone: a step that ends up writing to nobody records no one as left out.
-        contacts = subscribed(self._audience())
+        # Not addressing anyone yet: a usage check that passes writes to nobody and records no one as left out.
+        contacts = subscribed(self.audience)
         zone = zone_of(self.tenant, contacts[0] if contacts else None)
         return next_business_time(self.now, zone)
 
@@ -299,8 +314,7 @@ def schedule_demo(context):
     if existing is not None:
         return {"emails": [existing.pk], "slot": existing.attachments[0].get("slot") if existing.attachments else None}
     owner = context.owner
-    membership = Membership.objects.for_tenant(context.tenant).filter(user=owner).first() if owner else None
-    zone, hours, workdays = working_hours(context.tenant, membership)
+    zone, hours, workdays = working_hours(context.tenant, context.facts.memberships.get(owner.pk) if owner else None)
     duration = config["duration_minutes"]
     busy = (
         [

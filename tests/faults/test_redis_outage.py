@@ -112,8 +112,8 @@ def test_after_a_redis_outage_the_pipeline_catches_up_within_twice_the_outage(
         return count(sql, [external_id]) > 0
 
     def stored(message_ids):
-        placeholders = ", ".join("?" * len(message_ids))
-        return count(f"SELECT count(*) FROM customers_usageevent WHERE message_id IN ({placeholders})", message_ids)
+        markers = ", ".join("?" * len(message_ids))
+        return count(f"SELECT count(*) FROM customers_usageevent WHERE message_id IN ({markers})", message_ids)
 
     beat = [str(BIN / "celery"), "-A", "csplatform", "beat", "--schedule", str(tmp_path / "beat-schedule")]
     with (

@@ -98,7 +98,10 @@ def a_references(world, tenant_b):
 
 
 def a_markers(world):
-    """Strings only A owns: any of them in B's answer is a leak (unless B sent it)."""
+    """Strings only A owns: any of them in B's answer is a leak (unless B sent it).
+
+    Each is longer than the marker alone, so that no random token on a page (a CSRF token) matches by chance.
+    """
     tenant = world["tenant"]
     markers = set()
     for model in tenant_models():
@@ -222,9 +225,9 @@ def own_url(path, operation, tenant):
         return path
     if len(params) > 1:
         return None
-    placeholder = "{" + params[0] + "}"
+    template_part = "{" + params[0] + "}"
     try:
-        view = getattr(resolve(path.split(placeholder)[0] + "0/").func, "cls", None)
+        view = getattr(resolve(path.split(template_part)[0] + "0/").func, "cls", None)
     except Resolver404:
         return None
     model = getattr(getattr(view, "queryset", None), "model", None)
@@ -232,7 +235,7 @@ def own_url(path, operation, tenant):
     if row is None:
         return None
     field = params[0] if params[0] != "id" and hasattr(row, params[0]) else "pk"
-    return path.replace(placeholder, str(getattr(row, field)))
+    return path.replace(template_part, str(getattr(row, field)))
 
 
 def cross_tenant_references():

@@ -78,7 +78,7 @@ def build_world(marker=MARKER):
     )
     health_settings_update(tenant=tenant, actor=admin, red_below=30, green_from=60)
     scorecard_version_create(
-        tenant=tenant, scorecard=scorecard, actor=admin, measures=[thresholds(f"{marker}_logins", 0, 10)], note=marker
+        tenant=tenant, scorecard=scorecard, actor=admin, measures=[thresholds(f"{marker}_logins", 0, 10)], note=f"{marker} thresholds"
     )
 
     account, _ = account_upsert(
