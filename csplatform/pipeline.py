@@ -12,8 +12,16 @@
         6 playbooks  triggers matched by the changes above → runs enrolled
     then the chunk's dirty marks are cleared, unless the account changed again
     meanwhile (its mark is newer than the moment the chunk was read).
+
+A pass of several chunks runs them in CSP_PIPELINE_THREADS threads, each on
+its own connection: about half of a chunk's time is spent waiting for the
+database, and another thread's Python work fills it.
 """
 
+import threading
+
+from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from alerts.account_events import account_changes_emit
@@ -22,6 +30,7 @@ from csplatform.customers.models import Account, DirtyAccount
 from csplatform.customers.services import dirty_marks_clear, dirty_marks_set
 from csplatform.rules.metrics import metrics_compute
 from csplatform.tenancy.models import Tenant
+from csplatform.tenancy.rls import tenant_context
 from health.services import health_score
 from lifecycle.services import lifecycle_advance
 from playbooks.services import playbooks_enroll
@@ -51,29 +60,85 @@ def recompute_accounts(*, tenant, account_ids):
     return {"accounts": len(account_ids), "moved": len(moved)}
 
 
-def recompute_dirty(*, tenant, chunk_size=CHUNK_SIZE):
-    """Process the tenant's dirty accounts chunk by chunk, each account at most once; returns counts.
+class DirtyChunks:
+    """The tenant's marked accounts in chunks of ascending ids, each handed out once, to one or more threads.
 
-    1. Note the time, then read the next chunk of marked account ids after
-       the last one read, so each read is a range scan of the (tenant,
-       account) index however many chunks came before.
-    2. Recompute those accounts.
-    3. Clear the marks not newer than the noted time, so an event that
-       arrived during the run keeps its account dirty for the next run.
+    Each read starts after the last id handed out, so it is a range scan of
+    the (tenant, account) index however many chunks came before, and the
+    moment before the read is kept with the chunk: marks newer than it stay.
     """
-    totals = {"accounts": 0, "moved": 0}
-    marked = DirtyAccount.objects.for_tenant(tenant).order_by("account_id").values_list("account_id", flat=True)
-    last_id = 0
-    while True:
-        read_at = timezone.now()
-        ids = list(marked.filter(account_id__gt=last_id)[:chunk_size])
-        if not ids:
-            return totals
-        last_id = ids[-1]
-        result = recompute_accounts(tenant=tenant, account_ids=ids)
+
+    def __init__(self, tenant, chunk_size):
+        self.marked = DirtyAccount.objects.for_tenant(tenant).order_by("account_id").values_list("account_id", flat=True)
+        self.chunk_size = chunk_size
+        self.last_id = 0
+        self.stopped = False
+        self.lock = threading.Lock()
+        self.totals = {"accounts": 0, "moved": 0}
+
+    def more_than_one(self):
+        return self.marked[self.chunk_size : self.chunk_size + 1].exists()
+
+    def take(self):
+        """`(read_at, ids)` of the next chunk, or None when none is left or a thread failed."""
+        with self.lock:
+            if self.stopped:
+                return None
+            read_at = timezone.now()
+            ids = list(self.marked.filter(account_id__gt=self.last_id)[: self.chunk_size])
+            if not ids:
+                return None
+            self.last_id = ids[-1]
+            return read_at, ids
+
+    def add(self, result):
+        with self.lock:
+            for key in self.totals:
+                self.totals[key] += result[key]
+
+
+def _drain(tenant, chunks):
+    """Recompute chunks until none is left, clearing each chunk's marks not newer than its read."""
+    while chunk := chunks.take():
+        read_at, ids = chunk
+        chunks.add(recompute_accounts(tenant=tenant, account_ids=ids))
         dirty_marks_clear(tenant=tenant, account_ids=ids, read_at=read_at)
-        for key in totals:
-            totals[key] += result[key]
+
+
+def _drain_in_thread(tenant, chunks, errors):
+    try:
+        with tenant_context(tenant):
+            _drain(tenant, chunks)
+    except BaseException as error:
+        chunks.stopped = True
+        errors.append(error)
+    finally:
+        connection.close()
+
+
+def recompute_dirty(*, tenant, chunk_size=CHUNK_SIZE, threads=None):
+    """Recompute the tenant's marked accounts chunk by chunk, each account at most once; returns counts.
+
+    An account changed during the pass keeps its mark for the next one. With
+    more than one chunk to do, `threads` (CSP_PIPELINE_THREADS when None)
+    threads take them in turn; they see only committed rows, as a worker
+    does. The first error stops the others from taking more chunks and is
+    raised once they finish.
+    """
+    threads = settings.CSP_PIPELINE_THREADS if threads is None else threads
+    chunks = DirtyChunks(tenant, chunk_size)
+    if threads <= 1 or not chunks.more_than_one():
+        _drain(tenant, chunks)
+        return chunks.totals
+    errors = []
+    workers = [threading.Thread(target=_drain_in_thread, args=(tenant, chunks, errors)) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if errors:
+        raise errors[0]
+    return chunks.totals
 
 
 def mark_all_dirty(*, tenant):

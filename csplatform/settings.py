@@ -119,6 +119,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite skips the covering (INCLUDE) indexes that PostgreSQL uses; it does not need them.
     SILENCED_SYSTEM_CHECKS.append("models.W040")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Threads of one pipeline pass (csplatform/pipeline.py); SQLite takes one writer at a time.
+CSP_PIPELINE_THREADS = int(
+    os.environ.get("CSP_PIPELINE_THREADS", "1" if DATABASES["default"]["ENGINE"].endswith("sqlite3") else "2")
+)
 
 AUTH_USER_MODEL = "tenancy.User"
 AUTH_PASSWORD_VALIDATORS = [

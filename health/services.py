@@ -304,6 +304,7 @@ HEALTH_UPDATE_FIELDS = [
     "computed_at", *OVERRIDE_FIELDS,
 ]
 SNAPSHOT_FIELDS = ["score", "colour", "breakdown", "scorecard_version"]
+SNAPSHOT_COLUMNS = _attnames(HealthSnapshot, SNAPSHOT_FIELDS)
 
 
 def _unchanged(stored, columns):
@@ -335,11 +336,16 @@ def _score_chunk(tenant, ids, context, today, stages):
         for health in HealthScore.objects.for_tenant(tenant).select_for_update().filter(account_id__in=ids)
     }
     week_ago, month_ago = today - dt.timedelta(days=7), today - dt.timedelta(days=30)
-    snapshots_held = {
-        (snapshot.account_id, snapshot.day): snapshot
-        for snapshot in HealthSnapshot.objects.for_tenant(tenant)
-        .filter(account_id__in=ids, day__in=[week_ago, month_ago, today])
-        .only("account", "day", *SNAPSHOT_FIELDS)
+    held = HealthSnapshot.objects.for_tenant(tenant).filter(account_id__in=ids)
+    past_scores = {
+        (account_id, day): score
+        for account_id, day, score in held.filter(day__in=[week_ago, month_ago]).values_list(
+            "account_id", "day", "score"
+        )
+    }
+    held_today = {
+        account_id: dict(zip(SNAPSHOT_COLUMNS, values))
+        for account_id, *values in held.filter(day=today).values_list("account_id", *SNAPSHOT_COLUMNS)
     }
     health_rows, unchanged, snapshots, changed = [], [], [], []
     for account_id, metric_values, mrr, attributes, stage_id in accounts:
@@ -357,8 +363,8 @@ def _score_chunk(tenant, ids, context, today, stages):
         columns = {
             "score": score, "colour": colour, "breakdown": result.breakdown, "scorecard_version_id": version.pk,
             "computed_score": result.score, "computed_colour": result.colour,
-            "delta_7d": _delta(result.score, _past_score(snapshots_held.get((account_id, week_ago)))),
-            "delta_30d": _delta(result.score, _past_score(snapshots_held.get((account_id, month_ago)))),
+            "delta_7d": _delta(result.score, past_scores.get((account_id, week_ago))),
+            "delta_30d": _delta(result.score, past_scores.get((account_id, month_ago))),
             **override,
         }
         if _unchanged(health, columns):
@@ -369,7 +375,7 @@ def _score_chunk(tenant, ids, context, today, stages):
             "score": result.score, "colour": result.colour, "breakdown": result.breakdown,
             "scorecard_version_id": version.pk,
         }
-        if not _unchanged(snapshots_held.get((account_id, today)), snapshot):
+        if held_today.get(account_id) != snapshot:
             snapshots.append(HealthSnapshot(tenant=tenant, account_id=account_id, day=today, **snapshot))
         if (health.colour if health else "") != colour:
             changed.append(account_id)
@@ -383,10 +389,6 @@ def _score_chunk(tenant, ids, context, today, stages):
         snapshots, update_conflicts=True, unique_fields=["tenant", "account", "day"], update_fields=SNAPSHOT_FIELDS,
     )
     return changed
-
-
-def _past_score(snapshot):
-    return snapshot.score if snapshot is not None else None
 
 
 def _delta(score, past_score):

@@ -3,6 +3,7 @@
 import datetime as dt
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from csplatform import pipeline
@@ -146,3 +147,44 @@ def test_a_recompute_asked_for_during_a_run_is_done_by_that_run_before_it_return
 
     assert passes == [1, 1]
     assert not Account.objects.for_tenant(configured_tenant).dirty().exists()
+
+
+threads_need_postgresql = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="SQLite runs a pass in one thread (CSP_PIPELINE_THREADS=1)"
+)
+
+
+@threads_need_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_pass_of_several_chunks_in_threads_recomputes_every_account_once_and_clears_every_mark(configured_tenant):
+    accounts = AccountFactory.create_batch(12, tenant=configured_tenant)
+    pipeline.mark_all_dirty(tenant=configured_tenant)
+
+    totals = pipeline.recompute_dirty(tenant=configured_tenant, chunk_size=5, threads=3)
+
+    assert totals["accounts"] == len(accounts)
+    assert HealthScore.objects.for_tenant(configured_tenant).count() == len(accounts)
+    assert AccountStage.objects.for_tenant(configured_tenant).count() == len(accounts)
+    assert StageTransition.objects.for_tenant(configured_tenant).filter(kind="initial").count() == len(accounts)
+    assert not Account.objects.for_tenant(configured_tenant).dirty().exists()
+
+
+@threads_need_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_failing_in_a_thread_fails_the_pass_and_keeps_its_accounts_marked(configured_tenant, monkeypatch):
+    accounts = AccountFactory.create_batch(12, tenant=configured_tenant)
+    failing = accounts[7].pk
+    real_recompute = pipeline.recompute_accounts
+
+    def recompute_failing_one_chunk(*, tenant, account_ids):
+        if failing in account_ids:
+            raise RuntimeError("chunk failed")
+        return real_recompute(tenant=tenant, account_ids=account_ids)
+
+    monkeypatch.setattr(pipeline, "recompute_accounts", recompute_failing_one_chunk)
+    pipeline.mark_all_dirty(tenant=configured_tenant)
+
+    with pytest.raises(RuntimeError, match="chunk failed"):
+        pipeline.recompute_dirty(tenant=configured_tenant, chunk_size=5, threads=2)
+
+    assert failing in set(Account.objects.for_tenant(configured_tenant).dirty().values_list("pk", flat=True))

@@ -37,7 +37,7 @@ def _rollup_aggregates(spec, today):
     return {"": Count("contact_ref", distinct=True, filter=q & Q(contact_ref__gt=0))}
 
 
-# What one (account, contact) group adds to an account's value, by aggregation: the sums to add up.
+# The sums one (account, contact) group adds to an account's value, by aggregation: their name suffixes.
 _SHARE_SUFFIXES = {
     Aggregation.COUNT: ("",),
     Aggregation.TREND: ("", "_before"),
@@ -51,13 +51,6 @@ def _contact_share_aggregates(spec, today):
         # Rows all have count > 0, so any row of a contact in the window makes it active.
         return {"": Count("day", filter=_window_q(spec, today) & Q(contact_ref__gt=0))}
     return _rollup_aggregates(spec, today)
-
-
-def _share(spec, aggregate):
-    """What one group's aggregate adds to the account's sum: its count, or 1 for a contact active in the window."""
-    if spec.aggregation == Aggregation.DISTINCT_CONTACTS:
-        return 1 if aggregate else 0
-    return aggregate or 0
 
 
 def trend_percent(current, before):
@@ -152,16 +145,25 @@ class Rollups:
             .order_by()
             .annotate(**aggregates)
         )
+        # (column, counts a contact): a group adds its count to a sum, or 1 for a contact active in the window.
+        shares = [
+            (f"a{i}{suffix}", spec.aggregation == Aggregation.DISTINCT_CONTACTS)
+            for i, spec in enumerate(account_specs)
+            for suffix in _SHARE_SUFFIXES[spec.aggregation]
+        ]
+        contact_columns = [(spec, f"c{i}") for i, spec in enumerate(contact_specs)]
         sums, contact_values, last_days = {}, {}, {}
         for row in rows:
-            key = (row["account_id"], row["contact_ref"])
+            account_id = row["account_id"]
+            key = (account_id, row["contact_ref"])
             last_days[key] = row["last_day"]
-            contact_values[key] = {spec.key: _rollup_value(spec, row, f"c{i}") for i, spec in enumerate(contact_specs)}
-            account_sums = sums.setdefault(row["account_id"], {})
-            for i, spec in enumerate(account_specs):
-                for suffix in _SHARE_SUFFIXES[spec.aggregation]:
-                    name = f"a{i}{suffix}"
-                    account_sums[name] = account_sums.get(name, 0) + _share(spec, row[name])
+            contact_values[key] = {spec.key: _rollup_value(spec, row, name) for spec, name in contact_columns}
+            account_sums = sums.get(account_id)
+            if account_sums is None:
+                account_sums = sums[account_id] = dict.fromkeys((name for name, _ in shares), 0)
+            for name, counts_contact in shares:
+                if row[name]:
+                    account_sums[name] += 1 if counts_contact else row[name]
         account_values = {
             account_id: {spec.key: _rollup_value(spec, totals, f"a{i}") for i, spec in enumerate(account_specs)}
             for account_id, totals in sums.items()
