@@ -62,6 +62,15 @@ ALERT_RULES = [
 ]
 
 
+def starters_missing(tenant):
+    """`[(create, entry)]`: the library's segments and alert rules the tenant has no key for yet, in library order."""
+    missing = []
+    for model, create, entries in ((Segment, segment_create, SEGMENTS), (AlertRule, alert_rule_create, ALERT_RULES)):
+        existing = set(model.objects.for_tenant(tenant).values_list("key", flat=True))
+        missing.extend((create, entry) for entry in entries if entry["key"] not in existing)
+    return missing
+
+
 def starter_alerts_install(*, tenant, actor=None):
     """Create the library's segments and alert rules that the tenant has no key for yet.
 
@@ -70,19 +79,15 @@ def starter_alerts_install(*, tenant, actor=None):
     """
     created, refused = [], {}
     stages = set(Stage.objects.for_tenant(tenant).values_list("key", flat=True))
-    for model, create, entries in ((Segment, segment_create, SEGMENTS), (AlertRule, alert_rule_create, ALERT_RULES)):
-        existing = set(model.objects.for_tenant(tenant).values_list("key", flat=True))
-        for entry in entries:
-            if entry["key"] in existing:
-                continue
-            missing = [key for key in entry["stages"] if key not in stages]
-            if missing:
-                refused[entry["key"]] = f"it needs the stage(s) {', '.join(missing)}, which this tenant does not have."
-                continue
-            fields = {name: value for name, value in entry.items() if name != "stages"}
-            try:
-                with transaction.atomic():
-                    created.append(create(tenant=tenant, actor=actor, **fields))
-            except ValidationError as error:
-                refused[entry["key"]] = " ".join(error.messages)
+    for create, entry in starters_missing(tenant):
+        missing = [key for key in entry["stages"] if key not in stages]
+        if missing:
+            refused[entry["key"]] = f"it needs the stage(s) {', '.join(missing)}, which this tenant does not have."
+            continue
+        fields = {name: value for name, value in entry.items() if name != "stages"}
+        try:
+            with transaction.atomic():
+                created.append(create(tenant=tenant, actor=actor, **fields))
+        except ValidationError as error:
+            refused[entry["key"]] = " ".join(error.messages)
     return created, refused

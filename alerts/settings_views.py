@@ -15,7 +15,7 @@ from csplatform.rules.settings_views import criteria_feedback
 from csplatform.tenancy.settings_forms import add_service_errors
 from csplatform.tenancy.settings_views import back, posted, settings_page
 
-from .library import ALERT_RULES, SEGMENTS, starter_alerts_install
+from .library import starter_alerts_install, starters_missing
 from .models import AlertRule, Segment, SegmentMembership, Subject, WebhookDelivery, WebhookSubscription
 from .services import (
     alert_rule_create,
@@ -165,15 +165,13 @@ def alert_rules(request):
     rules = AlertRule.objects.for_tenant(request.tenant).annotate(
         active=Count("alerts", filter=Q(alerts__status__in=("open", "acknowledged")))
     )
-    installed = {rule.key for rule in rules} | set(
-        Segment.objects.for_tenant(request.tenant).values_list("key", flat=True)
-    )
+    missing = [entry for _, entry in starters_missing(request.tenant)]
     starters = [
-        {"name": entry["name"], "criteria": entry.get("criteria_text") or entry["condition_text"]}
-        for entry in SEGMENTS + ALERT_RULES
-        if entry["key"] not in installed
+        {"name": entry["name"], "criteria": entry.get("criteria_text") or entry["condition_text"]} for entry in missing
     ]
-    return render(request, "settings/alerts/rules.html", {"rules": rules, "starters": starters})
+    # The stages they name, in library order, for the note that they fit those stages.
+    stages = list(dict.fromkeys(stage for entry in missing for stage in entry["stages"]))
+    return render(request, "settings/alerts/rules.html", {"rules": rules, "starters": starters, "stages": stages})
 
 
 @require_POST

@@ -108,7 +108,8 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+on_sqlite = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+if on_sqlite:
     # WAL and a busy timeout let the web server, worker and beat share one file.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {
@@ -120,9 +121,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     SILENCED_SYSTEM_CHECKS.append("models.W040")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Threads of one pipeline pass (csplatform/pipeline.py); SQLite takes one writer at a time.
-CSP_PIPELINE_THREADS = int(
-    os.environ.get("CSP_PIPELINE_THREADS", "1" if DATABASES["default"]["ENGINE"].endswith("sqlite3") else "2")
-)
+CSP_PIPELINE_THREADS = int(os.environ.get("CSP_PIPELINE_THREADS", "1" if on_sqlite else "2"))
 
 AUTH_USER_MODEL = "tenancy.User"
 AUTH_PASSWORD_VALIDATORS = [

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from alerts.models import Subject
 from alerts.settings_views import criteria_editor
-from csplatform.customers.models import Account, Contact
+from csplatform.customers.models import Account
 from csplatform.tenancy.settings_views import back, posted, settings_page
 
 from .library import LIBRARY_BY_KEY
@@ -29,7 +29,7 @@ from .settings_forms import (
     steps_from_saved,
 )
 from .simulation import simulate
-from .steps import primary_contact
+from .steps import contacts_with_email, primary_contact
 
 STEP_ERROR = re.compile(r"^steps\[(\d+)\](?:\.(delay_minutes|kind|config))?(?:\.(.+))?$")
 PREVIEW_ACCOUNTS = 200
@@ -106,8 +106,8 @@ def email_preview(tenant, account, row):
     from health.models import HealthScore
     from lifecycle.models import AccountStage
 
-    contacts = Contact.objects.for_tenant(tenant).filter(account=account, unsubscribed=False).exclude(email="")
-    contact = primary_contact(list(contacts.order_by("pk")))
+    contacts = contacts_with_email(tenant).filter(account=account, unsubscribed=False).order_by("pk")
+    contact = primary_contact(list(contacts))
     state = AccountStage.objects.for_tenant(tenant).select_related("stage").filter(account=account).first()
     context = render_context(
         account=account,

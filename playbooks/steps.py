@@ -72,8 +72,10 @@ class BatchFacts:
             self.contacts[contact.account_id].append(contact)
         made = OutboundEmail.objects.for_tenant(tenant).filter(step_run__in=[step_run.pk for step_run in step_runs])
         self.emails = {email.idempotency_key: email for email in made}
-        # The owners' working hours, where a demo slot is proposed.
-        owner_ids = {step_run.run.account.owner_id for step_run in step_runs} - {None}
+        # The working hours of the owners a demo slot is proposed for (an empty `__in` sends no query).
+        owner_ids = {
+            step_run.run.account.owner_id for step_run in step_runs if step_run.step.kind == StepKind.SCHEDULE_DEMO
+        } - {None}
         self.memberships = {
             membership.user_id: membership
             for membership in Membership.objects.for_tenant(tenant).filter(user__in=owner_ids)

@@ -56,10 +56,6 @@ def member_role_change(*, tenant, membership, role, actor):
     return membership
 
 
-def _hours_snapshot(membership):
-    return {"email": membership.user.email, **{name: getattr(membership, name) for name in HOURS_FIELDS}}
-
-
 @transaction.atomic
 def member_hours_change(*, tenant, membership, actor, timezone, work_start_hour, work_end_hour, work_days):
     """Set when a member works: their time zone ('' for the tenant's), start and end hour, and weekdays (Monday = 0).
@@ -68,12 +64,12 @@ def member_hours_change(*, tenant, membership, actor, timezone, work_start_hour,
     at least one day) and raises ValidationError naming the field.
     """
     membership = Membership.objects.for_tenant(tenant).select_for_update().select_related("user").get(pk=membership.pk)
-    before = _hours_snapshot(membership)
+    before = membership_snapshot(membership, HOURS_FIELDS)
     membership.timezone = timezone
     membership.work_start_hour = work_start_hour
     membership.work_end_hour = work_end_hour
     membership.work_days = sorted(set(work_days))
-    after = _hours_snapshot(membership)
+    after = membership_snapshot(membership, HOURS_FIELDS)
     if after == before:
         return membership
     membership.full_clean()

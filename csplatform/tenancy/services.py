@@ -36,9 +36,9 @@ def membership_set(*, tenant, user, role, actor=None):
     return membership
 
 
-def membership_snapshot(membership):
-    """What the audit log records of a membership."""
-    return {"email": membership.user.email, "role": membership.role}
+def membership_snapshot(membership, fields=("role",)):
+    """What the audit log records of a membership: the member's email and these fields."""
+    return {"email": membership.user.email, **{name: getattr(membership, name) for name in fields}}
 
 
 def user_get_or_create(*, email, name="", password=None):
