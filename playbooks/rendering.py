@@ -7,6 +7,8 @@ plain dicts, never model instances, so a template cannot walk to a password
 hash or call a method.
 """
 
+from functools import lru_cache
+
 from django.template import Context, Engine, Library, TemplateSyntaxError, defaultfilters, defaulttags
 from django.template.base import VariableDoesNotExist
 
@@ -67,11 +69,16 @@ class TemplateError(ValueError):
     pass
 
 
+@lru_cache(maxsize=512)
+def _compiled(source, html):
+    # A step's templates are rendered once per recipient: compile each once (templates render thread-safely).
+    return (HTML_ENGINE if html else TEXT_ENGINE).from_string(source)
+
+
 def render(source, context, *, html=False):
     """Render one template string; a TemplateError says why it cannot be."""
-    engine = HTML_ENGINE if html else TEXT_ENGINE
     try:
-        return engine.from_string(source or "").render(Context(context, autoescape=html))
+        return _compiled(source or "", html).render(Context(context, autoescape=html))
     except (TemplateSyntaxError, VariableDoesNotExist, TypeError, ValueError, AttributeError) as exc:
         raise TemplateError(str(exc)) from exc
 

@@ -17,7 +17,6 @@ import logging
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, JSONField, Value, When
 from django.utils import timezone
 
 from csplatform.tenancy.rls import dangerously_bypass_rls, tenant_context
@@ -89,11 +88,11 @@ def steps_run_due(*, now=None, limit=100):
 
 
 def _load(step_run_ids):
-    """The claimed StepRuns with what executing them reads, in claim order."""
+    """The claimed StepRuns with their steps, in claim order; preparing them reads their runs, locked."""
     with dangerously_bypass_rls():
         rows = (
             StepRun.objects.dangerously_all_tenants()
-            .select_related("run__playbook", "run__account__owner", "step", "tenant")
+            .select_related("step", "tenant")
             .filter(pk__in=step_run_ids, status=StepRunStatus.RUNNING)
             .in_bulk()
         )
@@ -202,21 +201,27 @@ def _prepare_in_one_transaction(step_runs, now, *, isolated):
             .order_by("pk")
             .in_bulk()
         )
-        facts = BatchFacts(tenant=tenant, step_runs=step_runs)
         for step_run in step_runs:
             step_run.run = runs[step_run.run_id]
+        facts = BatchFacts(tenant=tenant, step_runs=step_runs)
+        for step_run in step_runs:
             try:
                 with transaction.atomic(savepoint=isolated):
                     step_run.outcome = _prepare(step_run, now, facts)
             except PermanentStepError as exc:
                 if not isolated:
                     raise
+                facts.emails_forget(step_run)
                 _finish(step_run, StepRunStatus.FAILED, error=str(exc), now=now)
                 run_end(tenant=tenant, run=step_run.run, status=RunStatus.FAILED, reason=str(exc), now=now)
                 settled[step_run.pk] = StepRunStatus.FAILED
                 continue
             if step_run.outcome is None:
                 settled[step_run.pk] = None
+        facts.emails_insert()
+    for step_run in step_runs:
+        if step_run.pk not in settled and "emails" in step_run.outcome:
+            step_run.outcome["emails"] = [email.pk for email in step_run.outcome["emails"]]
     return settled
 
 
@@ -254,13 +259,31 @@ def _finish(step_run, status, *, outcome=None, error="", now):
 
 
 def _finish_done(step_runs, now):
-    """Mark the steps done with their outcomes, in one statement."""
+    """Mark the steps done with their outcomes, in one statement.
+
+    Written as SQL: the ORM's Case(When(...)) costs more Python per step than sending its email.
+    """
     if not step_runs:
         return
-    outcomes = [When(pk=step_run.pk, then=Value(step_run.outcome, output_field=JSONField())) for step_run in step_runs]
-    StepRun.objects.for_tenant(step_runs[0].tenant).filter(
-        pk__in=[step_run.pk for step_run in step_runs], status=StepRunStatus.RUNNING
-    ).update(status=StepRunStatus.DONE, outcome=Case(*outcomes, output_field=JSONField()), error="", finished_at=now)
+    outcome = StepRun._meta.get_field("outcome")
+    ids = [step_run.pk for step_run in step_runs]
+    outcomes = [
+        param for step_run in step_runs for param in (step_run.pk, outcome.get_db_prep_save(step_run.outcome, connection))
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {connection.ops.quote_name(StepRun._meta.db_table)} "
+            f"SET status = %s, error = '', finished_at = %s, outcome = CASE id {' '.join(['WHEN %s THEN %s'] * len(ids))} END "
+            f"WHERE tenant_id = %s AND status = %s AND id IN ({', '.join(['%s'] * len(ids))})",
+            [
+                StepRunStatus.DONE,
+                connection.ops.adapt_datetimefield_value(now),
+                *outcomes,
+                step_runs[0].tenant_id,
+                StepRunStatus.RUNNING,
+                *ids,
+            ],
+        )
 
 
 def _schedule_next(step_runs, now):

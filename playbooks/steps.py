@@ -58,6 +58,7 @@ class BatchFacts:
         from health.models import HealthScore
         from lifecycle.models import AccountStage
 
+        self.tenant = tenant
         account_ids = {step_run.run.account_id for step_run in step_runs}
         self.loaded = set(account_ids)
         self.stages = {
@@ -72,6 +73,8 @@ class BatchFacts:
             self.contacts[contact.account_id].append(contact)
         made = OutboundEmail.objects.for_tenant(tenant).filter(step_run__in=[step_run.pk for step_run in step_runs])
         self.emails = {email.idempotency_key: email for email in made}
+        # The emails the batch's steps make, inserted together once every step is prepared.
+        self.unsaved = []
         # The working hours of the owners a demo slot is proposed for (an empty `__in` sends no query).
         owner_ids = {
             step_run.run.account.owner_id for step_run in step_runs if step_run.step.kind == StepKind.SCHEDULE_DEMO
@@ -84,6 +87,16 @@ class BatchFacts:
     def stage_changed(self, account_id):
         """A step moved the account: the steps after it read its stage afresh."""
         self.loaded.discard(account_id)
+
+    def emails_forget(self, step_run):
+        """A step that failed alone made no emails: its savepoint rolled back, and so do they."""
+        for email in [email for email in self.unsaved if email.step_run_id == step_run.pk]:
+            self.unsaved.remove(email)
+            del self.emails[email.idempotency_key]
+
+    def emails_insert(self):
+        OutboundEmail.objects.for_tenant(self.tenant).bulk_create(self.unsaved)
+        self.unsaved = []
 
 
 def contacts_with_email(tenant):
@@ -223,8 +236,11 @@ class StepContext:
         text_suffix="",
         html_suffix="",
     ):
-        """The email of this step for this contact, stored the first time only (the batch's facts hold earlier ones).
+        """The email of this step for this contact, made the first time only (the batch's facts hold earlier ones).
 
+        A new email is inserted with the batch's others once all its steps
+        are prepared, so an outcome names its emails as these objects and the
+        runner stores their ids once they are inserted.
         The suffixes are appended after rendering (links the platform made).
         An unsubscribed contact's email is stored as not sent, so the CSM
         sees whom the step left out and what they would have received.
@@ -234,7 +250,7 @@ class StepContext:
         if email is None:
             text = self.render(text, contact) + text_suffix
             html = self.render(html, contact, html=True) + html_suffix if (html or html_suffix) else ""
-            email = OutboundEmail.objects.for_tenant(self.tenant).create(
+            email = OutboundEmail(
                 idempotency_key=key,
                 tenant=self.tenant,
                 account=self.account,
@@ -256,6 +272,7 @@ class StepContext:
                 ),
             )
             self.facts.emails[key] = email
+            self.facts.unsaved.append(email)
         return email
 
     def task_once(self, *, title, due_in_days, purpose="task", description="", due_at=None):
@@ -302,7 +319,7 @@ def send_email(context):
         )
         for contact in context.addressed()
     ]
-    return {"emails": [email.pk for email in emails], "recipients": [c.email for c in context.recipients()]}
+    return {"emails": emails, "recipients": [c.email for c in context.recipients()]}
 
 
 def schedule_demo(context):
@@ -314,7 +331,7 @@ def schedule_demo(context):
     contact = recipients[0]
     existing = OutboundEmail.objects.for_tenant(context.tenant).filter(step_run=context.step_run).first()
     if existing is not None:
-        return {"emails": [existing.pk], "slot": existing.attachments[0].get("slot") if existing.attachments else None}
+        return {"emails": [existing], "slot": existing.attachments[0].get("slot") if existing.attachments else None}
     owner = context.owner
     zone, hours, workdays = working_hours(context.tenant, context.facts.memberships.get(owner.pk) if owner else None)
     duration = config["duration_minutes"]
@@ -377,7 +394,7 @@ def schedule_demo(context):
         description=f"{slot_text}. Invitation sent to {contact.email}.",
         source=f"demo:{context.playbook.key}",
     )
-    return {"emails": [email.pk], "task": task.pk, "slot": start.isoformat()}
+    return {"emails": [email], "task": task.pk, "slot": start.isoformat()}
 
 
 def usage_check(context):
@@ -414,7 +431,7 @@ def usage_check(context):
         outcome["emails"] = [
             context.email_once(
                 contact=contact, subject=on_fail["subject"], text=on_fail["text"], html=on_fail.get("html", "")
-            ).pk
+            )
             for contact in context.addressed()
         ]
     elif on_fail["action"] == "goto":
@@ -452,7 +469,7 @@ def nps_survey(context):
                 html_suffix="<p>" + " ".join(f'<a href="{escape(url)}">{score}</a>' for score, url in links) + "</p>",
             )
         )
-    return {"emails": [email.pk for email in emails]}
+    return {"emails": emails}
 
 
 def nps_url(token):

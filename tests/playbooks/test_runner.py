@@ -28,6 +28,7 @@ from playbooks.models import (
 )
 from playbooks.runner import step_execute, step_runs_claim, steps_run_due
 from playbooks.services import playbook_create, playbooks_enroll, playbooks_enroll_dates, run_start
+from playbooks.steps import PermanentStepError, StepContext
 from tests.factories import AccountFactory, ContactFactory
 from tests.playbooks.conftest import free_port
 
@@ -139,6 +140,34 @@ def test_a_step_failing_for_good_leaves_the_other_steps_of_its_batch_done(tenant
     working_run.refresh_from_db()
     assert (broken_run.status, working_run.status) == (RunStatus.FAILED, RunStatus.COMPLETED)
     assert smtp_server.subjects() == ["Hello Acme Rockets"]
+
+
+def test_a_step_failing_for_good_after_its_first_email_keeps_none_of_its_emails(
+    tenant, customer, smtp_server, noon, monkeypatch
+):
+    failing = make_playbook(tenant, [EMAIL], key="failing", audience_text='contact.role in ["user", "administrator"]')
+    working = make_playbook(tenant, [EMAIL], key="working")
+    real_render = StepContext.render
+
+    def render_failing_for_ada(context, source, contact=None, *, html=False):
+        if context.playbook.key == "failing" and contact is not None and contact.email == "ada@acme.example":
+            raise PermanentStepError("Ada's email does not render.")
+        return real_render(context, source, contact, html=html)
+
+    monkeypatch.setattr(StepContext, "render", render_failing_for_ada)
+    failing_run = run_start(tenant=tenant, playbook=failing, account=customer)
+    run_start(tenant=tenant, playbook=working, account=customer)
+    assert steps_run_due() == 2
+    failing_run.refresh_from_db()
+    assert failing_run.status == RunStatus.FAILED
+    # Uma's email of the failed step was made before Ada's failed; it goes with the step.
+    assert list(OutboundEmail.objects.for_tenant(tenant).values_list("to_email", "status")) == [
+        ("ada@acme.example", EmailStatus.SENT)
+    ]
+    assert [str(message["To"]) for message in smtp_server.messages] == ["ada@acme.example"]
+    assert StepRun.objects.for_tenant(tenant).get(run__playbook=working).outcome["emails"] == [
+        OutboundEmail.objects.for_tenant(tenant).get().pk
+    ]
 
 
 def test_a_permanently_refused_recipient_fails_the_step_with_the_reason(
