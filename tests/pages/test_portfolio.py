@@ -34,6 +34,20 @@ def test_row_shows_stage_days_in_stage_health_word_and_number_trend_and_delta(si
     assert "12,500" in row
 
 
+def test_row_of_a_new_account_says_no_stage_not_scored_and_dashes_for_trend_and_delta(signed_in, tenant, stages):
+    AccountFactory(tenant=tenant, name="Fresh Start")
+    risen = AccountFactory(tenant=tenant, name="Rising")
+    score(risen, 75, delta_30d=12.5)
+    html = signed_in.get("/t/alpha/").content.decode()
+    fresh = row_of(html, "Fresh Start")
+    assert '<span class="muted">No stage yet</span>' in fresh
+    assert "Not scored</span>" in fresh
+    assert fresh.count('<span class="muted">—</span>') == 2
+    assert '<span aria-hidden="true">▲</span> +12.5<span class="visually-hidden"> points up</span>' in row_of(
+        html, "Rising"
+    )
+
+
 def test_summary_counts_accounts_per_stage_and_colour_and_links_to_the_filter(signed_in, tenant, stages):
     for name, stage, value in (("A", "onboarding", 90), ("B", "onboarding", 20), ("C", "renewal", 55)):
         account = AccountFactory(tenant=tenant, name=name)

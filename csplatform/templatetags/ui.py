@@ -1,0 +1,79 @@
+"""The small pieces of markup that pages repeat in every row: a stage, a health badge, a sparkline, a delta.
+
+Simple tags rather than `{% include %}`: a table row renders each of them,
+and an include costs a template render of its own per row.
+"""
+
+from django import template
+from django.template.defaultfilters import floatformat, title
+from django.utils.html import format_html
+
+register = template.Library()
+
+
+@register.simple_tag
+def stage_tag(stage):
+    if not stage:
+        return format_html('<span class="muted">No stage yet</span>')
+    return format_html(
+        '<span class="stage-tag"><svg class="stage-dot" viewBox="0 0 10 10" aria-hidden="true" focusable="false">'
+        '<circle cx="5" cy="5" r="5" fill="{}"/></svg>{}</span>',
+        stage.colour,
+        stage.name,
+    )
+
+
+@register.simple_tag
+def health_badge(score, colour):
+    if not colour:
+        return format_html(
+            '<span class="health health-unscored"><span class="health-dot" aria-hidden="true"></span>Not scored</span>'
+        )
+    score_html = format_html(' <span class="health-score">{}</span>', floatformat(score, 0)) if score is not None else ""
+    return format_html(
+        '<span class="health health-{}"><span class="health-dot" aria-hidden="true"></span>{}{}</span>',
+        colour,
+        title(colour),
+        score_html,
+    )
+
+
+@register.simple_tag
+def sparkline(spark, empty=""):
+    if not spark:
+        return format_html('<span class="muted">{}</span>', empty or "No history yet")
+    return format_html(
+        '<svg class="sparkline" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        'aria-label="{label}" focusable="false"><title>{label}</title><polyline points="{points}" fill="none" '
+        'stroke="currentColor" stroke-width="1.5" stroke-linejoin="round" stroke-linecap="round"/>'
+        '<circle cx="{x}" cy="{y}" r="2" fill="currentColor"/></svg>',
+        width=spark["width"],
+        height=spark["height"],
+        label=spark["label"],
+        points=spark["points"],
+        x=spark["end"][0],
+        y=spark["end"][1],
+    )
+
+
+@register.simple_tag
+def delta(value):
+    """A change in points: up, down or none, in words for screen readers too; a dash without a score.
+
+    A template passes "" for a change it cannot look up (an account not scored yet).
+    """
+    if value is None or value == "":
+        return format_html('<span class="muted">—</span>')
+    if value > 0:
+        return format_html(
+            '<span class="delta up"><span aria-hidden="true">▲</span> +{}'
+            '<span class="visually-hidden"> points up</span></span>',
+            floatformat(value, "-1"),
+        )
+    if value < 0:
+        return format_html(
+            '<span class="delta down"><span aria-hidden="true">▼</span> {}'
+            '<span class="visually-hidden"> points down</span></span>',
+            floatformat(value, "-1"),
+        )
+    return format_html('<span class="delta">±0</span>')
