@@ -1,6 +1,6 @@
 from django.db import models
 
-from csplatform.tenancy.models import TenantModel, TenantQuerySet, User
+from csplatform.tenancy.models import TenantModel, TenantQuerySet, User, tenant_key
 
 
 class AccountQuerySet(TenantQuerySet):
@@ -95,6 +95,7 @@ class Contact(TenantModel):
 
 
 class UsageEvent(TenantModel):
+    tenant = tenant_key(db_index=False)
     message_id = models.CharField(max_length=200)
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="events")
     contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
@@ -118,6 +119,7 @@ class DailyRollup(TenantModel):
     plain integer keeps the unique key free of NULLs on every database.
     """
 
+    tenant = tenant_key(db_index=False)
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
     contact_ref = models.BigIntegerField(default=0)
     day = models.DateField()
@@ -130,8 +132,8 @@ class DailyRollup(TenantModel):
                 fields=["tenant", "account", "day", "event", "contact_ref"], name="rollup_unique_key"
             )
         ]
+        # Ingest writes every index of this table for each event: there are only those that reads use.
         indexes = [
-            models.Index(fields=["tenant", "day", "event"]),
             # Metrics read a chunk of accounts' rows; covering them lets PostgreSQL answer from the index
             # instead of visiting every heap page of the tenant (rows are stored in the order days arrive).
             models.Index(
@@ -147,6 +149,7 @@ class DailyPropertyRollup(TenantModel):
     instead of raw events.
     """
 
+    tenant = tenant_key(db_index=False)
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
     day = models.DateField()
     event = models.CharField(max_length=200)
@@ -160,7 +163,6 @@ class DailyPropertyRollup(TenantModel):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "account", "day", "event", "prop"], name="prop_rollup_unique_key")
         ]
-        indexes = [models.Index(fields=["tenant", "day", "event", "prop"])]
 
 
 class DailyValueRollup(TenantModel):
@@ -171,6 +173,7 @@ class DailyValueRollup(TenantModel):
     as "distinct features used in 30 days" read rollups instead of raw events.
     """
 
+    tenant = tenant_key(db_index=False)
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
     day = models.DateField()
     event = models.CharField(max_length=200)

@@ -47,8 +47,17 @@ class TenantQuerySet(models.QuerySet):
         return self.all()
 
 
+def tenant_key(*, db_index=True):
+    """The tenant column of a tenant table.
+
+    `db_index=False` for a table whose every index starts with the tenant:
+    its own index would only be one more to write on every insert.
+    """
+    return models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=db_index)
+
+
 class TenantModel(models.Model):
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    tenant = tenant_key()
 
     objects = TenantQuerySet.as_manager()
 
