@@ -137,6 +137,8 @@ def portfolio(request):
     accounts = with_last_activity(
         Account.objects.for_tenant(tenant)
         .select_related("owner", "health", "lifecycle__stage")
+        # A row shows the score, not how it was made.
+        .defer("health__breakdown")
         .annotate(days_in_stage=days_in_stage_expression(tenant, "lifecycle__")),
         tenant,
     )

@@ -100,6 +100,8 @@ def board_cards(tenant, card_ids):
         Account.objects.for_tenant(tenant)
         .filter(pk__in=card_ids, lifecycle__isnull=False)
         .select_related("health", "owner", "lifecycle")
+        # A card shows the score, not how it was made.
+        .defer("health__breakdown")
         .annotate(
             days_in_stage=days_in_stage_expression(tenant, "lifecycle__"),
             sla_status=sla_status_expression(tenant, "lifecycle__"),
