@@ -318,7 +318,9 @@ def lifecycle_advance(*, tenant, account_ids, chunk_size=CHUNK_SIZE, now=None):
 
 @transaction.atomic
 def _advance_chunk(tenant, account_ids, stages, initial, criteria, now):
-    """1. Lock the chunk's accounts (in id order, so concurrent runs cannot deadlock).
+    """1. Lock the chunk's accounts (in id order, so concurrent runs cannot deadlock). FOR NO KEY
+       UPDATE keeps other stage changes out, yet lets ingest's foreign-key checks through: they
+       take KEY SHARE locks on the same accounts as their transactions commit, in their own order.
     2. Place accounts without a stage in the initial stage.
     3. For each stage in order, one query finds which accounts in the stage
        before it meet its entry criteria; those move, and may move again at
@@ -329,7 +331,7 @@ def _advance_chunk(tenant, account_ids, stages, initial, criteria, now):
         Account.objects.for_tenant(tenant)
         .filter(pk__in=account_ids)
         .order_by("pk")
-        .select_for_update()
+        .select_for_update(no_key=True)
         .values_list("pk", flat=True)
     )
     # Stage ids only: most accounts stay where they are, and only the movers need their state rows.

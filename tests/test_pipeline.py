@@ -3,7 +3,7 @@
 import datetime as dt
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
 from csplatform import pipeline
@@ -13,7 +13,7 @@ from csplatform.rules.models import AccountMetrics
 from health.defaults import scorecards_apply_defaults
 from health.models import HealthScore
 from lifecycle.models import AccountStage, StageTransition
-from lifecycle.services import stages_apply_template
+from lifecycle.services import lifecycle_advance, stages_apply_template
 
 from .factories import AccountFactory, ContactFactory
 
@@ -188,3 +188,28 @@ def test_a_chunk_failing_in_a_thread_fails_the_pass_and_keeps_its_accounts_marke
         pipeline.recompute_dirty(tenant=configured_tenant, chunk_size=5, threads=2)
 
     assert failing in set(Account.objects.for_tenant(configured_tenant).dirty().values_list("pk", flat=True))
+
+
+@threads_need_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_the_stage_step_does_not_wait_for_an_ingest_transaction_referencing_the_same_accounts(configured_tenant):
+    accounts = [AccountFactory(tenant=configured_tenant) for _ in range(3)]
+    ingest = connections.create_connection("default")
+    try:
+        with ingest.cursor() as cursor:
+            # What an ingest transaction's foreign-key checks hold on its accounts as it commits.
+            cursor.execute("BEGIN")
+            cursor.execute(
+                "SELECT id FROM customers_account WHERE id = ANY(%s) FOR KEY SHARE", [[a.pk for a in accounts]]
+            )
+            with connection.cursor() as own:
+                own.execute("SET lock_timeout = '2s'")
+            try:
+                lifecycle_advance(tenant=configured_tenant, account_ids=[a.pk for a in accounts])
+            finally:
+                with connection.cursor() as own:
+                    own.execute("RESET lock_timeout")
+            cursor.execute("ROLLBACK")
+    finally:
+        ingest.close()
+    assert AccountStage.objects.for_tenant(configured_tenant).filter(account__in=accounts).count() == 3
