@@ -164,9 +164,13 @@ def dirty_marks_set(*, tenant, accounts, now=None):
     INSERT … SELECT … ON CONFLICT: an account already marked keeps the later
     of the two times, so a mark never moves back. Selecting from the tenant's
     accounts rather than taking ids on trust means another tenant's id marks nothing.
+    Rows go in account order, the order in which the pipeline clears marks, so
+    the two lock the same marks in the same order and cannot deadlock.
     """
     now = connection.ops.adapt_datetimefield_value(now or timezone.now())
-    marked = accounts.filter(tenant_id=tenant.pk).order_by().values(marked_tenant=F("tenant_id"), marked_account=F("pk"))
+    marked = (
+        accounts.filter(tenant_id=tenant.pk).order_by("pk").values(marked_tenant=F("tenant_id"), marked_account=F("pk"))
+    )
     try:
         marked_sql, marked_params = marked.query.sql_with_params()
     except EmptyResultSet:  # Django does not compile a filter that can match nothing, such as `pk__in=[]`.
@@ -184,9 +188,16 @@ def dirty_marks_set(*, tenant, accounts, now=None):
         return cursor.rowcount
 
 
+@transaction.atomic
 def dirty_marks_clear(*, tenant, account_ids, read_at):
-    """Clear the marks of these accounts unless set after `read_at`: a later change needs another recompute."""
-    DirtyAccount.objects.for_tenant(tenant).filter(account_id__in=account_ids, dirty_at__lte=read_at).delete()
+    """Clear the marks of these accounts unless set after `read_at`: a later change needs another recompute.
+
+    The marks are locked in account order before they go (see dirty_marks_set); a
+    mark that ingest moved past `read_at` meanwhile no longer matches, and stays.
+    """
+    marks = DirtyAccount.objects.for_tenant(tenant)
+    cleared = marks.filter(account_id__in=account_ids, dirty_at__lte=read_at).order_by("account_id").select_for_update()
+    marks.filter(account_id__in=list(cleared.values_list("account_id", flat=True))).delete()
 
 
 def accounts_changed(tenant):
