@@ -24,7 +24,7 @@ from django.test import override_settings
 
 from csplatform.customers.models import Account, Contact
 from csplatform.tenancy.models import Tenant
-from playbooks.mail import SMTP_CONNECTIONS, message_of
+from playbooks.mail import message_of
 from playbooks.models import EmailStatus, OutboundEmail, StepRun, StepRunStatus
 from playbooks.services import playbook_create, runs_start
 from playbooks.tasks import run_due_task
@@ -153,7 +153,8 @@ def runner_figures(scale, log):
         EMAIL_USE_TLS=False, EMAIL_USE_SSL=False,
     ):
         round_trip = round_trip_seconds()
-        with override_settings(CSP_SMTP_CONNECTIONS=SMTP_CONNECTIONS):
+        # The default: one email per commit, exactly once.
+        with override_settings(CSP_SMTP_CONNECTIONS=1):
             runner_seconds, statements, sent = runner_run(count, log)
         with override_settings(CSP_SMTP_CONNECTIONS=GROUPED):
             grouped_seconds, _, _ = runner_run(count, log)

@@ -122,6 +122,9 @@ if on_sqlite:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Threads of one pipeline pass (csplatform/pipeline.py); SQLite takes one writer at a time.
 CSP_PIPELINE_THREADS = int(os.environ.get("CSP_PIPELINE_THREADS", "1" if on_sqlite else "2"))
+# Emails per commit of the step runner, one SMTP connection each (playbooks/mail.py): more send faster,
+# but a worker killed right after a group's commit can lose that group's emails.
+CSP_SMTP_CONNECTIONS = int(os.environ.get("CSP_SMTP_CONNECTIONS", "1"))
 
 AUTH_USER_MODEL = "tenancy.User"
 AUTH_PASSWORD_VALIDATORS = [

@@ -49,9 +49,6 @@ from .models import EmailStatus, OutboundEmail
 
 # SMTP transparency (RFC 5321 4.5.2): a line starting with "." gets a second one.
 LEADING_DOT = re.compile(rb"(?m)^\.")
-# Emails per group, one SMTP connection each (setting CSP_SMTP_CONNECTIONS): more share a commit,
-# but a crash after it can lose the group (see the module docstring).
-SMTP_CONNECTIONS = 1
 
 
 class TransientSendError(Exception):
@@ -249,7 +246,7 @@ class Outbox:
             for email in emails:
                 outcomes[email.pk] = self._send_plain(email, now)
             return outcomes
-        size = max(1, getattr(settings, "CSP_SMTP_CONNECTIONS", SMTP_CONNECTIONS))
+        size = max(1, settings.CSP_SMTP_CONNECTIONS)
         for start in range(0, len(emails), size):
             outcomes.update(self._send_group(emails[start : start + size], now))
         return outcomes
