@@ -354,14 +354,3 @@ class Outbox:
         except (smtplib.SMTPException, OSError):
             self._close(slot)
 
-
-def email_deliver(*, email, now=None):
-    """Send one queued email over a connection of its own; see Outbox.send. True if this call sent it.
-
-    `now` is the sending time to record when the step runner replays the past.
-    """
-    with Outbox() as outbox:
-        outcome = outbox.send([email], now)[email.pk]
-    if isinstance(outcome, TransientSendError):
-        raise outcome
-    return outcome
