@@ -267,13 +267,14 @@ def _finish_done(step_runs, now):
         return
     outcome = StepRun._meta.get_field("outcome")
     ids = [step_run.pk for step_run in step_runs]
+    cases = " ".join(["WHEN %s THEN %s"] * len(ids))
     outcomes = [
         param for step_run in step_runs for param in (step_run.pk, outcome.get_db_prep_save(step_run.outcome, connection))
     ]
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {connection.ops.quote_name(StepRun._meta.db_table)} "
-            f"SET status = %s, error = '', finished_at = %s, outcome = CASE id {' '.join(['WHEN %s THEN %s'] * len(ids))} END "
+            f"SET status = %s, error = '', finished_at = %s, outcome = CASE id {cases} END "
             f"WHERE tenant_id = %s AND status = %s AND id IN ({', '.join(['%s'] * len(ids))})",
             [
                 StepRunStatus.DONE,

@@ -29,7 +29,9 @@ def health_badge(score, colour):
         return format_html(
             '<span class="health health-unscored"><span class="health-dot" aria-hidden="true"></span>Not scored</span>'
         )
-    score_html = format_html(' <span class="health-score">{}</span>', floatformat(score, 0)) if score is not None else ""
+    score_html = ""
+    if score is not None:
+        score_html = format_html(' <span class="health-score">{}</span>', floatformat(score, 0))
     return format_html(
         '<span class="health health-{}"><span class="health-dot" aria-hidden="true"></span>{}{}</span>',
         colour,
