@@ -329,7 +329,8 @@ def schedule_demo(context):
     if not recipients:
         return {"skipped": "No contact to invite."}
     contact = recipients[0]
-    existing = OutboundEmail.objects.for_tenant(context.tenant).filter(step_run=context.step_run).first()
+    # An invitation sent before, by a run of this step that did not finish: the batch's facts hold it.
+    existing = next((email for email in context.facts.emails.values() if email.step_run_id == context.step_run.pk), None)
     if existing is not None:
         return {"emails": [existing], "slot": existing.attachments[0].get("slot") if existing.attachments else None}
     owner = context.owner

@@ -3,7 +3,7 @@
 import datetime as dt
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from csplatform import pipeline
@@ -152,6 +152,7 @@ def test_a_recompute_asked_for_during_a_run_is_done_by_that_run_before_it_return
 threads_need_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="SQLite runs a pass in one thread (CSP_PIPELINE_THREADS=1)"
 )
+postgresql_row_locks = pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite locks the whole file")
 
 
 @threads_need_postgresql
@@ -190,26 +191,21 @@ def test_a_chunk_failing_in_a_thread_fails_the_pass_and_keeps_its_accounts_marke
     assert failing in set(Account.objects.for_tenant(configured_tenant).dirty().values_list("pk", flat=True))
 
 
-@threads_need_postgresql
+@postgresql_row_locks
 @pytest.mark.django_db(transaction=True)
 def test_the_stage_step_does_not_wait_for_an_ingest_transaction_referencing_the_same_accounts(configured_tenant):
-    accounts = [AccountFactory(tenant=configured_tenant) for _ in range(3)]
+    accounts = AccountFactory.create_batch(3, tenant=configured_tenant)
     ingest = connections.create_connection("default")
+    ingest.set_autocommit(False)
     try:
         with ingest.cursor() as cursor:
             # What an ingest transaction's foreign-key checks hold on its accounts as it commits.
-            cursor.execute("BEGIN")
-            cursor.execute(
-                "SELECT id FROM customers_account WHERE id = ANY(%s) FOR KEY SHARE", [[a.pk for a in accounts]]
-            )
-            with connection.cursor() as own:
-                own.execute("SET lock_timeout = '2s'")
-            try:
-                lifecycle_advance(tenant=configured_tenant, account_ids=[a.pk for a in accounts])
-            finally:
-                with connection.cursor() as own:
-                    own.execute("RESET lock_timeout")
-            cursor.execute("ROLLBACK")
+            cursor.execute("SELECT id FROM customers_account WHERE id = ANY(%s) FOR KEY SHARE", [[a.pk for a in accounts]])
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '2s'")
+            lifecycle_advance(tenant=configured_tenant, account_ids=[a.pk for a in accounts])
     finally:
+        ingest.rollback()
         ingest.close()
     assert AccountStage.objects.for_tenant(configured_tenant).filter(account__in=accounts).count() == 3

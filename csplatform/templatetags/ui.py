@@ -66,16 +66,14 @@ def delta(value):
     """
     if value is None or value == "":
         return format_html('<span class="muted">—</span>')
-    if value > 0:
-        return format_html(
-            '<span class="delta up"><span aria-hidden="true">▲</span> +{}'
-            '<span class="visually-hidden"> points up</span></span>',
-            floatformat(value, "-1"),
-        )
-    if value < 0:
-        return format_html(
-            '<span class="delta down"><span aria-hidden="true">▼</span> {}'
-            '<span class="visually-hidden"> points down</span></span>',
-            floatformat(value, "-1"),
-        )
-    return format_html('<span class="delta">±0</span>')
+    if value == 0:
+        return format_html('<span class="delta">±0</span>')
+    direction, arrow, sign = ("up", "▲", "+") if value > 0 else ("down", "▼", "")
+    return format_html(
+        '<span class="delta {direction}"><span aria-hidden="true">{arrow}</span> {sign}{points}'
+        '<span class="visually-hidden"> points {direction}</span></span>',
+        direction=direction,
+        arrow=arrow,
+        sign=sign,
+        points=floatformat(value, "-1"),
+    )

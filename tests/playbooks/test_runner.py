@@ -70,6 +70,23 @@ def test_a_step_executed_twice_sends_its_email_once(tenant, customer, smtp_serve
     assert run.status == RunStatus.COMPLETED
 
 
+def test_a_demo_step_executed_twice_sends_its_invitation_once_with_the_same_slot(tenant, customer, smtp_server, noon):
+    demo = {"kind": "schedule_demo", "config": {"days_ahead": 2, "duration_minutes": 30, "quiet_hours": False}}
+    playbook = make_playbook(tenant, [demo, {"kind": "create_task", "config": {"title": "Follow up"}}])
+    run_start(tenant=tenant, playbook=playbook, account=customer)
+    (step_run_id,) = step_runs_claim(now=WEDNESDAY_NOON, limit=10)
+    step_execute(step_run_id=step_run_id)
+    first = StepRun.objects.for_tenant(tenant).get(pk=step_run_id).outcome
+    # A worker that lost track of its claim runs the same step again, a day later.
+    StepRun.objects.for_tenant(tenant).filter(pk=step_run_id).update(status=StepRunStatus.RUNNING)
+    noon.shift(dt.timedelta(days=1))
+    step_execute(step_run_id=step_run_id)
+    again = StepRun.objects.for_tenant(tenant).get(pk=step_run_id).outcome
+    assert len(smtp_server.messages) == 1
+    assert again["emails"] == first["emails"] == [OutboundEmail.objects.for_tenant(tenant).get().pk]
+    assert again["slot"] == first["slot"]
+
+
 def test_a_claim_left_by_a_dead_worker_is_reclaimed_and_its_queued_email_sent_once(
     tenant, customer, smtp_server, noon, settings
 ):
