@@ -9,13 +9,14 @@ of statements as a batch of one.
 import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import partial
 
 from django.db import connection, transaction
 from django.db.models import BooleanField, F, Func, Value
 from django.db.models.fields.json import KeyTextTransform, compile_json_path
 from django.db.models.functions import Left, TruncDate
 from django.utils import timezone
+
+from csplatform.upserts import upsert
 
 from .models import Contact, DailyPropertyRollup, DailyRollup, DailyValueRollup, UsageEvent
 from .services import account_mark_dirty
@@ -71,11 +72,6 @@ _value_property_lookups = []
 MAX_VALUE_LENGTH = 200
 # Contacts per last-seen UPDATE: two parameters each, within SQLite's 999.
 CONTACTS_SEEN_CHUNK = 400
-# Integer, float and text columns reach every driver as they are, so `_upsert`
-# converts only the others.
-PLAIN_COLUMN_TYPES = {
-    "CharField", "TextField", "ForeignKey", "IntegerField", "BigIntegerField", "PositiveIntegerField", "FloatField",
-}
 
 
 def register_value_properties(lookup):
@@ -117,7 +113,7 @@ def _events_insert(tenant, events):
         )
         for event in events
     ]
-    returned = _upsert(
+    returned = upsert(
         UsageEvent,
         ["tenant", "message_id", "account", "contact", "event", "timestamp", "properties", "received_at"],
         rows,
@@ -145,7 +141,7 @@ def _rollups_add(tenant, events):
             props[key] = (total + float(value), count + 1, latest_value, latest_at)
 
     # Sorted keys make concurrent batches lock rollup rows in the same order.
-    _upsert(
+    upsert(
         DailyRollup,
         ["tenant", "account", "contact_ref", "day", "event", "count"],
         [(tenant.pk, *key, n) for key, n in sorted(counts.items())],
@@ -154,7 +150,7 @@ def _rollups_add(tenant, events):
     )
     # The newest value wins; on equal times the batch arriving later does.
     newer = "({table}.{latest_at} IS NULL OR excluded.{latest_at} >= {table}.{latest_at})"
-    _upsert(
+    upsert(
         DailyPropertyRollup,
         ["tenant", "account", "day", "event", "prop", "total", "count", "latest_value", "latest_at"],
         [(tenant.pk, *key, *values) for key, values in sorted(props.items())],
@@ -166,7 +162,7 @@ def _rollups_add(tenant, events):
             f"{{latest_at}} = CASE WHEN {newer} THEN excluded.{{latest_at}} ELSE {{table}}.{{latest_at}} END"
         ),
     )
-    _upsert(
+    upsert(
         DailyValueRollup,
         ["tenant", "account", "day", "event", "prop", "value"],
         [(tenant.pk, *key) for key in sorted(_string_values(tenant, events, tz))],
@@ -272,49 +268,3 @@ def _contacts_seen(tenant, events):
                 f"AND ({table}.{column} IS NULL OR {table}.{column} < seen.at)",
                 [*(param for pk, seen in chunk for param in (pk, prepare(seen, connection))), tenant.pk],
             )
-
-
-def _upsert(model, field_names, rows, *, conflict, action, returning=None):
-    """Multi-row `INSERT ... ON CONFLICT (...) <action>`, the same SQL on SQLite and PostgreSQL.
-
-    `action` may name columns as `{field_name}` and the target table as
-    `{table}`. Dates, times and JSON go through their field's own database
-    conversion, so they are stored exactly as the ORM stores them. Rows are
-    sent in chunks the database accepts; returns the RETURNING rows.
-    """
-    if not rows:
-        return []
-    quote = connection.ops.quote_name
-    fields = [model._meta.get_field(name) for name in field_names]
-    names = {field.name: quote(field.column) for field in fields}
-    names["table"] = quote(model._meta.db_table)
-    columns = ", ".join(names[field.name] for field in fields)
-    target = ", ".join(quote(model._meta.get_field(name).column) for name in conflict)
-    placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    # The thread's own connection: the `connection` proxy costs a lookup per use, and this runs per value.
-    database = transaction.get_connection()
-    converters = [
-        None
-        if field.get_internal_type() in PLAIN_COLUMN_TYPES
-        else partial(field.get_db_prep_save, connection=database)
-        for field in fields
-    ]
-    suffix = f" ON CONFLICT ({target}) {action.format(**names)}"
-    if returning:
-        suffix += f" RETURNING {quote(model._meta.get_field(returning).column)}"
-
-    returned = []
-    chunk_size = connection.ops.bulk_batch_size(fields, rows)
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), chunk_size):
-            chunk = rows[start : start + chunk_size]
-            values = ", ".join([placeholder] * len(chunk))
-            params = [
-                value if convert is None else convert(value)
-                for row in chunk
-                for convert, value in zip(converters, row)
-            ]
-            cursor.execute(f"INSERT INTO {names['table']} ({columns}) VALUES {values}{suffix}", params)
-            if returning:
-                returned.extend(cursor.fetchall())
-    return returned

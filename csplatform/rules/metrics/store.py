@@ -9,42 +9,23 @@ concurrent run may have written them meanwhile). `computed_at` tells when the
 values last changed.
 """
 
-from django.db import connection
-
-
-def _differs(left, right):
-    # PostgreSQL compares jsonb by value; SQLite stores JSON as text, which the
-    # values' fixed key order keeps comparable.
-    if connection.vendor == "postgresql":
-        return f"{left} IS DISTINCT FROM {right}"
-    return f"{left} IS NOT {right}"
+from csplatform.upserts import differs, upsert
 
 
 def changed_values_store(model, subject_field, *, tenant, values_by_subject, stored, now):
     """Store `{subject id: values}` in AccountMetrics or ContactMetrics (`subject_field` "account" or
     "contact") where they differ from `stored` (`{subject id: values}` as read, None when no row)."""
-    changed = {subject_id: values for subject_id, values in values_by_subject.items() if stored[subject_id] != values}
-    if not changed:
-        return
-    meta, quote = model._meta, connection.ops.quote_name
-    table = quote(meta.db_table)
-    tenant_column, subject_column, values_column, computed_column = (
-        quote(meta.get_field(name).column) for name in ("tenant", subject_field, "values", "computed_at")
+    upsert(
+        model,
+        ["tenant", subject_field, "values", "computed_at"],
+        [
+            (tenant.pk, subject_id, values, now)
+            for subject_id, values in values_by_subject.items()
+            if stored[subject_id] != values
+        ],
+        conflict=["tenant", subject_field],
+        action=(
+            "DO UPDATE SET {values} = excluded.{values}, {computed_at} = excluded.{computed_at} "
+            f"WHERE {differs('{table}.{values}', 'excluded.{values}')}"
+        ),
     )
-    computed_at = connection.ops.adapt_datetimefield_value(now)
-    rows = [
-        (tenant.pk, subject_id, connection.ops.adapt_json_value(values, None), computed_at)
-        for subject_id, values in changed.items()
-    ]
-    batch_size = connection.ops.bulk_batch_size(["tenant", "subject", "values", "computed_at"], rows)
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), batch_size):
-            batch = rows[start : start + batch_size]
-            cursor.execute(
-                f"INSERT INTO {table} ({tenant_column}, {subject_column}, {values_column}, {computed_column}) "
-                f"VALUES {', '.join(['(%s, %s, %s, %s)'] * len(batch))} "
-                f"ON CONFLICT ({tenant_column}, {subject_column}) DO UPDATE SET "
-                f"{values_column} = excluded.{values_column}, {computed_column} = excluded.{computed_column} "
-                f"WHERE {_differs(f'{table}.{values_column}', f'excluded.{values_column}')}",
-                [value for row in batch for value in row],
-            )

@@ -1,0 +1,72 @@
+"""Multi-row `INSERT ... ON CONFLICT` in raw SQL, the same on SQLite and PostgreSQL.
+
+Ingest and the pipeline write thousands of rows per statement. Django's
+`bulk_create(update_conflicts=True)` cannot add an ON CONFLICT action of its
+own (an increment, a condition), and its per-object work is a large share
+of a pass.
+"""
+
+from functools import partial
+
+from django.db import connection, transaction
+
+# Integer, float and text columns reach every driver as they are, so `upsert`
+# converts only the others.
+PLAIN_COLUMN_TYPES = {
+    "CharField", "TextField", "ForeignKey", "IntegerField", "BigIntegerField", "PositiveIntegerField", "FloatField",
+}
+
+
+def differs(left, right):
+    """SQL that is true when two values differ, NULL counting as a value."""
+    # PostgreSQL compares jsonb by value; SQLite stores JSON as text, which the
+    # fixed key order of what is written keeps comparable.
+    if connection.vendor == "postgresql":
+        return f"{left} IS DISTINCT FROM {right}"
+    return f"{left} IS NOT {right}"
+
+
+def upsert(model, field_names, rows, *, conflict, action, returning=None):
+    """Multi-row `INSERT ... ON CONFLICT (...) <action>` of `rows`, tuples in `field_names` order.
+
+    `action` may name columns as `{field_name}` and the target table as
+    `{table}`. Dates, times and JSON go through their field's own database
+    conversion, so they are stored exactly as the ORM stores them. Rows are
+    sent in chunks the database accepts; returns the RETURNING rows.
+    """
+    if not rows:
+        return []
+    quote = connection.ops.quote_name
+    fields = [model._meta.get_field(name) for name in field_names]
+    names = {field.name: quote(field.column) for field in fields}
+    names["table"] = quote(model._meta.db_table)
+    columns = ", ".join(names[field.name] for field in fields)
+    target = ", ".join(quote(model._meta.get_field(name).column) for name in conflict)
+    placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    # The thread's own connection: the `connection` proxy costs a lookup per use, and this runs per value.
+    database = transaction.get_connection()
+    converters = [
+        None
+        if field.get_internal_type() in PLAIN_COLUMN_TYPES
+        else partial(field.get_db_prep_save, connection=database)
+        for field in fields
+    ]
+    suffix = f" ON CONFLICT ({target}) {action.format(**names)}"
+    if returning:
+        suffix += f" RETURNING {quote(model._meta.get_field(returning).column)}"
+
+    returned = []
+    chunk_size = connection.ops.bulk_batch_size(fields, rows)
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), chunk_size):
+            chunk = rows[start : start + chunk_size]
+            values = ", ".join([placeholder] * len(chunk))
+            params = [
+                value if convert is None else convert(value)
+                for row in chunk
+                for convert, value in zip(converters, row)
+            ]
+            cursor.execute(f"INSERT INTO {names['table']} ({columns}) VALUES {values}{suffix}", params)
+            if returning:
+                returned.extend(cursor.fetchall())
+    return returned
