@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from csplatform.customers.models import Account, Contact
 from csplatform.rules import CriteriaError, compile_criteria, load_criteria
+from csplatform.sql import Ids
 from csplatform.tenancy.models import Membership, Role, User
 from csplatform.tenancy.services import audit_record
 
@@ -185,13 +186,13 @@ def segments_refresh(*, tenant, account_ids, segments=None, now=None):
 
 @transaction.atomic
 def _refresh_chunk(tenant, segment, criteria, account_ids, now):
-    members = SegmentMembership.objects.for_tenant(tenant).current().filter(segment=segment, account_id__in=account_ids)
+    members = SegmentMembership.objects.for_tenant(tenant).current().filter(segment=segment, account_id__in=Ids(account_ids))
     if segment.subject == Subject.CONTACT:
-        contacts = Contact.objects.for_tenant(tenant).filter(account_id__in=account_ids)
+        contacts = Contact.objects.for_tenant(tenant).filter(account_id__in=Ids(account_ids))
         matched = {pk: (account_id, pk) for pk, account_id in criteria.filter(contacts, now=now).values_list("pk", "account_id")}
         current = {contact_id: (pk, account_id, contact_id) for pk, account_id, contact_id in members.values_list("pk", "account_id", "contact_id")}
     else:
-        accounts = Account.objects.for_tenant(tenant).filter(pk__in=account_ids)
+        accounts = Account.objects.for_tenant(tenant).filter(pk__in=Ids(account_ids))
         matched = {pk: (pk, None) for pk in criteria.filter(accounts, now=now).values_list("pk", flat=True)}
         current = {account_id: (pk, account_id, None) for pk, account_id in members.values_list("pk", "account_id")}
 
@@ -342,12 +343,12 @@ def alerts_evaluate(*, tenant, account_ids, now=None):
 @transaction.atomic
 def _evaluate_chunk(tenant, rule, criteria, account_ids, now):
     AlertRule.objects.for_tenant(tenant).select_for_update().filter(pk=rule.pk).exists()
-    accounts = Account.objects.for_tenant(tenant).filter(pk__in=account_ids)
+    accounts = Account.objects.for_tenant(tenant).filter(pk__in=Ids(account_ids))
     matched = dict(criteria.filter(accounts, now=now).values_list("pk", "name"))
     cooldown_start = now - dt.timedelta(minutes=rule.cooldown_minutes)
     known = (
         Alert.objects.for_tenant(tenant)
-        .filter(rule=rule, account_id__in=account_ids)
+        .filter(rule=rule, account_id__in=Ids(account_ids))
         .filter(Q(status__in=ACTIVE_STATUSES) | Q(resolved_at__gt=cooldown_start))
         .values_list("pk", "account_id", "status")
     )

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from csplatform.customers.models import Account
 from csplatform.rules import CriteriaError, compile_criteria, load_criteria
+from csplatform.sql import Ids
 from csplatform.tenancy.services import audit_record
 
 from .models import AccountStage, Stage, StageTransition, TransitionKind
@@ -329,14 +330,14 @@ def _advance_chunk(tenant, account_ids, stages, initial, criteria, now):
     """
     account_ids = list(
         Account.objects.for_tenant(tenant)
-        .filter(pk__in=account_ids)
+        .filter(pk__in=Ids(account_ids))
         .order_by("pk")
         .select_for_update(no_key=True)
         .values_list("pk", flat=True)
     )
     # Stage ids only: most accounts stay where they are, and only the movers need their state rows.
     current = dict(
-        AccountStage.objects.for_tenant(tenant).filter(account_id__in=account_ids).values_list("account_id", "stage_id")
+        AccountStage.objects.for_tenant(tenant).filter(account_id__in=Ids(account_ids)).values_list("account_id", "stage_id")
     )
     now = now or timezone.now()
     new = [AccountStage(tenant=tenant, account_id=pk) for pk in account_ids if pk not in current]
@@ -353,7 +354,7 @@ def _advance_chunk(tenant, account_ids, stages, initial, criteria, now):
         if not candidates:
             continue
         movers = stage_criteria.filter(
-            Account.objects.for_tenant(tenant).filter(pk__in=candidates), now=now
+            Account.objects.for_tenant(tenant).filter(pk__in=Ids(candidates)), now=now
         ).values_list("pk", flat=True)
         for pk in movers:
             current[pk] = stage.pk
@@ -366,7 +367,7 @@ def _advance_chunk(tenant, account_ids, stages, initial, criteria, now):
     states.update(
         (state.account_id, state)
         for state in AccountStage.objects.for_tenant(tenant)
-        .filter(account_id__in=moving - states.keys())
+        .filter(account_id__in=Ids(moving - states.keys()))
         .select_related("stage")
     )
     accounts = Account.objects.for_tenant(tenant).in_bulk(moving)

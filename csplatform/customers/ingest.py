@@ -16,7 +16,7 @@ from django.db.models.fields.json import KeyTextTransform, compile_json_path
 from django.db.models.functions import Left, TruncDate
 from django.utils import timezone
 
-from csplatform.upserts import upsert
+from csplatform.sql import upsert
 
 from .models import Contact, DailyPropertyRollup, DailyRollup, DailyValueRollup, UsageEvent
 from .services import account_mark_dirty

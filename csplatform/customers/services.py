@@ -5,6 +5,8 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from csplatform.sql import Ids
+
 from .models import Account, Contact, DirtyAccount
 
 
@@ -196,8 +198,8 @@ def dirty_marks_clear(*, tenant, account_ids, read_at):
     mark that ingest moved past `read_at` meanwhile no longer matches, and stays.
     """
     marks = DirtyAccount.objects.for_tenant(tenant)
-    cleared = marks.filter(account_id__in=account_ids, dirty_at__lte=read_at).order_by("account_id").select_for_update()
-    marks.filter(account_id__in=list(cleared.values_list("account_id", flat=True))).delete()
+    cleared = marks.filter(account_id__in=Ids(account_ids), dirty_at__lte=read_at).order_by("account_id").select_for_update()
+    marks.filter(account_id__in=Ids(list(cleared.values_list("account_id", flat=True)))).delete()
 
 
 def accounts_changed(tenant):

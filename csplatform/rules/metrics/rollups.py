@@ -7,6 +7,7 @@ from django.db.models import Count, F, Max, Q, Sum, Window
 from django.db.models.functions import RowNumber
 
 from csplatform.customers.models import DailyPropertyRollup, DailyRollup, DailyValueRollup
+from csplatform.sql import Ids
 
 from ..models import Aggregation
 from .specs import lookback_start, window_start
@@ -106,7 +107,7 @@ class Rollups:
         earliest = min(lookback_start(spec, self.today) for spec in specs)
         return (
             model.objects.for_tenant(self.tenant)
-            .filter(account_id__in=self.account_ids, day__gte=earliest, day__lte=self.today)
+            .filter(account_id__in=Ids(self.account_ids), day__gte=earliest, day__lte=self.today)
             .values(*group)
             .order_by()
         )
@@ -164,7 +165,7 @@ class Rollups:
                 aggregates[f"c{i}{suffix}"] = aggregate
         rows = _cursor_rows(
             DailyRollup.objects.for_tenant(self.tenant)
-            .filter(account_id__in=self.account_ids, day__lte=self.today, count__gt=0)
+            .filter(account_id__in=Ids(self.account_ids), day__lte=self.today, count__gt=0)
             .values("account_id", "contact_ref")
             .order_by()
             .annotate(**aggregates)

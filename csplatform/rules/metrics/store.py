@@ -9,7 +9,7 @@ concurrent run may have written them meanwhile). `computed_at` tells when the
 values last changed.
 """
 
-from csplatform.upserts import differs, upsert
+from csplatform.sql import differs, upsert
 
 
 def changed_values_store(model, subject_field, *, tenant, values_by_subject, stored, now):

@@ -1,0 +1,47 @@
+"""The bulk SQL helpers: `Ids` filters as a plain `__in` list does, and `upsert` applies its conflict action."""
+
+import datetime as dt
+
+from django.utils import timezone
+
+from csplatform.customers.models import Account, DirtyAccount
+from csplatform.sql import Ids, upsert
+from tests.factories import AccountFactory
+
+
+def test_ids_select_the_same_rows_as_a_plain_in_list(tenant):
+    accounts = AccountFactory.create_batch(4, tenant=tenant)
+    wanted = [accounts[0].pk, accounts[2].pk, accounts[3].pk + 1000]
+
+    through_ids = Account.objects.for_tenant(tenant).filter(pk__in=Ids(wanted))
+    through_list = Account.objects.for_tenant(tenant).filter(pk__in=wanted)
+
+    assert sorted(through_ids.values_list("pk", flat=True)) == sorted(through_list.values_list("pk", flat=True))
+    assert through_ids.count() == 2
+
+
+def test_no_ids_match_nothing_when_reading_updating_and_deleting(tenant):
+    account = AccountFactory(tenant=tenant)
+    DirtyAccount.objects.create(tenant=tenant, account=account, dirty_at=timezone.now())
+    marks = DirtyAccount.objects.for_tenant(tenant)
+
+    assert list(marks.filter(account_id__in=Ids([]))) == []
+    assert marks.filter(account_id__in=Ids([])).update(dirty_at=timezone.now()) == 0
+    marks.filter(account_id__in=Ids([])).delete()
+
+    assert marks.count() == 1
+
+
+def test_upsert_inserts_new_rows_and_applies_its_action_to_existing_ones(tenant):
+    marked, unmarked = AccountFactory.create_batch(2, tenant=tenant)
+    before = timezone.now() - dt.timedelta(hours=1)
+    DirtyAccount.objects.create(tenant=tenant, account=marked, dirty_at=before)
+    now = timezone.now()
+
+    upsert(
+        DirtyAccount, ["tenant", "account", "dirty_at"], [(tenant.pk, marked.pk, now), (tenant.pk, unmarked.pk, now)],
+        conflict=["tenant", "account"], action="DO UPDATE SET {dirty_at} = excluded.{dirty_at}",
+    )
+
+    marks = dict(DirtyAccount.objects.for_tenant(tenant).values_list("account_id", "dirty_at"))
+    assert marks == {marked.pk: now, unmarked.pk: now}
