@@ -186,7 +186,9 @@ def segments_refresh(*, tenant, account_ids, segments=None, now=None):
 
 @transaction.atomic
 def _refresh_chunk(tenant, segment, criteria, account_ids, now):
-    members = SegmentMembership.objects.for_tenant(tenant).current().filter(segment=segment, account_id__in=Ids(account_ids))
+    members = (
+        SegmentMembership.objects.for_tenant(tenant).current().filter(segment=segment, account_id__in=Ids(account_ids))
+    )
     if segment.subject == Subject.CONTACT:
         contacts = Contact.objects.for_tenant(tenant).filter(account_id__in=Ids(account_ids))
         matched = {pk: (account_id, pk) for pk, account_id in criteria.filter(contacts, now=now).values_list("pk", "account_id")}

@@ -336,9 +336,8 @@ def _advance_chunk(tenant, account_ids, stages, initial, criteria, now):
         .values_list("pk", flat=True)
     )
     # Stage ids only: most accounts stay where they are, and only the movers need their state rows.
-    current = dict(
-        AccountStage.objects.for_tenant(tenant).filter(account_id__in=Ids(account_ids)).values_list("account_id", "stage_id")
-    )
+    held = AccountStage.objects.for_tenant(tenant).filter(account_id__in=Ids(account_ids))
+    current = dict(held.values_list("account_id", "stage_id"))
     now = now or timezone.now()
     new = [AccountStage(tenant=tenant, account_id=pk) for pk in account_ids if pk not in current]
     _record_moves(tenant, [(state, initial, None) for state in new], kind=TransitionKind.INITIAL, now=now)

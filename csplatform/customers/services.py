@@ -198,7 +198,9 @@ def dirty_marks_clear(*, tenant, account_ids, read_at):
     mark that ingest moved past `read_at` meanwhile no longer matches, and stays.
     """
     marks = DirtyAccount.objects.for_tenant(tenant)
-    cleared = marks.filter(account_id__in=Ids(account_ids), dirty_at__lte=read_at).order_by("account_id").select_for_update()
+    cleared = (
+        marks.filter(account_id__in=Ids(account_ids), dirty_at__lte=read_at).order_by("account_id").select_for_update()
+    )
     marks.filter(account_id__in=Ids(list(cleared.values_list("account_id", flat=True)))).delete()
 
 

@@ -2,12 +2,11 @@
 
 import datetime as dt
 
-from django.db import connection
 from django.db.models import Count, F, Max, Q, Sum, Window
 from django.db.models.functions import RowNumber
 
 from csplatform.customers.models import DailyPropertyRollup, DailyRollup, DailyValueRollup
-from csplatform.sql import Ids
+from csplatform.sql import Ids, plain_rows
 
 from ..models import Aggregation
 from .specs import lookback_start, window_start
@@ -71,19 +70,6 @@ def _spec_value(spec, current, before):
 
 def _rollup_value(spec, row, name):
     return _spec_value(spec, row[name], row.get(f"{name}_before"))
-
-
-def _cursor_rows(queryset):
-    """The queryset's rows as tuples, as the driver returns them.
-
-    Django converts every value of every row; over the tens of thousands of
-    (account, contact) groups of a chunk that was a third of the metrics step,
-    and integer columns need no conversion.
-    """
-    sql, params = queryset.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
 
 
 def _as_date(value):
@@ -163,7 +149,7 @@ class Rollups:
         for i, spec in enumerate(contact_specs):
             for suffix, aggregate in _rollup_aggregates(spec, self.today).items():
                 aggregates[f"c{i}{suffix}"] = aggregate
-        rows = _cursor_rows(
+        rows = plain_rows(
             DailyRollup.objects.for_tenant(self.tenant)
             .filter(account_id__in=Ids(self.account_ids), day__lte=self.today, count__gt=0)
             .values("account_id", "contact_ref")
@@ -194,10 +180,13 @@ class Rollups:
         account_values = {}
         for account_id, account_rows in rows_by_account.items():
             columns = list(zip(*account_rows))
-            totals = {
-                name: len(columns[index]) - columns[index].count(0) if counts_contact else sum(filter(None, columns[index]))
-                for name, index, counts_contact in shares
-            }
+            totals = {}
+            for name, index, counts_contact in shares:
+                shares_of_contacts = columns[index]
+                if counts_contact:
+                    totals[name] = len(shares_of_contacts) - shares_of_contacts.count(0)
+                else:
+                    totals[name] = sum(filter(None, shares_of_contacts))
             account_values[account_id] = {
                 spec.key: _rollup_value(spec, totals, f"a{i}") for i, spec in enumerate(account_specs)
             }
