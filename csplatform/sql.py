@@ -20,6 +20,11 @@ PLAIN_COLUMN_TYPES = {
 }
 
 
+def parameters(count):
+    """`(%s, %s, …)`: `count` query parameters in parentheses, for a VALUES row or an IN list."""
+    return "(" + ", ".join(["%s"] * count) + ")"
+
+
 def differs(left, right):
     """SQL that is true when two values differ, NULL counting as a value."""
     # PostgreSQL compares jsonb by value; SQLite stores JSON as text, which the
@@ -45,7 +50,7 @@ def upsert(model, field_names, rows, *, conflict, action, returning=None):
     names["table"] = quote(model._meta.db_table)
     columns = ", ".join(names[field.name] for field in fields)
     target = ", ".join(quote(model._meta.get_field(name).column) for name in conflict)
-    placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    row = parameters(len(fields))
     # The thread's own connection: the `connection` proxy costs a lookup per use, and this runs per value.
     database = transaction.get_connection()
     converters = [
@@ -63,7 +68,7 @@ def upsert(model, field_names, rows, *, conflict, action, returning=None):
     with connection.cursor() as cursor:
         for start in range(0, len(rows), chunk_size):
             chunk = rows[start : start + chunk_size]
-            values = ", ".join([placeholder] * len(chunk))
+            values = ", ".join([row] * len(chunk))
             params = [
                 value if convert is None else convert(value)
                 for row in chunk
@@ -93,7 +98,7 @@ class Ids(Expression):
     """A list of ids for `field__in=Ids(ids)`, bound as they are.
 
     A plain `__in` list is prepared value by value (normalised, converted,
-    then given a placeholder each); with the pipeline filtering every step by
+    then given a parameter each); with the pipeline filtering every step by
     its chunk's thousands of ids, that was about a fifth of a pass's Python.
     The ids must be integers, as read from the database; they are still sent
     as parameters, never as SQL text.
@@ -107,4 +112,4 @@ class Ids(Expression):
         if not self.ids:
             # As Django does for an empty `__in` list: the filter matches nothing.
             raise EmptyResultSet
-        return f"({', '.join(['%s'] * len(self.ids))})", self.ids
+        return parameters(len(self.ids)), self.ids

@@ -45,6 +45,8 @@ from django.core.mail.message import sanitize_address
 from django.db import connection
 from django.utils import timezone
 
+from csplatform.sql import parameters
+
 from .models import EmailStatus, OutboundEmail
 
 # SMTP transparency (RFC 5321 4.5.2): a line starting with "." gets a second one.
@@ -115,7 +117,7 @@ def _mark_sent(emails, now=None):
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET status = %s, sent_at = %s, attempts = attempts + 1, error = '' "
-            f"WHERE tenant_id = %s AND status = %s AND id IN ({', '.join(['%s'] * len(ids))}) RETURNING id",
+            f"WHERE tenant_id = %s AND status = %s AND id IN {parameters(len(ids))} RETURNING id",
             [EmailStatus.SENT, sent_at, tenant_id, EmailStatus.QUEUED, *ids],
         )
         return {row[0] for row in cursor.fetchall()}

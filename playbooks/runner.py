@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from csplatform.sql import parameters
 from csplatform.tenancy.rls import dangerously_bypass_rls, tenant_context
 
 from .mail import Outbox, TransientSendError
@@ -275,7 +276,7 @@ def _finish_done(step_runs, now):
         cursor.execute(
             f"UPDATE {connection.ops.quote_name(StepRun._meta.db_table)} "
             f"SET status = %s, error = '', finished_at = %s, outcome = CASE id {cases} END "
-            f"WHERE tenant_id = %s AND status = %s AND id IN ({', '.join(['%s'] * len(ids))})",
+            f"WHERE tenant_id = %s AND status = %s AND id IN {parameters(len(ids))}",
             [
                 StepRunStatus.DONE,
                 connection.ops.adapt_datetimefield_value(now),

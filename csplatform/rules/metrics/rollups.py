@@ -165,16 +165,14 @@ class Rollups:
             for i, spec in enumerate(account_specs)
             for suffix in _SHARE_SUFFIXES[spec.aggregation]
         ]
-        contact_columns = [
-            (spec.key, spec, column[f"c{i}"], column.get(f"c{i}_before")) for i, spec in enumerate(contact_specs)
-        ]
+        contact_columns = [(spec, column[f"c{i}"], column.get(f"c{i}_before")) for i, spec in enumerate(contact_specs)]
         contact_values, last_days, rows_by_account = {}, {}, {}
         for row in rows:
             key = (row[0], row[1])
             last_days[key] = _as_date(row[last_day])
             contact_values[key] = {
-                name: _spec_value(spec, row[current], None if before is None else row[before])
-                for name, spec, current, before in contact_columns
+                spec.key: _spec_value(spec, row[current], None if before is None else row[before])
+                for spec, current, before in contact_columns
             }
             rows_by_account.setdefault(row[0], []).append(row)
         account_values = {}
