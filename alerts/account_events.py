@@ -3,19 +3,38 @@
 from health.models import HealthScore
 from lifecycle.models import StageTransition
 
-from .models import WebhookSubscription
-from .webhooks import webhook_emit
-
-
-def _subscribed(tenant, event_type):
-    return any(
-        event_type in subscription.event_types
-        for subscription in WebhookSubscription.objects.for_tenant(tenant).filter(active=True)
-    )
+from .webhooks import webhooks_emit
 
 
 def _account(account):
     return {"id": account.pk, "external_id": account.external_id, "name": account.name}
+
+
+# Generators, so that the rows are read only for a tenant with an endpoint subscribed (webhooks_emit).
+
+
+def _stage_changes(transitions):
+    for transition in transitions:
+        payload = {
+            "account": _account(transition.account),
+            "from_stage": transition.from_key or None,
+            "to_stage": transition.to_key,
+            "kind": transition.kind,
+            "reason": transition.reason,
+            "at": transition.at.isoformat(),
+        }
+        yield payload, f"transition:{transition.pk}"
+
+
+def _health_changes(scores):
+    for health in scores:
+        payload = {
+            "account": _account(health.account),
+            "score": health.score,
+            "colour": health.colour,
+            "computed_at": health.computed_at.isoformat() if health.computed_at else None,
+        }
+        yield payload, f"health:{health.account_id}:{health.colour}:{health.computed_at:%Y-%m-%d}"
 
 
 def account_changes_emit(*, tenant, moved_ids, colour_changed_ids, since):
@@ -25,38 +44,18 @@ def account_changes_emit(*, tenant, moved_ids, colour_changed_ids, since):
     The idempotency keys (the transition, the account's colour on the day)
     make a second pipeline run over the same changes send nothing new.
     """
-    if moved_ids and _subscribed(tenant, "account.stage_changed"):
+    if moved_ids:
         transitions = (
             StageTransition.objects.for_tenant(tenant)
             .filter(account_id__in=list(moved_ids), at__gte=since)
             .select_related("account")
             .order_by("at", "pk")
         )
-        for transition in transitions:
-            webhook_emit(
-                tenant=tenant,
-                event_type="account.stage_changed",
-                payload={
-                    "account": _account(transition.account),
-                    "from_stage": transition.from_key or None,
-                    "to_stage": transition.to_key,
-                    "kind": transition.kind,
-                    "reason": transition.reason,
-                    "at": transition.at.isoformat(),
-                },
-                idempotency_key=f"transition:{transition.pk}",
-            )
-    if colour_changed_ids and _subscribed(tenant, "account.health_changed"):
+        webhooks_emit(tenant=tenant, event_type="account.stage_changed", events=_stage_changes(transitions))
+    if colour_changed_ids:
         scores = HealthScore.objects.for_tenant(tenant).filter(account_id__in=list(colour_changed_ids))
-        for health in scores.select_related("account"):
-            webhook_emit(
-                tenant=tenant,
-                event_type="account.health_changed",
-                payload={
-                    "account": _account(health.account),
-                    "score": health.score,
-                    "colour": health.colour,
-                    "computed_at": health.computed_at.isoformat() if health.computed_at else None,
-                },
-                idempotency_key=f"health:{health.account_id}:{health.colour}:{health.computed_at:%Y-%m-%d}",
-            )
+        webhooks_emit(
+            tenant=tenant,
+            event_type="account.health_changed",
+            events=_health_changes(scores.select_related("account")),
+        )

@@ -34,7 +34,7 @@ from .models import (
     Subject,
 )
 from .notifications import notifications_enqueue
-from .webhooks import webhook_emit
+from .webhooks import webhooks_emit
 
 logger = logging.getLogger(__name__)
 
@@ -463,13 +463,16 @@ def alert_payload(alert):
 def alert_webhooks_emit(*, tenant, opened=(), resolved=()):
     """Emit alert.opened / alert.resolved for these alert ids; the keys make a second call send nothing."""
     for event_type, ids in (("alert.opened", opened), ("alert.resolved", resolved)):
-        for alert in Alert.objects.for_tenant(tenant).filter(pk__in=list(ids)).select_related("account", "rule"):
-            webhook_emit(
-                tenant=tenant,
-                event_type=event_type,
-                payload=alert_payload(alert),
-                idempotency_key=f"alert:{alert.pk}:{event_type.split('.')[1]}",
-            )
+        if not ids:
+            continue
+        alerts = Alert.objects.for_tenant(tenant).filter(pk__in=list(ids)).select_related("account", "rule")
+        webhooks_emit(tenant=tenant, event_type=event_type, events=_alert_events(alerts, event_type))
+
+
+def _alert_events(alerts, event_type):
+    """A generator, so that the alerts are read only for a tenant with an endpoint subscribed (webhooks_emit)."""
+    for alert in alerts:
+        yield alert_payload(alert), f"alert:{alert.pk}:{event_type.split('.')[1]}"
 
 
 def alert_raise(*, tenant, account, title, severity, details=None, source="", dedupe_key=None):

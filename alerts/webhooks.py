@@ -252,11 +252,15 @@ def _enqueue(delivery_ids):
         logger.warning("Could not enqueue webhook deliveries %s; the sweep will send them", delivery_ids, exc_info=True)
 
 
-def _create_deliveries(tenant, subscriptions, event_type, payload, idempotency_key):
+@transaction.atomic
+def _create_deliveries(tenant, subscriptions, event_type, events):
+    """One delivery per (event, subscription) in one statement; returns the ids of the events' deliveries."""
     now = timezone.now()
-    event_id = uuid.uuid4()
-    WebhookDelivery.objects.for_tenant(tenant).bulk_create(
-        [
+    deliveries = []
+    for payload, idempotency_key in events:
+        # The endpoints of one event share its id.
+        event_id = uuid.uuid4()
+        deliveries += [
             WebhookDelivery(
                 tenant=tenant,
                 subscription=subscription,
@@ -268,12 +272,11 @@ def _create_deliveries(tenant, subscriptions, event_type, payload, idempotency_k
                 created_at=now,
             )
             for subscription in subscriptions
-        ],
-        ignore_conflicts=True,
-    )
+        ]
+    WebhookDelivery.objects.for_tenant(tenant).bulk_create(deliveries, ignore_conflicts=True)
     rows = list(
         WebhookDelivery.objects.for_tenant(tenant)
-        .filter(subscription__in=subscriptions, idempotency_key=idempotency_key)
+        .filter(subscription__in=subscriptions, idempotency_key__in=[key for _, key in events])
         .order_by("pk")
         .values_list("pk", "status")
     )
@@ -282,12 +285,14 @@ def _create_deliveries(tenant, subscriptions, event_type, payload, idempotency_k
     return [pk for pk, _ in rows]
 
 
-@transaction.atomic
-def webhook_emit(*, tenant, event_type, payload, idempotency_key):
-    """Queue `event_type` with `payload` to every active subscription of it; returns the delivery ids.
+def webhooks_emit(*, tenant, event_type, events):
+    """Queue each `(payload, idempotency key)` of `events` to every active subscription of `event_type`;
+    returns the delivery ids.
 
-    Emitting again with the same idempotency key returns the same deliveries
-    and sends nothing new.
+    `events` is read only when some endpoint subscribes to the type: a
+    generator reads no rows and builds no payload for a tenant without one. Emitting again
+    with the same idempotency key returns the same deliveries and sends
+    nothing new.
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"Unknown webhook event type {event_type!r}; expected one of {', '.join(EVENT_TYPES)}.")
@@ -298,7 +303,15 @@ def webhook_emit(*, tenant, event_type, payload, idempotency_key):
     ]
     if not subscriptions:
         return []
-    return _create_deliveries(tenant, subscriptions, event_type, payload, idempotency_key)
+    events = list(events)
+    if not events:
+        return []
+    return _create_deliveries(tenant, subscriptions, event_type, events)
+
+
+def webhook_emit(*, tenant, event_type, payload, idempotency_key):
+    """Queue one event; see webhooks_emit."""
+    return webhooks_emit(tenant=tenant, event_type=event_type, events=[(payload, idempotency_key)])
 
 
 @transaction.atomic
@@ -308,8 +321,7 @@ def webhook_send_test(*, tenant, subscription):
         tenant,
         [subscription],
         TEST_EVENT_TYPE,
-        {"message": "A test event from csplatform."},
-        idempotency_key=f"test:{uuid.uuid4()}",
+        [({"message": "A test event from csplatform."}, f"test:{uuid.uuid4()}")],
     )
     return WebhookDelivery.objects.for_tenant(tenant).get(pk=delivery_id)
 

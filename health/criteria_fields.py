@@ -48,5 +48,6 @@ def register_criteria_fields():
                 label=label,
                 expression=_expression(attribute),
                 value=_reader(attribute),
+                related=("health",),
             )
         )

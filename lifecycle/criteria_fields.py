@@ -44,6 +44,7 @@ def register_criteria_fields():
             label="Lifecycle stage (key)",
             expression=lambda tenant: F("lifecycle__stage__key"),
             value=_stage_key,
+            related=("lifecycle__stage",),
         )
     )
     register_field(
@@ -54,6 +55,7 @@ def register_criteria_fields():
             label="Stage SLA status (on_track, behind, stuck)",
             expression=lambda tenant: sla_status_expression(tenant, prefix="lifecycle__"),
             value=_status,
+            related=("lifecycle__stage",),
         )
     )
     register_field(
@@ -64,5 +66,6 @@ def register_criteria_fields():
             label="Days in the current stage",
             expression=lambda tenant: days_in_stage_expression(tenant, prefix="lifecycle__"),
             value=_days,
+            related=("lifecycle__stage",),
         )
     )

@@ -272,10 +272,16 @@ def _record_moves(tenant, moves, *, kind, reason="", by_user=None, now=None):
         state.stage, state.entered_at, state.entered_day = to_stage, now, today
     StageTransition.objects.bulk_create(transitions)
     states = {id(state): state for state, _, _ in moves}.values()
+    # The moves share their moment, so the states that existed take one UPDATE per stage they end in.
+    held_by_stage = {}
+    for state in states:
+        if state.pk is not None:
+            held_by_stage.setdefault(state.stage_id, []).append(state.pk)
     AccountStage.objects.bulk_create([state for state in states if state.pk is None])
-    AccountStage.objects.for_tenant(tenant).bulk_update(
-        [state for state in states if state.pk is not None], ["stage", "entered_at", "entered_day"]
-    )
+    for stage_id, pks in held_by_stage.items():
+        AccountStage.objects.for_tenant(tenant).filter(pk__in=Ids(pks)).update(
+            stage_id=stage_id, entered_at=now, entered_day=today
+        )
     return transitions
 
 
@@ -369,7 +375,8 @@ def _advance_chunk(tenant, account_ids, stages, initial, criteria, now):
         .filter(account_id__in=Ids(moving - states.keys()))
         .select_related("stage")
     )
-    accounts = Account.objects.for_tenant(tenant).in_bulk(moving)
+    related = {path for stage in stages if criteria[stage.pk] is not None for path in criteria[stage.pk].related}
+    accounts = Account.objects.for_tenant(tenant).select_related(*related).in_bulk(moving)
     moves = [(states[pk], stage, _explain(criteria[stage.pk], accounts[pk])) for pk, stage in steps]
     _record_moves(tenant, moves, kind=TransitionKind.AUTOMATIC, reason="Entry criteria met.", now=now)
     return {state.account_id for state in new} | {pk for pk, _ in steps}

@@ -11,8 +11,10 @@ the commit. So a worker killed at any moment leaves one of two states:
 - killed after the commit: the row says sent, and the "." follows at once,
   so the server has the message; nobody sends it again.
 
-What is left open is the gap between the commit returning and the "."
-reaching the kernel, one send() call of microseconds: a kill exactly there
+What is left open is the mark's commit itself: once its statement reaches
+the database, the database commits it whether or not the worker lives to
+read the answer, so a kill from then until the "." reaches the kernel (the
+commit's flush and answer, well under a millisecond on a local database)
 loses the email, which is marked sent. Sending before marking would
 instead duplicate an email on a kill anywhere between the server accepting
 it and the mark committing, a network round trip plus a database commit.
@@ -20,15 +22,15 @@ Once the "." is written, only an answer of refusal from the server undoes
 the mark; a connection lost while waiting for that answer counts as sent,
 the same decision the restarted worker makes, and the row keeps the error.
 
-A commit that must reach the disk costs more than an SMTP transaction, so
-CSP_SMTP_CONNECTIONS above 1 sends a batch in groups over that many
+The mark's commit and the SMTP round trips of each email wait on one
+another, so CSP_SMTP_CONNECTIONS above 1 sends a batch in groups over that many
 connections, one message on each: every connection carries its message up
 to the ".", one commit marks the group sent, then the "."s are written back
 to back before any answer is read. That multiplies the rate, and widens the
 window: a worker killed after the group's commit resets those of its
 connections with answers not yet read, and the server drops what it had not
 read of them, so up to a group of emails marked sent can be lost. The
-default is 1, exactly once but for the one send() call above.
+default is 1, exactly once but for the one commit above.
 """
 
 import re

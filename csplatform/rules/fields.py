@@ -142,6 +142,7 @@ def register_customer_fields():
             label="Owner (email)",
             expression=lambda tenant: F("owner__email"),
             value=_owner_email,
+            related=("owner",),
         )
     )
     for subject in ("account", "contact"):

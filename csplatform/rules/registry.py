@@ -41,6 +41,9 @@ class Field:
 
     Fields of type ANY give `typed(field_type) -> Field`, the same value
     read as the given type (None/NULL where the row's value is not of it).
+
+    `related` names the relations `value` reads, as `select_related` paths:
+    objects read to be explained carry them instead of a query each.
     """
 
     name: str
@@ -51,6 +54,7 @@ class Field:
     value: Callable[[Any, Any], Any]
     description: str = ""
     typed: Callable[[FieldType], "Field"] | None = None
+    related: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.utils import timezone
 
+from alerts.account_events import account_changes_emit
 from alerts.models import DeliveryStatus, Notification, WebhookDelivery, WebhookSubscription
 from alerts.notifications import notifications_send_due
 from alerts.webhooks import (
@@ -17,9 +18,11 @@ from alerts.webhooks import (
     webhook_deliver_due,
     webhook_emit,
     webhook_secret_rotate,
+    webhooks_emit,
     webhook_subscription_create,
 )
 from csplatform.tenancy.models import AuditLogEntry
+from tests.factories import AccountFactory
 
 from .conftest import Receiver
 
@@ -68,6 +71,46 @@ def test_emitting_twice_with_one_idempotency_key_delivers_once(tenant, receiver)
     assert first == second and len(first) == 1
     assert len(receiver.requests) == 1
     assert not WebhookDelivery.objects.for_tenant(tenant).filter(subscription=other).exists()
+
+
+def test_a_batch_of_events_reaches_every_endpoint_in_a_fixed_number_of_queries(
+    tenant, receiver, django_assert_max_num_queries
+):
+    endpoints = [subscribe(tenant, receiver.url)[0] for _ in range(2)]
+    events = [({"alert": {"id": n}}, f"alert:{n}:opened") for n in range(50)]
+
+    with django_assert_max_num_queries(6):
+        ids = webhooks_emit(tenant=tenant, event_type="alert.opened", events=events)
+
+    deliveries = WebhookDelivery.objects.for_tenant(tenant)
+    assert len(ids) == 100
+    assert set(deliveries.values_list("subscription_id", "idempotency_key")) == {
+        (endpoint.pk, key) for endpoint in endpoints for _, key in events
+    }
+    # Both endpoints get each event under the same event id.
+    assert deliveries.values("event_id").distinct().count() == 50
+    assert webhooks_emit(tenant=tenant, event_type="alert.opened", events=events) == ids
+    assert deliveries.count() == 100
+
+
+def test_events_are_not_built_when_no_endpoint_subscribes_to_their_type(tenant, receiver):
+    subscribe(tenant, receiver.url, event_types=["account.stage_changed"])
+
+    def events():
+        raise AssertionError("An event was built for nobody.")
+        yield
+
+    assert webhooks_emit(tenant=tenant, event_type="alert.opened", events=events()) == []
+
+
+def test_account_changes_read_no_rows_for_a_tenant_without_endpoints(tenant, django_assert_num_queries):
+    account = AccountFactory(tenant=tenant)
+
+    # One look at the endpoints per event type, and nothing else.
+    with django_assert_num_queries(2):
+        account_changes_emit(
+            tenant=tenant, moved_ids={account.pk}, colour_changed_ids={account.pk}, since=timezone.now()
+        )
 
 
 def test_a_failed_delivery_is_retried_with_backoff_until_it_lands(tenant, allow_private):

@@ -5,7 +5,7 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from lifecycle.models import AccountStage, StageTransition, TransitionKind
-from lifecycle.services import account_move_stage, lifecycle_advance
+from lifecycle.services import account_move_stage, lifecycle_advance, stage_create
 from tests.factories import AccountFactory
 
 
@@ -126,6 +126,31 @@ def test_queries_do_not_grow_with_the_number_of_accounts_that_stay(tenant, lifec
         lifecycle_advance(tenant=tenant, account_ids=ids)
         with CaptureQueriesContext(connection) as queries:
             lifecycle_advance(tenant=tenant, account_ids=ids)
+        return len(queries)
+
+    assert queries_for(3) == queries_for(40)
+
+
+def test_queries_do_not_grow_with_the_number_of_accounts_that_move_whatever_their_criteria_read(tenant, alice):
+    stage_create(tenant=tenant, actor=alice, key="new", name="New")
+    # Every clause is explained, passed or not: stage, metric, health and owner are each read per account.
+    stage_create(
+        tenant=tenant, actor=alice, key="engaged", name="Engaged",
+        entry_criteria_text=(
+            'stage == "new" or metric.days_since_signup >= 0 or health.score >= 50 or days_in_stage >= 0 '
+            "or account.owner exists"
+        ),
+    )
+    stage_create(tenant=tenant, actor=alice, key="won", name="Won", entry_criteria_text="account.mrr > 0")
+
+    def queries_for(count):
+        ids = [AccountFactory(tenant=tenant, mrr=10, owner=alice).pk for _ in range(count)]
+        with CaptureQueriesContext(connection) as queries:
+            moved = lifecycle_advance(tenant=tenant, account_ids=ids)
+        assert moved == set(ids)
+        assert set(AccountStage.objects.for_tenant(tenant).filter(account_id__in=ids).values_list(
+            "stage__key", flat=True
+        )) == {"won"}
         return len(queries)
 
     assert queries_for(3) == queries_for(40)

@@ -20,8 +20,8 @@ decide the outcome (see playbooks/mail.py):
   first and marking after the answer would duplicate this email.)
 
 What no test can reach is the one window left open: a kill after the sent
-mark commits and before the "." reaches the kernel, one send() call of
-microseconds. The server then discards the unfinished message while its
+mark's commit reaches the database and before the "." reaches the kernel,
+well under a millisecond. The server then discards the unfinished message while its
 row says sent: that email is lost, not duplicated. The workers run one task
 at a time with the default of one SMTP connection; grouped connections
 (CSP_SMTP_CONNECTIONS) widen that window, as playbooks/mail.py explains.

@@ -33,6 +33,7 @@ def _metric_field(*, subject, prefix, key, label, description=""):
         expression=expression,
         value=value,
         description=description,
+        related=("metric_values",),
     )
 
 
