@@ -2,6 +2,7 @@ from django.db import models
 from django.utils import timezone
 
 from csplatform.customers.models import Account
+from csplatform.fields import ComputedJSONField
 from csplatform.tenancy.models import TenantModel, User
 from lifecycle.models import Stage
 
@@ -91,7 +92,7 @@ class HealthScore(TenantModel):
     account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="health")
     score = models.FloatField(null=True, blank=True)
     colour = models.CharField(max_length=10, choices=Colour.choices, blank=True)
-    breakdown = models.JSONField(default=list)
+    breakdown = ComputedJSONField(default=list)
     scorecard_version = models.ForeignKey(
         ScorecardVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -131,7 +132,7 @@ class HealthSnapshot(TenantModel):
     day = models.DateField()
     score = models.FloatField(null=True, blank=True)
     colour = models.CharField(max_length=10, choices=Colour.choices, blank=True)
-    breakdown = models.JSONField(default=list)
+    breakdown = ComputedJSONField(default=list)
     scorecard_version = models.ForeignKey(
         ScorecardVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -2,6 +2,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 
 from csplatform.customers.models import Account, Contact
+from csplatform.fields import ComputedJSONField
 from csplatform.tenancy.models import TenantModel
 
 # A key is written in criteria as `metric.<key>`, so it must be a plain identifier.
@@ -69,7 +70,7 @@ class AccountMetrics(TenantModel):
     """The latest computed metric values of one account: `{key: number or null}`."""
 
     account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="metric_values")
-    values = models.JSONField(default=dict)
+    values = ComputedJSONField(default=dict)
     computed_at = models.DateTimeField()
 
     class Meta:
@@ -83,7 +84,7 @@ class ContactMetrics(TenantModel):
     """The latest computed metric values of one contact: `{key: number or null}`."""
 
     contact = models.OneToOneField(Contact, on_delete=models.CASCADE, related_name="metric_values")
-    values = models.JSONField(default=dict)
+    values = ComputedJSONField(default=dict)
     computed_at = models.DateTimeField()
 
     class Meta:
