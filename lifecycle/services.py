@@ -375,8 +375,11 @@ def _advance_chunk(tenant, account_ids, stages, initial, criteria, now):
         .filter(account_id__in=Ids(moving - states.keys()))
         .select_related("stage")
     )
-    related = {path for stage in stages if criteria[stage.pk] is not None for path in criteria[stage.pk].related}
-    accounts = Account.objects.for_tenant(tenant).select_related(*related).in_bulk(moving)
+    accounts = Account.objects.for_tenant(tenant)
+    for stage_criteria in criteria.values():
+        if stage_criteria is not None:
+            accounts = stage_criteria.with_related(accounts)
+    accounts = accounts.in_bulk(moving)
     moves = [(states[pk], stage, _explain(criteria[stage.pk], accounts[pk])) for pk, stage in steps]
     _record_moves(tenant, moves, kind=TransitionKind.AUTOMATIC, reason="Entry criteria met.", now=now)
     return {state.account_id for state in new} | {pk for pk, _ in steps}

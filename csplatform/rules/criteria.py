@@ -33,10 +33,11 @@ class Criteria:
     def json(self):
         return to_json(self.tree)
 
-    @property
-    def related(self):
-        """The `select_related` paths `explain()` reads: objects read with them need no query each."""
-        return sorted({path for bound in self.bound.values() for test in bound.tests for path in test.field.related})
+    def with_related(self, queryset):
+        """`queryset` with the relations `explain()` reads joined in, so explaining its objects costs no query each."""
+        paths = {path for bound in self.bound.values() for test in bound.tests for path in test.field.related}
+        # select_related() without paths would join every foreign key.
+        return queryset.select_related(*sorted(paths)) if paths else queryset
 
     def filter(self, queryset, *, now=None):
         return filter_queryset(self, queryset, Moment.of(self.tenant, now))

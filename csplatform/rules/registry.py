@@ -43,7 +43,8 @@ class Field:
     read as the given type (None/NULL where the row's value is not of it).
 
     `related` names the relations `value` reads, as `select_related` paths:
-    objects read to be explained carry them instead of a query each.
+    objects read to be explained carry them instead of a query each
+    (`Criteria.with_related`).
     """
 
     name: str

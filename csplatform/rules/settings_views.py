@@ -38,7 +38,7 @@ def criteria_feedback(*, tenant, text):
             feedback["caret"] = " " * (error.column - 1) + "^"
         return feedback
     matching = criteria.filter(Account.objects.for_tenant(tenant)).order_by("name", "pk")
-    accounts = list(matching.select_related(*criteria.related)[:PREVIEW_ACCOUNTS])
+    accounts = list(criteria.with_related(matching)[:PREVIEW_ACCOUNTS])
     return {
         "criteria": criteria,
         "count": matching.count(),

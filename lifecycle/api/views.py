@@ -193,7 +193,7 @@ class CriteriaPreviewView(TenantAPIView):
         except CriteriaError as exc:
             raise serializers.ValidationError({"text": str(exc)}) from exc
         matching = criteria.filter(Account.objects.for_tenant(self.tenant))
-        sample = matching.select_related(*criteria.related).order_by("name", "pk")[:PREVIEW_SAMPLE_SIZE]
+        sample = criteria.with_related(matching).order_by("name", "pk")[:PREVIEW_SAMPLE_SIZE]
         return Response(
             {
                 "count": matching.count(),

@@ -1,8 +1,11 @@
 import datetime as dt
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from csplatform.tenancy.models import AuditLogEntry
+from lifecycle.api.views import PREVIEW_SAMPLE_SIZE
 from lifecycle.models import AccountStage, Stage
 from lifecycle.services import lifecycle_advance, stage_create
 from tests.conftest import make_api_client
@@ -226,6 +229,21 @@ def test_preview_counts_matching_accounts_with_explanations(api, tenant, other_t
     assert body["count"] == 1
     assert [(row["name"], row["explanation"]["passed"]) for row in body["sample"]] == [("Big", True)]
     assert bad.status_code == 400 and error_fields(bad) == {"text"}
+
+
+def test_preview_explains_its_sample_in_the_same_number_of_queries_however_many_accounts_match(api, tenant, alice):
+    text = 'metric.events_7d >= 0 or health.score >= 0 or account.owner exists or stage == "trial" or account.mrr >= 0'
+
+    def queries_for(count):
+        AccountFactory.create_batch(count, tenant=tenant, owner=alice)
+        # The first request of a key also records when the key was last used.
+        api.post("/api/v1/criteria/preview/", {"text": text}, format="json")
+        with CaptureQueriesContext(connection) as queries:
+            body = api.post("/api/v1/criteria/preview/", {"text": text}, format="json").json()
+        assert len(body["sample"]) == min(body["count"], PREVIEW_SAMPLE_SIZE)
+        return len(queries)
+
+    assert queries_for(1) == queries_for(12)
 
 
 def test_kpis_endpoint(api, tenant, lifecycle_stages):
