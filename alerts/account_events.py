@@ -10,31 +10,26 @@ def _account(account):
     return {"id": account.pk, "external_id": account.external_id, "name": account.name}
 
 
-# Generators, so that the rows are read only for a tenant with an endpoint subscribed (webhooks_emit).
+def _stage_changed(transition):
+    payload = {
+        "account": _account(transition.account),
+        "from_stage": transition.from_key or None,
+        "to_stage": transition.to_key,
+        "kind": transition.kind,
+        "reason": transition.reason,
+        "at": transition.at.isoformat(),
+    }
+    return payload, f"transition:{transition.pk}"
 
 
-def _stage_changes(transitions):
-    for transition in transitions:
-        payload = {
-            "account": _account(transition.account),
-            "from_stage": transition.from_key or None,
-            "to_stage": transition.to_key,
-            "kind": transition.kind,
-            "reason": transition.reason,
-            "at": transition.at.isoformat(),
-        }
-        yield payload, f"transition:{transition.pk}"
-
-
-def _health_changes(scores):
-    for health in scores:
-        payload = {
-            "account": _account(health.account),
-            "score": health.score,
-            "colour": health.colour,
-            "computed_at": health.computed_at.isoformat() if health.computed_at else None,
-        }
-        yield payload, f"health:{health.account_id}:{health.colour}:{health.computed_at:%Y-%m-%d}"
+def _health_changed(health):
+    payload = {
+        "account": _account(health.account),
+        "score": health.score,
+        "colour": health.colour,
+        "computed_at": health.computed_at.isoformat() if health.computed_at else None,
+    }
+    return payload, f"health:{health.account_id}:{health.colour}:{health.computed_at:%Y-%m-%d}"
 
 
 def account_changes_emit(*, tenant, moved_ids, colour_changed_ids, since):
@@ -51,11 +46,12 @@ def account_changes_emit(*, tenant, moved_ids, colour_changed_ids, since):
             .select_related("account")
             .order_by("at", "pk")
         )
-        webhooks_emit(tenant=tenant, event_type="account.stage_changed", events=_stage_changes(transitions))
+        webhooks_emit(tenant=tenant, event_type="account.stage_changed", rows=transitions, event=_stage_changed)
     if colour_changed_ids:
         scores = HealthScore.objects.for_tenant(tenant).filter(account_id__in=list(colour_changed_ids))
         webhooks_emit(
             tenant=tenant,
             event_type="account.health_changed",
-            events=_health_changes(scores.select_related("account")),
+            rows=scores.select_related("account"),
+            event=_health_changed,
         )

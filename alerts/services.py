@@ -465,14 +465,13 @@ def alert_webhooks_emit(*, tenant, opened=(), resolved=()):
     for event_type, ids in (("alert.opened", opened), ("alert.resolved", resolved)):
         if not ids:
             continue
-        alerts = Alert.objects.for_tenant(tenant).filter(pk__in=list(ids)).select_related("account", "rule")
-        webhooks_emit(tenant=tenant, event_type=event_type, events=_alert_events(alerts, event_type))
-
-
-def _alert_events(alerts, event_type):
-    """A generator, so that the alerts are read only for a tenant with an endpoint subscribed (webhooks_emit)."""
-    for alert in alerts:
-        yield alert_payload(alert), f"alert:{alert.pk}:{event_type.split('.')[1]}"
+        action = event_type.split(".")[1]
+        webhooks_emit(
+            tenant=tenant,
+            event_type=event_type,
+            rows=Alert.objects.for_tenant(tenant).filter(pk__in=list(ids)).select_related("account", "rule"),
+            event=lambda alert: (alert_payload(alert), f"alert:{alert.pk}:{action}"),
+        )
 
 
 def alert_raise(*, tenant, account, title, severity, details=None, source="", dedupe_key=None):

@@ -285,14 +285,15 @@ def _create_deliveries(tenant, subscriptions, event_type, events):
     return [pk for pk, _ in rows]
 
 
-def webhooks_emit(*, tenant, event_type, events):
-    """Queue each `(payload, idempotency key)` of `events` to every active subscription of `event_type`;
+def webhooks_emit(*, tenant, event_type, rows, event):
+    """Queue an event of `event_type` for each of `rows` to every active subscription of the type;
     returns the delivery ids.
 
-    `events` is read only when some endpoint subscribes to the type: a
-    generator reads no rows and builds no payload for a tenant without one. Emitting again
-    with the same idempotency key returns the same deliveries and sends
-    nothing new.
+    `event(row)` gives the row's `(payload, idempotency key)`. `rows` (a
+    queryset, say) is read only when some endpoint subscribes to the type,
+    so a tenant without one reads no rows and builds no payload. Emitting
+    again with the same idempotency key returns the same deliveries and
+    sends nothing new.
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"Unknown webhook event type {event_type!r}; expected one of {', '.join(EVENT_TYPES)}.")
@@ -303,7 +304,7 @@ def webhooks_emit(*, tenant, event_type, events):
     ]
     if not subscriptions:
         return []
-    events = list(events)
+    events = [event(row) for row in rows]
     if not events:
         return []
     return _create_deliveries(tenant, subscriptions, event_type, events)
@@ -311,7 +312,9 @@ def webhooks_emit(*, tenant, event_type, events):
 
 def webhook_emit(*, tenant, event_type, payload, idempotency_key):
     """Queue one event; see webhooks_emit."""
-    return webhooks_emit(tenant=tenant, event_type=event_type, events=[(payload, idempotency_key)])
+    return webhooks_emit(
+        tenant=tenant, event_type=event_type, rows=[payload], event=lambda row: (row, idempotency_key)
+    )
 
 
 @transaction.atomic

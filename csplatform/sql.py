@@ -50,7 +50,7 @@ def upsert(model, field_names, rows, *, conflict, action, returning=None):
     names["table"] = quote(model._meta.db_table)
     columns = ", ".join(names[field.name] for field in fields)
     target = ", ".join(quote(model._meta.get_field(name).column) for name in conflict)
-    row = parameters(len(fields))
+    row_parameters = parameters(len(fields))
     # The thread's own connection: the `connection` proxy costs a lookup per use, and this runs per value.
     database = transaction.get_connection()
     converters = [
@@ -68,7 +68,7 @@ def upsert(model, field_names, rows, *, conflict, action, returning=None):
     with connection.cursor() as cursor:
         for start in range(0, len(rows), chunk_size):
             chunk = rows[start : start + chunk_size]
-            values = ", ".join([row] * len(chunk))
+            values = ", ".join([row_parameters] * len(chunk))
             params = [
                 value if convert is None else convert(value)
                 for row in chunk

@@ -273,12 +273,12 @@ def _record_moves(tenant, moves, *, kind, reason="", by_user=None, now=None):
     StageTransition.objects.bulk_create(transitions)
     states = {id(state): state for state, _, _ in moves}.values()
     # The moves share their moment, so the states that existed take one UPDATE per stage they end in.
-    held_by_stage = {}
+    existing_by_stage = {}
     for state in states:
         if state.pk is not None:
-            held_by_stage.setdefault(state.stage_id, []).append(state.pk)
+            existing_by_stage.setdefault(state.stage_id, []).append(state.pk)
     AccountStage.objects.bulk_create([state for state in states if state.pk is None])
-    for stage_id, pks in held_by_stage.items():
+    for stage_id, pks in existing_by_stage.items():
         AccountStage.objects.for_tenant(tenant).filter(pk__in=Ids(pks)).update(
             stage_id=stage_id, entered_at=now, entered_day=today
         )
@@ -375,11 +375,12 @@ def _advance_chunk(tenant, account_ids, stages, initial, criteria, now):
         .filter(account_id__in=Ids(moving - states.keys()))
         .select_related("stage")
     )
-    accounts = Account.objects.for_tenant(tenant)
+    # Read with what explaining each stage's criteria reads, so the explanations take no query each.
+    explainable = Account.objects.for_tenant(tenant)
     for stage_criteria in criteria.values():
         if stage_criteria is not None:
-            accounts = stage_criteria.with_related(accounts)
-    accounts = accounts.in_bulk(moving)
+            explainable = stage_criteria.with_related(explainable)
+    accounts = explainable.in_bulk(moving)
     moves = [(states[pk], stage, _explain(criteria[stage.pk], accounts[pk])) for pk, stage in steps]
     _record_moves(tenant, moves, kind=TransitionKind.AUTOMATIC, reason="Entry criteria met.", now=now)
     return {state.account_id for state in new} | {pk for pk, _ in steps}

@@ -80,7 +80,7 @@ def test_a_batch_of_events_reaches_every_endpoint_in_a_fixed_number_of_queries(
     events = [({"alert": {"id": n}}, f"alert:{n}:opened") for n in range(50)]
 
     with django_assert_max_num_queries(6):
-        ids = webhooks_emit(tenant=tenant, event_type="alert.opened", events=events)
+        ids = webhooks_emit(tenant=tenant, event_type="alert.opened", rows=events, event=lambda event: event)
 
     deliveries = WebhookDelivery.objects.for_tenant(tenant)
     assert len(ids) == 100
@@ -89,7 +89,7 @@ def test_a_batch_of_events_reaches_every_endpoint_in_a_fixed_number_of_queries(
     }
     # Both endpoints get each event under the same event id.
     assert deliveries.values("event_id").distinct().count() == 50
-    assert webhooks_emit(tenant=tenant, event_type="alert.opened", events=events) == ids
+    assert webhooks_emit(tenant=tenant, event_type="alert.opened", rows=events, event=lambda event: event) == ids
     assert deliveries.count() == 100
 
 
@@ -100,7 +100,7 @@ def test_events_are_not_built_when_no_endpoint_subscribes_to_their_type(tenant, 
         raise AssertionError("An event was built for nobody.")
         yield
 
-    assert webhooks_emit(tenant=tenant, event_type="alert.opened", events=events()) == []
+    assert webhooks_emit(tenant=tenant, event_type="alert.opened", rows=events(), event=lambda event: event) == []
 
 
 def test_account_changes_read_no_rows_for_a_tenant_without_endpoints(tenant, django_assert_num_queries):
