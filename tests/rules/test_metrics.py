@@ -239,6 +239,25 @@ def test_days_since_last_seen_takes_the_later_of_contact_last_seen_and_last_roll
     assert account_values(never)["days_since_last_seen"] is None
 
 
+def test_accounts_quiet_through_every_window_find_their_last_event_however_old_in_one_query(tenant):
+    quiet = [AccountFactory(tenant=tenant) for _ in range(3)]
+    for n, account in enumerate(quiet):
+        DailyRollupFactory(account=account, contact_ref=0, day=days_ago(900 + n))
+        DailyRollupFactory(account=account, contact_ref=0, day=days_ago(200 + n))
+    active = AccountFactory(tenant=tenant)
+    DailyRollupFactory(account=active, day=days_ago(3))
+    DailyRollupFactory(account=active, day=days_ago(500))
+
+    with CaptureQueriesContext(connection) as one_quiet:
+        metrics_compute(tenant=tenant, account_ids=[quiet[0].pk, active.pk], today=TODAY)
+    with CaptureQueriesContext(connection) as all_quiet:
+        metrics_compute(tenant=tenant, account_ids=[*(account.pk for account in quiet), active.pk], today=TODAY)
+
+    assert [account_values(account)["days_since_last_seen"] for account in quiet] == [200, 201, 202]
+    assert account_values(active)["days_since_last_seen"] == 3
+    assert len(all_quiet) == len(one_quiet)
+
+
 def test_contact_metrics_count_only_that_contacts_events(tenant, account):
     MetricDefinitionFactory(tenant=tenant, key="exports_30d", subject="contact", event_names=["export"])
     MetricDefinitionFactory(

@@ -7,6 +7,12 @@ conditional aggregate of it. The values land in AccountMetrics and
 ContactMetrics as `{key: number or null}`, which the criteria language reads
 as `metric.<key>` and `contact.metric.<key>`.
 
+The rollups are read over the longest window only, so a pass costs the same
+however long the tenant's history. What lies before it matters only for
+"days since last seen": a contact's comes from its `last_seen_at` (ingest
+keeps it at the contact's newest event), and an account with no event in any
+window has its last day looked up alone, one index entry per account.
+
 Windows count tenant-local days and include today: a 7-day window is today
 and the six days before it. Everything is as of `today`, which may be a past
 day (health backfill replays history): rollups after it are not read, and a

@@ -92,17 +92,23 @@ def _compute_chunk(tenant, accounts, plan, today):
     totals = rollups.property_totals(plan.property_totals)
     latest = rollups.property_latest(plan.property_latest)
     distinct = rollups.distinct_values(plan.distinct_values)
-    # An account's last day is the last of its contacts' (and of contact 0's).
+    # An account's last day is the last of its contacts' (and of contact 0's). The activity read covers
+    # the metrics' windows only; an account quiet through all of them has its last day looked up alone.
     account_last_day = {}
     for (account_id, _), day in contact_last_day.items():
         account_last_day[account_id] = _latest(account_last_day.get(account_id), day)
+    quiet = [account_id for account_id in account_ids if account_id not in account_last_day]
+    account_last_day.update(
+        rollups.last_days_before(quiet, rollups.activity_start(plan.account_summed, plan.contact_events))
+    )
 
     contact_values = {}
     for contact in contacts:
         key = (contact["account_id"], contact["id"])
         last_seen = _local_date(contact["last_seen_at"], zone)
         if last_seen is not None and last_seen > today:
-            # Seen after the day computed for: the rollups tell when it was last seen up to that day.
+            # Seen after the day computed for (a past day replayed): the rollups of the windows tell
+            # when it was last seen up to that day.
             last_seen = None
         account_last_day[contact["account_id"]] = _latest(account_last_day.get(contact["account_id"]), last_seen)
         contact_values[contact["id"]] = {

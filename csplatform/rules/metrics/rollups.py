@@ -2,10 +2,10 @@
 
 import datetime as dt
 
-from django.db.models import Count, F, Max, Q, Sum, Window
+from django.db.models import Count, F, Max, OuterRef, Q, Subquery, Sum, Window
 from django.db.models.functions import RowNumber
 
-from csplatform.customers.models import DailyPropertyRollup, DailyRollup, DailyValueRollup
+from csplatform.customers.models import Account, DailyPropertyRollup, DailyRollup, DailyValueRollup
 from csplatform.sql import Ids, plain_rows
 
 from ..models import Aggregation
@@ -138,9 +138,13 @@ class Rollups:
         Counts, trends and distinct contacts of an account are sums over its
         contacts' groups (contact 0 holds events without a contact), so they
         are folded here from the same rows as the contacts' own values and the
-        last day with any event (over all history up to today), keyed by
-        `(account_id, contact_ref)`. Active days of an account are not a sum
-        over its contacts: those specs go to `events` by account.
+        last day with any event, keyed by `(account_id, contact_ref)`. Active
+        days of an account are not a sum over its contacts: those specs go to
+        `events` by account.
+
+        Only the days the specs read are read (see `activity_start`), so the
+        query costs the same however long the history: a group quiet through
+        all of them has no last day here.
         """
         aggregates = {"last_day": Max("day")}
         for i, spec in enumerate(account_specs):
@@ -151,7 +155,12 @@ class Rollups:
                 aggregates[f"c{i}{suffix}"] = aggregate
         rows = plain_rows(
             DailyRollup.objects.for_tenant(self.tenant)
-            .filter(account_id__in=Ids(self.account_ids), day__lte=self.today, count__gt=0)
+            .filter(
+                account_id__in=Ids(self.account_ids),
+                day__gte=self.activity_start(account_specs, contact_specs),
+                day__lte=self.today,
+                count__gt=0,
+            )
             .values("account_id", "contact_ref")
             .order_by()
             .annotate(**aggregates)
@@ -189,6 +198,33 @@ class Rollups:
                 spec.key: _rollup_value(spec, totals, f"a{i}") for i, spec in enumerate(account_specs)
             }
         return account_values, contact_values, last_days
+
+    def activity_start(self, account_specs, contact_specs):
+        """The first day `activity` reads: the earliest any of its specs looks back to."""
+        return min(lookback_start(spec, self.today) for spec in [*account_specs, *contact_specs])
+
+    def last_days_before(self, account_ids, day):
+        """`{account id: its last day with an event before `day`}` of these accounts, for those that have one.
+
+        One query reading one index entry per account (the newest row of the
+        account's `rollup_by_account` range before `day`), however long ago.
+        """
+        if not account_ids:
+            return {}
+        newest = (
+            DailyRollup.objects.for_tenant(self.tenant)
+            .filter(account_id=OuterRef("pk"), day__lt=day, count__gt=0)
+            .order_by("-day")
+            .values("day")[:1]
+        )
+        rows = (
+            Account.objects.for_tenant(self.tenant)
+            .filter(pk__in=Ids(account_ids))
+            .annotate(last_day=Subquery(newest))
+            .filter(last_day__isnull=False)
+            .values_list("pk", "last_day")
+        )
+        return dict(rows)
 
     def property_totals(self, specs):
         """One query: sum and count of the property for every sum / average spec."""
