@@ -204,7 +204,7 @@ class Rollups:
         return min(lookback_start(spec, self.today) for spec in [*account_specs, *contact_specs])
 
     def last_days_before(self, account_ids, day):
-        """`{account id: its last day with an event before `day`}` of these accounts, for those that have one.
+        """`{account id: last day}`: each account's last day with an event before `day`, for those that have one.
 
         One query reading one index entry per account (the newest row of the
         account's `rollup_by_account` range before `day`), however long ago.
