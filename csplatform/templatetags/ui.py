@@ -7,6 +7,7 @@ and an include costs a template render of its own per row.
 from django import template
 from django.template.defaultfilters import floatformat, title
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -14,7 +15,7 @@ register = template.Library()
 @register.simple_tag
 def stage_tag(stage):
     if not stage:
-        return format_html('<span class="muted">No stage yet</span>')
+        return mark_safe('<span class="muted">No stage yet</span>')
     return format_html(
         '<span class="stage-tag"><svg class="stage-dot" viewBox="0 0 10 10" aria-hidden="true" focusable="false">'
         '<circle cx="5" cy="5" r="5" fill="{}"/></svg>{}</span>',
@@ -26,7 +27,7 @@ def stage_tag(stage):
 @register.simple_tag
 def health_badge(score, colour):
     if not colour:
-        return format_html(
+        return mark_safe(
             '<span class="health health-unscored"><span class="health-dot" aria-hidden="true"></span>Not scored</span>'
         )
     score_html = ""
@@ -65,9 +66,9 @@ def delta(value):
     A template passes "" for a change it cannot look up (an account not scored yet).
     """
     if value is None or value == "":
-        return format_html('<span class="muted">—</span>')
+        return mark_safe('<span class="muted">—</span>')
     if value == 0:
-        return format_html('<span class="delta">±0</span>')
+        return mark_safe('<span class="delta">±0</span>')
     direction, arrow, sign = ("up", "▲", "+") if value > 0 else ("down", "▼", "")
     return format_html(
         '<span class="delta {direction}"><span aria-hidden="true">{arrow}</span> {sign}{points}'
