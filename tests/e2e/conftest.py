@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connections
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -30,6 +31,9 @@ def chromium(monkeypatch):
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         yield browser
         browser.close()
+        # Inside sync_playwright the test runs in a context of its own (a greenlet), where the ORM opened
+        # connections of its own: left open, one would keep the test database from being dropped at the end.
+        connections.close_all()
 
 
 @pytest.fixture
