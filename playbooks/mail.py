@@ -26,11 +26,11 @@ The mark's commit and the SMTP round trips of each email wait on one
 another, so CSP_SMTP_CONNECTIONS above 1 sends a batch in groups over that
 many connections, one message on each: every connection carries its
 message up to the ".", one commit marks the group sent, then the "."s are
-written back to back before any answer is read. That multiplies the rate, and widens the
-window: a worker killed after the group's commit resets those of its
-connections with answers not yet read, and the server drops what it had not
-read of them, so up to a group of emails marked sent can be lost. The
-default is 1, exactly once but for the one commit above.
+written back to back before any answer is read. That multiplies the rate,
+and widens the window: a worker killed after the group's commit resets
+those of its connections with answers not yet read, and the server drops
+what it had not read of them, so up to a group of emails marked sent can
+be lost. The default is 1, exactly once but for the one commit above.
 """
 
 import re

@@ -15,7 +15,8 @@ from bench.report import table_text
 ON_POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 FIGURES = {
     "build", "ingest_batch_api", "ingest_segment_api", "pipeline_all_accounts", "pipeline_vs_naive_loop",
-    "pipeline_peak_rss", "pipeline_growth", "pipeline_history", "page_portfolio", "page_account_page", "page_accounts_api", "freshness",
+    "pipeline_peak_rss", "pipeline_growth", "pipeline_history", "page_portfolio", "page_account_page",
+    "page_accounts_api", "freshness",
 }
 
 

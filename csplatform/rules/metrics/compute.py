@@ -87,20 +87,13 @@ def _compute_chunk(tenant, accounts, plan, today):
         .values(*CONTACT_FIELDS)
     )
     rollups = Rollups(tenant, account_ids, today)
-    account_events, contact_events, contact_last_day = rollups.activity(plan.account_summed, plan.contact_events)
+    account_events, contact_events, contact_last_day, account_last_day = rollups.activity(
+        plan.account_summed, plan.contact_events
+    )
     active_days = rollups.events(["account_id"], plan.account_active_days)
     totals = rollups.property_totals(plan.property_totals)
     latest = rollups.property_latest(plan.property_latest)
     distinct = rollups.distinct_values(plan.distinct_values)
-    # An account's last day is the last of its contacts' (and of contact 0's). The activity read covers
-    # the metrics' windows only; an account quiet through all of them has its last day looked up alone.
-    account_last_day = {}
-    for (account_id, _), day in contact_last_day.items():
-        account_last_day[account_id] = _latest(account_last_day.get(account_id), day)
-    quiet = [account_id for account_id in account_ids if account_id not in account_last_day]
-    account_last_day.update(
-        rollups.last_days_before(quiet, rollups.activity_start(plan.account_summed, plan.contact_events))
-    )
 
     contact_values = {}
     for contact in contacts:

@@ -132,20 +132,22 @@ class Rollups:
         }
 
     def activity(self, account_specs, contact_specs):
-        """One query over DailyRollup grouped by account and contact, read once for three answers:
-        `(account values, contact values, last days)`.
+        """One query over DailyRollup grouped by account and contact, read once for four answers:
+        `(account values, contact values, contact last days, account last days)`.
 
         Counts, trends and distinct contacts of an account are sums over its
         contacts' groups (contact 0 holds events without a contact), so they
         are folded here from the same rows as the contacts' own values and the
-        last day with any event, keyed by `(account_id, contact_ref)`. Active
-        days of an account are not a sum over its contacts: those specs go to
-        `events` by account.
+        last day with any event, keyed by `(account_id, contact_ref)` and by
+        account. Active days of an account are not a sum over its contacts:
+        those specs go to `events` by account.
 
-        Only the days the specs read are read (see `activity_start`), so the
-        query costs the same however long the history: a group quiet through
-        all of them has no last day here.
+        Only the days the specs read are read, so the query costs the same
+        however long the history: a contact quiet through all of them has no
+        last day here, and the accounts quiet through all of them have theirs
+        looked up in one more query, one index entry each.
         """
+        start = min(lookback_start(spec, self.today) for spec in [*account_specs, *contact_specs])
         aggregates = {"last_day": Max("day")}
         for i, spec in enumerate(account_specs):
             for suffix, aggregate in _contact_share_aggregates(spec, self.today).items():
@@ -157,7 +159,7 @@ class Rollups:
             DailyRollup.objects.for_tenant(self.tenant)
             .filter(
                 account_id__in=Ids(self.account_ids),
-                day__gte=self.activity_start(account_specs, contact_specs),
+                day__gte=start,
                 day__lte=self.today,
                 count__gt=0,
             )
@@ -175,10 +177,11 @@ class Rollups:
             for suffix in _SHARE_SUFFIXES[spec.aggregation]
         ]
         contact_columns = [(spec, column[f"c{i}"], column.get(f"c{i}_before")) for i, spec in enumerate(contact_specs)]
-        contact_values, last_days, rows_by_account = {}, {}, {}
+        contact_values, last_days, account_last_days, rows_by_account = {}, {}, {}, {}
         for row in rows:
             key = (row[0], row[1])
-            last_days[key] = _as_date(row[last_day])
+            last_days[key] = day = _as_date(row[last_day])
+            account_last_days[row[0]] = max(day, account_last_days.get(row[0], day))
             contact_values[key] = {
                 spec.key: _spec_value(spec, row[current], None if before is None else row[before])
                 for spec, current, before in contact_columns
@@ -197,13 +200,11 @@ class Rollups:
             account_values[account_id] = {
                 spec.key: _rollup_value(spec, totals, f"a{i}") for i, spec in enumerate(account_specs)
             }
-        return account_values, contact_values, last_days
+        quiet = [account_id for account_id in self.account_ids if account_id not in account_last_days]
+        account_last_days.update(self._last_days_before(quiet, start))
+        return account_values, contact_values, last_days, account_last_days
 
-    def activity_start(self, account_specs, contact_specs):
-        """The first day `activity` reads: the earliest any of its specs looks back to."""
-        return min(lookback_start(spec, self.today) for spec in [*account_specs, *contact_specs])
-
-    def last_days_before(self, account_ids, day):
+    def _last_days_before(self, account_ids, day):
         """`{account id: last day}`: each account's last day with an event before `day`, for those that have one.
 
         One query reading one index entry per account (the newest row of the
@@ -221,10 +222,10 @@ class Rollups:
             Account.objects.for_tenant(self.tenant)
             .filter(pk__in=Ids(account_ids))
             .annotate(last_day=Subquery(newest))
-            .filter(last_day__isnull=False)
             .values_list("pk", "last_day")
         )
-        return dict(rows)
+        # Filtering the None out in SQL would run the subquery a second time per account.
+        return {account_id: day for account_id, day in rows if day is not None}
 
     def property_totals(self, specs):
         """One query: sum and count of the property for every sum / average spec."""
