@@ -428,7 +428,13 @@ def pipeline_ensure(*tenants):
 
 def page_figures(ctx, port, small_tenant, log):
     """Each page's server p95 and p99 with PAGE_CLIENTS clients at once, beside its own queries run as raw
-    SQL by as many clients; and its query count here and on a tenant a tenth the size."""
+    SQL by as many clients as the server has threads; and its query count here and on a tenant a tenth
+    the size.
+
+    The server's time is gunicorn's own for each request. The clients' p95
+    and p99 add the wait for a free thread, and are kept beside it.
+    """
+    server_threads = processes.WORKERS * processes.THREADS
     pipeline_ensure(ctx.tenant, small_tenant)
     account_id = busiest_account(ctx.tenant)
     paths = page_paths(ctx.tenant, account_id)
@@ -448,17 +454,21 @@ def page_figures(ctx, port, small_tenant, log):
             small_paths[name], client, {"HTTP_AUTHORIZATION": f"Bearer {small_key}"} if is_api else {}
         )
         headers = {"Authorization": f"Bearer {ctx.key}"} if is_api else {"Cookie": ctx.session_cookie}
-        latencies, _, statuses = processes.drive(port, [("GET", path, None, headers)] * PAGE_REQUESTS, PAGE_CLIENTS)
-        p95, p99 = processes.percentile(latencies, 95), processes.percentile(latencies, 99)
-        # One client alone: the cost of a request without the queue in front of the workers.
-        alone, _, _ = processes.drive(port, [("GET", path, None, headers)] * PAGE_REQUESTS_ALONE, 1)
+        requests = [("GET", path, None, headers)]
+        latencies, served, statuses = processes.drive_served(port, requests * PAGE_REQUESTS, PAGE_CLIENTS)
+        # One client alone: the cost of a request without others sharing the cores.
+        _, served_alone, _ = processes.drive_served(port, requests * PAGE_REQUESTS_ALONE, 1)
         results[f"page_{name}"] = figure(
-            1000 * p95, "ms p95", 1000 * raw_sql_p95(queries, PAGE_CLIENTS, PAGE_REQUESTS // PAGE_CLIENTS),
-            f"ms p95 (its {len(queries)} queries as raw SQL, {PAGE_CLIENTS} clients)",
+            1000 * processes.percentile(served, 95), "ms p95",
+            1000 * raw_sql_p95(queries, server_threads, PAGE_REQUESTS // server_threads),
+            f"ms p95 (its {len(queries)} queries as raw SQL, {server_threads} clients)",
             "p95 <= 100 ms, p99 <= 300 ms, ratio <= 3; same query count at both scales",
-            p99_ms=rounded(1000 * p99), clients=PAGE_CLIENTS, requests=PAGE_REQUESTS, statuses=statuses,
+            p99_ms=rounded(1000 * processes.percentile(served, 99)),
+            client_p95_ms=rounded(1000 * processes.percentile(latencies, 95)),
+            client_p99_ms=rounded(1000 * processes.percentile(latencies, 99)),
+            clients=PAGE_CLIENTS, requests=PAGE_REQUESTS, statuses=statuses,
             queries=len(queries), queries_at_smaller_scale=len(small_queries),
-            one_client_p95_ms=rounded(1000 * processes.percentile(alone, 95)),
+            one_client_p95_ms=rounded(1000 * processes.percentile(served_alone, 95)),
             one_client_raw_sql_p95_ms=rounded(1000 * raw_sql_p95(queries, 1, PAGE_REQUESTS_ALONE)),
         )
     return results

@@ -58,13 +58,27 @@ def answers(port):
         return False
 
 
+# gunicorn's own time for each request, %(D)s: from a worker thread taking it to the last byte of the answer.
+ACCESS_LOG_FORMAT = "%(m)s %(U)s %(s)s %(D)s"
+
+
+def access_log_path():
+    return Path(settings.VAR_DIR) / "bench" / "gunicorn-access.log"
+
+
+# The server's shape: requests handled at once = WORKERS * THREADS.
+WORKERS, THREADS = 2, 2
+
+
 @contextmanager
-def gunicorn(workers=2, threads=2):
+def gunicorn():
     port = free_port()
     args = [
-        str(BIN / "gunicorn"), "csplatform.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-        "--threads", str(threads), "--no-control-socket", "--keep-alive", "30", "--timeout", "120",
+        str(BIN / "gunicorn"), "csplatform.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(WORKERS),
+        "--threads", str(THREADS), "--no-control-socket", "--keep-alive", "30", "--timeout", "120",
+        "--access-logfile", str(access_log_path()), "--access-logformat", ACCESS_LOG_FORMAT,
     ]
+    access_log_path().unlink(missing_ok=True)
     with running(args, log_name="gunicorn", ready=lambda: answers(port)):
         yield port
 
@@ -110,6 +124,30 @@ def drive(port, requests, clients):
     for thread in threads:
         thread.join()
     return latencies, time.perf_counter() - start, statuses
+
+
+def drive_served(port, requests, clients, timeout=10):
+    """drive(), and the seconds the server spent on each of these requests by its access log.
+
+    The client's time adds the wait for a free worker thread: with more
+    clients than threads, each request queues behind the others.
+    """
+    log_path = access_log_path()
+    offset = log_path.stat().st_size
+    latencies, _, statuses = drive(port, requests, clients)
+    # gunicorn writes a request's line after its answer is sent: the last few may trail the clients.
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(log_path, "rb") as log:
+            log.seek(offset)
+            lines = log.read().decode().splitlines(keepends=True)
+        lines = [line for line in lines if line.endswith("\n")]
+        if len(lines) >= len(requests) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if len(lines) != len(requests):
+        raise RuntimeError(f"{log_path} has {len(lines)} lines for the {len(requests)} requests sent.")
+    return latencies, [int(line.split()[-1]) / 1_000_000 for line in lines], statuses
 
 
 def percentile(values, p):

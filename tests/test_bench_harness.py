@@ -74,4 +74,6 @@ def test_bench_at_tiny_scale_measures_every_figure_against_its_baseline(tmp_path
     for name in (name for name in results if name.startswith("page_")):
         assert results[name]["statuses"] == {"200": results[name]["requests"]}
         assert results[name]["queries"] == results[name]["queries_at_smaller_scale"], name
+        # Each request's time in the server is part of its time at the client.
+        assert results[name]["client_p95_ms"] >= results[name]["value"], name
     assert results["freshness"]["never_fresh"] == 0
