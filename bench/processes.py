@@ -66,16 +66,16 @@ def access_log_path():
     return Path(settings.VAR_DIR) / "bench" / "gunicorn-access.log"
 
 
-# The server's shape: requests handled at once = WORKERS * THREADS.
+# The bench's server: requests handled at once = WORKERS * THREADS.
 WORKERS, THREADS = 2, 2
 
 
 @contextmanager
-def gunicorn():
+def gunicorn(workers=WORKERS, threads=THREADS):
     port = free_port()
     args = [
-        str(BIN / "gunicorn"), "csplatform.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(WORKERS),
-        "--threads", str(THREADS), "--no-control-socket", "--keep-alive", "30", "--timeout", "120",
+        str(BIN / "gunicorn"), "csplatform.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+        "--threads", str(threads), "--no-control-socket", "--keep-alive", "30", "--timeout", "120",
         "--access-logfile", str(access_log_path()), "--access-logformat", ACCESS_LOG_FORMAT,
     ]
     access_log_path().unlink(missing_ok=True)
