@@ -13,6 +13,10 @@ from pathlib import Path
 from django.conf import settings
 
 BIN = Path(sys.executable).parent
+# The bench's server: requests handled at once = WORKERS * THREADS.
+WORKERS, THREADS = 2, 2
+# gunicorn's own time for each request, %(D)s: from a worker thread taking it to the last byte of the answer.
+ACCESS_LOG_FORMAT = "%(m)s %(U)s %(s)s %(D)s"
 
 
 def free_port():
@@ -58,16 +62,8 @@ def answers(port):
         return False
 
 
-# gunicorn's own time for each request, %(D)s: from a worker thread taking it to the last byte of the answer.
-ACCESS_LOG_FORMAT = "%(m)s %(U)s %(s)s %(D)s"
-
-
 def access_log_path():
     return Path(settings.VAR_DIR) / "bench" / "gunicorn-access.log"
-
-
-# The bench's server: requests handled at once = WORKERS * THREADS.
-WORKERS, THREADS = 2, 2
 
 
 @contextmanager
