@@ -23,6 +23,8 @@ from health.defaults import scorecards_apply_defaults
 from lifecycle.services import stages_apply_template
 from playbooks.services import playbook_templates_install
 
+from .database import table
+
 STAGE_TEMPLATE = "implementation_to_mature_adoption"
 PLANS = ("starter", "team", "pro", "enterprise")
 # (event name, relative frequency); nps.answered carries the numeric property the NPS metric averages.
@@ -48,10 +50,6 @@ ALERT_RULES = (
     ("gone_quiet", "Nobody seen for two weeks", "metric.days_since_last_seen >= 14", Severity.CRITICAL),
 )
 PLAYBOOKS = ("onboarding_welcome",)
-
-
-def table(model):
-    return connection.ops.quote_name(model._meta.db_table)
 
 
 def copy_rows(model, columns, lines):

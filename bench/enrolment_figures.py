@@ -15,7 +15,7 @@ from playbooks.library import onboarding_welcome
 from playbooks.models import Playbook, Run, StepRun
 from playbooks.services import playbook_create, playbook_steps, playbooks_enroll
 
-from .data import table
+from .database import table
 from .figures import figure, run_stamp
 
 # Issue 8: enrolling 10k accounts into a playbook takes at most 10 s.

@@ -33,8 +33,8 @@ from health.models import HealthScore, HealthSnapshot
 from lifecycle.models import AccountStage, StageTransition
 
 from . import processes
-from .data import EVENT_COLUMNS, table
-from .database import database_settle
+from .data import EVENT_COLUMNS
+from .database import database_settle, table
 
 REQUEST_EVENTS = 500
 INGEST_CLIENTS = 4
@@ -285,12 +285,12 @@ def older_history(tenant):
         )
         added = cursor.rowcount
     try:
-        database_settle()
+        database_settle(DailyRollup)
         yield added
     finally:
         DailyRollup.objects.for_tenant(tenant).filter(day__lt=first_day).delete()
         # The rows deleted would otherwise stay in the table for the figures after this one to scan.
-        database_settle()
+        database_settle(DailyRollup)
 
 
 def pipeline_figures(ctx, scale, growth_tenants):
@@ -454,10 +454,10 @@ def page_figures(ctx, port, small_tenant, log):
             small_paths[name], client, {"HTTP_AUTHORIZATION": f"Bearer {small_key}"} if is_api else {}
         )
         headers = {"Authorization": f"Bearer {ctx.key}"} if is_api else {"Cookie": ctx.session_cookie}
-        requests = [("GET", path, None, headers)]
-        latencies, served, statuses = processes.drive_served(port, requests * PAGE_REQUESTS, PAGE_CLIENTS)
+        request = ("GET", path, None, headers)
+        latencies, served, statuses = processes.drive_served(port, [request] * PAGE_REQUESTS, PAGE_CLIENTS)
         # One client alone: the cost of a request without others sharing the cores.
-        _, served_alone, _ = processes.drive_served(port, requests * PAGE_REQUESTS_ALONE, 1)
+        _, served_alone, _ = processes.drive_served(port, [request] * PAGE_REQUESTS_ALONE, 1)
         results[f"page_{name}"] = figure(
             1000 * processes.percentile(served, 95), "ms p95",
             1000 * raw_sql_p95(queries, server_threads, PAGE_REQUESTS // server_threads),

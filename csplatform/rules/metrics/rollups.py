@@ -89,11 +89,14 @@ class Rollups:
         self.account_ids = account_ids
         self.today = today
 
-    def _base(self, model, group, specs):
-        earliest = min(lookback_start(spec, self.today) for spec in specs)
+    def _start(self, specs):
+        """The first day any of these specs reads."""
+        return min(lookback_start(spec, self.today) for spec in specs)
+
+    def _base(self, model, group, start):
         return (
             model.objects.for_tenant(self.tenant)
-            .filter(account_id__in=Ids(self.account_ids), day__gte=earliest, day__lte=self.today)
+            .filter(account_id__in=Ids(self.account_ids), day__gte=start, day__lte=self.today)
             .values(*group)
             .order_by()
         )
@@ -111,7 +114,7 @@ class Rollups:
             for i, spec in enumerate(specs)
             for suffix, aggregate in _rollup_aggregates(spec, self.today).items()
         }
-        rows = self._base(DailyRollup, group, specs).filter(count__gt=0).annotate(**aggregates)
+        rows = self._base(DailyRollup, group, self._start(specs)).filter(count__gt=0).annotate(**aggregates)
         return {
             key: {spec.key: _rollup_value(spec, row, f"m{i}") for i, spec in enumerate(specs)}
             for key, row in self._keyed(rows, group).items()
@@ -125,7 +128,7 @@ class Rollups:
             f"v{i}": Count("value", distinct=True, filter=_window_q(spec, self.today) & Q(prop=spec.property))
             for i, spec in enumerate(specs)
         }
-        rows = self._base(DailyValueRollup, ["account_id"], specs).annotate(**aggregates)
+        rows = self._base(DailyValueRollup, ["account_id"], self._start(specs)).annotate(**aggregates)
         return {
             account_id: {spec.key: row[f"v{i}"] for i, spec in enumerate(specs)}
             for (account_id,), row in self._keyed(rows, ["account_id"]).items()
@@ -147,7 +150,7 @@ class Rollups:
         last day here, and the accounts quiet through all of them have theirs
         looked up in one more query, one index entry each.
         """
-        start = min(lookback_start(spec, self.today) for spec in [*account_specs, *contact_specs])
+        start = self._start([*account_specs, *contact_specs])
         aggregates = {"last_day": Max("day")}
         for i, spec in enumerate(account_specs):
             for suffix, aggregate in _contact_share_aggregates(spec, self.today).items():
@@ -156,16 +159,7 @@ class Rollups:
             for suffix, aggregate in _rollup_aggregates(spec, self.today).items():
                 aggregates[f"c{i}{suffix}"] = aggregate
         rows = plain_rows(
-            DailyRollup.objects.for_tenant(self.tenant)
-            .filter(
-                account_id__in=Ids(self.account_ids),
-                day__gte=start,
-                day__lte=self.today,
-                count__gt=0,
-            )
-            .values("account_id", "contact_ref")
-            .order_by()
-            .annotate(**aggregates)
+            self._base(DailyRollup, ["account_id", "contact_ref"], start).filter(count__gt=0).annotate(**aggregates)
         )
         # Rows are (account_id, contact_ref, *aggregates) in the order the aggregates were named.
         column = {name: index for index, name in enumerate(aggregates, start=2)}
@@ -236,7 +230,7 @@ class Rollups:
             q = _window_q(spec, self.today) & Q(prop=spec.property)
             aggregates[f"t{i}"] = Sum("total", filter=q)
             aggregates[f"n{i}"] = Sum("count", filter=q)
-        rows = self._base(DailyPropertyRollup, ["account_id"], specs).annotate(**aggregates)
+        rows = self._base(DailyPropertyRollup, ["account_id"], self._start(specs)).annotate(**aggregates)
         values = {}
         for (account_id,), row in self._keyed(rows, ["account_id"]).items():
             values[account_id] = {}
@@ -262,7 +256,11 @@ class Rollups:
             order_by=[F("day").desc(), F("latest_at").desc(nulls_last=True)],
         )
         rows = (
-            self._base(DailyPropertyRollup, ["account_id", "event", "prop", "day", "latest_at", "latest_value"], specs)
+            self._base(
+                DailyPropertyRollup,
+                ["account_id", "event", "prop", "day", "latest_at", "latest_value"],
+                self._start(specs),
+            )
             .filter(pairs, latest_value__isnull=False)
             .annotate(rank=newest_first)
             .filter(rank=1)
