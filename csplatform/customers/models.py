@@ -50,6 +50,7 @@ class DirtyAccount(TenantModel):
     pipeline deletes a mark only if it is not newer than the moment it read it.
     """
 
+    tenant = tenant_key(db_index=False)
     account = models.OneToOneField(Account, primary_key=True, on_delete=models.CASCADE, related_name="dirty_mark")
     dirty_at = models.DateTimeField()
 
@@ -127,18 +128,14 @@ class DailyRollup(TenantModel):
     count = models.PositiveIntegerField(default=0)
 
     class Meta:
+        # Ingest writes every index of this table for each event, so the unique key is also the one metrics
+        # read a chunk of accounts' rows through. On PostgreSQL its index carries `count` as well (migration
+        # 0008): covering the rows lets the reads answer from the index instead of visiting every heap page of
+        # the tenant (rows are stored in the order days arrive). SQLite has no covering indexes.
         constraints = [
             models.UniqueConstraint(
                 fields=["tenant", "account", "day", "event", "contact_ref"], name="rollup_unique_key"
             )
-        ]
-        # Ingest writes every index of this table for each event: there are only those that reads use.
-        indexes = [
-            # Metrics read a chunk of accounts' rows; covering them lets PostgreSQL answer from the index
-            # instead of visiting every heap page of the tenant (rows are stored in the order days arrive).
-            models.Index(
-                fields=["tenant", "account", "day"], include=["event", "contact_ref", "count"], name="rollup_by_account"
-            ),
         ]
 
 

@@ -202,7 +202,7 @@ class Rollups:
         """`{account id: last day}`: each account's last day with an event before `day`, for those that have one.
 
         One query reading one index entry per account (the newest row of the
-        account's `rollup_by_account` range before `day`), however long ago.
+        account's range of the rollup key before `day`), however long ago.
         """
         if not account_ids:
             return {}
