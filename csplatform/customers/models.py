@@ -29,7 +29,11 @@ class Account(TenantModel):
 
     class Meta:
         ordering = ["name", "id"]
-        constraints = [models.UniqueConstraint(fields=["tenant", "external_id"], name="account_unique_external_id")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "external_id"], name="account_unique_external_id"),
+            # What the ingest tables' (tenant, account) foreign keys reference.
+            models.UniqueConstraint(fields=["tenant", "id"], name="account_unique_tenant_id"),
+        ]
         indexes = [
             models.Index(fields=["tenant", "name"]),
             models.Index(fields=["tenant", "owner"]),
@@ -39,6 +43,21 @@ class Account(TenantModel):
 
     def __str__(self):
         return self.name
+
+
+def ingest_account_key(related_name="+"):
+    """The account of a row that ingest writes for every event: a usage event or a daily rollup.
+
+    Such a table has no index of the account alone, one more for each event
+    to write. On PostgreSQL the database keeps the reference as the pair
+    (tenant, account) to Account's (tenant, id) instead (migration 0009):
+    its checks when accounts are deleted read the table's tenant-first
+    index, and no row can point at another tenant's account. Deleting an
+    account still cascades here, in the ORM as for any foreign key.
+    """
+    return models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name=related_name, db_index=False, db_constraint=False
+    )
 
 
 class DirtyAccount(TenantModel):
@@ -98,7 +117,7 @@ class Contact(TenantModel):
 class UsageEvent(TenantModel):
     tenant = tenant_key(db_index=False)
     message_id = models.CharField(max_length=200)
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="events")
+    account = ingest_account_key(related_name="events")
     contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
     event = models.CharField(max_length=200)
     timestamp = models.DateTimeField()
@@ -121,7 +140,7 @@ class DailyRollup(TenantModel):
     """
 
     tenant = tenant_key(db_index=False)
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    account = ingest_account_key()
     contact_ref = models.BigIntegerField(default=0)
     day = models.DateField()
     event = models.CharField(max_length=200)
@@ -147,7 +166,7 @@ class DailyPropertyRollup(TenantModel):
     """
 
     tenant = tenant_key(db_index=False)
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    account = ingest_account_key()
     day = models.DateField()
     event = models.CharField(max_length=200)
     prop = models.CharField(max_length=100)
@@ -171,7 +190,7 @@ class DailyValueRollup(TenantModel):
     """
 
     tenant = tenant_key(db_index=False)
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    account = ingest_account_key()
     day = models.DateField()
     event = models.CharField(max_length=200)
     prop = models.CharField(max_length=100)
