@@ -12,7 +12,7 @@ from csplatform.tenancy.models import Tenant
 
 from . import figures, processes
 from .data import Plan, ids_by_external_id, plan_seed, tenant_build
-from .database import BenchError, database_prepare, database_problem, database_settle
+from .database import BenchError, database_prepare, database_problem, database_settle, pending_steps_held_back
 from .enrolment_figures import enrolment_figures
 from .report import results_write, table_text
 from .runner_figures import runner_figures
@@ -104,7 +104,7 @@ def bench_run(*, scale_name, only=FIGURES, out=None, reuse=False, log=print):
     if "freshness" in only:
         log("freshness with a real worker and beat ...")
         flush_redis()
-        with processes.celery_worker_and_beat(), processes.gunicorn() as port:
+        with pending_steps_held_back(), processes.celery_worker_and_beat(), processes.gunicorn() as port:
             results["freshness"] = figures.freshness_figure(ctx, port)
         results_write(out, results)
     if "runner" in only:

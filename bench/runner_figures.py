@@ -9,7 +9,6 @@ window playbooks/mail.py describes); then a plain smtplib loop sends the
 same messages, built beforehand, over one connection to the same sink.
 """
 
-import datetime as dt
 import smtplib
 import socket
 import subprocess
@@ -19,17 +18,17 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F
 from django.test import override_settings
 
 from csplatform.customers.models import Account, Contact
 from csplatform.tenancy.models import Tenant
 from playbooks.mail import message_of
-from playbooks.models import EmailStatus, OutboundEmail, StepRun, StepRunStatus
+from playbooks.models import EmailStatus, OutboundEmail
 from playbooks.services import playbook_create, runs_start
 from playbooks.tasks import run_due_task
 
 from . import processes
+from .database import pending_steps_held_back
 from .figures import figure, rounded
 
 RUNNER_SLUG = "bench-runner"
@@ -79,27 +78,6 @@ def emails_due(count):
     return tenant
 
 
-# Far enough that no other step falls due while the runner is measured.
-HOLD_BACK = dt.timedelta(days=36_500)
-
-
-@contextmanager
-def only_these_steps_due(tenant):
-    """Hold back the other tenants' pending steps while the block runs.
-
-    The built tenants' playbooks have steps of their own waiting (for business
-    hours, say); claimed first by due time, they would stand in for the emails
-    being measured. Shifted by a fixed span and back, so their due times return
-    unchanged; held back, none of them runs meanwhile, so the same rows shift back.
-    """
-    others = StepRun.objects.dangerously_all_tenants().filter(status=StepRunStatus.PENDING).exclude(tenant=tenant)
-    others.update(due_at=F("due_at") + HOLD_BACK)
-    try:
-        yield
-    finally:
-        others.update(due_at=F("due_at") - HOLD_BACK)
-
-
 def bare_loop(port, emails):
     """Send the messages with smtplib alone, over one connection; returns the seconds taken."""
     envelopes = [
@@ -133,7 +111,7 @@ def runner_run(count, log):
         statements += 1
         return execute(sql, params, many, context)
 
-    with only_these_steps_due(tenant):
+    with pending_steps_held_back(keep=tenant):
         log(f"step runner: {count} emails due, CSP_SMTP_CONNECTIONS={settings.CSP_SMTP_CONNECTIONS} ...")
         start = time.perf_counter()
         with connection.execute_wrapper(counted):

@@ -308,6 +308,16 @@ def test_another_tenants_rollups_and_accounts_are_never_counted(tenant, other_te
     assert not AccountMetrics.objects.for_tenant(tenant).filter(account=theirs).exists()
 
 
+@pytest.mark.skipif(connection.vendor == "postgresql", reason="PostgreSQL refuses such a row (tests/customers)")
+def test_a_rollup_row_claiming_our_account_under_another_tenant_is_never_counted(tenant, other_tenant, account):
+    DailyRollupFactory(account=account, day=TODAY, count=1)
+    DailyRollupFactory(account=account, tenant=other_tenant, day=days_ago(1), event="login", count=500)
+
+    metrics_compute(tenant=tenant, account_ids=[account.pk], today=TODAY)
+
+    assert account_values(account)["events_7d"] == 1
+
+
 def test_recompute_updates_rows_in_place_and_drops_deleted_metrics(tenant, account):
     definition = MetricDefinitionFactory(tenant=tenant, key="logins_30d")
     DailyRollupFactory(account=account, day=TODAY, count=1)
