@@ -1,11 +1,10 @@
 import django.db.models.deletion
-from django.conf import settings
 from django.db import migrations, models
 
 # The tables ingest writes for every event lose the index of the account alone and Django's foreign key on
 # it. On PostgreSQL the reference becomes (tenant_id, account_id) -> customers_account (tenant_id, id): a
 # row cannot name another tenant's account, and the checks run when accounts are deleted read each table's
-# tenant-first index. SQLite cannot add a constraint to a table; there the ORM's cascade keeps the rows in step.
+# tenant-first index. SQLite keeps no constraint on these columns; there the ORM's cascade keeps the rows in step.
 INGEST_TABLES = ("UsageEvent", "DailyRollup", "DailyPropertyRollup", "DailyValueRollup")
 
 
@@ -38,8 +37,6 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('customers', '0008_rollup_key_covers_reads'),
-        ('tenancy', '0002_membership_working_hours'),
-        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
