@@ -28,6 +28,8 @@ from django.utils import timezone
 
 from csplatform import pipeline
 from csplatform.customers.models import Account, DailyRollup, UsageEvent
+from csplatform.tenancy.models import Tenant
+from csplatform.tenancy.rls import dangerously_bypass_rls, tenant_context
 from csplatform.tenancy.services import api_key_create, membership_set, user_get_or_create
 from health.models import HealthScore, HealthSnapshot
 from lifecycle.models import AccountStage, StageTransition
@@ -485,14 +487,14 @@ BACKGROUND_CLIENTS = 2
 
 @contextmanager
 def background_ingest(ctx, port, rate, seconds):
-    """Batches through the batch API at `rate` events/s (paced, not flat out) while the block runs.
+    """Batches of live events through the batch API at `rate` events/s (paced, not flat out) while the block runs.
 
     Yields a dict that holds, once the block ends, the events the API
     acknowledged and the rate it really reached: on a machine that cannot
     take `rate`, the figure says so instead of pretending.
     """
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {ctx.key}"}
-    bodies = list(api_bodies(list(ctx.plan.events(int(rate * seconds), f"load{run_stamp()}-"))))
+    bodies = list(api_bodies(list(ctx.plan.events(int(rate * seconds), f"load{run_stamp()}-", live=True))))
     interval = REQUEST_EVENTS * BACKGROUND_CLIENTS / rate
     stop = threading.Event()
     done = {"acknowledged": 0, "statuses": {}}
@@ -546,6 +548,19 @@ def freshness_figure(ctx, port):
         never_fresh=never_fresh, background_target_events_per_s=rate,
         background_events_per_s=load["events_per_s"], background_statuses=load["statuses"],
     )
+
+
+def dirty_backlog_drain():
+    """Recompute every tenant's marked accounts here, untimed, so that the worker meets only the figure's changes.
+
+    Right after a build (`--only freshness`) every account of every tenant is
+    marked, and the worker would spend the figure placing whole tenants.
+    """
+    with dangerously_bypass_rls():
+        tenant_ids = pipeline.tenants_with_dirty_accounts()
+    for tenant in Tenant.objects.filter(pk__in=tenant_ids):
+        with tenant_context(tenant):
+            pipeline.recompute_dirty(tenant=tenant)
 
 
 def fresh_delays(ctx, port):

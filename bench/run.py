@@ -103,6 +103,8 @@ def bench_run(*, scale_name, only=FIGURES, out=None, reuse=False, log=print):
         results_write(out, results)
     if "freshness" in only:
         log("freshness with a real worker and beat ...")
+        figures.dirty_backlog_drain()
+        database_settle()
         flush_redis()
         with pending_steps_held_back(), processes.celery_worker_and_beat(), processes.gunicorn() as port:
             results["freshness"] = figures.freshness_figure(ctx, port)

@@ -1,5 +1,6 @@
 """`make bench` proves itself at SCALE=tiny: every figure measured beside its baseline, nothing lost on the way."""
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -9,8 +10,10 @@ from urllib.parse import urlsplit
 import pytest
 from django.conf import settings
 
+from bench.data import Plan
 from bench.database import database_problem
 from bench.report import table_text
+from bench.scales import SCALES
 
 ON_POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 FIGURES = {
@@ -38,6 +41,25 @@ def test_bench_table_prints_one_row_per_figure_with_its_baseline():
     assert lines[0].split()[:3] == ["figure", "value", "unit"]
     assert lines[2].split()[:6] == ["pipeline_all_accounts", "6", "s", "2", "s", "(floor)"]
     assert lines[3].split()[:2] == ["freshness", "n/a"]
+
+
+def test_live_bench_events_are_stamped_now_and_come_only_from_accounts_still_active():
+    plan = Plan(SCALES["tiny"], seed=1)
+    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    events = list(plan.events(2000, "live-", live=True))
+    after = dt.datetime.now(dt.timezone.utc)
+    quiet = {index for index, days in enumerate(plan.quiet_days) if days}
+    assert quiet
+    assert not {account_index for _, account_index, *_ in events} & quiet
+    assert all(before <= dt.datetime.fromisoformat(event[4]) <= after for event in events)
+
+
+def test_backfilled_bench_events_span_the_history_and_spare_the_quiet_accounts_recent_days():
+    plan = Plan(SCALES["tiny"], seed=1)
+    events = list(plan.events(2000, "ev-"))
+    ages = [(plan.now - dt.datetime.fromisoformat(event[4])).days for event in events]
+    assert max(ages) >= SCALES["tiny"].days - 5
+    assert all(age >= plan.quiet_days[event[1]] for age, event in zip(ages, events))
 
 
 def bench_database_url():
