@@ -110,7 +110,9 @@ class Plan:
         """
         names = [name for name, _ in EVENT_MIX]
         name_weights = [weight for _, weight in EVENT_MIX]
-        weights = [0 if live and quiet else weight for weight, quiet in zip(self.weights, self.quiet_days)]
+        weights = self.weights
+        if live:
+            weights = [0 if quiet else weight for weight, quiet in zip(self.weights, self.quiet_days)]
         accounts = self.rng.choices(range(self.scale.accounts), weights=weights, k=count)
         events = self.rng.choices(names, weights=name_weights, k=count)
         per_account = max(1, self.scale.contacts // self.scale.accounts)

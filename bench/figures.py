@@ -31,8 +31,7 @@ from csplatform.customers.models import Account, DailyRollup, UsageEvent
 from csplatform.tenancy.models import Tenant
 from csplatform.tenancy.rls import dangerously_bypass_rls, tenant_context
 from csplatform.tenancy.services import api_key_create, membership_set, user_get_or_create
-from health.models import HealthScore, HealthSnapshot
-from lifecycle.models import AccountStage, StageTransition
+from health.models import HealthScore
 
 from . import processes
 from .data import EVENT_COLUMNS
@@ -278,7 +277,7 @@ def older_history(tenant):
     afterwards. Yields the number of rollup rows added."""
     first_day = DailyRollup.objects.for_tenant(tenant).order_by("day").values_list("day", flat=True).first()
     columns = ["tenant_id", "account_id", "contact_ref", "day", "event", "count"]
-    shifted = ", ".join(f"day - %(shift)s * copy" if column == "day" else column for column in columns)
+    shifted = ", ".join("day - %(shift)s * copy" if column == "day" else column for column in columns)
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table(DailyRollup)} ({', '.join(columns)}) SELECT {shifted} "
@@ -416,18 +415,6 @@ def raw_sql_p95(queries, clients, runs):
     return processes.percentile(timings, 95)
 
 
-def pipeline_ensure(*tenants):
-    """Pages show health and stages: run the pipeline over a tenant that has none yet (a `--only pages` build),
-    then refresh the planner's statistics of the tables it filled, as autovacuum would before long."""
-    missing = [tenant for tenant in tenants if not HealthScore.objects.for_tenant(tenant).exists()]
-    for tenant in missing:
-        pipeline_run(tenant.slug)
-    if missing:
-        with connection.cursor() as cursor:
-            for model in (HealthScore, HealthSnapshot, AccountStage, StageTransition):
-                cursor.execute(f"ANALYZE {table(model)}")
-
-
 def page_figures(ctx, port, small_tenant, log):
     """Each page's server p95 and p99 with PAGE_CLIENTS clients at once, beside its own queries run as raw
     SQL by as many clients as the server has threads; and its query count here and on a tenant a tenth
@@ -437,7 +424,6 @@ def page_figures(ctx, port, small_tenant, log):
     and p99 add the wait for a free thread, and are kept beside it.
     """
     server_threads = processes.WORKERS * processes.THREADS
-    pipeline_ensure(ctx.tenant, small_tenant)
     account_id = busiest_account(ctx.tenant)
     paths = page_paths(ctx.tenant, account_id)
     _, small_key = api_key_create(tenant=small_tenant, name="bench", scopes=["read"])
@@ -551,10 +537,12 @@ def freshness_figure(ctx, port):
 
 
 def dirty_backlog_drain():
-    """Recompute every tenant's marked accounts here, untimed, so that the worker meets only the figure's changes.
+    """Recompute every tenant's marked accounts here, untimed, so that a figure meets only its own changes.
 
-    Right after a build (`--only freshness`) every account of every tenant is
-    marked, and the worker would spend the figure placing whole tenants.
+    A build marks every account of every tenant. Measured right after it
+    (`--only pages`, `--only freshness`), the pages would show no health or
+    stage yet, and the worker would spend the freshness figure placing whole
+    tenants.
     """
     with dangerously_bypass_rls():
         tenant_ids = pipeline.tenants_with_dirty_accounts()

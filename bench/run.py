@@ -97,6 +97,7 @@ def bench_run(*, scale_name, only=FIGURES, out=None, reuse=False, log=print):
         log("pages and API ...")
         # The pipeline figures rewrote every account's health rows several times within a minute, which
         # autovacuum clears as soon; measured before, the pages would read the bench's own dead rows.
+        figures.dirty_backlog_drain()
         database_settle()
         with processes.gunicorn() as port:
             results.update(figures.page_figures(ctx, port, growth[0][1], log))

@@ -11,7 +11,6 @@ same messages, built beforehand, over one connection to the same sink.
 
 import smtplib
 import socket
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
