@@ -1,8 +1,9 @@
 """Segments and alerts: the writes, and the set-based steps the pipeline runs.
 
 `segments_refresh` and `alerts_evaluate` work on chunks of accounts with a
-fixed number of queries per segment or rule and chunk: one criteria query,
-one read of the current memberships or alerts, bulk writes.
+fixed number of queries per chunk: one criteria query (per segment; for all
+the rules at once), one read of the current memberships or alerts, bulk
+writes.
 """
 
 import datetime as dt
@@ -16,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from csplatform.customers.models import Account, Contact
-from csplatform.rules import CriteriaError, compile_criteria, load_criteria
+from csplatform.rules import CriteriaError, annotate_matches, compile_criteria, load_criteria
 from csplatform.sql import Ids
 from csplatform.tenancy.models import Membership, Role, User
 from csplatform.tenancy.services import audit_record
@@ -318,11 +319,12 @@ class AlertChanges:
 def alerts_evaluate(*, tenant, account_ids, now=None):
     """Open alerts where a rule's condition holds and auto-resolve those whose condition cleared.
 
-    For each enabled rule and chunk of accounts:
-    1. Lock the rule row, so two evaluations of one rule take turns.
-    2. One criteria query: the accounts that match now.
-    3. One query: the rule's active alerts on the chunk, and its alerts
-       resolved within the cooldown.
+    Every enabled rule is evaluated over each chunk of accounts in a fixed
+    number of queries, however many rules the tenant has:
+    1. Lock the rules' rows in id order, so two evaluations of a rule take turns.
+    2. One query over the chunk's accounts: whether each matches each rule now.
+    3. One query: the rules' active alerts on the chunk, and their alerts
+       resolved within the longest cooldown (each rule's own is applied after).
     4. Open alerts for matches with neither (at most one active alert per
        rule and account, which a partial unique constraint also enforces),
        resolve active alerts whose account no longer matches, and queue the
@@ -331,58 +333,78 @@ def alerts_evaluate(*, tenant, account_ids, now=None):
     """
     now = now or timezone.now()
     changes = AlertChanges()
+    rules = []
     for rule in AlertRule.objects.for_tenant(tenant).filter(enabled=True).order_by("pk"):
         criteria = _stored_criteria(tenant, rule.condition, Subject.ACCOUNT, f"alert rule {rule.key}")
-        if criteria is None:
-            continue
-        for chunk in _chunks(account_ids):
-            opened, resolved = _evaluate_chunk(tenant, rule, criteria, chunk, now)
-            changes.opened.extend(opened)
-            changes.resolved.extend(resolved)
+        if criteria is not None:
+            rules.append((rule, criteria))
+    if not rules:
+        return changes
+    for chunk in _chunks(account_ids):
+        opened, resolved = _evaluate_chunk(tenant, rules, chunk, now)
+        changes.opened.extend(opened)
+        changes.resolved.extend(resolved)
     return changes
 
 
 @transaction.atomic
-def _evaluate_chunk(tenant, rule, criteria, account_ids, now):
-    AlertRule.objects.for_tenant(tenant).select_for_update().filter(pk=rule.pk).exists()
-    accounts = Account.objects.for_tenant(tenant).filter(pk__in=Ids(account_ids))
-    matched = dict(criteria.filter(accounts, now=now).values_list("pk", "name"))
-    cooldown_start = now - dt.timedelta(minutes=rule.cooldown_minutes)
+def _evaluate_chunk(tenant, rules, account_ids, now):
+    """Evaluate `rules` ([(rule, criteria)] in id order) over one chunk; returns (opened ids, resolved ids)."""
+    by_id = {rule.pk: rule for rule, _ in rules}
+    locked = AlertRule.objects.for_tenant(tenant).select_for_update().filter(pk__in=list(by_id)).order_by("pk")
+    list(locked.values("pk"))
+    conditions = {f"rule_{rule.pk}": criteria for rule, criteria in rules}
+    accounts = Account.objects.for_tenant(tenant).filter(pk__in=Ids(account_ids)).order_by("pk")
+    matched = {rule_id: {} for rule_id in by_id}
+    for account_id, account_name, *matches in annotate_matches(accounts, conditions, now=now).values_list(
+        "pk", "name", *conditions
+    ):
+        for rule_id, match in zip(by_id, matches):
+            if match:
+                matched[rule_id][account_id] = account_name
+
+    longest_cooldown = max(rule.cooldown_minutes for rule in by_id.values())
     known = (
         Alert.objects.for_tenant(tenant)
-        .filter(rule=rule, account_id__in=Ids(account_ids))
-        .filter(Q(status__in=ACTIVE_STATUSES) | Q(resolved_at__gt=cooldown_start))
-        .values_list("pk", "account_id", "status")
+        .filter(rule_id__in=list(by_id), account_id__in=Ids(account_ids))
+        .filter(Q(status__in=ACTIVE_STATUSES) | Q(resolved_at__gt=now - dt.timedelta(minutes=longest_cooldown)))
+        .order_by()
+        .values_list("pk", "rule_id", "account_id", "status", "resolved_at")
     )
     active, cooling = {}, set()
-    for pk, account_id, status in known:
+    for pk, rule_id, account_id, status, resolved_at in known:
         if status in ACTIVE_STATUSES:
-            active[account_id] = pk
-        else:
-            cooling.add(account_id)
+            active[rule_id, account_id] = pk
+        elif resolved_at > now - dt.timedelta(minutes=by_id[rule_id].cooldown_minutes):
+            cooling.add((rule_id, account_id))
 
-    new = [
-        Alert(
-            tenant=tenant,
-            rule=rule,
-            account_id=account_id,
-            title=f"{rule.name}: {name}"[:300],
-            severity=rule.severity,
-            opened_at=now,
-            details={"rule": rule.key, "condition": rule.condition_text},
-            source=f"rule:{rule.key}",
-        )
-        for account_id, name in sorted(matched.items())
-        if account_id not in active and account_id not in cooling
-    ]
+    new_by_rule = {}
+    for rule_id, accounts_matched in matched.items():
+        rule = by_id[rule_id]
+        new_by_rule[rule_id] = [
+            Alert(
+                tenant=tenant,
+                rule=rule,
+                account_id=account_id,
+                title=f"{rule.name}: {name}"[:300],
+                severity=rule.severity,
+                opened_at=now,
+                details={"rule": rule.key, "condition": rule.condition_text},
+                source=f"rule:{rule.key}",
+            )
+            for account_id, name in accounts_matched.items()
+            if (rule_id, account_id) not in active and (rule_id, account_id) not in cooling
+        ]
+    new = [alert for alerts in new_by_rule.values() for alert in alerts]
     Alert.objects.for_tenant(tenant).bulk_create(new)
-    cleared = [pk for account_id, pk in active.items() if account_id not in matched]
+    cleared = [pk for (rule_id, account_id), pk in active.items() if account_id not in matched[rule_id]]
     if cleared:
         Alert.objects.for_tenant(tenant).filter(pk__in=cleared).update(
             status=AlertStatus.RESOLVED, resolution=Resolution.AUTO, resolved_at=now
         )
-    if new:
-        notifications_enqueue(tenant=tenant, notifications=_rule_notifications(tenant, rule, new))
+    for rule_id, alerts in new_by_rule.items():
+        if alerts:
+            notifications_enqueue(tenant=tenant, notifications=_rule_notifications(tenant, by_id[rule_id], alerts))
     return [alert.pk for alert in new], sorted(cleared)
 
 

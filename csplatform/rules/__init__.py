@@ -3,7 +3,7 @@
 See criteria.py for the entry points and registry.py for how apps add fields.
 """
 
-from .criteria import Criteria, compile_criteria, load_criteria
+from .criteria import Criteria, annotate_matches, compile_criteria, load_criteria
 from .errors import CriteriaError
 from .evaluate import ClauseResult, Explanation
 from .registry import (
@@ -25,6 +25,7 @@ __all__ = [
     "Explanation",
     "Field",
     "FieldType",
+    "annotate_matches",
     "compile_criteria",
     "fields_for",
     "load_criteria",

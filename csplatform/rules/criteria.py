@@ -6,7 +6,7 @@ from .evaluate import Explanation, evaluate
 from .nodes import MAX_LENGTH, check_limits, from_json, to_json, to_text
 from .parser import parse
 from .registry import SUBJECTS
-from .sql import filter_queryset
+from .sql import annotate_queryset, filter_queryset
 
 
 class Criteria:
@@ -52,6 +52,16 @@ class Criteria:
 
     def __repr__(self):
         return f"<Criteria {self.subject}: {self.text}>"
+
+
+def annotate_matches(queryset, named_criteria, *, now=None):
+    """`queryset` annotated, for each `{name: criteria}`, with whether the row matches: one query for many criteria.
+
+    What evaluating every alert rule over a chunk of accounts needs, where a
+    `filter()` per criteria would read the same rows once per rule. The
+    criteria must be of the queryset's subject.
+    """
+    return annotate_queryset(named_criteria, queryset, lambda criteria: Moment.of(criteria.tenant, now))
 
 
 def _check_subject(subject):

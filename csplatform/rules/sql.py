@@ -6,7 +6,7 @@ value is FALSE rather than NULL, and `NOT` of it is TRUE, as in Python.
 
 import itertools
 
-from django.db.models import F, FloatField, Q, TextField, Value
+from django.db.models import BooleanField, ExpressionWrapper, F, FloatField, Q, TextField, Value
 from django.db.models.functions import Cast, NullIf, StrIndex
 from django.db.models.lookups import GreaterThan
 
@@ -28,16 +28,36 @@ def field_expression(field, tenant):
     return expression
 
 
-def filter_queryset(criteria, queryset, moment):
+def _condition(criteria, moment):
+    """`(aliases, q)`: each field the criteria read as a named expression, and the criteria as a Q over them.
+
+    Alias names are unique per call, so the conditions of several criteria can share one query.
+    """
     aliases = {}
     for bound in criteria.bound.values():
         for test in bound.tests:
             key = (test.field.name, test.field.type)
             if key not in aliases:
                 aliases[key] = (f"criteria_{next(_alias_numbers)}", field_expression(test.field, criteria.tenant))
-    queryset = queryset.alias(**dict(aliases.values()))
     names = {key: name for key, (name, _) in aliases.items()}
-    return queryset.filter(_q(criteria.tree, criteria.bound, names, moment))
+    return dict(aliases.values()), _q(criteria.tree, criteria.bound, names, moment)
+
+
+def filter_queryset(criteria, queryset, moment):
+    aliases, q = _condition(criteria, moment)
+    return queryset.alias(**aliases).filter(q)
+
+
+def annotate_queryset(named_criteria, queryset, moment_of):
+    """`queryset` with a boolean annotation per `{name: criteria}`: whether the row matches those criteria.
+
+    A test on a missing value is FALSE, never NULL (see the module's docstring), so the annotation
+    is true exactly where `filter_queryset` keeps the row.
+    """
+    for name, criteria in named_criteria.items():
+        aliases, q = _condition(criteria, moment_of(criteria))
+        queryset = queryset.alias(**aliases).annotate(**{name: ExpressionWrapper(q, output_field=BooleanField())})
+    return queryset
 
 
 def _q(node, bound, names, moment):

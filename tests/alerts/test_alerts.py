@@ -4,6 +4,8 @@ import datetime as dt
 import json
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from alerts.models import Alert, AlertStatus, DeliveryStatus, Notification, Resolution
@@ -124,6 +126,38 @@ def test_a_cleared_condition_may_not_reopen_within_the_cooldown(tenant):
 
     assert within.opened == []
     assert len(after.opened) == 1 and after.opened != [alert_id]
+
+
+def test_rules_evaluated_together_keep_their_own_cooldowns(tenant):
+    account = AccountFactory(tenant=tenant, plan="trial")
+    rule(tenant, 'account.plan == "trial"', key="short", name="Short", cooldown_minutes=10)
+    rule(tenant, 'account.plan == "trial"', key="long", name="Long", cooldown_minutes=60)
+    now = timezone.now()
+    opened = alerts_evaluate(tenant=tenant, account_ids=[account.pk], now=now).opened
+    Account.objects.for_tenant(tenant).filter(pk=account.pk).update(plan="pro")
+    assert sorted(alerts_evaluate(tenant=tenant, account_ids=[account.pk], now=now).resolved) == sorted(opened)
+    Account.objects.for_tenant(tenant).filter(pk=account.pk).update(plan="trial")
+
+    reopened = alerts_evaluate(tenant=tenant, account_ids=[account.pk], now=now + dt.timedelta(minutes=30)).opened
+
+    assert [alert.rule.key for alert in Alert.objects.for_tenant(tenant).filter(pk__in=reopened)] == ["short"]
+
+
+def test_ten_rules_are_evaluated_in_as_many_queries_as_one(tenant, django_assert_num_queries):
+    AccountFactory.create_batch(5, tenant=tenant, plan="trial", mrr=50)
+    ids = all_ids(tenant)
+    rule(tenant, 'account.plan == "trial"', key="rule_0")
+    alerts_evaluate(tenant=tenant, account_ids=ids)
+    with CaptureQueriesContext(connection) as one_rule:
+        alerts_evaluate(tenant=tenant, account_ids=ids)
+    for number in range(1, 10):
+        rule(tenant, f"account.mrr >= {number * 10}", key=f"rule_{number}")
+    alerts_evaluate(tenant=tenant, account_ids=ids)
+
+    with django_assert_num_queries(len(one_rule.captured_queries)):
+        changes = alerts_evaluate(tenant=tenant, account_ids=ids)
+
+    assert changes.opened == [] and Alert.objects.for_tenant(tenant).count() == 5 * 6
 
 
 def test_an_alert_is_acknowledged_then_resolved_by_hand_with_a_note(tenant, bob):
