@@ -21,7 +21,7 @@ from alerts.models import Severity
 from alerts.services import alert_rule_create, segment_create
 from health.defaults import scorecards_apply_defaults
 from lifecycle.services import stages_apply_template
-from playbooks.services import playbook_templates_install
+from playbooks.services import playbook_create, playbook_templates_install
 
 from .database import table
 
@@ -39,8 +39,8 @@ EVENT_MIX = (
 )
 FEATURES = ("reports", "dashboards", "exports", "alerts", "api")
 COPY_CHUNK = 200_000
-# A configuration like a tenant's first weeks: segments and alert rules the pipeline evaluates on every
-# account, and the ready-made onboarding playbook it enrolls accounts into.
+# Issue 8's configuration: the seed-002 stages with their scorecards, segments, 10 alert rules the pipeline
+# evaluates on every account, and 3 playbooks it enrolls accounts into, one per kind of trigger it fires.
 SEGMENTS = (
     ("at_risk", "At risk", "health.score < 40"),
     ("power_users", "Power users", "metric.events_30d >= 100 and metric.active_contacts_30d >= 3"),
@@ -48,8 +48,25 @@ SEGMENTS = (
 ALERT_RULES = (
     ("low_health", "Health below 30", "health.score < 30", Severity.WARNING),
     ("gone_quiet", "Nobody seen for two weeks", "metric.days_since_last_seen >= 14", Severity.CRITICAL),
+    ("health_dropped", "Health dropped 20 points in a week", "health.delta_7d <= -20", Severity.WARNING),
+    ("onboarding_overdue", "Onboarding past its two weeks", 'stage == "onboarding" and days_in_stage > 14',
+     Severity.WARNING),
+    ("implementation_stuck", "Implementation stuck", 'stage == "implementation" and stage.status == "stuck"',
+     Severity.CRITICAL),
+    ("usage_falling", "Usage halved over 30 days", "metric.usage_trend_30d <= -50", Severity.WARNING),
+    ("lone_user", "One user left in early adoption", 'stage == "early_adoption" and metric.active_contacts_30d < 2',
+     Severity.WARNING),
+    ("detractor", "NPS of a detractor", "metric.nps_avg_90d < 7", Severity.INFO),
+    ("support_spike", "Ten support tickets in 30 days", "metric.support_tickets_30d >= 10", Severity.WARNING),
+    ("card_expiring", "Card expires within 30 days", "account.card_expires_at within 30 days", Severity.CRITICAL),
 )
 PLAYBOOKS = ("onboarding_welcome",)
+TASK_PLAYBOOKS = (
+    ("turned_red", "Health turned red: call the customer", "health_colour_changed", {"colour": "red"},
+     "Call {{ account.name }}: health turned red"),
+    ("power_user_advocacy", "Power users: ask for a case study", "segment_entered", {"segment": "power_users"},
+     "Ask {{ account.name }} for a case study"),
+)
 
 
 def copy_rows(model, columns, lines):
@@ -252,6 +269,11 @@ def configure(tenant):
     for key, name, condition, severity in ALERT_RULES:
         alert_rule_create(tenant=tenant, actor=None, key=key, name=name, condition_text=condition, severity=severity)
     playbook_templates_install(tenant=tenant, keys=list(PLAYBOOKS))
+    for key, name, trigger_type, trigger_config, title in TASK_PLAYBOOKS:
+        playbook_create(
+            tenant=tenant, actor=None, key=key, name=name, trigger_type=trigger_type, trigger_config=trigger_config,
+            steps=[{"kind": "create_task", "config": {"title": title, "due_in_days": 1}}], enabled=True,
+        )
 
 
 def tenant_build(*, slug, scale, timings):
