@@ -1,9 +1,9 @@
 """Segments and alerts: the writes, and the set-based steps the pipeline runs.
 
 `segments_refresh` and `alerts_evaluate` work on chunks of accounts with a
-fixed number of queries per chunk: one criteria query (per segment; for all
-the rules at once), one read of the current memberships or alerts, bulk
-writes.
+fixed number of queries per chunk, however many segments and rules: one
+query for whether each account (or contact) matches each of them, one read
+of the current memberships or alerts, bulk writes.
 """
 
 import datetime as dt
@@ -167,53 +167,77 @@ def segment_preview(*, tenant, text, subject=Subject.ACCOUNT):
 def segments_refresh(*, tenant, account_ids, segments=None, now=None):
     """Bring the memberships of these accounts up to date; returns the SegmentChanges.
 
-    For each segment and chunk of accounts: one criteria query for who
-    matches, one query for who is a member now, then the entries inserted
-    and the departures closed in bulk. A contact segment has a membership
-    per contact; its changes carry the contact id.
+    For each chunk of accounts, and each subject its segments have, in a
+    fixed number of queries however many segments the tenant has: one query
+    for whether each account (or contact) matches each segment, one for the
+    current memberships, then the entries inserted and the departures closed
+    in bulk. A contact segment has a membership per contact; its changes
+    carry the contact id.
     """
     now = now or timezone.now()
     if segments is None:
         segments = Segment.objects.for_tenant(tenant).order_by("pk")
-    changes = []
+    by_subject = {}
     for segment in segments:
         criteria = _stored_criteria(tenant, segment.criteria, segment.subject, f"segment {segment.key}")
-        if criteria is None:
-            continue
-        for chunk in _chunks(account_ids):
-            changes.extend(_refresh_chunk(tenant, segment, criteria, chunk, now))
+        if criteria is not None:
+            by_subject.setdefault(segment.subject, []).append((segment, criteria))
+    changes = []
+    for chunk in _chunks(account_ids):
+        for subject, subject_segments in by_subject.items():
+            changes.extend(_refresh_chunk(tenant, subject, subject_segments, chunk, now))
     return changes
 
 
-@transaction.atomic
-def _refresh_chunk(tenant, segment, criteria, account_ids, now):
-    members = (
-        SegmentMembership.objects.for_tenant(tenant).current().filter(segment=segment, account_id__in=Ids(account_ids))
-    )
-    if segment.subject == Subject.CONTACT:
-        contacts = Contact.objects.for_tenant(tenant).filter(account_id__in=Ids(account_ids))
-        matched = {pk: (account_id, pk) for pk, account_id in criteria.filter(contacts, now=now).values_list("pk", "account_id")}
-        current = {contact_id: (pk, account_id, contact_id) for pk, account_id, contact_id in members.values_list("pk", "account_id", "contact_id")}
-    else:
-        accounts = Account.objects.for_tenant(tenant).filter(pk__in=Ids(account_ids))
-        matched = {pk: (pk, None) for pk in criteria.filter(accounts, now=now).values_list("pk", flat=True)}
-        current = {account_id: (pk, account_id, None) for pk, account_id in members.values_list("pk", "account_id")}
+def _matching(tenant, subject, conditions, account_ids, now):
+    """`(account id, contact id or None, *whether it matches each condition)` of the chunk's accounts or contacts."""
+    if subject == Subject.CONTACT:
+        contacts = Contact.objects.for_tenant(tenant).filter(account_id__in=Ids(account_ids)).order_by()
+        return annotate_matches(contacts, conditions, now=now).values_list("account_id", "pk", *conditions)
+    accounts = Account.objects.for_tenant(tenant).filter(pk__in=Ids(account_ids)).order_by()
+    rows = annotate_matches(accounts, conditions, now=now).values_list("pk", *conditions)
+    return ((account_id, None, *matches) for account_id, *matches in rows)
 
-    entering = [matched[key] for key in matched.keys() - current.keys()]
-    leaving = [current[key] for key in current.keys() - matched.keys()]
-    # Ignoring conflicts keeps a concurrent refresh of the same accounts from failing the chunk.
-    SegmentMembership.objects.for_tenant(tenant).bulk_create(
-        [
-            SegmentMembership(tenant=tenant, segment=segment, account_id=account_id, contact_id=contact_id, entered_at=now)
-            for account_id, contact_id in entering
-        ],
-        ignore_conflicts=True,
+
+@transaction.atomic
+def _refresh_chunk(tenant, subject, segments, account_ids, now):
+    """Refresh `segments` ([(segment, criteria)], all of `subject`) over one chunk; returns their SegmentChanges."""
+    conditions = {f"segment_{segment.pk}": criteria for segment, criteria in segments}
+    # Per segment, {member key: ...}: a contact segment's members are keyed by contact, an account one's by account.
+    matched = {segment.pk: {} for segment, _ in segments}
+    for account_id, contact_id, *matches in _matching(tenant, subject, conditions, account_ids, now):
+        for segment_id, match in zip(matched, matches):
+            if match:
+                matched[segment_id][contact_id or account_id] = (account_id, contact_id)
+    current = {segment_id: {} for segment_id in matched}
+    members = (
+        SegmentMembership.objects.for_tenant(tenant)
+        .current()
+        .filter(segment_id__in=list(matched), account_id__in=Ids(account_ids))
+        .order_by()
+        .values_list("pk", "segment_id", "account_id", "contact_id")
     )
-    if leaving:
-        SegmentMembership.objects.for_tenant(tenant).filter(pk__in=[pk for pk, _, _ in leaving]).update(left_at=now)
-    return [SegmentChange(segment.pk, account_id, True, contact_id) for account_id, contact_id in entering] + [
-        SegmentChange(segment.pk, account_id, False, contact_id) for _, account_id, contact_id in leaving
-    ]
+    for pk, segment_id, account_id, contact_id in members:
+        current[segment_id][contact_id or account_id] = (pk, account_id, contact_id)
+
+    entries, departures, changes = [], [], []
+    for segment_id, matching in matched.items():
+        members_now = current[segment_id]
+        for key in matching.keys() - members_now.keys():
+            account_id, contact_id = matching[key]
+            entries.append(SegmentMembership(
+                tenant=tenant, segment_id=segment_id, account_id=account_id, contact_id=contact_id, entered_at=now
+            ))
+            changes.append(SegmentChange(segment_id, account_id, True, contact_id))
+        for key in members_now.keys() - matching.keys():
+            pk, account_id, contact_id = members_now[key]
+            departures.append(pk)
+            changes.append(SegmentChange(segment_id, account_id, False, contact_id))
+    # Ignoring conflicts keeps a concurrent refresh of the same accounts from failing the chunk.
+    SegmentMembership.objects.for_tenant(tenant).bulk_create(entries, ignore_conflicts=True)
+    if departures:
+        SegmentMembership.objects.for_tenant(tenant).filter(pk__in=departures).update(left_at=now)
+    return changes
 
 
 def segment_refresh_all(*, tenant, segment, now=None):

@@ -2,13 +2,14 @@
 
 import datetime as dt
 import json
+from collections import Counter
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from alerts.models import Alert, AlertStatus, DeliveryStatus, Notification, Resolution
+from alerts.models import Alert, AlertStatus, DeliveryStatus, Notification, Resolution, SegmentMembership, Subject
 from alerts.notifications import notifications_send_due
 from alerts.services import (
     alert_acknowledge,
@@ -158,6 +159,33 @@ def test_ten_rules_are_evaluated_in_as_many_queries_as_one(tenant, django_assert
         changes = alerts_evaluate(tenant=tenant, account_ids=ids)
 
     assert changes.opened == [] and Alert.objects.for_tenant(tenant).count() == 5 * 6
+
+
+def test_ten_segments_are_refreshed_in_as_many_queries_as_two(tenant, django_assert_num_queries):
+    for plan in ("trial", "pro"):
+        ContactFactory.create_batch(2, account=AccountFactory(tenant=tenant, plan=plan, mrr=50), role="administrator")
+    ids = all_ids(tenant)
+
+    def segment(key, criteria, subject=Subject.ACCOUNT):
+        segment_create(tenant=tenant, actor=None, key=key, name=key, criteria_text=criteria, subject=subject)
+
+    segment("trial", 'account.plan == "trial"')
+    segment("admins", 'contact.role == "administrator"', Subject.CONTACT)
+    segments_refresh(tenant=tenant, account_ids=ids)
+    with CaptureQueriesContext(connection) as two_segments:
+        segments_refresh(tenant=tenant, account_ids=ids)
+    for number in range(1, 8):
+        segment(f"mrr_{number}", f"account.mrr >= {number * 10}")
+    segment("trial_admins", 'contact.role == "administrator" and account.plan == "trial"', Subject.CONTACT)
+    entered = segments_refresh(tenant=tenant, account_ids=ids)
+
+    with django_assert_num_queries(len(two_segments.captured_queries)):
+        assert segments_refresh(tenant=tenant, account_ids=ids) == []
+    members = SegmentMembership.objects.for_tenant(tenant).current().values_list("segment__key", flat=True)
+    assert Counter(members) == {
+        "trial": 1, "admins": 4, "mrr_1": 2, "mrr_2": 2, "mrr_3": 2, "mrr_4": 2, "mrr_5": 2, "trial_admins": 2
+    }
+    assert len(entered) == 2 * 5 + 2 and all(change.entered for change in entered)
 
 
 def test_an_alert_is_acknowledged_then_resolved_by_hand_with_a_note(tenant, bob):
