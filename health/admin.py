@@ -34,6 +34,8 @@ class HealthScoreAdmin(admin.ModelAdmin):
 @admin.register(HealthSnapshot)
 class HealthSnapshotAdmin(admin.ModelAdmin):
     list_display = ["account", "tenant", "day", "score", "colour"]
+    # By account name, as the list reads; the model's own order avoids that join everywhere else.
+    ordering = ["account", "-day"]
     list_filter = ["tenant", "colour"]
     date_hierarchy = "day"
     raw_id_fields = ["account", "scorecard_version"]

@@ -138,7 +138,9 @@ class HealthSnapshot(TenantModel):
     )
 
     class Meta:
-        ordering = ["account", "-day"]
+        # By the account's id, not "account": that would follow the account's own order and join the
+        # accounts into every snapshot query left unordered, the pipeline's among them.
+        ordering = ["account_id", "-day"]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "account", "day"], name="health_snapshot_unique_day")
         ]

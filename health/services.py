@@ -337,8 +337,7 @@ def _score_chunk(tenant, ids, context, today, stages):
         for health in HealthScore.objects.for_tenant(tenant).select_for_update().filter(account_id__in=Ids(ids))
     }
     week_ago, month_ago = today - dt.timedelta(days=7), today - dt.timedelta(days=30)
-    # Unordered: the default order would join the accounts only to sort by their names.
-    held = HealthSnapshot.objects.for_tenant(tenant).filter(account_id__in=Ids(ids)).order_by()
+    held = HealthSnapshot.objects.for_tenant(tenant).filter(account_id__in=Ids(ids))
     past_scores = {
         (account_id, day): score
         for account_id, day, score in held.filter(day__in=[week_ago, month_ago]).values_list(

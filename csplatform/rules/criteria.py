@@ -61,7 +61,9 @@ def annotate_matches(queryset, named_criteria, *, now=None):
     `filter()` per criteria would read the same rows once per rule. The
     criteria must be of the queryset's subject.
     """
-    return annotate_queryset(named_criteria, queryset, lambda criteria: Moment.of(criteria.tenant, now))
+    for name, criteria in named_criteria.items():
+        queryset = annotate_queryset(criteria, queryset, name, Moment.of(criteria.tenant, now))
+    return queryset
 
 
 def _check_subject(subject):

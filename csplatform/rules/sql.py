@@ -48,16 +48,14 @@ def filter_queryset(criteria, queryset, moment):
     return queryset.alias(**aliases).filter(q)
 
 
-def annotate_queryset(named_criteria, queryset, moment_of):
-    """`queryset` with a boolean annotation per `{name: criteria}`: whether the row matches those criteria.
+def annotate_queryset(criteria, queryset, name, moment):
+    """`queryset` with a boolean annotation `name`: whether the row matches the criteria.
 
     A test on a missing value is FALSE, never NULL (see the module's docstring), so the annotation
     is true exactly where `filter_queryset` keeps the row.
     """
-    for name, criteria in named_criteria.items():
-        aliases, q = _condition(criteria, moment_of(criteria))
-        queryset = queryset.alias(**aliases).annotate(**{name: ExpressionWrapper(q, output_field=BooleanField())})
-    return queryset
+    aliases, q = _condition(criteria, moment)
+    return queryset.alias(**aliases).annotate(**{name: ExpressionWrapper(q, output_field=BooleanField())})
 
 
 def _q(node, bound, names, moment):
