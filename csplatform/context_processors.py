@@ -6,6 +6,7 @@ query; each is bounded, so a tenant with 100k open alerts costs the same.
 
 import datetime as dt
 
+from django.db import connection
 from django.utils.functional import SimpleLazyObject
 
 from alerts.models import Alert, AlertStatus
@@ -17,9 +18,17 @@ from playbooks.models import Task
 COUNT_CAP = 99
 
 
-def _bounded(queryset):
-    count = queryset.order_by()[: COUNT_CAP + 1].count()
-    return f"{COUNT_CAP}+" if count > COUNT_CAP else count
+def _bounded_counts(querysets):
+    """{name: its queryset's row count, or "99+" beyond the cap}: every count in one query, read on every page."""
+    selects, params = [], []
+    for queryset in querysets.values():
+        sql, query_params = queryset.order_by().values("pk")[: COUNT_CAP + 1].query.sql_with_params()
+        selects.append(f"(SELECT COUNT(*) FROM ({sql}) AS capped)")
+        params.extend(query_params)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(selects)}", params)
+        counts = cursor.fetchone()
+    return {name: f"{COUNT_CAP}+" if count > COUNT_CAP else count for name, count in zip(querysets, counts)}
 
 
 def _counts(request):
@@ -30,7 +39,7 @@ def _counts(request):
         alerts = alerts.filter(account__owner=user)
     due_by = day_start(tenant, tenant_today(tenant) + dt.timedelta(days=1))
     tasks = Task.objects.for_tenant(tenant).filter(owner=user, completed_at__isnull=True, due_at__lt=due_by)
-    return {"open_alerts": _bounded(alerts), "tasks_due": _bounded(tasks)}
+    return _bounded_counts({"open_alerts": alerts, "tasks_due": tasks})
 
 
 def nav_counts(request):

@@ -210,12 +210,17 @@ def account_lifecycle_context(request, account, *, form=None, stages=None):
         .filter(account=account)
         .first()
     )
-    timeline = (
+    timeline = list(
         StageTransition.objects.for_tenant(tenant)
         .filter(account=account)
-        .select_related("from_stage", "to_stage", "by_user")
+        .select_related("by_user")
         .order_by("-at", "-id")[:TIMELINE_MOVES]
     )
+    # Every stage of the tenant is loaded already; joining them into the query would cost more to plan than this.
+    stage_by_id = {stage.pk: stage for stage in stages}
+    for move in timeline:
+        move.from_stage = stage_by_id.get(move.from_stage_id)
+        move.to_stage = stage_by_id.get(move.to_stage_id)
     if form is None and state is not None:
         # Offer the next stage, or for the last one the first other stage: never where the account already is.
         others = [stage for stage in stages if stage.pk != state.stage_id]

@@ -221,8 +221,10 @@ class TaskAddForm(forms.Form):
 
     def __init__(self, *args, members, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["owner"].queryset = members
-        self.fields["owner"].label_from_instance = lambda user: user.name or user.email
+        owner = self.fields["owner"]
+        owner.queryset = members
+        # The choices from one plain read: a ModelChoiceField would iterate a server-side cursor on PostgreSQL.
+        owner.choices = [("", owner.empty_label), *((user.pk, user.name or user.email) for user in members)]
 
 
 def tenant_members(tenant):
@@ -230,13 +232,12 @@ def tenant_members(tenant):
     return User.objects.filter(pk__in=user_ids).order_by("name", "email")
 
 
-def account_opportunities(tenant, account):
-    """The account's latest expansion opportunities, each with the name of the playbook that flagged it."""
+def account_opportunities(tenant, account, playbooks):
+    """The account's latest expansion opportunities, each with the name of the one of `playbooks` that flagged it."""
     opportunities = list(
         ExpansionOpportunity.objects.for_tenant(tenant).filter(account=account)[:ACCOUNT_OPPORTUNITIES_SHOWN]
     )
-    keys = {opportunity.source.removeprefix("playbook:") for opportunity in opportunities}
-    names = dict(Playbook.objects.for_tenant(tenant).filter(key__in=keys).values_list("key", "name")) if keys else {}
+    names = {playbook.key: playbook.name for playbook in playbooks}
     for opportunity in opportunities:
         opportunity.playbook_name = names.get(opportunity.source.removeprefix("playbook:"), "")
     return opportunities
@@ -248,27 +249,37 @@ def account_playbooks_context(request, account):
     A fixed number of queries, whatever the account's history.
     """
     tenant = request.tenant
+    # A tenant has a handful of playbooks: read once, they name the runs and the opportunities.
+    playbooks = list(Playbook.objects.for_tenant(tenant).only("pk", "key", "name", "enabled"))
+    playbook_by_id = {playbook.pk: playbook for playbook in playbooks}
     step_runs = StepRun.objects.for_tenant(tenant).select_related("step").order_by("sequence", "id")
     runs = list(
         Run.objects.for_tenant(tenant)
         .filter(account=account)
-        .select_related("playbook", "started_by")
+        .select_related("started_by")
         .prefetch_related(Prefetch("step_runs", queryset=step_runs))
         .order_by("-started_at", "-id")[:ACCOUNT_RUNS_SHOWN]
     )
+    for run in runs:
+        run.playbook = playbook_by_id[run.playbook_id]
     members = tenant_members(tenant)
     return {
         "runs": runs,
-        "account_opportunities": account_opportunities(tenant, account),
+        "account_opportunities": account_opportunities(tenant, account, playbooks),
+        # The rows as the account page shows them: without their account, which is the page's.
         "account_tasks": list(
-            task_rows(tenant).filter(account=account, completed_at__isnull=True).order_by("due_at", "id")
+            Task.objects.for_tenant(tenant)
+            .filter(account=account, completed_at__isnull=True)
+            .select_related("owner")
+            .order_by("due_at", "id")
         ),
         "account_emails": list(
-            email_rows(tenant).filter(account=account).order_by("-created_at", "-id")[:ACCOUNT_EMAILS_SHOWN]
+            OutboundEmail.objects.for_tenant(tenant)
+            .filter(account=account)
+            .only("status", "to_email", "subject", "sent_at", "created_at")
+            .order_by("-created_at", "-id")[:ACCOUNT_EMAILS_SHOWN]
         ),
-        "playbooks": (
-            list(Playbook.objects.for_tenant(tenant).only("pk", "name", "enabled")) if can_change(request) else []
-        ),
+        "playbooks": playbooks if can_change(request) else [],
         "task_form": TaskAddForm(members=members, initial={"token": uuid.uuid4()}),
     }
 

@@ -4,6 +4,8 @@ import datetime as dt
 import re
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from alerts.models import AlertStatus
@@ -58,3 +60,16 @@ def test_a_long_list_shows_as_99_plus(client, tenant, alice):
     client.force_login(alice)
 
     assert nav_counts(client, tenant)["Alerts"] == "99+"
+
+
+def test_both_counts_are_read_in_one_query_on_every_page(client, tenant, bob, alice):
+    account = AccountFactory(tenant=tenant, owner=bob)
+    make_alert(account)
+    make_task(account, bob, "Overdue call", timezone.now() - dt.timedelta(days=1))
+    client.force_login(bob)
+    client.get(f"/t/{tenant.slug}/tasks/")
+
+    with CaptureQueriesContext(connection) as queries:
+        client.get(f"/t/{tenant.slug}/tasks/")
+
+    assert sum(1 for query in queries.captured_queries if "COUNT(*)" in query["sql"]) == 1
