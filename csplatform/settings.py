@@ -157,8 +157,6 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-    # Each page reads its session from Redis; writes go through to the database, so a lost cache signs nobody out.
-    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
     # The embedded default has several processes; a file cache is shared by all of them.
     CACHES = {

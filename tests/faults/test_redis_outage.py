@@ -1,5 +1,5 @@
 """Redis stops and comes back while the API is in use: ingest keeps storing, nothing answers 5xx,
-and the pipeline catches up within twice the outage.
+the dashboard pages still answer, and the pipeline catches up within twice the outage.
 
 A real redis-server of the test's own, on a free port, is the cache (rate
 limits, sign-in limits, the pipeline's debounce) and, in the second test,
@@ -72,6 +72,18 @@ def test_ingest_and_reads_keep_working_while_redis_is_down_and_limits_return_wit
 
     redis_server.start()
     assert throttled_after(make_api_client(tenant, scopes=["read"]), 3), "limits apply again once Redis is back"
+
+
+
+def test_the_portfolio_and_the_board_answer_while_redis_is_down(redis_server, tenant, alice, client):
+    AccountFactory(tenant=tenant, name="Outage Ltd")
+    client.force_login(alice)
+    redis_server.stop()
+
+    portfolio, board = client.get(f"/t/{tenant.slug}/"), client.get(f"/t/{tenant.slug}/board/")
+
+    assert (portfolio.status_code, board.status_code) == (200, 200)
+    assert "Outage Ltd" in portfolio.content.decode()
 
 
 OUTAGE_SECONDS = 8

@@ -1,9 +1,9 @@
 import logging
 
-import redis
 from rest_framework.throttling import SimpleRateThrottle
 
 from ..models import ApiKey
+from ..ratelimit import CACHE_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,6 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
     def allow_request(self, request, view):
         try:
             return super().allow_request(request, view)
-        except (redis.exceptions.RedisError, OSError) as exc:
+        except CACHE_ERRORS as exc:
             logger.warning("Rate limit skipped, the cache is unreachable: %s", exc)
             return True
