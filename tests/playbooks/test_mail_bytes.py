@@ -1,0 +1,60 @@
+"""The runner writes each email's bytes and envelope itself, faster than Django; they must be exactly Django's."""
+
+from email.policy import compat32
+
+from django.core.mail.message import sanitize_address
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from csplatform.tenancy.models import User
+from playbooks.mail import MESSAGE_POLICY, message_bytes, message_of, sender
+from playbooks.models import OutboundEmail
+
+# Any text a template may render, astral and combining characters included; and plain ASCII, the common case.
+ANY_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=150)
+ASCII_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=150)
+INVITATION = {"filename": "invite.ics", "content": "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", "mimetype": "text/calendar"}
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    subject=st.one_of(ASCII_TEXT, ANY_TEXT),
+    owner_name=st.one_of(ASCII_TEXT, ANY_TEXT),
+    text=ANY_TEXT,
+    html=st.one_of(st.just(""), ANY_TEXT),
+    invitation=st.booleans(),
+)
+def test_a_message_is_written_byte_for_byte_as_django_writes_it(subject, owner_name, text, html, invitation):
+    owner = User(name=" ".join(owner_name.split()), email="casey@vendor.example")
+    email = OutboundEmail(
+        tenant_id=7,
+        idempotency_key="steprun:12:email:34",
+        # As the step stores it: one header line, at most 500 characters.
+        subject=" ".join(subject.split())[:500],
+        text=text,
+        html=html,
+        from_email=sender(owner),
+        to_email="pat@customer.example",
+        reply_to=owner.email,
+        attachments=[INVITATION] if invitation else [],
+    )
+    mime = message_of(email).message()
+
+    assert message_bytes(mime) == mime.as_bytes(linesep="\r\n")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    name=st.sampled_from(["Subject", "From", "To", "Reply-To", "X-A-Rather-Long-Header-Name"]),
+    value=st.one_of(ASCII_TEXT, ANY_TEXT),
+)
+def test_every_header_is_folded_as_the_legacy_policy_folds_it(name, value):
+    expected = compat32.clone(linesep="\r\n").fold_binary(name, value)
+
+    assert MESSAGE_POLICY.clone(linesep="\r\n").fold_binary(name, value) == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(address=st.emails())
+def test_a_bare_address_makes_the_envelope_recipient_the_full_parse_makes(address):
+    assert sanitize_address(("", address), "utf-8") == sanitize_address(address, "utf-8")
