@@ -83,8 +83,18 @@ def alert_inbox(request):
 
 
 def account_alerts_context(request, account):
-    """The account's open and acknowledged alerts for its page (one query)."""
-    alerts = alert_rows(request.tenant).active().filter(account=account).order_by("-opened_at", "-id")
+    """The account's open and acknowledged alerts for its page (one query).
+
+    Joined with what their rows show there: not the account, which is the
+    page's, nor who resolved them, as none is resolved.
+    """
+    alerts = (
+        Alert.objects.for_tenant(request.tenant)
+        .active()
+        .filter(account=account)
+        .select_related("rule", "acknowledged_by")
+        .order_by("-opened_at", "-id")
+    )
     return {"account_alerts": list(alerts[:ACCOUNT_ALERTS_SHOWN])}
 
 

@@ -15,12 +15,13 @@ from csplatform.customers.models import Account
 from csplatform.tenancy.decorators import tenant_page
 from csplatform.tenancy.models import Role
 from csplatform.tenancy.summaries import tenant_summaries_forget, tenant_summary
+from csplatform.tenancy.timezones import tenant_today
 
 from .forms import BoardMoveForm, MoveStageForm
 from .models import AccountStage, StageTransition
 from .selectors import kpi_median_days_in_stage, stages_in_order
 from .services import account_move_stage
-from .sla import days_in_stage_expression, sla_status_expression
+from .sla import days_in_stage, days_in_stage_expression, sla_status, sla_status_expression
 
 CARDS_PER_STAGE = 12
 # The account page shows the latest moves; the API pages through all of them.
@@ -203,21 +204,21 @@ def account_lifecycle_context(request, account, *, form=None, stages=None):
     """The account page's lifecycle section: current stage, the move form and the stage timeline."""
     tenant = request.tenant
     stages = stages if stages is not None else stages_in_order(tenant=tenant)
-    state = (
-        AccountStage.objects.for_tenant(tenant)
-        .select_related("stage")
-        .annotate(days_in_stage=days_in_stage_expression(tenant), sla_status=sla_status_expression(tenant))
-        .filter(account=account)
-        .first()
-    )
+    # Every stage of the tenant is loaded already: named from these, the account's stage and its moves need no
+    # join, which would cost more to plan than this; one row's days and SLA are computed here as well.
+    stage_by_id = {stage.pk: stage for stage in stages}
+    state = AccountStage.objects.for_tenant(tenant).filter(account=account).first()
+    if state is not None:
+        # A stage added since the list was read is read on its own.
+        state.stage = stage_by_id.get(state.stage_id) or state.stage
+        state.days_in_stage = days_in_stage(state.entered_day, tenant_today(tenant))
+        state.sla_status = sla_status(state.days_in_stage, state.stage.expected_days)
     timeline = list(
         StageTransition.objects.for_tenant(tenant)
         .filter(account=account)
         .select_related("by_user")
         .order_by("-at", "-id")[:TIMELINE_MOVES]
     )
-    # Every stage of the tenant is loaded already; joining them into the query would cost more to plan than this.
-    stage_by_id = {stage.pk: stage for stage in stages}
     for move in timeline:
         move.from_stage = stage_by_id.get(move.from_stage_id)
         move.to_stage = stage_by_id.get(move.to_stage_id)
