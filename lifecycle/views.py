@@ -205,11 +205,11 @@ def account_lifecycle_context(request, account, *, form=None, stages=None):
     tenant = request.tenant
     stages = stages if stages is not None else stages_in_order(tenant=tenant)
     # Every stage of the tenant is loaded already: named from these, the account's stage and its moves need no
-    # join, which would cost more to plan than this; one row's days and SLA are computed here as well.
+    # join, which would cost more to plan than this (a stage added since is read on its own). The one row's
+    # days in stage and SLA are computed here too.
     stage_by_id = {stage.pk: stage for stage in stages}
     state = AccountStage.objects.for_tenant(tenant).filter(account=account).first()
     if state is not None:
-        # A stage added since the list was read is read on its own.
         state.stage = stage_by_id.get(state.stage_id) or state.stage
         state.days_in_stage = days_in_stage(state.entered_day, tenant_today(tenant))
         state.sla_status = sla_status(state.days_in_stage, state.stage.expected_days)
@@ -220,8 +220,8 @@ def account_lifecycle_context(request, account, *, form=None, stages=None):
         .order_by("-at", "-id")[:TIMELINE_MOVES]
     )
     for move in timeline:
-        move.from_stage = stage_by_id.get(move.from_stage_id)
-        move.to_stage = stage_by_id.get(move.to_stage_id)
+        move.from_stage = stage_by_id.get(move.from_stage_id) or move.from_stage
+        move.to_stage = stage_by_id.get(move.to_stage_id) or move.to_stage
     if form is None and state is not None:
         # Offer the next stage, or for the last one the first other stage: never where the account already is.
         others = [stage for stage in stages if stage.pk != state.stage_id]

@@ -261,7 +261,8 @@ def account_playbooks_context(request, account):
         .order_by("-started_at", "-id")[:ACCOUNT_RUNS_SHOWN]
     )
     for run in runs:
-        run.playbook = playbook_by_id[run.playbook_id]
+        # A playbook added since the list was read is read on its own.
+        run.playbook = playbook_by_id.get(run.playbook_id) or run.playbook
     members = tenant_members(tenant)
     return {
         "runs": runs,
