@@ -20,10 +20,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from csplatform.sql import parameters
+from csplatform.tenancy.models import Tenant
 from csplatform.tenancy.rls import dangerously_bypass_rls, tenant_context
 
 from .mail import Outbox, TransientSendError
-from .models import EmailStatus, OutboundEmail, Run, RunStatus, StepRun, StepRunStatus
+from .models import EmailStatus, OutboundEmail, Playbook, Run, RunStatus, Step, StepRun, StepRunStatus
 from .services import playbook_steps, run_end, runs_end
 from .steps import EXECUTORS, BatchFacts, PermanentStepError, StepContext, faces_customer
 
@@ -89,14 +90,17 @@ def steps_run_due(*, now=None, limit=100):
 
 
 def _load(step_run_ids):
-    """The claimed StepRuns with their steps, in claim order; preparing them reads their runs, locked."""
+    """The claimed StepRuns with their steps, in claim order; preparing them reads their runs, locked.
+
+    A batch's steps share a few steps and tenants: each is read once, not once per StepRun.
+    """
     with dangerously_bypass_rls():
-        rows = (
-            StepRun.objects.dangerously_all_tenants()
-            .select_related("step", "tenant")
-            .filter(pk__in=step_run_ids, status=StepRunStatus.RUNNING)
-            .in_bulk()
-        )
+        claimed = StepRun.objects.dangerously_all_tenants().filter(pk__in=step_run_ids, status=StepRunStatus.RUNNING)
+        rows = claimed.in_bulk()
+        steps = Step.objects.dangerously_all_tenants().in_bulk({row.step_id for row in rows.values()})
+        tenants = Tenant.objects.in_bulk({row.tenant_id for row in rows.values()})
+    for row in rows.values():
+        row.step, row.tenant = steps[row.step_id], tenants[row.tenant_id]
     return [rows[pk] for pk in step_run_ids if pk in rows]
 
 
@@ -197,13 +201,15 @@ def _prepare_in_one_transaction(step_runs, now, *, isolated):
         runs = (
             Run.objects.for_tenant(tenant)
             .select_for_update(of=("self",))
-            .select_related("playbook", "account__owner")
+            .select_related("account__owner")
             .filter(pk__in={step_run.run_id for step_run in step_runs})
             .order_by("pk")
             .in_bulk()
         )
+        playbooks = Playbook.objects.for_tenant(tenant).in_bulk({run.playbook_id for run in runs.values()})
         for step_run in step_runs:
             step_run.run = runs[step_run.run_id]
+            step_run.run.playbook = playbooks[step_run.run.playbook_id]
         facts = BatchFacts(tenant=tenant, step_runs=step_runs)
         for step_run in step_runs:
             try:
