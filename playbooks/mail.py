@@ -138,25 +138,22 @@ def _is_permanent(exc):
 
 
 def _mark_sent(emails, now=None):
-    """Commit queued -> sent for these emails, as read from their tenant (sent at `now`, else the current time).
+    """Commit queued -> sent for these emails of one tenant (sent at `now`, else the current time).
 
     Returns the ids it marked; a row that left the queued state meanwhile
     (another worker sent it) is not marked, and its message must not end.
     One `UPDATE … RETURNING`, its own transaction outside an atomic block:
     the mark costs the sender one round trip and one commit per group.
-    The rows are found by primary key alone. With the tenant in the
-    condition too, statistics taken before a burst of new emails (a new
-    tenant's first campaign) lead the planner to walk the tenant's whole
-    outbox for every mark.
     """
+    (tenant_id,) = {email.tenant_id for email in emails}
     ids = [email.pk for email in emails]
     table = connection.ops.quote_name(OutboundEmail._meta.db_table)
     sent_at = connection.ops.adapt_datetimefield_value(now or timezone.now())
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET status = %s, sent_at = %s, attempts = attempts + 1, error = '' "
-            f"WHERE id IN {parameters(len(ids))} AND status = %s RETURNING id",
-            [EmailStatus.SENT, sent_at, *ids, EmailStatus.QUEUED],
+            f"WHERE tenant_id = %s AND status = %s AND id IN {parameters(len(ids))} RETURNING id",
+            [EmailStatus.SENT, sent_at, tenant_id, EmailStatus.QUEUED, *ids],
         )
         return {row[0] for row in cursor.fetchall()}
 

@@ -2,7 +2,7 @@ from django.db import models
 from django.db.models import Q
 
 from csplatform.customers.models import Account, Contact
-from csplatform.tenancy.models import TenantModel, User
+from csplatform.tenancy.models import TenantModel, User, tenant_key
 
 
 class TriggerType(models.TextChoices):
@@ -189,6 +189,7 @@ class EmailStatus(models.TextChoices):
 class OutboundEmail(TenantModel):
     """An email the platform sends, stored before it is sent; sending reads this row."""
 
+    tenant = tenant_key(db_index=False)
     account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.CASCADE, related_name="emails")
     contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     step_run = models.ForeignKey(StepRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="emails")
