@@ -160,6 +160,8 @@ def board_context(request, *, failed_move=None, moved=None):
                 "moved_out": summary["moved_out"].get(stage.pk, 0),
                 "cards": cards,
                 "more": max(total - len(cards), 0),
+                # Where a card of this column can move: every other stage.
+                "move_stages": [other for other in stages if other.pk != stage.pk],
             }
         )
     context["columns"] = columns

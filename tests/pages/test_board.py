@@ -79,6 +79,24 @@ def test_a_move_without_a_reason_is_refused_on_its_card(signed_in, tenant, stage
     assert AccountStage.objects.for_tenant(tenant).get(account=account).stage == stages["onboarding"]
 
 
+def test_a_card_offers_every_other_stage_and_a_refused_move_keeps_the_stage_chosen(signed_in, tenant, stages):
+    account = AccountFactory(tenant=tenant, name="Stays Put")
+    place(account, stages["onboarding"])
+    offered = f'<select name="stage" id="move-{account.pk}-stage">'
+
+    def options(html):
+        card = column(html, "onboarding")
+        return card[card.index(offered) : card.index("</select>", card.index(offered))]
+
+    board = options(signed_in.get("/t/alpha/board/").content.decode())
+    assert '<option value="adoption">Adoption</option>' in board and '<option value="renewal">' in board
+    assert 'value="onboarding"' not in board and "selected" not in board
+    refused = signed_in.post(
+        "/t/alpha/board/move/", {"account": account.pk, "stage": "renewal", "reason": ""}, HTTP_HX_REQUEST="true"
+    )
+    assert '<option value="renewal" selected>' in options(refused.content.decode())
+
+
 def test_a_plain_form_move_redirects_back_to_the_board(signed_in, tenant, stages):
     account = AccountFactory(tenant=tenant)
     place(account, stages["onboarding"])
