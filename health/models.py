@@ -120,9 +120,12 @@ class HealthScore(TenantModel):
         return bool(self.override_at)
 
     def override_active(self, now=None):
-        if not self.has_override:
-            return False
-        return self.override_expires_at is None or self.override_expires_at > (now or timezone.now())
+        return override_in_force(self.override_at, self.override_expires_at, now or timezone.now())
+
+
+def override_in_force(override_at, override_expires_at, now):
+    """Whether an override set at `override_at` (None: no override) is still in force at `now`."""
+    return bool(override_at) and (override_expires_at is None or override_expires_at > now)
 
 
 class HealthSnapshot(TenantModel):

@@ -1,6 +1,7 @@
 """Health writes: scorecard configuration, scoring the accounts, overrides."""
 
 import datetime as dt
+from collections import namedtuple
 
 from django.db import transaction
 from django.db.models import Max, Q
@@ -16,7 +17,7 @@ from csplatform.tenancy.timezones import tenant_today, tenant_zone
 from lifecycle.models import StageTransition
 
 from .measures import ACCOUNT_FIELD_SOURCES, ATTRIBUTE_SOURCE, clean_measures
-from .models import HealthScore, HealthSettings, HealthSnapshot, Scorecard, ScorecardVersion
+from .models import HealthScore, HealthSettings, HealthSnapshot, Scorecard, ScorecardVersion, override_in_force
 from .scoring import score_account
 
 CHUNK_SIZE = 1000
@@ -300,17 +301,21 @@ def _attnames(model, names):
 # Overrides as the columns read and written (override_by_id, not the user it points to).
 OVERRIDE_COLUMNS = _attnames(HealthScore, OVERRIDE_FIELDS)
 EMPTY_OVERRIDE_COLUMNS = dict(zip(OVERRIDE_COLUMNS, EMPTY_OVERRIDE.values()))
-HEALTH_UPDATE_FIELDS = [
+# What scoring decides; a row whose columns all hold it already is left alone but for computed_at.
+SCORED_FIELDS = [
     "score", "colour", "breakdown", "scorecard_version", "computed_score", "computed_colour", "delta_7d", "delta_30d",
-    "computed_at", *OVERRIDE_FIELDS,
 ]
+HEALTH_UPDATE_FIELDS = [*SCORED_FIELDS, "computed_at", *OVERRIDE_FIELDS]
 SNAPSHOT_FIELDS = ["score", "colour", "breakdown", "scorecard_version"]
 SNAPSHOT_COLUMNS = _attnames(HealthSnapshot, SNAPSHOT_FIELDS)
 
 
-def _unchanged(stored, columns):
-    """Whether the stored row (None when there is none) already holds these column values."""
-    return stored is not None and all(getattr(stored, name) == value for name, value in columns.items())
+class StoredHealth(namedtuple("StoredHealth", _attnames(HealthScore, SCORED_FIELDS) + OVERRIDE_COLUMNS)):
+    """An account's health row as scoring reads it: the columns it compares and keeps, without building a
+    model instance for each of a chunk's thousands of rows."""
+
+    def override_active(self, now):
+        return override_in_force(self.override_at, self.override_expires_at, now)
 
 
 def _scoring_rows(tenant, ids):
@@ -333,8 +338,11 @@ def _score_chunk(tenant, ids, context, today, stages):
     now = timezone.now()
     accounts = _scoring_rows(tenant, ids)
     current = {
-        health.account_id: health
-        for health in HealthScore.objects.for_tenant(tenant).select_for_update().filter(account_id__in=Ids(ids))
+        account_id: StoredHealth(*columns)
+        for account_id, *columns in HealthScore.objects.for_tenant(tenant)
+        .select_for_update()
+        .filter(account_id__in=Ids(ids))
+        .values_list("account_id", *StoredHealth._fields)
     }
     week_ago, month_ago = today - dt.timedelta(days=7), today - dt.timedelta(days=30)
     held = HealthSnapshot.objects.for_tenant(tenant).filter(account_id__in=Ids(ids))
@@ -368,7 +376,7 @@ def _score_chunk(tenant, ids, context, today, stages):
             "delta_30d": _delta(result.score, past_scores.get((account_id, month_ago))),
             **override,
         }
-        if _unchanged(health, columns):
+        if health == StoredHealth(**columns):
             unchanged.append(account_id)
         else:
             health_rows.append(HealthScore(tenant=tenant, account_id=account_id, computed_at=now, **columns))
