@@ -33,9 +33,11 @@ def _days_since_signup(signup_date, today):
     return (today - signup_date).days
 
 
-def _latest(*days):
-    days = [day for day in days if day is not None]
-    return max(days) if days else None
+def _later(day, other):
+    """The later of two days, either of which may be unknown (None)."""
+    if day is None or other is None:
+        return other if day is None else day
+    return max(day, other)
 
 
 def _account_chunks(tenant, account_ids):
@@ -103,9 +105,9 @@ def _compute_chunk(tenant, accounts, plan, today):
             # Seen after the day computed for (a past day replayed): the rollups of the windows tell
             # when it was last seen up to that day.
             last_seen = None
-        account_last_day[contact["account_id"]] = _latest(account_last_day.get(contact["account_id"]), last_seen)
+        account_last_day[contact["account_id"]] = _later(account_last_day.get(contact["account_id"]), last_seen)
         contact_values[contact["id"]] = {
-            "days_since_last_seen": _days_between(_latest(contact_last_day.get(key), last_seen), today),
+            "days_since_last_seen": _days_between(_later(contact_last_day.get(key), last_seen), today),
             **plan.contact_defaults,
             **contact_events.get(key, {}),
         }

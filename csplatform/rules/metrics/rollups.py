@@ -61,15 +61,26 @@ def trend_percent(current, before):
     return round((current - before) * 100 / before, 1)
 
 
-def _spec_value(spec, current, before):
-    """A spec's value from its aggregate (and, for a trend, the aggregate of the window before)."""
-    if spec.aggregation == Aggregation.TREND:
-        return trend_percent(current or 0, before or 0)
-    return current or 0
+def _columns(specs, prefix):
+    """`(key, aggregate, aggregate of the window before)` of each spec, the aggregates named by `prefix`
+    and the spec's place; only a trend has a window before."""
+    return [
+        (spec.key, f"{prefix}{i}", f"{prefix}{i}_before" if spec.aggregation == Aggregation.TREND else None)
+        for i, spec in enumerate(specs)
+    ]
 
 
-def _rollup_value(spec, row, name):
-    return _spec_value(spec, row[name], row.get(f"{name}_before"))
+def _values(columns, row):
+    """`{key: value}` of one row of aggregates, for `columns` as `_columns` gives them (or their indexes).
+
+    A count is its aggregate, zero when there was none; a trend compares its
+    window with the one before. Called for every row of a chunk, hence one
+    comprehension rather than a call per value.
+    """
+    return {
+        key: row[current] or 0 if before is None else trend_percent(row[current] or 0, row[before] or 0)
+        for key, current, before in columns
+    }
 
 
 def _as_date(value):
@@ -115,10 +126,8 @@ class Rollups:
             for suffix, aggregate in _rollup_aggregates(spec, self.today).items()
         }
         rows = self._base(DailyRollup, group, self._start(specs)).filter(count__gt=0).annotate(**aggregates)
-        return {
-            key: {spec.key: _rollup_value(spec, row, f"m{i}") for i, spec in enumerate(specs)}
-            for key, row in self._keyed(rows, group).items()
-        }
+        columns = _columns(specs, "m")
+        return {key: _values(columns, row) for key, row in self._keyed(rows, group).items()}
 
     def distinct_values(self, specs):
         """One query: the number of distinct values of each spec's text property over its window."""
@@ -170,16 +179,17 @@ class Rollups:
             for i, spec in enumerate(account_specs)
             for suffix in _SHARE_SUFFIXES[spec.aggregation]
         ]
-        contact_columns = [(spec, column[f"c{i}"], column.get(f"c{i}_before")) for i, spec in enumerate(contact_specs)]
+        contact_columns = [
+            (key, column[current], None if before is None else column[before])
+            for key, current, before in _columns(contact_specs, "c")
+        ]
+        account_columns = _columns(account_specs, "a")
         contact_values, last_days, account_last_days, rows_by_account = {}, {}, {}, {}
         for row in rows:
             key = (row[0], row[1])
             last_days[key] = day = _as_date(row[last_day])
             account_last_days[row[0]] = max(day, account_last_days.get(row[0], day))
-            contact_values[key] = {
-                spec.key: _spec_value(spec, row[current], None if before is None else row[before])
-                for spec, current, before in contact_columns
-            }
+            contact_values[key] = _values(contact_columns, row)
             rows_by_account.setdefault(row[0], []).append(row)
         account_values = {}
         for account_id, account_rows in rows_by_account.items():
@@ -191,9 +201,7 @@ class Rollups:
                     totals[name] = len(shares_of_contacts) - shares_of_contacts.count(0)
                 else:
                     totals[name] = sum(filter(None, shares_of_contacts))
-            account_values[account_id] = {
-                spec.key: _rollup_value(spec, totals, f"a{i}") for i, spec in enumerate(account_specs)
-            }
+            account_values[account_id] = _values(account_columns, totals)
         quiet = [account_id for account_id in self.account_ids if account_id not in account_last_days]
         account_last_days.update(self._last_days_before(quiet, start))
         return account_values, contact_values, last_days, account_last_days
