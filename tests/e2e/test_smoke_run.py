@@ -73,7 +73,8 @@ class Run:
         try:
             with urllib.request.urlopen(f"{self.url}/readyz", timeout=5) as response:
                 return response.status == 200
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            # Not answering yet, or too slowly while the worker and beat start beside it.
             return False
 
     def started_pids(self):
