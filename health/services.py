@@ -4,7 +4,7 @@ import datetime as dt
 from collections import namedtuple
 
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
 from csplatform.customers.models import Account
@@ -307,7 +307,6 @@ SCORED_FIELDS = [
 ]
 HEALTH_UPDATE_FIELDS = [*SCORED_FIELDS, "computed_at", *OVERRIDE_FIELDS]
 SNAPSHOT_FIELDS = ["score", "colour", "breakdown", "scorecard_version"]
-SNAPSHOT_COLUMNS = _attnames(HealthSnapshot, SNAPSHOT_FIELDS)
 
 
 class StoredHealth(namedtuple("StoredHealth", _attnames(HealthScore, SCORED_FIELDS) + OVERRIDE_COLUMNS)):
@@ -316,6 +315,10 @@ class StoredHealth(namedtuple("StoredHealth", _attnames(HealthScore, SCORED_FIEL
 
     def override_active(self, now):
         return override_in_force(self.override_at, self.override_expires_at, now)
+
+
+# Today's snapshot as scoring reads it: its columns but the breakdown, and whether that is the health row's.
+StoredSnapshot = namedtuple("StoredSnapshot", ["score", "colour", "scorecard_version_id", "holds_health_breakdown"])
 
 
 def _scoring_rows(tenant, ids):
@@ -352,9 +355,16 @@ def _score_chunk(tenant, ids, context, today, stages):
             "account_id", "day", "score"
         )
     }
+    # Today's snapshots without their breakdowns: whether each holds the breakdown of its account's health row
+    # is asked of the database, which compares them where they lie instead of sending and decoding both.
+    same_breakdown = HealthScore.objects.for_tenant(tenant).filter(
+        account_id=OuterRef("account_id"), breakdown=OuterRef("breakdown")
+    )
     held_today = {
-        account_id: dict(zip(SNAPSHOT_COLUMNS, values))
-        for account_id, *values in held.filter(day=today).values_list("account_id", *SNAPSHOT_COLUMNS)
+        account_id: StoredSnapshot(*values)
+        for account_id, *values in held.filter(day=today)
+        .annotate(holds_health_breakdown=Exists(same_breakdown))
+        .values_list("account_id", *StoredSnapshot._fields)
     }
     health_rows, unchanged, snapshots, changed = [], [], [], []
     for account_id, metric_values, mrr, attributes, stage_id in accounts:
@@ -384,7 +394,7 @@ def _score_chunk(tenant, ids, context, today, stages):
             "score": result.score, "colour": result.colour, "breakdown": result.breakdown,
             "scorecard_version_id": version.pk,
         }
-        if held_today.get(account_id) != snapshot:
+        if not _snapshot_holds(held_today.get(account_id), snapshot, health):
             snapshots.append(HealthSnapshot(tenant=tenant, account_id=account_id, day=today, **snapshot))
         if (health.colour if health else "") != colour:
             changed.append(account_id)
@@ -398,6 +408,20 @@ def _score_chunk(tenant, ids, context, today, stages):
         snapshots, update_conflicts=True, unique_fields=["tenant", "account", "day"], update_fields=SNAPSHOT_FIELDS,
     )
     return changed
+
+
+def _snapshot_holds(stored, snapshot, health):
+    """Whether today's stored snapshot already holds `snapshot`: the same score, colour and scorecard version,
+    and a breakdown the database found equal to the health row's (`health`, read before scoring), which is
+    equal to the new one."""
+    return (
+        stored is not None
+        and stored.holds_health_breakdown
+        and health is not None
+        and health.breakdown == snapshot["breakdown"]
+        and (stored.score, stored.colour, stored.scorecard_version_id)
+        == (snapshot["score"], snapshot["colour"], snapshot["scorecard_version_id"])
+    )
 
 
 def _delta(score, past_score):

@@ -44,6 +44,44 @@ def test_a_second_run_on_the_same_day_updates_the_one_snapshot_of_that_day(tenan
     assert snapshots[0].breakdown[0]["value"] == 16
 
 
+def test_scoring_again_with_nothing_changed_writes_no_snapshot(tenant, default_card):
+    ids = [make_account(tenant, logins_30d=i).pk for i in range(3)]
+    health_score(tenant=tenant, account_ids=ids)
+
+    with CaptureQueriesContext(connection) as context:
+        health_score(tenant=tenant, account_ids=ids)
+
+    snapshot_table = HealthSnapshot._meta.db_table
+    assert not [q["sql"] for q in context.captured_queries if q["sql"].startswith(f'INSERT INTO "{snapshot_table}"')]
+
+
+def test_todays_snapshot_that_parted_from_the_health_row_is_written_again_with_the_scored_values(tenant, default_card):
+    account = make_account(tenant, logins_30d=16)
+    health_score(tenant=tenant, account_ids=[account.pk])
+    scored = HealthSnapshot.objects.for_tenant(tenant).get(account=account)
+    # Same score and colour, another breakdown: as a day replayed with other values leaves it.
+    HealthSnapshot.objects.for_tenant(tenant).filter(pk=scored.pk).update(breakdown=[{"value": 1}])
+
+    health_score(tenant=tenant, account_ids=[account.pk])
+
+    assert HealthSnapshot.objects.for_tenant(tenant).get(account=account).breakdown == scored.breakdown
+
+
+def test_a_health_row_that_parted_from_todays_snapshot_does_not_stop_the_snapshot_from_being_corrected(
+    tenant, default_card
+):
+    account = make_account(tenant, logins_30d=16)
+    health_score(tenant=tenant, account_ids=[account.pk])
+    scored = HealthSnapshot.objects.for_tenant(tenant).get(account=account)
+    HealthSnapshot.objects.for_tenant(tenant).filter(pk=scored.pk).update(breakdown=[{"value": 1}])
+    HealthScore.objects.for_tenant(tenant).filter(account=account).update(breakdown=[{"value": 1}])
+
+    health_score(tenant=tenant, account_ids=[account.pk])
+
+    assert HealthSnapshot.objects.for_tenant(tenant).get(account=account).breakdown == scored.breakdown
+    assert health_of(account).breakdown == scored.breakdown
+
+
 def test_returns_the_accounts_whose_colour_changed(tenant, default_card):
     steady = make_account(tenant, logins_30d=20)
     falling = make_account(tenant, logins_30d=20)
