@@ -1,11 +1,13 @@
 """ComputedJSONField: stored metric values read back as JSONField reads them, through the model and through a join."""
 
+import json
 import math
 
 from django.db import connection
 from django.utils import timezone
 
 from csplatform.customers.models import Account
+from csplatform.fields import OrjsonEncoder
 from csplatform.rules.models import AccountMetrics
 from tests.factories import AccountFactory
 
@@ -32,3 +34,16 @@ def test_text_the_fast_decoder_refuses_is_read_the_standard_way():
     value = field.from_db_value('{"average": NaN, "seen": "\\ud800"}', None, connection)
 
     assert math.isnan(value["average"]) and value["seen"] == "\ud800"
+
+
+def test_values_the_fast_encoder_refuses_are_written_the_standard_way(tenant):
+    awkward = {"beyond_64_bits": 2**70, 7: "a key that is not a string"}
+
+    assert json.dumps(awkward, cls=OrjsonEncoder) == json.dumps(awkward)
+    account = store(tenant, awkward)
+    stored = AccountMetrics.objects.for_tenant(tenant).get(account=account).values
+    assert stored["7"] == "a key that is not a string" and stored["beyond_64_bits"] == 2**70
+
+
+def test_the_fast_encoder_writes_what_the_standard_one_reads_back_the_same():
+    assert json.loads(json.dumps(VALUES, cls=OrjsonEncoder)) == VALUES
