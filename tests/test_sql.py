@@ -1,19 +1,19 @@
-"""The bulk SQL helpers: `Ids` filters as a plain `__in` list does, and `upsert` applies its conflict action."""
+"""The bulk SQL helpers: `IdIn` filters as a plain `__in` list does, and `upsert` applies its conflict action."""
 
 import datetime as dt
 
 from django.utils import timezone
 
 from csplatform.customers.models import Account, DirtyAccount
-from csplatform.sql import Ids, upsert
+from csplatform.sql import IdIn, upsert
 from tests.factories import AccountFactory
 
 
-def test_ids_select_the_same_rows_as_a_plain_in_list(tenant):
+def test_id_in_selects_the_same_rows_as_a_plain_in_list(tenant):
     accounts = AccountFactory.create_batch(4, tenant=tenant)
     wanted = [accounts[0].pk, accounts[2].pk, accounts[3].pk + 1000]
 
-    through_ids = Account.objects.for_tenant(tenant).filter(pk__in=Ids(wanted))
+    through_ids = Account.objects.for_tenant(tenant).filter(IdIn("pk", wanted))
     through_list = Account.objects.for_tenant(tenant).filter(pk__in=wanted)
 
     assert sorted(through_ids.values_list("pk", flat=True)) == sorted(through_list.values_list("pk", flat=True))
@@ -25,9 +25,9 @@ def test_no_ids_match_nothing_when_reading_updating_and_deleting(tenant):
     DirtyAccount.objects.create(tenant=tenant, account=account, dirty_at=timezone.now())
     marks = DirtyAccount.objects.for_tenant(tenant)
 
-    assert list(marks.filter(account_id__in=Ids([]))) == []
-    assert marks.filter(account_id__in=Ids([])).update(dirty_at=timezone.now()) == 0
-    marks.filter(account_id__in=Ids([])).delete()
+    assert list(marks.filter(IdIn("account_id", []))) == []
+    assert marks.filter(IdIn("account_id", [])).update(dirty_at=timezone.now()) == 0
+    marks.filter(IdIn("account_id", [])).delete()
 
     assert marks.count() == 1
 

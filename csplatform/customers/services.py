@@ -5,7 +5,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from csplatform.sql import Ids
+from csplatform.sql import IdIn
 
 from .models import Account, Contact, DirtyAccount
 
@@ -199,9 +199,9 @@ def dirty_marks_clear(*, tenant, account_ids, read_at):
     """
     marks = DirtyAccount.objects.for_tenant(tenant)
     cleared = (
-        marks.filter(account_id__in=Ids(account_ids), dirty_at__lte=read_at).order_by("account_id").select_for_update()
+        marks.filter(IdIn("account_id", account_ids), dirty_at__lte=read_at).order_by("account_id").select_for_update()
     )
-    marks.filter(account_id__in=Ids(list(cleared.values_list("account_id", flat=True)))).delete()
+    marks.filter(IdIn("account_id", list(cleared.values_list("account_id", flat=True)))).delete()
 
 
 def accounts_changed(tenant):
