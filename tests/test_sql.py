@@ -2,9 +2,11 @@
 
 import datetime as dt
 
+import pytest
+from django.db import DataError, connection
 from django.utils import timezone
 
-from csplatform.customers.models import Account, DirtyAccount
+from csplatform.customers.models import Account, DirtyAccount, UsageEvent
 from csplatform.sql import IdIn, upsert
 from tests.factories import AccountFactory
 
@@ -45,3 +47,36 @@ def test_upsert_inserts_new_rows_and_applies_its_action_to_existing_ones(tenant)
 
     marks = dict(DirtyAccount.objects.for_tenant(tenant).values_list("account_id", "dirty_at"))
     assert marks == {marked.pk: now, unmarked.pk: now}
+
+
+def test_upsert_stores_text_json_times_and_missing_values_as_the_orm_does(tenant):
+    account = AccountFactory(tenant=tenant)
+    at = timezone.now()
+    awkward = 'a "quoted", back\\slashed {braced} NULL value'
+    rows = [
+        (tenant.pk, "m-1", account.pk, None, awkward, at, {"say": awkward, "n": [1, 2.5, None]}, at),
+        (tenant.pk, "m-2", account.pk, None, "", at, {}, at),
+    ]
+
+    upsert(
+        UsageEvent, ["tenant", "message_id", "account", "contact", "event", "timestamp", "properties", "received_at"],
+        rows, conflict=["tenant", "message_id"], action="DO NOTHING",
+    )
+
+    stored = UsageEvent.objects.for_tenant(tenant).order_by("message_id")
+    assert [(e.message_id, e.contact_id, e.event, e.timestamp, e.properties) for e in stored] == [
+        ("m-1", None, awkward, at, {"say": awkward, "n": [1, 2.5, None]}),
+        ("m-2", None, "", at, {}),
+    ]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite does not enforce a column's length")
+def test_upsert_refuses_a_value_longer_than_its_column_instead_of_cutting_it(tenant):
+    account = AccountFactory(tenant=tenant)
+
+    with pytest.raises(DataError):
+        upsert(
+            UsageEvent, ["tenant", "message_id", "account", "event", "timestamp", "received_at"],
+            [(tenant.pk, "m-1", account.pk, "e" * 201, timezone.now(), timezone.now())],
+            conflict=["tenant", "message_id"], action="DO NOTHING",
+        )

@@ -16,7 +16,7 @@ from django.db.models.fields.json import KeyTextTransform, compile_json_path
 from django.db.models.functions import Left, TruncDate
 from django.utils import timezone
 
-from csplatform.sql import upsert, value_converter
+from csplatform.sql import row_source, upsert
 
 from .models import Contact, DailyPropertyRollup, DailyRollup, DailyValueRollup, UsageEvent
 from .services import account_mark_dirty
@@ -254,20 +254,17 @@ def _contacts_seen(tenant, events):
     # contact moving only forward. Raw SQL because the ORM has no UPDATE ... FROM.
     quote = connection.ops.quote_name
     table = quote(Contact._meta.db_table)
-    field = Contact._meta.get_field("last_seen_at")
-    column = quote(field.column)
-    convert = value_converter(field, transaction.get_connection())
-    if convert is not None:
-        latest = {contact_id: convert(seen) for contact_id, seen in latest.items()}
+    fields = [Contact._meta.pk, Contact._meta.get_field("last_seen_at")]
+    column = quote(fields[1].column)
+    database = transaction.get_connection()
     items = sorted(latest.items())
     with connection.cursor() as cursor:
         for start in range(0, len(items), CONTACTS_SEEN_CHUNK):
-            chunk = items[start : start + CONTACTS_SEEN_CHUNK]
-            values = ", ".join(["(%s, %s)"] * len(chunk))
+            seen, params = row_source(fields, items[start : start + CONTACTS_SEEN_CHUNK], database)
             cursor.execute(
-                f"WITH seen (contact_id, at) AS (VALUES {values}) "
+                f"WITH seen (contact_id, at) AS ({seen}) "
                 f"UPDATE {table} SET {column} = seen.at FROM seen "
                 f"WHERE {table}.id = seen.contact_id AND {table}.tenant_id = %s "
                 f"AND ({table}.{column} IS NULL OR {table}.{column} < seen.at)",
-                [*(param for pair in chunk for param in pair), tenant.pk],
+                [*params, tenant.pk],
             )

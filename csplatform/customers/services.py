@@ -156,7 +156,7 @@ def account_mark_dirty(*, tenant, account_ids, now=None):
     account_ids = list(account_ids)
     for start in range(0, len(account_ids), LOOKUP_CHUNK):
         chunk = account_ids[start : start + LOOKUP_CHUNK]
-        dirty_marks_set(tenant=tenant, accounts=Account.objects.for_tenant(tenant).filter(pk__in=chunk), now=now)
+        dirty_marks_set(tenant=tenant, accounts=Account.objects.for_tenant(tenant).filter(IdIn("pk", chunk)), now=now)
     accounts_changed(tenant)
 
 
