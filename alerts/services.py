@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from csplatform.customers.models import Account, Contact
 from csplatform.rules import CriteriaError, annotate_matches, compile_criteria, load_criteria
-from csplatform.sql import IdIn
+from csplatform.sql import OneOf
 from csplatform.tenancy.models import Membership, Role, User
 from csplatform.tenancy.services import audit_record
 
@@ -192,9 +192,9 @@ def segments_refresh(*, tenant, account_ids, segments=None, now=None):
 def _matching(tenant, subject, conditions, account_ids, now):
     """`(account id, contact id or None, *whether it matches each condition)` of the chunk's accounts or contacts."""
     if subject == Subject.CONTACT:
-        contacts = Contact.objects.for_tenant(tenant).filter(IdIn("account_id", account_ids)).order_by()
+        contacts = Contact.objects.for_tenant(tenant).filter(OneOf("account_id", account_ids)).order_by()
         return annotate_matches(contacts, conditions, now=now).values_list("account_id", "pk", *conditions)
-    accounts = Account.objects.for_tenant(tenant).filter(IdIn("pk", account_ids)).order_by()
+    accounts = Account.objects.for_tenant(tenant).filter(OneOf("pk", account_ids)).order_by()
     rows = annotate_matches(accounts, conditions, now=now).values_list("pk", *conditions)
     return ((account_id, None, *matches) for account_id, *matches in rows)
 
@@ -213,7 +213,7 @@ def _refresh_chunk(tenant, subject, segments, account_ids, now):
     members = (
         SegmentMembership.objects.for_tenant(tenant)
         .current()
-        .filter(IdIn("account_id", account_ids), segment_id__in=list(matched))
+        .filter(OneOf("account_id", account_ids), segment_id__in=list(matched))
         .order_by()
         .values_list("pk", "segment_id", "account_id", "contact_id")
     )
@@ -378,7 +378,7 @@ def _evaluate_chunk(tenant, rules, account_ids, now):
     locked = AlertRule.objects.for_tenant(tenant).select_for_update().filter(pk__in=list(by_id)).order_by("pk")
     list(locked.values("pk"))
     conditions = {f"rule_{rule.pk}": criteria for rule, criteria in rules}
-    accounts = Account.objects.for_tenant(tenant).filter(IdIn("pk", account_ids)).order_by("pk")
+    accounts = Account.objects.for_tenant(tenant).filter(OneOf("pk", account_ids)).order_by("pk")
     matched = {rule_id: {} for rule_id in by_id}
     for account_id, account_name, *matches in annotate_matches(accounts, conditions, now=now).values_list(
         "pk", "name", *conditions
@@ -390,7 +390,7 @@ def _evaluate_chunk(tenant, rules, account_ids, now):
     longest_cooldown = max(rule.cooldown_minutes for rule in by_id.values())
     known = (
         Alert.objects.for_tenant(tenant)
-        .filter(IdIn("account_id", account_ids), rule_id__in=list(by_id))
+        .filter(OneOf("account_id", account_ids), rule_id__in=list(by_id))
         .filter(Q(status__in=ACTIVE_STATUSES) | Q(resolved_at__gt=now - dt.timedelta(minutes=longest_cooldown)))
         .order_by()
         .values_list("pk", "rule_id", "account_id", "status", "resolved_at")

@@ -2,7 +2,7 @@
 
 Both handle thousands of rows or ids per statement, where the ORM's work per
 value becomes most of the cost: `upsert` writes rows with an ON CONFLICT
-action of its own (which `bulk_create` cannot take), `IdIn` filters by a
+action of its own (which `bulk_create` cannot take), `OneOf` filters by a
 chunk's ids without preparing each one, and `plain_rows` reads rows without
 converting each value.
 """
@@ -122,17 +122,18 @@ def array_literal(field, database, values):
     if field.get_internal_type() in INTEGER_COLUMN_TYPES:
         return "{" + ",".join("NULL" if value is None else str(value) for value in values) + "}"
     convert = value_converter(field, database)
+    if convert is not None:
+        values = [_unwrapped(convert(value)) for value in values]
+    elements = (
+        "NULL" if value is None else '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        for value in values
+    )
+    return "{" + ",".join(elements) + "}"
 
-    def element(value):
-        if convert is not None:
-            value = convert(value)
-        if value is None:
-            return "NULL"
-        # JSON arrives wrapped for psycopg2; the wrapper writes it with the field's own encoder.
-        text = value.dumps(value.adapted) if isinstance(value, Json) else str(value)
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
-    return "{" + ",".join(map(element, values)) + "}"
+def _unwrapped(value):
+    # JSON arrives wrapped for psycopg2; the wrapper writes it with the field's own encoder.
+    return value.dumps(value.adapted) if isinstance(value, Json) else value
 
 
 def plain_rows(queryset):
@@ -149,35 +150,40 @@ def plain_rows(queryset):
         return cursor.fetchall()
 
 
-class IdIn(Func):
-    """`filter(IdIn("account_id", ids))`: the rows whose `account_id` is one of `ids`.
+class OneOf(Func):
+    """`filter(OneOf("account_id", ids))`: the rows whose `account_id` is one of `ids`.
 
-    The pipeline filters every step by its chunk's thousands of ids. A plain
-    `__in` list is prepared value by value (normalised, converted, then given
-    a parameter each), and PostgreSQL parses each of those parameters as a
-    constant of its own before turning the list into `= ANY(array)`: together
-    about 6 ms for 2,000 ids, where one array parameter takes under 2 ms
-    (measured). So on PostgreSQL the ids go as that array, written as one
-    `{1,2,3}` literal, and elsewhere as an `IN` list bound as they are.
-    The ids must be integers, as read from the database; either way they
-    are sent as parameters, never as SQL text.
+    For integer and text columns, with values as read from the database or
+    validated: they are bound as they are. The pipeline filters every step
+    by its chunk's thousands of ids, and ingest looks up each batch's
+    external ids. A plain `__in` list is prepared value by value
+    (normalised, converted, then given a parameter each), and PostgreSQL
+    parses each of those parameters as a constant of its own before turning
+    the list into `= ANY(array)`: together about 6 ms for 2,000 ids, where
+    one array parameter takes under 2 ms (measured). So on PostgreSQL the
+    values go as that array, written as one `array_literal`, and elsewhere
+    as an `IN` list. Either way they are parameters, never SQL text.
     """
 
     output_field = BooleanField()
 
-    def __init__(self, field_name, ids):
+    def __init__(self, field_name, values):
         super().__init__(F(field_name))
-        self.ids = list(ids)
+        self.values = list(values)
 
     def as_sql(self, compiler, connection):
-        if not self.ids:
+        if not self.values:
             # As Django does for an empty `__in` list: the filter matches nothing.
             raise EmptyResultSet
         column, params = compiler.compile(self.source_expressions[0])
-        return f"{column} IN {parameters(len(self.ids))}", [*params, *self.ids]
+        return f"{column} IN {parameters(len(self.values))}", [*params, *self.values]
 
     def as_postgresql(self, compiler, connection):
-        if not self.ids:
+        if not self.values:
             raise EmptyResultSet
         column, params = compiler.compile(self.source_expressions[0])
-        return f"{column} = ANY(%s::bigint[])", [*params, "{" + ",".join(map(str, self.ids)) + "}"]
+        field = self.source_expressions[0].output_field
+        return (
+            f"{column} = ANY(%s::{array_type(field, connection)})",
+            [*params, array_literal(field, connection, self.values)],
+        )

@@ -11,7 +11,7 @@ from csplatform.customers.models import Account
 from csplatform.customers.services import dirty_marks_set
 from csplatform.rules.metrics import BUILTIN_METRICS, metrics_compute
 from csplatform.rules.models import MetricDefinition, MetricSubject
-from csplatform.sql import IdIn
+from csplatform.sql import OneOf
 from csplatform.tenancy.services import audit_record
 from csplatform.tenancy.timezones import tenant_today, tenant_zone
 from lifecycle.models import StageTransition
@@ -325,7 +325,7 @@ def _scoring_rows(tenant, ids):
     """`(id, metric values, mrr, attributes, stage id)` of the chunk's accounts: just what scoring reads."""
     return list(
         Account.objects.for_tenant(tenant)
-        .filter(IdIn("pk", ids))
+        .filter(OneOf("pk", ids))
         .values_list("pk", "metric_values__values", "mrr", "attributes", "lifecycle__stage_id")
     )
 
@@ -344,11 +344,11 @@ def _score_chunk(tenant, ids, context, today, stages):
         account_id: StoredHealth(*columns)
         for account_id, *columns in HealthScore.objects.for_tenant(tenant)
         .select_for_update()
-        .filter(IdIn("account_id", ids))
+        .filter(OneOf("account_id", ids))
         .values_list("account_id", *StoredHealth._fields)
     }
     week_ago, month_ago = today - dt.timedelta(days=7), today - dt.timedelta(days=30)
-    held = HealthSnapshot.objects.for_tenant(tenant).filter(IdIn("account_id", ids))
+    held = HealthSnapshot.objects.for_tenant(tenant).filter(OneOf("account_id", ids))
     past_scores = {
         (account_id, day): score
         for account_id, day, score in held.filter(day__in=[week_ago, month_ago]).values_list(
@@ -403,7 +403,7 @@ def _score_chunk(tenant, ids, context, today, stages):
         update_fields=HEALTH_UPDATE_FIELDS,
     )
     if unchanged:
-        HealthScore.objects.for_tenant(tenant).filter(IdIn("account_id", unchanged)).update(computed_at=now)
+        HealthScore.objects.for_tenant(tenant).filter(OneOf("account_id", unchanged)).update(computed_at=now)
     HealthSnapshot.objects.for_tenant(tenant).bulk_create(
         snapshots, update_conflicts=True, unique_fields=["tenant", "account", "day"], update_fields=SNAPSHOT_FIELDS,
     )

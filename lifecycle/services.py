@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from csplatform.customers.models import Account
 from csplatform.rules import CriteriaError, compile_criteria, load_criteria
-from csplatform.sql import IdIn
+from csplatform.sql import OneOf
 from csplatform.tenancy.services import audit_record
 
 from .models import AccountStage, Stage, StageTransition, TransitionKind
@@ -279,7 +279,7 @@ def _record_moves(tenant, moves, *, kind, reason="", by_user=None, now=None):
             existing_by_stage.setdefault(state.stage_id, []).append(state.pk)
     AccountStage.objects.bulk_create([state for state in states if state.pk is None])
     for stage_id, pks in existing_by_stage.items():
-        AccountStage.objects.for_tenant(tenant).filter(IdIn("pk", pks)).update(
+        AccountStage.objects.for_tenant(tenant).filter(OneOf("pk", pks)).update(
             stage_id=stage_id, entered_at=now, entered_day=today
         )
     return transitions
@@ -336,13 +336,13 @@ def _advance_chunk(tenant, account_ids, stages, initial, criteria, now):
     """
     account_ids = list(
         Account.objects.for_tenant(tenant)
-        .filter(IdIn("pk", account_ids))
+        .filter(OneOf("pk", account_ids))
         .order_by("pk")
         .select_for_update(no_key=True)
         .values_list("pk", flat=True)
     )
     # Stage ids only: most accounts stay where they are, and only the movers need their state rows.
-    held = AccountStage.objects.for_tenant(tenant).filter(IdIn("account_id", account_ids))
+    held = AccountStage.objects.for_tenant(tenant).filter(OneOf("account_id", account_ids))
     current = dict(held.values_list("account_id", "stage_id"))
     now = now or timezone.now()
     new = [AccountStage(tenant=tenant, account_id=pk) for pk in account_ids if pk not in current]
@@ -359,7 +359,7 @@ def _advance_chunk(tenant, account_ids, stages, initial, criteria, now):
         if not candidates:
             continue
         movers = stage_criteria.filter(
-            Account.objects.for_tenant(tenant).filter(IdIn("pk", candidates)), now=now
+            Account.objects.for_tenant(tenant).filter(OneOf("pk", candidates)), now=now
         ).values_list("pk", flat=True)
         for pk in movers:
             current[pk] = stage.pk
@@ -372,7 +372,7 @@ def _advance_chunk(tenant, account_ids, stages, initial, criteria, now):
     states.update(
         (state.account_id, state)
         for state in AccountStage.objects.for_tenant(tenant)
-        .filter(IdIn("account_id", moving - states.keys()))
+        .filter(OneOf("account_id", moving - states.keys()))
         .select_related("stage")
     )
     # Read with what explaining each stage's criteria reads, so the explanations take no query each.

@@ -1,4 +1,4 @@
-"""The bulk SQL helpers: `IdIn` filters as a plain `__in` list does, and `upsert` applies its conflict action."""
+"""The bulk SQL helpers: `OneOf` filters as a plain `__in` list does, and `upsert` applies its conflict action."""
 
 import datetime as dt
 
@@ -7,15 +7,15 @@ from django.db import DataError, connection
 from django.utils import timezone
 
 from csplatform.customers.models import Account, DirtyAccount, UsageEvent
-from csplatform.sql import IdIn, upsert
+from csplatform.sql import OneOf, upsert
 from tests.factories import AccountFactory
 
 
-def test_id_in_selects_the_same_rows_as_a_plain_in_list(tenant):
+def test_one_of_selects_the_same_rows_as_a_plain_in_list(tenant):
     accounts = AccountFactory.create_batch(4, tenant=tenant)
     wanted = [accounts[0].pk, accounts[2].pk, accounts[3].pk + 1000]
 
-    through_ids = Account.objects.for_tenant(tenant).filter(IdIn("pk", wanted))
+    through_ids = Account.objects.for_tenant(tenant).filter(OneOf("pk", wanted))
     through_list = Account.objects.for_tenant(tenant).filter(pk__in=wanted)
 
     assert sorted(through_ids.values_list("pk", flat=True)) == sorted(through_list.values_list("pk", flat=True))
@@ -27,9 +27,9 @@ def test_no_ids_match_nothing_when_reading_updating_and_deleting(tenant):
     DirtyAccount.objects.create(tenant=tenant, account=account, dirty_at=timezone.now())
     marks = DirtyAccount.objects.for_tenant(tenant)
 
-    assert list(marks.filter(IdIn("account_id", []))) == []
-    assert marks.filter(IdIn("account_id", [])).update(dirty_at=timezone.now()) == 0
-    marks.filter(IdIn("account_id", [])).delete()
+    assert list(marks.filter(OneOf("account_id", []))) == []
+    assert marks.filter(OneOf("account_id", [])).update(dirty_at=timezone.now()) == 0
+    marks.filter(OneOf("account_id", [])).delete()
 
     assert marks.count() == 1
 
@@ -80,3 +80,12 @@ def test_upsert_refuses_a_value_longer_than_its_column_instead_of_cutting_it(ten
             [(tenant.pk, "m-1", account.pk, "e" * 201, timezone.now(), timezone.now())],
             conflict=["tenant", "message_id"], action="DO NOTHING",
         )
+
+
+def test_one_of_selects_text_values_exactly(tenant):
+    AccountFactory(tenant=tenant, external_id='acme "north", inc\\')
+    AccountFactory(tenant=tenant, external_id="acme")
+
+    found = Account.objects.for_tenant(tenant).filter(OneOf("external_id", ['acme "north", inc\\', "NULL", "acm"]))
+
+    assert list(found.values_list("external_id", flat=True)) == ['acme "north", inc\\']

@@ -5,7 +5,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from csplatform.sql import IdIn
+from csplatform.sql import OneOf
 
 from .models import Account, Contact, DirtyAccount
 
@@ -156,7 +156,7 @@ def account_mark_dirty(*, tenant, account_ids, now=None):
     account_ids = list(account_ids)
     for start in range(0, len(account_ids), LOOKUP_CHUNK):
         chunk = account_ids[start : start + LOOKUP_CHUNK]
-        dirty_marks_set(tenant=tenant, accounts=Account.objects.for_tenant(tenant).filter(IdIn("pk", chunk)), now=now)
+        dirty_marks_set(tenant=tenant, accounts=Account.objects.for_tenant(tenant).filter(OneOf("pk", chunk)), now=now)
     accounts_changed(tenant)
 
 
@@ -199,9 +199,9 @@ def dirty_marks_clear(*, tenant, account_ids, read_at):
     """
     marks = DirtyAccount.objects.for_tenant(tenant)
     cleared = (
-        marks.filter(IdIn("account_id", account_ids), dirty_at__lte=read_at).order_by("account_id").select_for_update()
+        marks.filter(OneOf("account_id", account_ids), dirty_at__lte=read_at).order_by("account_id").select_for_update()
     )
-    marks.filter(IdIn("account_id", list(cleared.values_list("account_id", flat=True)))).delete()
+    marks.filter(OneOf("account_id", list(cleared.values_list("account_id", flat=True)))).delete()
 
 
 def accounts_changed(tenant):

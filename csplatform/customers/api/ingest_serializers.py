@@ -16,6 +16,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
+from csplatform.sql import OneOf
 from csplatform.tenancy.api.errors import flatten_errors
 
 from ..models import Account, Contact, DailyPropertyRollup, UsageEvent
@@ -304,13 +305,13 @@ def event_batch_validate(*, tenant, items):
 
     accounts = dict(
         Account.objects.for_tenant(tenant)
-        .filter(external_id__in={data["account"] for _, data in valid})
+        .filter(OneOf("external_id", {data["account"] for _, data in valid}))
         .values_list("external_id", "id")
     )
     contacts = {
         external_id: (pk, account_id)
         for external_id, pk, account_id in Contact.objects.for_tenant(tenant)
-        .filter(external_id__in={data["contact"] for _, data in valid if data.get("contact")})
+        .filter(OneOf("external_id", {data["contact"] for _, data in valid if data.get("contact")}))
         .values_list("external_id", "id", "account_id")
     }
     events = []

@@ -35,6 +35,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import authentication, exceptions, serializers
 from rest_framework.response import Response
 
+from csplatform.sql import OneOf
 from csplatform.tenancy.api.authentication import ApiKeyAuthentication
 from csplatform.tenancy.api.viewsets import TenantAPIView
 from csplatform.tenancy.models import Scope
@@ -345,12 +346,12 @@ def events_resolve(tenant, event_messages, errors):
     group_ids = {data["context"]["groupId"] for _, data in event_messages} - {None}
     user_ids = {data["userId"] for _, data in event_messages if data.get("userId")}
     accounts = dict(
-        Account.objects.for_tenant(tenant).filter(external_id__in=group_ids).values_list("external_id", "id")
+        Account.objects.for_tenant(tenant).filter(OneOf("external_id", group_ids)).values_list("external_id", "id")
     )
     contacts = {
         external_id: (pk, account_id)
         for external_id, pk, account_id in Contact.objects.for_tenant(tenant)
-        .filter(external_id__in=user_ids)
+        .filter(OneOf("external_id", user_ids))
         .values_list("external_id", "id", "account_id")
     }
     events = []

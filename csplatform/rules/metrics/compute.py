@@ -4,7 +4,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from csplatform.customers.models import Account, Contact
-from csplatform.sql import IdIn
+from csplatform.sql import OneOf
 from csplatform.tenancy.timezones import tenant_today, tenant_zone
 
 from ..models import AccountMetrics, ContactMetrics
@@ -46,7 +46,7 @@ def _account_chunks(tenant, account_ids):
     if account_ids is not None:
         account_ids = sorted(set(account_ids))
         for start in range(0, len(account_ids), CHUNK_SIZE):
-            chunk = list(accounts.filter(IdIn("pk", account_ids[start : start + CHUNK_SIZE])))
+            chunk = list(accounts.filter(OneOf("pk", account_ids[start : start + CHUNK_SIZE])))
             if chunk:
                 yield chunk
         return
@@ -84,7 +84,7 @@ def _compute_chunk(tenant, accounts, plan, today):
     account_ids = [account["id"] for account in accounts]
     contacts = list(
         Contact.objects.for_tenant(tenant)
-        .filter(IdIn("account_id", account_ids))
+        .filter(OneOf("account_id", account_ids))
         .order_by()
         .values(*CONTACT_FIELDS)
     )

@@ -6,7 +6,7 @@ from django.db.models import Count, F, Max, OuterRef, Q, Subquery, Sum, Window
 from django.db.models.functions import RowNumber
 
 from csplatform.customers.models import Account, DailyPropertyRollup, DailyRollup, DailyValueRollup
-from csplatform.sql import IdIn, plain_rows
+from csplatform.sql import OneOf, plain_rows
 
 from ..models import Aggregation
 from .specs import lookback_start, window_start
@@ -107,7 +107,7 @@ class Rollups:
     def _base(self, model, group, start):
         return (
             model.objects.for_tenant(self.tenant)
-            .filter(IdIn("account_id", self.account_ids), day__gte=start, day__lte=self.today)
+            .filter(OneOf("account_id", self.account_ids), day__gte=start, day__lte=self.today)
             .values(*group)
             .order_by()
         )
@@ -222,7 +222,7 @@ class Rollups:
         )
         rows = (
             Account.objects.for_tenant(self.tenant)
-            .filter(IdIn("pk", account_ids))
+            .filter(OneOf("pk", account_ids))
             .annotate(last_day=Subquery(newest))
             .values_list("pk", "last_day")
         )
