@@ -83,6 +83,11 @@ def upsert(model, field_names, rows, *, conflict, action, returning=None):
     return returned
 
 
+def overwrite(field_names):
+    """The `upsert` action that gives a conflicting row the new row's values of these fields."""
+    return "DO UPDATE SET " + ", ".join(f"{{{name}}} = excluded.{{{name}}}" for name in field_names)
+
+
 def row_source(fields, rows, database):
     """SQL that yields `rows`, tuples in `fields` order, as rows of those columns' types; and its parameters.
 

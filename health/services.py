@@ -11,7 +11,7 @@ from csplatform.customers.models import Account
 from csplatform.customers.services import dirty_marks_set
 from csplatform.rules.metrics import BUILTIN_METRICS, metrics_compute
 from csplatform.rules.models import MetricDefinition, MetricSubject
-from csplatform.sql import OneOf
+from csplatform.sql import OneOf, overwrite, upsert
 from csplatform.tenancy.services import audit_record
 from csplatform.tenancy.timezones import tenant_today, tenant_zone
 from lifecycle.models import StageTransition
@@ -386,26 +386,28 @@ def _score_chunk(tenant, ids, context, today, stages):
             "delta_30d": _delta(result.score, past_scores.get((account_id, month_ago))),
             **override,
         }
-        if health == StoredHealth(**columns):
+        scored = StoredHealth(**columns)
+        if health == scored:
             unchanged.append(account_id)
         else:
-            health_rows.append(HealthScore(tenant=tenant, account_id=account_id, computed_at=now, **columns))
+            health_rows.append((tenant.pk, account_id, now, *scored))
         snapshot = {
             "score": result.score, "colour": result.colour, "breakdown": result.breakdown,
             "scorecard_version_id": version.pk,
         }
         if not _snapshot_holds(held_today.get(account_id), snapshot, health):
-            snapshots.append(HealthSnapshot(tenant=tenant, account_id=account_id, day=today, **snapshot))
+            snapshots.append((tenant.pk, account_id, today, *snapshot.values()))
         if (health.colour if health else "") != colour:
             changed.append(account_id)
-    HealthScore.objects.for_tenant(tenant).bulk_create(
-        health_rows, update_conflicts=True, unique_fields=["tenant", "account"],
-        update_fields=HEALTH_UPDATE_FIELDS,
+    upsert(
+        HealthScore, ["tenant", "account", "computed_at", *StoredHealth._fields], health_rows,
+        conflict=["tenant", "account"], action=overwrite(HEALTH_UPDATE_FIELDS),
     )
     if unchanged:
         HealthScore.objects.for_tenant(tenant).filter(OneOf("account_id", unchanged)).update(computed_at=now)
-    HealthSnapshot.objects.for_tenant(tenant).bulk_create(
-        snapshots, update_conflicts=True, unique_fields=["tenant", "account", "day"], update_fields=SNAPSHOT_FIELDS,
+    upsert(
+        HealthSnapshot, ["tenant", "account", "day", *SNAPSHOT_FIELDS], snapshots,
+        conflict=["tenant", "account", "day"], action=overwrite(SNAPSHOT_FIELDS),
     )
     return changed
 
