@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from csplatform.customers.models import Account, DirtyAccount, UsageEvent
 from csplatform.sql import OneOf, upsert
+from csplatform.tenancy.models import AuditLogEntry
 from tests.factories import AccountFactory
 
 
@@ -89,3 +90,23 @@ def test_one_of_selects_text_values_exactly(tenant):
     found = Account.objects.for_tenant(tenant).filter(OneOf("external_id", ['acme "north", inc\\', "NULL", "acm"]))
 
     assert list(found.values_list("external_id", flat=True)) == ['acme "north", inc\\']
+
+
+def test_upsert_stores_none_in_a_json_column_as_sql_null_and_json_nulls_within_values(tenant):
+    at = timezone.now()
+
+    upsert(
+        AuditLogEntry,
+        ["tenant", "actor_label", "action", "object_type", "object_id", "object_repr", "before", "after", "created_at"],
+        [
+            (tenant.pk, "", "create", "stage", "", "", None, {"name": None, "keys": []}, at),
+            (tenant.pk, "", "delete", "stage", "", "", [1], None, at),
+        ],
+        conflict=["id"], action="DO NOTHING",
+    )
+
+    entries = AuditLogEntry.objects.for_tenant(tenant)
+    assert list(entries.filter(before__isnull=True).values_list("action", "after")) == [
+        ("create", {"name": None, "keys": []})
+    ]
+    assert list(entries.filter(after__isnull=True).values_list("action", "before")) == [("delete", [1])]
