@@ -307,6 +307,7 @@ SCORED_FIELDS = [
 ]
 HEALTH_UPDATE_FIELDS = [*SCORED_FIELDS, "computed_at", *OVERRIDE_FIELDS]
 SNAPSHOT_FIELDS = ["score", "colour", "breakdown", "scorecard_version"]
+SNAPSHOT_COLUMNS = _attnames(HealthSnapshot, SNAPSHOT_FIELDS)
 
 
 class StoredHealth(namedtuple("StoredHealth", _attnames(HealthScore, SCORED_FIELDS) + OVERRIDE_COLUMNS)):
@@ -396,7 +397,7 @@ def _score_chunk(tenant, ids, context, today, stages):
             "scorecard_version_id": version.pk,
         }
         if not _snapshot_holds(held_today.get(account_id), snapshot, health):
-            snapshots.append((tenant.pk, account_id, today, *snapshot.values()))
+            snapshots.append((tenant.pk, account_id, today, *(snapshot[column] for column in SNAPSHOT_COLUMNS)))
         if (health.colour if health else "") != colour:
             changed.append(account_id)
     upsert(
