@@ -192,14 +192,10 @@ class OneOf(Func):
             # As Django does for an empty `__in` list: the filter matches nothing.
             raise EmptyResultSet
         column, params = compiler.compile(self.source_expressions[0])
+        if connection.vendor == "postgresql":
+            field = self.source_expressions[0].output_field
+            return (
+                f"{column} = ANY(%s::{array_type(field, connection)})",
+                [*params, array_literal(field, connection, self.values)],
+            )
         return f"{column} IN {parameters(len(self.values))}", [*params, *self.values]
-
-    def as_postgresql(self, compiler, connection):
-        if not self.values:
-            raise EmptyResultSet
-        column, params = compiler.compile(self.source_expressions[0])
-        field = self.source_expressions[0].output_field
-        return (
-            f"{column} = ANY(%s::{array_type(field, connection)})",
-            [*params, array_literal(field, connection, self.values)],
-        )

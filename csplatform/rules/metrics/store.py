@@ -9,7 +9,7 @@ concurrent run may have written them meanwhile). `computed_at` tells when the
 values last changed.
 """
 
-from csplatform.sql import differs, upsert
+from csplatform.sql import differs, overwrite, upsert
 
 
 def changed_values_store(model, subject_field, *, tenant, values_by_subject, stored, now):
@@ -24,8 +24,5 @@ def changed_values_store(model, subject_field, *, tenant, values_by_subject, sto
             if stored[subject_id] != values
         ],
         conflict=["tenant", subject_field],
-        action=(
-            "DO UPDATE SET {values} = excluded.{values}, {computed_at} = excluded.{computed_at} "
-            f"WHERE {differs('{table}.{values}', 'excluded.{values}')}"
-        ),
+        action=f"{overwrite(['values', 'computed_at'])} WHERE {differs('{table}.{values}', 'excluded.{values}')}",
     )
