@@ -427,13 +427,13 @@ def raw_sql_p95(queries, clients, runs):
 
 def page_figures(ctx, port, small_tenant, log):
     """Each page's server p95 and p99 with PAGE_CLIENTS clients at once, beside its own queries run as raw
-    SQL by as many clients as the server has threads; and its query count here and on a tenant a tenth
-    the size.
+    SQL by as many clients as the server handles requests at once; and its query count here and on a tenant
+    a tenth the size.
 
     The server's time is gunicorn's own for each request. The clients' p95
-    and p99 add the wait for a free thread, and are kept beside it.
+    and p99 add the wait for a free worker, and are kept beside it.
     """
-    server_threads = processes.WORKERS * processes.THREADS
+    at_once = processes.WORKERS * processes.THREADS
     account_id = busiest_account(ctx.tenant)
     paths = page_paths(ctx.tenant, account_id)
     _, small_key = api_key_create(tenant=small_tenant, name="bench", scopes=["read"])
@@ -458,8 +458,8 @@ def page_figures(ctx, port, small_tenant, log):
         _, served_alone, _ = processes.drive_served(port, [request] * PAGE_REQUESTS_ALONE, 1)
         results[f"page_{name}"] = figure(
             1000 * processes.percentile(served, 95), "ms p95",
-            1000 * raw_sql_p95(queries, server_threads, PAGE_REQUESTS // server_threads),
-            f"ms p95 (its {len(queries)} queries as raw SQL, {server_threads} clients)",
+            1000 * raw_sql_p95(queries, at_once, PAGE_REQUESTS // at_once),
+            f"ms p95 (its {len(queries)} queries as raw SQL, {at_once} clients)",
             "p95 <= 100 ms, p99 <= 300 ms, ratio <= 3; same query count at both scales",
             p99_ms=rounded(1000 * processes.percentile(served, 99)),
             client_p95_ms=rounded(1000 * processes.percentile(latencies, 95)),

@@ -13,9 +13,10 @@ from pathlib import Path
 from django.conf import settings
 
 BIN = Path(sys.executable).parent
-# The bench's server: requests handled at once = WORKERS * THREADS.
-WORKERS, THREADS = 2, 2
-# gunicorn's own time for each request, %(D)s: from a worker thread taking it to the last byte of the answer.
+# The bench's server runs as the Dockerfile and the Compose file run it: three sync workers, each handling one
+# request at a time (requests handled at once = WORKERS * THREADS).
+WORKERS, THREADS = 3, 1
+# gunicorn's own time for each request, %(D)s: from a worker taking it to the last byte of the answer.
 ACCESS_LOG_FORMAT = "%(m)s %(U)s %(s)s %(D)s"
 
 
@@ -90,7 +91,10 @@ def celery_worker_and_beat():
 
 
 def drive(port, requests, clients):
-    """Send `requests` [(method, path, body bytes or None, headers)] over `clients` keep-alive connections.
+    """Send `requests` [(method, path, body bytes or None, headers)] from `clients` connections at once.
+
+    Each client keeps its connection open as long as the server does (a sync
+    worker closes it after each answer; the client then opens a new one).
 
     Returns (latencies in seconds, wall seconds, statuses seen). Requests are
     dealt round-robin so every client carries the same load.
@@ -125,8 +129,8 @@ def drive(port, requests, clients):
 def drive_served(port, requests, clients, timeout=10):
     """drive(), and the seconds the server spent on each of these requests by its access log.
 
-    The client's time adds the wait for a free worker thread: with more
-    clients than threads, each request queues behind the others.
+    The client's time adds the wait for a free worker: with more clients
+    than the server handles at once, each request queues behind the others.
     """
     log_path = access_log_path()
     offset = log_path.stat().st_size
