@@ -1,6 +1,7 @@
 """`metrics_compute`: the metric values of chunks of accounts and their contacts, assembled per row and stored."""
 
 from django.db import transaction
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from csplatform.customers.models import Account, Contact
@@ -14,16 +15,11 @@ from .store import changed_values_store
 
 CHUNK_SIZE = 2000
 # Each row is read with the values stored for it, to write only those that change.
-ACCOUNT_FIELDS = ("id", "signup_date", "renewal_date", "trial_ends_at", "card_expires_at", "metric_values__values")
-CONTACT_FIELDS = ("id", "account_id", "last_seen_at", "metric_values__values")
+ACCOUNT_FIELDS = ("id", "signup_date", "renewal_date", "card_expires_at", "metric_values__values")
 
 
 def _days_between(start, end):
     return (end - start).days if start and end else None
-
-
-def _local_date(value, zone):
-    return value.astimezone(zone).date() if value else None
 
 
 def _days_since_signup(signup_date, today):
@@ -42,7 +38,9 @@ def _later(day, other):
 
 def _account_chunks(tenant, account_ids):
     """Chunks of account rows, one query each; ids of other tenants are silently not found."""
-    accounts = Account.objects.for_tenant(tenant).order_by("pk").values(*ACCOUNT_FIELDS)
+    # The trial's last day where the tenant works, as the database gives it.
+    trial_end_day = TruncDate("trial_ends_at", tzinfo=tenant_zone(tenant))
+    accounts = Account.objects.for_tenant(tenant).order_by("pk").values(*ACCOUNT_FIELDS, trial_end_day=trial_end_day)
     if account_ids is not None:
         account_ids = sorted(set(account_ids))
         for start in range(0, len(account_ids), CHUNK_SIZE):
@@ -80,13 +78,14 @@ def metrics_compute(*, tenant, account_ids=None, today=None):
 
 @transaction.atomic
 def _compute_chunk(tenant, accounts, plan, today):
-    zone = tenant_zone(tenant)
     account_ids = [account["id"] for account in accounts]
+    # Each contact's last-seen day where the tenant works, as the database gives it, with its stored values.
+    last_seen_day = TruncDate("last_seen_at", tzinfo=tenant_zone(tenant))
     contacts = list(
         Contact.objects.for_tenant(tenant)
         .filter(OneOf("account_id", account_ids))
         .order_by()
-        .values(*CONTACT_FIELDS)
+        .values_list("id", "account_id", last_seen_day, "metric_values__values")
     )
     rollups = Rollups(tenant, account_ids, today)
     account_events, contact_events, contact_last_day, account_last_day = rollups.activity(
@@ -98,15 +97,14 @@ def _compute_chunk(tenant, accounts, plan, today):
     distinct = rollups.distinct_values(plan.distinct_values)
 
     contact_values = {}
-    for contact in contacts:
-        key = (contact["account_id"], contact["id"])
-        last_seen = _local_date(contact["last_seen_at"], zone)
+    for contact_id, account_id, last_seen, _ in contacts:
+        key = (account_id, contact_id)
         if last_seen is not None and last_seen > today:
             # Seen after the day computed for (a past day replayed): the rollups of the windows tell
             # when it was last seen up to that day.
             last_seen = None
-        account_last_day[contact["account_id"]] = _later(account_last_day.get(contact["account_id"]), last_seen)
-        contact_values[contact["id"]] = {
+        account_last_day[account_id] = _later(account_last_day.get(account_id), last_seen)
+        contact_values[contact_id] = {
             "days_since_last_seen": _days_between(_later(contact_last_day.get(key), last_seen), today),
             **plan.contact_defaults,
             **contact_events.get(key, {}),
@@ -118,7 +116,7 @@ def _compute_chunk(tenant, accounts, plan, today):
         account_values[account_id] = {
             "days_since_signup": _days_since_signup(account["signup_date"], today),
             "days_to_renewal": _days_between(today, account["renewal_date"]),
-            "days_to_trial_end": _days_between(today, _local_date(account["trial_ends_at"], zone)),
+            "days_to_trial_end": _days_between(today, account["trial_end_day"]),
             "days_to_card_expiry": _days_between(today, account["card_expires_at"]),
             "days_since_last_seen": _days_between(account_last_day.get(account_id), today),
             **plan.account_defaults,
@@ -131,7 +129,7 @@ def _compute_chunk(tenant, accounts, plan, today):
 
     now = timezone.now()
     stored_accounts = {account["id"]: account["metric_values__values"] for account in accounts}
-    stored_contacts = {contact["id"]: contact["metric_values__values"] for contact in contacts}
+    stored_contacts = {contact_id: stored for contact_id, _, _, stored in contacts}
     changed_values_store(
         AccountMetrics, "account", tenant=tenant, values_by_subject=account_values, stored=stored_accounts, now=now
     )
