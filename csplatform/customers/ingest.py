@@ -6,17 +6,17 @@ Everything is set-based: a batch of a thousand events costs the same handful
 of statements as a batch of one.
 """
 
-import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.db.models import BooleanField, F, Func, Value
 from django.db.models.fields.json import KeyTextTransform, compile_json_path
-from django.db.models.functions import Left, TruncDate
+from django.db.models.functions import Left
 from django.utils import timezone
 
 from csplatform.sql import row_source, upsert
+from csplatform.tenancy.timezones import tenant_day, tenant_zone
 
 from .models import Contact, DailyPropertyRollup, DailyRollup, DailyValueRollup, UsageEvent
 from .services import account_mark_dirty
@@ -125,7 +125,7 @@ def _events_insert(tenant, events):
 
 
 def _rollups_add(tenant, events):
-    tz = zoneinfo.ZoneInfo(tenant.timezone)
+    tz = tenant_zone(tenant)
     counts = defaultdict(int)
     props = {}
     for event in events:
@@ -221,7 +221,7 @@ def value_rollups_rebuild(*, tenant, event_names, prop):
         .annotate(
             r_tenant=F("tenant_id"),
             r_account=F("account_id"),
-            r_day=TruncDate("timestamp", tzinfo=zoneinfo.ZoneInfo(tenant.timezone)),
+            r_day=tenant_day(tenant, "timestamp"),
             r_event=F("event"),
             r_prop=Value(prop),
             r_value=Left(KeyTextTransform(prop, "properties"), MAX_VALUE_LENGTH),
@@ -254,13 +254,13 @@ def _contacts_seen(tenant, events):
     # contact moving only forward. Raw SQL because the ORM has no UPDATE ... FROM.
     quote = connection.ops.quote_name
     table = quote(Contact._meta.db_table)
-    fields = [Contact._meta.pk, Contact._meta.get_field("last_seen_at")]
-    column = quote(fields[1].column)
+    pk, last_seen_at = Contact._meta.pk, Contact._meta.get_field("last_seen_at")
+    column = quote(last_seen_at.column)
     database = transaction.get_connection()
     items = sorted(latest.items())
     with connection.cursor() as cursor:
         for start in range(0, len(items), CONTACTS_SEEN_CHUNK):
-            seen, params = row_source(fields, items[start : start + CONTACTS_SEEN_CHUNK], database)
+            seen, params = row_source([pk, last_seen_at], items[start : start + CONTACTS_SEEN_CHUNK], database)
             cursor.execute(
                 f"WITH seen (contact_id, at) AS ({seen}) "
                 f"UPDATE {table} SET {column} = seen.at FROM seen "

@@ -1,6 +1,7 @@
 import datetime as dt
 import zoneinfo
 
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 
@@ -11,6 +12,11 @@ def tenant_zone(tenant):
 def tenant_today(tenant):
     """Today's date where the tenant works; "renews within 30 days" counts from here."""
     return timezone.localdate(timezone=tenant_zone(tenant))
+
+
+def tenant_day(tenant, field_name):
+    """The day of a stored time where the tenant works, as an expression the database computes for every row."""
+    return TruncDate(field_name, tzinfo=tenant_zone(tenant))
 
 
 def day_start(tenant, day):

@@ -1,12 +1,11 @@
 """`metrics_compute`: the metric values of chunks of accounts and their contacts, assembled per row and stored."""
 
 from django.db import transaction
-from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from csplatform.customers.models import Account, Contact
 from csplatform.sql import OneOf
-from csplatform.tenancy.timezones import tenant_today, tenant_zone
+from csplatform.tenancy.timezones import tenant_day, tenant_today
 
 from ..models import AccountMetrics, ContactMetrics
 from .rollups import Rollups
@@ -38,9 +37,11 @@ def _later(day, other):
 
 def _account_chunks(tenant, account_ids):
     """Chunks of account rows, one query each; ids of other tenants are silently not found."""
-    # The trial's last day where the tenant works, as the database gives it.
-    trial_end_day = TruncDate("trial_ends_at", tzinfo=tenant_zone(tenant))
-    accounts = Account.objects.for_tenant(tenant).order_by("pk").values(*ACCOUNT_FIELDS, trial_end_day=trial_end_day)
+    accounts = (
+        Account.objects.for_tenant(tenant)
+        .order_by("pk")
+        .values(*ACCOUNT_FIELDS, trial_end_day=tenant_day(tenant, "trial_ends_at"))
+    )
     if account_ids is not None:
         account_ids = sorted(set(account_ids))
         for start in range(0, len(account_ids), CHUNK_SIZE):
@@ -79,13 +80,11 @@ def metrics_compute(*, tenant, account_ids=None, today=None):
 @transaction.atomic
 def _compute_chunk(tenant, accounts, plan, today):
     account_ids = [account["id"] for account in accounts]
-    # Each contact's last-seen day where the tenant works, as the database gives it, with its stored values.
-    last_seen_day = TruncDate("last_seen_at", tzinfo=tenant_zone(tenant))
     contacts = list(
         Contact.objects.for_tenant(tenant)
         .filter(OneOf("account_id", account_ids))
         .order_by()
-        .values_list("id", "account_id", last_seen_day, "metric_values__values")
+        .values_list("id", "account_id", tenant_day(tenant, "last_seen_at"), "metric_values__values")
     )
     rollups = Rollups(tenant, account_ids, today)
     account_events, contact_events, contact_last_day, account_last_day = rollups.activity(
