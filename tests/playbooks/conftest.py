@@ -15,9 +15,17 @@ from tests.security.conftest import pytest_terminal_summary  # noqa: F401  (the 
 class Inbox:
     """An aiosmtpd handler that keeps every accepted message, parsed."""
 
-    def __init__(self):
+    def __init__(self, pipelining=False):
         self.messages = []
         self.lock = threading.Lock()
+        self.pipelining = pipelining
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # aiosmtpd reads pipelined commands one by one but does not offer PIPELINING; Postfix and the providers do.
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_DATA(self, server, session, envelope):
         message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
@@ -36,9 +44,12 @@ def free_port():
 
 
 @pytest.fixture
-def smtp_server(settings):
-    """A real SMTP server on a free loopback port; Django's SMTP backend sends to it."""
-    inbox = Inbox()
+def smtp_server(request, settings):
+    """A real SMTP server on a free loopback port; Django's SMTP backend sends to it.
+
+    Parametrized indirectly with True, it offers PIPELINING.
+    """
+    inbox = Inbox(pipelining=getattr(request, "param", False))
     controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     controller.start()
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"

@@ -47,12 +47,19 @@ def make_playbook(tenant, steps, **fields):
     )
 
 
+# A server offering PIPELINING gets each envelope in one write; the outcomes must not change.
+with_and_without_pipelining = pytest.mark.parametrize(
+    "smtp_server", [False, True], indirect=True, ids=["one_command_at_a_time", "pipelined"]
+)
+
+
 @pytest.fixture
 def noon():
     with time_machine.travel(WEDNESDAY_NOON, tick=False) as clock:
         yield clock
 
 
+@with_and_without_pipelining
 def test_a_step_executed_twice_sends_its_email_once(tenant, customer, smtp_server, noon):
     playbook = make_playbook(tenant, [EMAIL])
     run = run_start(tenant=tenant, playbook=playbook, account=customer)
@@ -104,6 +111,7 @@ def test_a_claim_left_by_a_dead_worker_is_reclaimed_and_its_queued_email_sent_on
     assert len(smtp_server.messages) == 1
 
 
+@with_and_without_pipelining
 def test_smtp_down_retries_with_backoff_then_sends(tenant, customer, smtp_server, noon, settings):
     playbook = make_playbook(tenant, [EMAIL])
     run_start(tenant=tenant, playbook=playbook, account=customer)
@@ -128,6 +136,7 @@ def test_smtp_down_retries_with_backoff_then_sends(tenant, customer, smtp_server
     assert len(smtp_server.messages) == 1
 
 
+@with_and_without_pipelining
 def test_a_batch_larger_than_one_group_of_connections_sends_each_email_once(
     tenant, customer, smtp_server, noon, settings
 ):
@@ -187,6 +196,7 @@ def test_a_step_failing_for_good_after_its_first_email_keeps_none_of_its_emails(
     ]
 
 
+@with_and_without_pipelining
 def test_a_permanently_refused_recipient_fails_the_step_with_the_reason(
     tenant, customer, smtp_server, noon, monkeypatch
 ):
@@ -202,6 +212,63 @@ def test_a_permanently_refused_recipient_fails_the_step_with_the_reason(
     # The step itself completes: the email's failure is recorded on the email.
     run.refresh_from_db()
     assert StepRun.objects.for_tenant(tenant).filter(run=run).count() == 2
+
+
+def email_statuses_after_one_batch_to_acme_and_another(tenant, customer):
+    """Acme's email and another account's, due together with Acme's first; returns {recipient: status}."""
+    playbook = make_playbook(tenant, [EMAIL])
+    other = AccountFactory(tenant=tenant, name="Other Corp")
+    ContactFactory(account=other, email="olu@other.example", role=ContactRole.ADMINISTRATOR)
+    run_start(tenant=tenant, playbook=playbook, account=customer)
+    run_start(tenant=tenant, playbook=playbook, account=other)
+    assert steps_run_due() == 2
+    return dict(OutboundEmail.objects.for_tenant(tenant).values_list("to_email", "status"))
+
+
+async def refuse_bob(server, session, envelope, address, mail_options):
+    if address == "bob@alpha.example":
+        return "550 Sender refused"
+    envelope.mail_from, envelope.mail_options = address, mail_options
+    return "250 OK"
+
+
+async def refuse_acme(server, session, envelope, address, rcpt_options):
+    if address.endswith("@acme.example"):
+        return "550 No such mailbox"
+    envelope.rcpt_tos.append(address)
+    envelope.rcpt_options.extend(rcpt_options)
+    return "250 OK"
+
+
+@with_and_without_pipelining
+@pytest.mark.parametrize(
+    "hook, refusal", [("handle_MAIL", refuse_bob), ("handle_RCPT", refuse_acme)], ids=["sender", "recipient"]
+)
+def test_an_email_refused_for_good_leaves_the_connection_ready_for_the_next_one(
+    tenant, customer, smtp_server, noon, monkeypatch, hook, refusal
+):
+    monkeypatch.setattr(type(smtp_server), hook, staticmethod(refusal), raising=False)
+    assert email_statuses_after_one_batch_to_acme_and_another(tenant, customer) == {
+        "ada@acme.example": EmailStatus.FAILED,
+        "olu@other.example": EmailStatus.SENT,
+    }
+    assert smtp_server.subjects() == ["Hello Other Corp"]
+
+
+@pytest.mark.parametrize("smtp_server", [True], indirect=True, ids=["pipelined"])
+def test_a_server_taking_data_after_refusing_the_recipient_is_hung_up_on_and_gets_nothing(
+    tenant, customer, smtp_server, noon, monkeypatch
+):
+    async def refuse_but_keep(server, session, envelope, address, rcpt_options):
+        envelope.rcpt_tos.append(address)
+        return "550 No such mailbox" if address.endswith("@acme.example") else "250 OK"
+
+    monkeypatch.setattr(type(smtp_server), "handle_RCPT", staticmethod(refuse_but_keep), raising=False)
+    assert email_statuses_after_one_batch_to_acme_and_another(tenant, customer) == {
+        "ada@acme.example": EmailStatus.FAILED,
+        "olu@other.example": EmailStatus.SENT,
+    }
+    assert smtp_server.subjects() == ["Hello Other Corp"]
 
 
 def test_run_exits_when_the_account_leaves_the_trigger_stage(tenant, stages, customer, smtp_server, noon, alice):

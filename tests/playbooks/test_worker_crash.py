@@ -46,7 +46,7 @@ from aiosmtpd.controller import Controller
 from django.db import connection
 
 from bench.processes import BIN
-from tests.playbooks.conftest import free_port
+from tests.playbooks.conftest import Inbox, free_port
 from tests.security.conftest import record_figure
 
 pytestmark = pytest.mark.e2e
@@ -132,12 +132,15 @@ class Workers:
                 process.wait(10)
 
 
-class KillingInbox:
-    """An SMTP server that counts messages and kills the sending worker at the KILLS points."""
+class KillingInbox(Inbox):
+    """An SMTP server that counts messages and kills the sending worker at the KILLS points.
+
+    It offers PIPELINING, as the mail servers the workers meet in production do.
+    """
 
     def __init__(self):
+        super().__init__(pipelining=True)
         self.message_ids = []
-        self.lock = threading.Lock()
         self.started = 0
         self.workers = None
 
