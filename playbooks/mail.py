@@ -178,6 +178,8 @@ class _Transaction:
         message = message_of(email)
         encoding = message.encoding or settings.DEFAULT_CHARSET
         self.slot, self.email, self.smtp = slot, email, smtp
+        # Set when the envelope went out behind the previous message's "." (Outbox._send_group).
+        self.envelope_written = False
         self.sender = _envelope_sender(message.from_email, encoding)
         # A stored recipient is a bare address: as a (name, address) pair it skips the full parse.
         self.recipients = [sanitize_address(("", recipient), encoding) for recipient in message.recipients()]
@@ -213,11 +215,15 @@ class _Transaction:
         self._read_data_answer()
         self._send_content()
 
-    def write_envelope(self):
-        """MAIL, RCPT and DATA in one write, for a server that offers PIPELINING (RFC 2920)."""
+    def envelope(self):
+        """MAIL, RCPT and DATA as one write, for a server that offers PIPELINING (RFC 2920)."""
         commands = [f"MAIL FROM:{smtplib.quoteaddr(self.sender)}"]
         commands += [f"RCPT TO:{smtplib.quoteaddr(recipient)}" for recipient in self.recipients]
-        self.smtp.send("".join(f"{command}\r\n" for command in [*commands, "DATA"]))
+        return "".join(f"{command}\r\n" for command in [*commands, "DATA"]).encode("ascii")
+
+    def write_envelope(self):
+        if not self.envelope_written:
+            self.smtp.send(self.envelope())
 
     def read_envelope(self):
         """The answers to write_envelope, every one read before a refusal is raised; then the message as read_data."""
@@ -250,7 +256,7 @@ class _Transaction:
         self.smtp.send(self.data)
 
     STAGES = ((write_mail, read_mail), (write_rcpt, read_rcpt), (write_data, read_data))
-    # Two round trips an email where four were: the envelope's, and the final "."'s.
+    # One round trip an email where four were: the envelope goes out with the previous message's ".".
     PIPELINED_STAGES = ((write_envelope, read_envelope),)
 
 
@@ -276,6 +282,8 @@ class Outbox:
     def __init__(self):
         self.backends = {}
         self.smtp = None
+        # {slot: the _Transaction whose envelope went out behind that connection's last "."}
+        self.chained = {}
 
     def __enter__(self):
         return self
@@ -290,6 +298,7 @@ class Outbox:
 
     def _close(self, slot, polite=False):
         """Close one connection; without `polite`, drop it, so that its server discards an unfinished message."""
+        self.chained.pop(slot, None)
         backend = self.backends.pop(slot, None)
         if backend is None:
             return
@@ -321,7 +330,8 @@ class Outbox:
             return outcomes
         size = max(1, settings.CSP_SMTP_CONNECTIONS)
         for start in range(0, len(emails), size):
-            outcomes.update(self._send_group(emails[start : start + size], now))
+            following = emails[start + size : start + 2 * size]
+            outcomes.update(self._send_group(emails[start : start + size], following, now))
         return outcomes
 
     def _send_plain(self, email, now):
@@ -334,10 +344,11 @@ class Outbox:
             return self._failed(0, email, exc, marked=True)
         return True
 
-    def _send_group(self, emails, now):
+    def _send_group(self, emails, following, now):
         """1. Each email on a connection of its own, up to its "." (the connections in step).
         2. One commit marks the held ones sent; the others end without "." (discarded).
-        3. The "."s back to back, then each answer.
+        3. The "."s back to back, each followed by the envelope of the connection's
+           email in the `following` group when the server pipelines; then each answer.
         """
         outcomes = {}
         held = self._hold(emails, outcomes)
@@ -356,11 +367,18 @@ class Outbox:
                 outcomes[sending.email.pk] = False
         written = []
         for sending in ending:
+            chained = None
+            if sending.slot < len(following) and sending.smtp.has_extn("pipelining"):
+                chained = _Transaction(sending.slot, following[sending.slot], sending.smtp)
             try:
-                sending.smtp.send(b".\r\n")
+                sending.smtp.send(b".\r\n" + chained.envelope() if chained else b".\r\n")
                 written.append(sending)
             except (smtplib.SMTPException, OSError) as exc:
                 outcomes[sending.email.pk] = self._failed(sending.slot, sending.email, exc, marked=True)
+                continue
+            if chained:
+                chained.envelope_written = True
+                self.chained[sending.slot] = chained
         for sending in written:
             email = sending.email
             try:
@@ -378,6 +396,10 @@ class Outbox:
         """Step 1 of _send_group: the transactions whose server holds all but the "."; failures go to `outcomes`."""
         live = []
         for slot, email in enumerate(emails):
+            chained = self.chained.pop(slot, None)
+            if chained is not None and chained.email is email:
+                live.append(chained)
+                continue
             try:
                 smtp = self._backend(slot).connection
                 smtp.ehlo_or_helo_if_needed()
@@ -419,9 +441,13 @@ class Outbox:
         return False
 
     def _reset(self, slot):
-        """After a refusal the connection stays usable once the mail transaction is reset."""
+        """After a refusal the connection stays usable once the mail transaction is reset.
+
+        Not after a refused ".", which ended the transaction, when the next
+        envelope is already on its way: its answers come next, not RSET's.
+        """
         connection = getattr(self.backends.get(slot), "connection", None)
-        if connection is None:
+        if connection is None or slot in self.chained:
             return
         try:
             connection.rset()
