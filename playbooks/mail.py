@@ -169,15 +169,17 @@ class _Transaction:
 
     A group's connections move in step: a stage's command goes out on every
     connection before any answer is read, so the server works on all of
-    them while the worker waits once. When every connection of the group
-    offers PIPELINING, the envelope is one stage, not three. Refusals raise
-    the SMTP exceptions smtplib's sendmail raises.
+    them while the worker waits once. On a connection that offers
+    PIPELINING the envelope is one stage, not three. Refusals raise the SMTP
+    exceptions smtplib's sendmail raises.
     """
 
     def __init__(self, slot, email, smtp):
         message = message_of(email)
         encoding = message.encoding or settings.DEFAULT_CHARSET
         self.slot, self.email, self.smtp = slot, email, smtp
+        self.pipelined = smtp.has_extn("pipelining")
+        self.stages = self.PIPELINED_STAGES if self.pipelined else self.STAGES
         # Set when the envelope went out behind the previous message's "." (Outbox._send_group).
         self.envelope_written = False
         self.sender = _envelope_sender(message.from_email, encoding)
@@ -368,10 +370,10 @@ class Outbox:
         written = []
         for sending in ending:
             chained = None
-            if sending.slot < len(following) and sending.smtp.has_extn("pipelining"):
+            if sending.pipelined and sending.slot < len(following):
                 chained = _Transaction(sending.slot, following[sending.slot], sending.smtp)
             try:
-                sending.smtp.send(b".\r\n" + chained.envelope() if chained else b".\r\n")
+                sending.smtp.send(b".\r\n" + (chained.envelope() if chained else b""))
                 written.append(sending)
             except (smtplib.SMTPException, OSError) as exc:
                 outcomes[sending.email.pk] = self._failed(sending.slot, sending.email, exc, marked=True)
@@ -406,12 +408,12 @@ class Outbox:
                 live.append(_Transaction(slot, email, smtp))
             except (smtplib.SMTPException, OSError) as exc:
                 outcomes[email.pk] = self._failed(slot, email, exc, marked=False)
-        pipelined = live and all(sending.smtp.has_extn("pipelining") for sending in live)
-        for write, read in _Transaction.PIPELINED_STAGES if pipelined else _Transaction.STAGES:
-            for step in (write, read):
-                for sending in list(live):
+        # Each connection goes through its own stages, the group's in step: stage by stage, write then read.
+        for stage in range(len(_Transaction.STAGES)):
+            for step in (0, 1):
+                for sending in [sending for sending in live if stage < len(sending.stages)]:
                     try:
-                        step(sending)
+                        sending.stages[stage][step](sending)
                     except (smtplib.SMTPException, OSError) as exc:
                         live.remove(sending)
                         outcomes[sending.email.pk] = self._failed(
@@ -437,17 +439,15 @@ class Outbox:
         if not permanent:
             self._close(slot)
             return TransientSendError(str(exc) or exc.__class__.__name__)
-        self._reset(slot)
+        if not marked:
+            # A refused envelope leaves a mail transaction open; a refused "." has ended it.
+            self._reset(slot)
         return False
 
     def _reset(self, slot):
-        """After a refusal the connection stays usable once the mail transaction is reset.
-
-        Not after a refused ".", which ended the transaction, when the next
-        envelope is already on its way: its answers come next, not RSET's.
-        """
+        """After a refused envelope the connection stays usable once the mail transaction is reset."""
         connection = getattr(self.backends.get(slot), "connection", None)
-        if connection is None or slot in self.chained:
+        if connection is None:
             return
         try:
             connection.rset()

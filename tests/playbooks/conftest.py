@@ -6,26 +6,20 @@ import threading
 import pytest
 from aiosmtpd.controller import Controller
 
+from bench.smtp_sink import OffersPipelining
 from csplatform.customers.models import ContactRole
 from lifecycle.services import stages_apply_template
 from tests.factories import AccountFactory, ContactFactory
 from tests.security.conftest import pytest_terminal_summary  # noqa: F401  (the worker crash test's figures)
 
 
-class Inbox:
-    """An aiosmtpd handler that keeps every accepted message, parsed."""
+class Inbox(OffersPipelining):
+    """An aiosmtpd handler that keeps every accepted message, parsed; it offers PIPELINING if asked."""
 
     def __init__(self, pipelining=False):
         self.messages = []
         self.lock = threading.Lock()
         self.pipelining = pipelining
-
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):
-        # aiosmtpd reads pipelined commands one by one but does not offer PIPELINING; Postfix and the providers do.
-        session.host_name = hostname
-        if self.pipelining:
-            responses.insert(-1, "250-PIPELINING")
-        return responses
 
     async def handle_DATA(self, server, session, envelope):
         message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)

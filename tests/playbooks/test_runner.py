@@ -264,17 +264,18 @@ def test_a_message_refused_at_its_end_leaves_the_connection_ready_for_the_next_o
 ):
     keep = type(smtp_server).handle_DATA
 
-    async def refuse_acme(inbox, server, session, envelope):
+    async def refuse_acmes_message(inbox, server, session, envelope):
         if envelope.rcpt_tos == ["ada@acme.example"]:
             return answer
         return await keep(inbox, server, session, envelope)
 
-    monkeypatch.setattr(type(smtp_server), "handle_DATA", refuse_acme)
+    monkeypatch.setattr(type(smtp_server), "handle_DATA", refuse_acmes_message)
     assert email_statuses_after_one_batch_to_acme_and_another(tenant, customer) == {
         "ada@acme.example": status,
         "olu@other.example": EmailStatus.SENT,
     }
     assert smtp_server.subjects() == ["Hello Other Corp"]
+
 
 @pytest.mark.parametrize("smtp_server", [True], indirect=True, ids=["pipelined"])
 def test_a_server_taking_data_after_refusing_the_recipient_is_hung_up_on_and_gets_nothing(
