@@ -218,16 +218,18 @@ def ingest_figures(ctx, port, scale):
 # 2, 5, 6. Pipeline, memory, growth ---------------------------------------------------------------------
 
 
-def pipeline_run(slug):
+def pipeline_run(slug, with_helper=False):
     """The full pipeline over every account of a tenant, in a child process.
 
     Returns the median steady-state pass {seconds, accounts, moved}, every
     steady pass's seconds under "steady_passes", the first pass under
-    "first_pass", and the process's idle and peak RSS.
+    "first_pass", and the process's idle and peak RSS; `with_helper`, the
+    seconds of as many passes with one helper process, and the chunks it
+    took in each, under "steady_passes_with_helper".
     """
     output = subprocess.run(
-        [sys.executable, "-m", "bench.child", slug], check=True, capture_output=True, text=True,
-        env=processes.child_env(),
+        [sys.executable, "-m", "bench.child", slug, *(["--with-helper"] if with_helper else [])], check=True,
+        capture_output=True, text=True, env=processes.child_env(),
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -306,8 +308,9 @@ def older_history(tenant):
 def pipeline_figures(ctx, scale, growth_tenants):
     """growth_tenants: [(divisor, tenant)] built at fractions of the scale, besides the main tenant."""
     runs = {divisor: pipeline_run(tenant.slug) for divisor, tenant in growth_tenants}
-    runs[1] = pipeline_run(ctx.tenant.slug)
+    runs[1] = pipeline_run(ctx.tenant.slug, with_helper=True)
     main = runs[1]
+    helped = sorted(seconds for seconds, _ in main["steady_passes_with_helper"])
     floor = floor_seconds(ctx.tenant)
     per_account, sampled = naive_seconds_per_account(ctx.tenant, min(NAIVE_SAMPLE, max(1, scale.accounts // 10)))
     naive = per_account * scale.accounts
@@ -323,6 +326,11 @@ def pipeline_figures(ctx, scale, growth_tenants):
             moved=main["moved"], steady_passes_s=[rounded(seconds) for seconds in main["steady_passes"]],
             first_pass_s=rounded(main["first_pass"]["seconds"]),
             first_pass_moved=main["first_pass"]["moved"],
+        ),
+        "pipeline_one_helper": figure(
+            helped[len(helped) // 2], "s", floor, "s (one INSERT ... SELECT ... GROUP BY over the rollups)",
+            "ratio <= 3", steady_passes_s=[rounded(seconds) for seconds, _ in main["steady_passes_with_helper"]],
+            helper_chunks=[chunks for _, chunks in main["steady_passes_with_helper"]],
         ),
         "pipeline_vs_naive_loop": figure(
             main["seconds"], "s", naive, f"s (per-account loop over {sampled} accounts, extrapolated)",

@@ -83,7 +83,7 @@ def gunicorn(workers=WORKERS, threads=THREADS):
 @contextmanager
 def celery_worker_and_beat():
     celery = str(BIN / "celery")
-    worker = [celery, "-A", "csplatform", "worker", "--pool", "threads", "--concurrency", "2", "--loglevel", "INFO"]
+    worker = [celery, "-A", "csplatform", "worker", "--concurrency", "4", "--loglevel", "INFO"]
     beat = [celery, "-A", "csplatform", "beat", "--loglevel", "INFO", "--schedule",
             str(Path(settings.VAR_DIR) / "bench" / "celerybeat-schedule")]
     with running(worker, log_name="celery-worker"), running(beat, log_name="celery-beat"):

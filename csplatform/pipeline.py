@@ -15,19 +15,27 @@
 
 A pass of several chunks runs them in CSP_PIPELINE_THREADS threads, each on
 its own connection: about half of a chunk's time is spent waiting for the
-database, and another thread's Python work fills it.
+database, and another thread's Python work fills it. Other worker processes,
+on this machine or another, can take chunks of the same pass too
+(CSP_PIPELINE_HELPERS, tasks.recompute_pass_help_task): one tenant's pass
+then spreads over the workers that Compose scales out.
 """
 
+import datetime as dt
+import logging
 import threading
+import time
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 from alerts.account_events import account_changes_emit
 from alerts.services import alert_webhooks_emit, alerts_evaluate, segments_refresh
 from csplatform.customers.models import Account, DirtyAccount
 from csplatform.customers.services import dirty_marks_clear, dirty_marks_set
+from csplatform.models import PipelinePass
 from csplatform.rules.metrics import metrics_compute
 from csplatform.tenancy.models import Tenant
 from csplatform.tenancy.rls import tenant_context
@@ -35,7 +43,17 @@ from health.services import health_score
 from lifecycle.services import lifecycle_advance
 from playbooks.services import playbooks_enroll
 
-CHUNK_SIZE = 2000
+logger = logging.getLogger(__name__)
+
+# A chunk takes seconds; a helper silent this long has died, and its chunk's marks stay for the next pass.
+HELPER_STALL_SECONDS = 120
+HELPER_POLL_SECONDS = 0.05
+# Passes end by deleting their row; one this old was opened by a process that died.
+STALE_PASS_AGE = dt.timedelta(days=1)
+
+
+class PassFailed(Exception):
+    """A chunk of the pass failed in another process; that process logged the error."""
 
 
 def recompute_accounts(*, tenant, account_ids):
@@ -60,85 +78,157 @@ def recompute_accounts(*, tenant, account_ids):
     return {"accounts": len(account_ids), "moved": len(moved)}
 
 
-class DirtyChunks:
-    """The tenant's marked accounts in chunks of ascending ids, each handed out once, to one or more threads.
+def _chunk_take(tenant, pipeline_pass, marked):
+    """`(read_at, ids)` of the pass's next chunk, or None once the pass is closed or failed.
 
-    Each read starts after the last id handed out, so it is a range scan of
-    the (tenant, account) index however many chunks came before, and the
-    moment before the read is kept with the chunk: marks newer than it stay.
+    The chunk is the marked accounts after the last one taken, a range scan of
+    the (tenant, account) index however many chunks came before; it is this
+    taker's only if the pass's cursor has not moved meanwhile. The taker that
+    finds nothing left closes the pass. The moment before the read is kept
+    with the chunk: marks newer than it stay for the next pass.
     """
-
-    def __init__(self, tenant, chunk_size):
-        self.marked = DirtyAccount.objects.for_tenant(tenant).order_by("account_id").values_list("account_id", flat=True)
-        self.chunk_size = chunk_size
-        self.last_id = 0
-        self.stopped = False
-        self.lock = threading.Lock()
-        self.totals = {"accounts": 0, "moved": 0}
-
-    def more_than_one(self):
-        return self.marked[self.chunk_size : self.chunk_size + 1].exists()
-
-    def take(self):
-        """`(read_at, ids)` of the next chunk, or None when none is left or a thread failed."""
-        with self.lock:
-            if self.stopped:
+    passes = PipelinePass.objects.for_tenant(tenant).filter(pk=pipeline_pass.pk, closed=False, failed=False)
+    while True:
+        last_id = passes.values_list("last_account_id", flat=True).first()
+        if last_id is None:
+            return None
+        read_at = timezone.now()
+        ids = list(marked.filter(account_id__gt=last_id)[: pipeline_pass.chunk_size])
+        cursor = passes.filter(last_account_id=last_id)
+        if not ids:
+            if cursor.update(closed=True):
                 return None
-            read_at = timezone.now()
-            ids = list(self.marked.filter(account_id__gt=self.last_id)[: self.chunk_size])
-            if not ids:
-                return None
-            self.last_id = ids[-1]
+        elif cursor.update(last_account_id=ids[-1], chunks_taken=F("chunks_taken") + 1):
             return read_at, ids
 
-    def add(self, result):
-        with self.lock:
-            for key in self.totals:
-                self.totals[key] += result[key]
+
+def _chunk_done(tenant, pipeline_pass, result):
+    PipelinePass.objects.for_tenant(tenant).filter(pk=pipeline_pass.pk).update(
+        chunks_done=F("chunks_done") + 1,
+        accounts=F("accounts") + result["accounts"],
+        moved=F("moved") + result["moved"],
+    )
 
 
-def _drain(tenant, chunks):
-    """Recompute chunks until none is left, clearing each chunk's marks not newer than its read."""
-    while chunk := chunks.take():
+def _drain(tenant, pipeline_pass):
+    """Recompute the pass's chunks until none is left, clearing each chunk's marks not newer than its read;
+    returns how many chunks were done here.
+
+    A chunk that fails fails the pass, so that no taker starts another, and
+    keeps its marks for the next pass.
+    """
+    marked = DirtyAccount.objects.for_tenant(tenant).order_by("account_id").values_list("account_id", flat=True)
+    done = 0
+    while chunk := _chunk_take(tenant, pipeline_pass, marked):
         read_at, ids = chunk
-        chunks.add(recompute_accounts(tenant=tenant, account_ids=ids))
-        dirty_marks_clear(tenant=tenant, account_ids=ids, read_at=read_at)
+        try:
+            result = recompute_accounts(tenant=tenant, account_ids=ids)
+            dirty_marks_clear(tenant=tenant, account_ids=ids, read_at=read_at)
+        except BaseException:
+            _pass_fail(tenant, pipeline_pass)
+            _chunk_done(tenant, pipeline_pass, {"accounts": 0, "moved": 0})
+            raise
+        _chunk_done(tenant, pipeline_pass, result)
+        done += 1
+    return done
 
 
-def _drain_in_thread(tenant, chunks, errors):
+def _pass_fail(tenant, pipeline_pass):
+    PipelinePass.objects.for_tenant(tenant).filter(pk=pipeline_pass.pk).update(failed=True)
+
+
+def _drain_in_thread(tenant, pipeline_pass, errors):
     try:
         with tenant_context(tenant):
-            _drain(tenant, chunks)
+            _drain(tenant, pipeline_pass)
     except BaseException as error:
-        chunks.stopped = True
         errors.append(error)
     finally:
         connection.close()
 
 
-def recompute_dirty(*, tenant, chunk_size=CHUNK_SIZE, threads=None):
-    """Recompute the tenant's marked accounts chunk by chunk, each account at most once; returns counts.
-
-    An account changed during the pass keeps its mark for the next one. With
-    more than one chunk to do, `threads` (CSP_PIPELINE_THREADS when None)
-    threads take them in turn; they see only committed rows, as a worker
-    does. The first error stops the others from taking more chunks and is
-    raised once they finish.
-    """
-    threads = settings.CSP_PIPELINE_THREADS if threads is None else threads
-    chunks = DirtyChunks(tenant, chunk_size)
-    if threads <= 1 or not chunks.more_than_one():
-        _drain(tenant, chunks)
-        return chunks.totals
+def _drain_in_threads(tenant, pipeline_pass, threads):
+    """Drain the pass in `threads` threads, each on its own connection; the first error is raised once all end."""
     errors = []
-    workers = [threading.Thread(target=_drain_in_thread, args=(tenant, chunks, errors)) for _ in range(threads)]
+    workers = [threading.Thread(target=_drain_in_thread, args=(tenant, pipeline_pass, errors)) for _ in range(threads)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
     if errors:
         raise errors[0]
-    return chunks.totals
+
+
+def _wait_for_helpers(tenant, pipeline_pass):
+    """Wait until every chunk taken is done, or until none has been done for HELPER_STALL_SECONDS.
+
+    A helper killed mid-chunk never reports it; its accounts keep their marks,
+    so giving up on it loses nothing, and the next pass recomputes them.
+    Returns the pass as it ended.
+    """
+    passes = PipelinePass.objects.for_tenant(tenant).filter(pk=pipeline_pass.pk)
+    done, waited_since = None, time.monotonic()
+    while (ended := passes.first()) is not None and ended.chunks_done < ended.chunks_taken:
+        if ended.chunks_done != done:
+            done, waited_since = ended.chunks_done, time.monotonic()
+        elif time.monotonic() - waited_since > HELPER_STALL_SECONDS:
+            logger.warning("Pipeline pass %s of tenant %s: a helper went silent; its marks stay", ended.pk, tenant.pk)
+            break
+        time.sleep(HELPER_POLL_SECONDS)
+    return ended or pipeline_pass
+
+
+def recompute_dirty(*, tenant, chunk_size=None, threads=None, ask_for_helpers=None):
+    """Recompute the tenant's marked accounts chunk by chunk, each account at most once; returns counts.
+
+    1. Open a pass (csplatform.models.PipelinePass). With more than one chunk
+       to do, `ask_for_helpers(pass_id)` may ask other worker processes to
+       take part (`pass_help` below).
+    2. Take chunks of `chunk_size` accounts (CSP_PIPELINE_CHUNK_SIZE when
+       None) until none is left, in `threads` threads (CSP_PIPELINE_THREADS
+       when None), each on its own connection; they see only committed rows,
+       as a worker does.
+    3. Wait for the chunks that helpers took, then end the pass.
+    The first error fails the pass, which stops every taker from starting
+    another chunk, and is raised once the chunks in flight are done; an
+    error in a helper raises PassFailed here. An account changed during the
+    pass keeps its mark for the next one.
+    """
+    chunk_size = chunk_size or settings.CSP_PIPELINE_CHUNK_SIZE
+    threads = settings.CSP_PIPELINE_THREADS if threads is None else threads
+    several_chunks = DirtyAccount.objects.for_tenant(tenant)[chunk_size : chunk_size + 1].exists()
+    passes = PipelinePass.objects.for_tenant(tenant)
+    passes.filter(opened_at__lt=timezone.now() - STALE_PASS_AGE).delete()
+    pipeline_pass = passes.create(tenant=tenant, chunk_size=chunk_size)
+    try:
+        if several_chunks and ask_for_helpers is not None:
+            ask_for_helpers(pipeline_pass.pk)
+        try:
+            if threads <= 1 or not several_chunks:
+                _drain(tenant, pipeline_pass)
+            else:
+                _drain_in_threads(tenant, pipeline_pass, threads)
+        except BaseException:
+            _pass_fail(tenant, pipeline_pass)
+            _wait_for_helpers(tenant, pipeline_pass)
+            raise
+        ended = _wait_for_helpers(tenant, pipeline_pass)
+    finally:
+        passes.filter(pk=pipeline_pass.pk).delete()
+    if ended.failed:
+        raise PassFailed(f"A chunk of pipeline pass {ended.pk} failed in a helper; its accounts stay marked.")
+    return {"accounts": ended.accounts, "moved": ended.moved}
+
+
+def pass_help(*, tenant, pass_id):
+    """Take part in a pass another process opened, until it has no chunk left; returns the chunks done here.
+
+    A helper that arrives after the pass ended finds nothing to do.
+    """
+    pipeline_pass = PipelinePass.objects.for_tenant(tenant).filter(pk=pass_id).first()
+    chunks = 0 if pipeline_pass is None else _drain(tenant, pipeline_pass)
+    logger.info("Helped pipeline pass %s of tenant %s with %s chunks", pass_id, tenant.pk, chunks)
+    return chunks
 
 
 def mark_all_dirty(*, tenant):

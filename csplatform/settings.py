@@ -120,8 +120,12 @@ if on_sqlite:
     # SQLite skips the covering (INCLUDE) indexes that PostgreSQL uses; it does not need them.
     SILENCED_SYSTEM_CHECKS.append("models.W040")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Accounts per chunk of a pipeline pass; each chunk commits on its own, and a pass holds one chunk per thread in memory.
+CSP_PIPELINE_CHUNK_SIZE = int(os.environ.get("CSP_PIPELINE_CHUNK_SIZE", "2000"))
 # Threads of one pipeline pass (csplatform/pipeline.py); SQLite takes one writer at a time.
 CSP_PIPELINE_THREADS = int(os.environ.get("CSP_PIPELINE_THREADS", "1" if on_sqlite else "2"))
+# Other worker processes asked to take part in each pass of a tenant with more than one chunk to do.
+CSP_PIPELINE_HELPERS = int(os.environ.get("CSP_PIPELINE_HELPERS", "0" if on_sqlite else "1"))
 # Emails per commit of the step runner, one SMTP connection each (playbooks/mail.py): more send faster,
 # but a worker killed right after a group's commit can lose that group's emails.
 CSP_SMTP_CONNECTIONS = int(os.environ.get("CSP_SMTP_CONNECTIONS", "1"))

@@ -1,7 +1,9 @@
 import logging
 import time
+from functools import partial
 
 from celery import shared_task
+from django.conf import settings
 from django.core.cache import cache
 from django.db import OperationalError
 
@@ -30,16 +32,19 @@ RECOMPUTE_LOCK_SECONDS = 15 * 60
 RECOMPUTE_PASS_SECONDS = 5 * 60
 # No longer than the countdown below, so every change is read by a run that starts after it.
 SCHEDULE_DEBOUNCE_SECONDS = 1
+# A helper that starts later than this would find its pass ended, or nearly.
+HELPER_EXPIRES_SECONDS = 60
 
 
 @shared_task(
+    bind=True,
     name="csplatform.recompute_dirty",
     autoretry_for=(OperationalError,),
     retry_backoff=True,
     retry_jitter=True,
     max_retries=5,
 )
-def recompute_dirty_task(tenant_id):
+def recompute_dirty_task(self, tenant_id):
     """Recompute the tenant's dirty accounts; at most one run per tenant at a time.
 
     A request that finds a run in flight leaves a note and returns; the run
@@ -56,22 +61,40 @@ def recompute_dirty_task(tenant_id):
         cache.set(again_key, 1, timeout=RECOMPUTE_LOCK_SECONDS)
         if not cache.add(lock_key, 1, timeout=RECOMPUTE_LOCK_SECONDS):
             return None
+    # Helpers go to the queue this task came from, where the workers given to the pipeline listen.
+    queue = (self.request.delivery_info or {}).get("routing_key")
+    ask_for_helpers = partial(_ask_for_helpers, tenant_id, queue)
     started = time.monotonic()
     passes = []
     while True:
         try:
             cache.delete(again_key)
             with tenant_context(tenant):
-                passes.append(pipeline.recompute_dirty(tenant=tenant))
+                passes.append(pipeline.recompute_dirty(tenant=tenant, ask_for_helpers=ask_for_helpers))
         finally:
             cache.delete(lock_key)
         if not cache.get(again_key):
             return passes
         if time.monotonic() - started > RECOMPUTE_PASS_SECONDS:
-            recompute_dirty_task.apply_async(args=[tenant_id], expires=600)
+            recompute_dirty_task.apply_async(args=[tenant_id], queue=queue, expires=600)
             return passes
         if not cache.add(lock_key, 1, timeout=RECOMPUTE_LOCK_SECONDS):
             return passes
+
+
+def _ask_for_helpers(tenant_id, queue, pass_id):
+    for _ in range(settings.CSP_PIPELINE_HELPERS):
+        recompute_pass_help_task.apply_async(args=[tenant_id, pass_id], queue=queue, expires=HELPER_EXPIRES_SECONDS)
+
+
+@shared_task(name="csplatform.recompute_pass_help")
+def recompute_pass_help_task(tenant_id, pass_id):
+    """Take chunks of a pass that another worker runs, until none is left (CSP_PIPELINE_HELPERS)."""
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    if tenant is None:
+        return
+    with tenant_context(tenant):
+        pipeline.pass_help(tenant=tenant, pass_id=pass_id)
 
 
 @shared_task(name="csplatform.sweep_dirty")

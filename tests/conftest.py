@@ -4,7 +4,9 @@ alice is the tenant's admin, bob its CSM, and charlie belongs to another
 tenant and must never see the first tenant's data.
 """
 
+import psycopg2
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from csplatform.tenancy.models import Role
@@ -67,3 +69,30 @@ def api(tenant):
 def other_api(other_tenant):
     """An API client holding a key of `other_tenant`."""
     return make_api_client(other_tenant)
+
+
+@pytest.fixture
+def worker_database(tmp_path, django_db_blocker):
+    """A database of its own that separate processes share: a SQLite file or a PostgreSQL database."""
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        yield f"sqlite:///{tmp_path / 'workers.sqlite3'}"
+        return
+    name = f"{settings['NAME']}_workers"[:63]
+    params = {
+        "host": settings["HOST"] or "127.0.0.1",
+        "port": settings["PORT"] or 5432,
+        "user": settings["USER"],
+        "password": settings["PASSWORD"] or None,
+        "dbname": "postgres",
+    }
+    admin = psycopg2.connect(**params)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    password = f":{settings['PASSWORD']}" if settings["PASSWORD"] else ""
+    yield f"postgres://{settings['USER']}{password}@{params['host']}:{params['port']}/{name}"
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()

@@ -17,9 +17,9 @@ from bench.scales import SCALES
 
 ON_POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 FIGURES = {
-    "build", "ingest_batch_api", "ingest_segment_api", "pipeline_all_accounts", "pipeline_vs_naive_loop",
-    "pipeline_peak_rss", "pipeline_growth", "pipeline_history", "page_portfolio", "page_account_page",
-    "page_accounts_api", "freshness",
+    "build", "ingest_batch_api", "ingest_segment_api", "pipeline_all_accounts", "pipeline_one_helper",
+    "pipeline_vs_naive_loop", "pipeline_peak_rss", "pipeline_growth", "pipeline_history", "page_portfolio",
+    "page_account_page", "page_accounts_api", "freshness",
 }
 
 

@@ -1,6 +1,8 @@
 """The recompute pipeline, from an ingested event to the account's stage and health."""
 
 import datetime as dt
+import threading
+from functools import partial
 
 import pytest
 from django.db import connection, connections, transaction
@@ -9,7 +11,9 @@ from django.utils import timezone
 from csplatform import pipeline
 from csplatform.customers.models import Account
 from csplatform.customers.services import account_mark_dirty
+from csplatform.models import PipelinePass
 from csplatform.rules.models import AccountMetrics
+from csplatform.tenancy.rls import tenant_context
 from health.defaults import scorecards_apply_defaults
 from health.models import HealthScore
 from lifecycle.models import AccountStage, StageTransition
@@ -134,8 +138,8 @@ def test_a_recompute_asked_for_during_a_run_is_done_by_that_run_before_it_return
     account_mark_dirty(tenant=configured_tenant, account_ids=[first.pk])
     real_recompute, passes = pipeline.recompute_dirty, []
 
-    def recompute_while_a_change_arrives(*, tenant):
-        totals = real_recompute(tenant=tenant)
+    def recompute_while_a_change_arrives(*, tenant, **options):
+        totals = real_recompute(tenant=tenant, **options)
         passes.append(totals["accounts"])
         if len(passes) == 1:
             account_mark_dirty(tenant=tenant, account_ids=[late.pk])
@@ -209,3 +213,161 @@ def test_the_stage_step_does_not_wait_for_an_ingest_transaction_referencing_the_
         ingest.rollback()
         ingest.close()
     assert AccountStage.objects.for_tenant(configured_tenant).filter(account__in=accounts).count() == 3
+
+
+class Helper(threading.Thread):
+    """Another worker process taking part in a pass: `pipeline.pass_help` on a connection of its own."""
+
+    def __init__(self, tenant, pass_id):
+        super().__init__(name="helper")
+        self.tenant, self.pass_id, self.error = tenant, pass_id, None
+
+    def run(self):
+        try:
+            with tenant_context(self.tenant):
+                pipeline.pass_help(tenant=self.tenant, pass_id=self.pass_id)
+        except BaseException as error:
+            self.error = error
+        finally:
+            connection.close()
+
+
+class HelpersAsked:
+    """An `ask_for_helpers` that starts one Helper per pass, as the recompute task's queued helper would."""
+
+    def __init__(self, tenant):
+        self.tenant, self.helpers = tenant, []
+
+    def __call__(self, pass_id):
+        helper = Helper(self.tenant, pass_id)
+        self.helpers.append(helper)
+        helper.start()
+
+    def join(self):
+        for helper in self.helpers:
+            helper.join(timeout=30)
+
+
+def recorded_chunks(monkeypatch, before_each=None):
+    """Record which thread took which accounts; `before_each(thread name, ids)` runs before each recompute."""
+    chunks, real_recompute = [], pipeline.recompute_accounts
+
+    def recompute_recorded(*, tenant, account_ids):
+        chunks.append((threading.current_thread().name, list(account_ids)))
+        if before_each is not None:
+            before_each(threading.current_thread().name, account_ids)
+        return real_recompute(tenant=tenant, account_ids=account_ids)
+
+    monkeypatch.setattr(pipeline, "recompute_accounts", recompute_recorded)
+    return chunks
+
+
+@threads_need_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_helper_process_takes_chunks_of_the_same_pass_and_each_account_is_recomputed_once(
+    configured_tenant, monkeypatch
+):
+    accounts = AccountFactory.create_batch(12, tenant=configured_tenant)
+    both_busy = threading.Barrier(2)
+    first_chunk_of = set()
+
+    def wait_for_the_other_on_first_chunk(thread_name, ids):
+        if thread_name not in first_chunk_of:
+            first_chunk_of.add(thread_name)
+            both_busy.wait(timeout=10)
+
+    chunks = recorded_chunks(monkeypatch, wait_for_the_other_on_first_chunk)
+    pipeline.mark_all_dirty(tenant=configured_tenant)
+    helpers = HelpersAsked(configured_tenant)
+
+    totals = pipeline.recompute_dirty(tenant=configured_tenant, chunk_size=3, threads=1, ask_for_helpers=helpers)
+    helpers.join()
+
+    recomputed = [account_id for _, ids in chunks for account_id in ids]
+    assert sorted(recomputed) == sorted(account.pk for account in accounts)
+    assert {"helper", "MainThread"} <= {thread_name for thread_name, _ in chunks}
+    assert totals == {"accounts": 12, "moved": 12}
+    assert HealthScore.objects.for_tenant(configured_tenant).count() == len(accounts)
+    assert not Account.objects.for_tenant(configured_tenant).dirty().exists()
+    assert not PipelinePass.objects.for_tenant(configured_tenant).exists()
+
+
+@threads_need_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_failing_in_a_helper_fails_the_pass_and_keeps_its_accounts_marked(configured_tenant, monkeypatch):
+    AccountFactory.create_batch(12, tenant=configured_tenant)
+    helper_started = threading.Event()
+
+    def fail_in_the_helper(thread_name, ids):
+        if thread_name == "helper":
+            helper_started.set()
+            raise RuntimeError("chunk failed in the helper")
+        helper_started.wait(timeout=10)
+
+    chunks = recorded_chunks(monkeypatch, fail_in_the_helper)
+    pipeline.mark_all_dirty(tenant=configured_tenant)
+    helpers = HelpersAsked(configured_tenant)
+
+    with pytest.raises(pipeline.PassFailed):
+        pipeline.recompute_dirty(tenant=configured_tenant, chunk_size=3, threads=1, ask_for_helpers=helpers)
+    helpers.join()
+
+    assert str(helpers.helpers[0].error) == "chunk failed in the helper"
+    still_marked = set(Account.objects.for_tenant(configured_tenant).dirty().values_list("pk", flat=True))
+    recomputed = {account_id for thread_name, ids in chunks if thread_name == "MainThread" for account_id in ids}
+    assert still_marked and not still_marked & recomputed
+
+
+@threads_need_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_helper_that_stops_reporting_holds_the_pass_no_longer_than_the_stall_limit(configured_tenant, monkeypatch):
+    """What a helper killed mid-chunk looks like to the pass: a chunk taken and never done."""
+    AccountFactory.create_batch(6, tenant=configured_tenant)
+    monkeypatch.setattr(pipeline, "HELPER_STALL_SECONDS", 0.5)
+    released = threading.Event()
+
+    def hang_in_the_helper(thread_name, ids):
+        if thread_name == "helper":
+            released.wait(timeout=30)
+
+    chunks = recorded_chunks(monkeypatch, hang_in_the_helper)
+    pipeline.mark_all_dirty(tenant=configured_tenant)
+    helpers = HelpersAsked(configured_tenant)
+    try:
+        pipeline.recompute_dirty(tenant=configured_tenant, chunk_size=3, threads=1, ask_for_helpers=helpers)
+        hung = {account_id for thread_name, ids in chunks if thread_name == "helper" for account_id in ids}
+        assert hung == set(Account.objects.for_tenant(configured_tenant).dirty().values_list("pk", flat=True))
+    finally:
+        released.set()
+        helpers.join()
+
+
+def test_a_helper_arriving_after_its_pass_ended_recomputes_nothing(configured_tenant, monkeypatch):
+    AccountFactory.create_batch(2, tenant=configured_tenant)
+    pipeline.mark_all_dirty(tenant=configured_tenant)
+    chunks = recorded_chunks(monkeypatch)
+
+    pipeline.pass_help(tenant=configured_tenant, pass_id=12345)
+
+    assert chunks == []
+    assert Account.objects.for_tenant(configured_tenant).dirty().count() == 2
+
+
+def test_the_recompute_task_asks_the_configured_number_of_helpers_to_join_a_pass_of_several_chunks(
+    configured_tenant, settings, monkeypatch
+):
+    from csplatform.tasks import recompute_dirty_task, recompute_pass_help_task
+
+    settings.CSP_PIPELINE_HELPERS = 2
+    AccountFactory.create_batch(4, tenant=configured_tenant)
+    pipeline.mark_all_dirty(tenant=configured_tenant)
+    monkeypatch.setattr(pipeline, "recompute_dirty", partial(pipeline.recompute_dirty, chunk_size=3, threads=1))
+    asked = []
+    monkeypatch.setattr(recompute_pass_help_task, "apply_async", lambda args, **options: asked.append((args, options)))
+
+    recompute_dirty_task.apply(args=[configured_tenant.pk]).get()
+
+    assert len(asked) == 2
+    assert {args[0] for args, _ in asked} == {configured_tenant.pk}
+    assert len({args[1] for args, _ in asked}) == 1
+    assert not Account.objects.for_tenant(configured_tenant).dirty().exists()

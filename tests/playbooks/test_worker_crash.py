@@ -40,10 +40,8 @@ import time
 import uuid
 from pathlib import Path
 
-import psycopg2
 import pytest
 from aiosmtpd.controller import Controller
-from django.db import connection
 
 from bench.processes import BIN
 from tests.playbooks.conftest import Inbox, free_port
@@ -172,33 +170,6 @@ class KillingInbox(Inbox):
     def count(self):
         with self.lock:
             return len(self.message_ids)
-
-
-@pytest.fixture
-def worker_database(tmp_path, django_db_blocker):
-    """A database of its own that separate processes share: a SQLite file or a PostgreSQL database."""
-    settings = connection.settings_dict
-    if connection.vendor == "sqlite":
-        yield f"sqlite:///{tmp_path / 'workers.sqlite3'}"
-        return
-    name = f"{settings['NAME']}_workers"[:63]
-    params = {
-        "host": settings["HOST"] or "127.0.0.1",
-        "port": settings["PORT"] or 5432,
-        "user": settings["USER"],
-        "password": settings["PASSWORD"] or None,
-        "dbname": "postgres",
-    }
-    admin = psycopg2.connect(**params)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    password = f":{settings['PASSWORD']}" if settings["PASSWORD"] else ""
-    yield f"postgres://{settings['USER']}{password}@{params['host']}:{params['port']}/{name}"
-    with admin.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
 
 
 def test_celery_workers_sigkilled_repeatedly_deliver_each_of_1000_emails_exactly_once(worker_database, tmp_path):

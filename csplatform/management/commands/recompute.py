@@ -12,7 +12,7 @@ class Command(BaseCommand):
         parser.add_argument("tenant_slug")
         parser.add_argument("--all", action="store_true", help="Recompute every account, not only the dirty ones.")
         parser.add_argument(
-            "--chunk-size", type=int, default=pipeline.CHUNK_SIZE, help="Accounts per chunk; each commits on its own."
+            "--chunk-size", type=int, help="Accounts per chunk (CSP_PIPELINE_CHUNK_SIZE); each commits on its own."
         )
 
     def handle(self, *args, tenant_slug, all, chunk_size, **options):
