@@ -83,8 +83,14 @@ def recompute_dirty_task(self, tenant_id):
 
 
 def _ask_for_helpers(tenant_id, queue, pass_id):
-    for _ in range(settings.CSP_PIPELINE_HELPERS):
-        recompute_pass_help_task.apply_async(args=[tenant_id, pass_id], queue=queue, expires=HELPER_EXPIRES_SECONDS)
+    """Best effort: a pass that no helper joins is done by the process that opened it alone."""
+    try:
+        for _ in range(settings.CSP_PIPELINE_HELPERS):
+            recompute_pass_help_task.apply_async(
+                args=[tenant_id, pass_id], queue=queue, expires=HELPER_EXPIRES_SECONDS
+            )
+    except Exception:
+        logger.warning("Could not ask for helpers with pass %s of tenant %s", pass_id, tenant_id, exc_info=True)
 
 
 @shared_task(name="csplatform.recompute_pass_help")

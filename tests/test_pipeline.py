@@ -371,3 +371,22 @@ def test_the_recompute_task_asks_the_configured_number_of_helpers_to_join_a_pass
     assert {args[0] for args, _ in asked} == {configured_tenant.pk}
     assert len({args[1] for args, _ in asked}) == 1
     assert not Account.objects.for_tenant(configured_tenant).dirty().exists()
+
+
+def test_a_pass_whose_helpers_cannot_be_asked_for_is_done_by_its_own_worker(configured_tenant, settings, monkeypatch):
+    from csplatform.tasks import recompute_dirty_task, recompute_pass_help_task
+
+    settings.CSP_PIPELINE_HELPERS = 1
+    accounts = AccountFactory.create_batch(4, tenant=configured_tenant)
+    pipeline.mark_all_dirty(tenant=configured_tenant)
+    monkeypatch.setattr(pipeline, "recompute_dirty", partial(pipeline.recompute_dirty, chunk_size=3, threads=1))
+
+    def broker_down(*args, **options):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(recompute_pass_help_task, "apply_async", broker_down)
+
+    passes = recompute_dirty_task.apply(args=[configured_tenant.pk]).get()
+
+    assert passes == [{"accounts": len(accounts), "moved": len(accounts)}]
+    assert not Account.objects.for_tenant(configured_tenant).dirty().exists()
