@@ -21,7 +21,9 @@ from django.db import DatabaseError, connection, transaction
 
 from alerts.models import DeliveryStatus, WebhookDelivery
 from alerts.webhooks import webhook_deliver_due, webhook_emit, webhook_subscription_create
+from csplatform import pipeline
 from csplatform.customers.models import Account, UsageEvent
+from csplatform.models import PipelinePass
 from csplatform.tenancy.rls import (
     BYPASS_SETTING,
     POLICY,
@@ -244,6 +246,30 @@ def test_the_runners_claim_across_tenants_and_execute_each_in_its_tenant_under_t
             assert WebhookDelivery.objects.for_tenant(tenant).get(pk=delivery_id).status == DeliveryStatus.DELIVERED
     assert len(mail.outbox) == 2
     assert sorted(request["json"]["tenant"] for request in receiver.requests) == sorted(t.slug for t in tenants)
+
+
+def test_a_pass_and_its_helper_recompute_only_their_tenants_accounts_under_the_app_role(world, app_role):
+    tenant, other = world["tenant"], world["other"]
+    with superuser():
+        AccountFactory.create_batch(3, tenant=tenant)
+        for each in (tenant, other):
+            pipeline.mark_all_dirty(tenant=each)
+        accounts = Account.objects.for_tenant(tenant).count()
+
+    def helper_drains_the_pass(pass_id):
+        helped.append(pipeline.pass_help(tenant=tenant, pass_id=pass_id))
+
+    helped = []
+    with tenant_context(tenant):
+        totals = pipeline.recompute_dirty(
+            tenant=tenant, chunk_size=1, threads=1, ask_for_helpers=helper_drains_the_pass
+        )
+
+    assert totals["accounts"] == accounts and helped == [accounts]
+    with superuser():
+        assert not Account.objects.for_tenant(tenant).dirty().exists()
+        assert Account.objects.for_tenant(other).dirty().count() == 3
+        assert not PipelinePass.objects.dangerously_all_tenants().exists()
 
 
 def test_a_one_click_nps_answer_is_recorded_under_the_app_role(world, app_role, client):
