@@ -78,7 +78,12 @@ def recompute_accounts(*, tenant, account_ids):
     return {"accounts": len(account_ids), "moved": len(moved)}
 
 
-def _chunk_take(tenant, pipeline_pass, marked):
+def _this_pass(pipeline_pass):
+    """The pass's own row, as a queryset to update: every taker changes it only by conditional updates."""
+    return PipelinePass.objects.for_tenant(pipeline_pass.tenant_id).filter(pk=pipeline_pass.pk)
+
+
+def _chunk_take(pipeline_pass, marked):
     """`(read_at, ids)` of the pass's next chunk, or None once the pass is closed or failed.
 
     The chunk is the marked accounts after the last one taken, a range scan of
@@ -87,7 +92,7 @@ def _chunk_take(tenant, pipeline_pass, marked):
     finds nothing left closes the pass. The moment before the read is kept
     with the chunk: marks newer than it stay for the next pass.
     """
-    passes = PipelinePass.objects.for_tenant(tenant).filter(pk=pipeline_pass.pk, closed=False, failed=False)
+    passes = _this_pass(pipeline_pass).filter(closed=False, failed=False)
     while True:
         last_id = passes.values_list("last_account_id", flat=True).first()
         if last_id is None:
@@ -102,12 +107,17 @@ def _chunk_take(tenant, pipeline_pass, marked):
             return read_at, ids
 
 
-def _chunk_done(tenant, pipeline_pass, result):
-    PipelinePass.objects.for_tenant(tenant).filter(pk=pipeline_pass.pk).update(
+def _chunk_done(pipeline_pass, result):
+    _this_pass(pipeline_pass).update(
         chunks_done=F("chunks_done") + 1,
         accounts=F("accounts") + result["accounts"],
         moved=F("moved") + result["moved"],
     )
+
+
+def _chunk_failed(pipeline_pass):
+    """Count the chunk as done, so that nobody waits for it, and fail the pass, so that nobody takes another."""
+    _this_pass(pipeline_pass).update(chunks_done=F("chunks_done") + 1, failed=True)
 
 
 def _drain(tenant, pipeline_pass):
@@ -119,22 +129,17 @@ def _drain(tenant, pipeline_pass):
     """
     marked = DirtyAccount.objects.for_tenant(tenant).order_by("account_id").values_list("account_id", flat=True)
     done = 0
-    while chunk := _chunk_take(tenant, pipeline_pass, marked):
+    while chunk := _chunk_take(pipeline_pass, marked):
         read_at, ids = chunk
         try:
             result = recompute_accounts(tenant=tenant, account_ids=ids)
             dirty_marks_clear(tenant=tenant, account_ids=ids, read_at=read_at)
         except BaseException:
-            _pass_fail(tenant, pipeline_pass)
-            _chunk_done(tenant, pipeline_pass, {"accounts": 0, "moved": 0})
+            _chunk_failed(pipeline_pass)
             raise
-        _chunk_done(tenant, pipeline_pass, result)
+        _chunk_done(pipeline_pass, result)
         done += 1
     return done
-
-
-def _pass_fail(tenant, pipeline_pass):
-    PipelinePass.objects.for_tenant(tenant).filter(pk=pipeline_pass.pk).update(failed=True)
 
 
 def _drain_in_thread(tenant, pipeline_pass, errors):
@@ -159,20 +164,19 @@ def _drain_in_threads(tenant, pipeline_pass, threads):
         raise errors[0]
 
 
-def _wait_for_helpers(tenant, pipeline_pass):
+def _wait_for_helpers(pipeline_pass):
     """Wait until every chunk taken is done, or until none has been done for HELPER_STALL_SECONDS.
 
     A helper killed mid-chunk never reports it; its accounts keep their marks,
     so giving up on it loses nothing, and the next pass recomputes them.
     Returns the pass as it ended.
     """
-    passes = PipelinePass.objects.for_tenant(tenant).filter(pk=pipeline_pass.pk)
     done, waited_since = None, time.monotonic()
-    while (ended := passes.first()) is not None and ended.chunks_done < ended.chunks_taken:
+    while (ended := _this_pass(pipeline_pass).first()) is not None and ended.chunks_done < ended.chunks_taken:
         if ended.chunks_done != done:
             done, waited_since = ended.chunks_done, time.monotonic()
         elif time.monotonic() - waited_since > HELPER_STALL_SECONDS:
-            logger.warning("Pipeline pass %s of tenant %s: a helper went silent; its marks stay", ended.pk, tenant.pk)
+            logger.warning("Pipeline pass %s of tenant %s: a helper went silent", ended.pk, ended.tenant_id)
             break
         time.sleep(HELPER_POLL_SECONDS)
     return ended or pipeline_pass
@@ -209,12 +213,13 @@ def recompute_dirty(*, tenant, chunk_size=None, threads=None, ask_for_helpers=No
             else:
                 _drain_in_threads(tenant, pipeline_pass, threads)
         except BaseException:
-            _pass_fail(tenant, pipeline_pass)
-            _wait_for_helpers(tenant, pipeline_pass)
+            # Also when no chunk failed (a read of the marks, a thread): no helper may start another.
+            _this_pass(pipeline_pass).update(failed=True)
+            _wait_for_helpers(pipeline_pass)
             raise
-        ended = _wait_for_helpers(tenant, pipeline_pass)
+        ended = _wait_for_helpers(pipeline_pass)
     finally:
-        passes.filter(pk=pipeline_pass.pk).delete()
+        _this_pass(pipeline_pass).delete()
     if ended.failed:
         raise PassFailed(f"A chunk of pipeline pass {ended.pk} failed in a helper; its accounts stay marked.")
     return {"accounts": ended.accounts, "moved": ended.moved}
