@@ -37,6 +37,7 @@ from csplatform.customers.models import Account, DirtyAccount
 from csplatform.customers.services import dirty_marks_clear, dirty_marks_set
 from csplatform.models import PipelinePass
 from csplatform.rules.metrics import metrics_compute
+from csplatform.sql import serial_plans
 from csplatform.tenancy.models import Tenant
 from csplatform.tenancy.rls import tenant_context
 from health.services import health_score
@@ -125,20 +126,22 @@ def _drain(tenant, pipeline_pass):
     returns how many chunks were done here.
 
     A chunk that fails fails the pass, so that no taker starts another, and
-    keeps its marks for the next pass.
+    keeps its marks for the next pass. The chunks' queries are planned
+    without parallel workers (`serial_plans`): they read their accounts by key.
     """
     marked = DirtyAccount.objects.for_tenant(tenant).order_by("account_id").values_list("account_id", flat=True)
     done = 0
-    while chunk := _chunk_take(pipeline_pass, marked):
-        read_at, ids = chunk
-        try:
-            result = recompute_accounts(tenant=tenant, account_ids=ids)
-            dirty_marks_clear(tenant=tenant, account_ids=ids, read_at=read_at)
-        except BaseException:
-            _chunk_failed(pipeline_pass)
-            raise
-        _chunk_done(pipeline_pass, result)
-        done += 1
+    with serial_plans():
+        while chunk := _chunk_take(pipeline_pass, marked):
+            read_at, ids = chunk
+            try:
+                result = recompute_accounts(tenant=tenant, account_ids=ids)
+                dirty_marks_clear(tenant=tenant, account_ids=ids, read_at=read_at)
+            except BaseException:
+                _chunk_failed(pipeline_pass)
+                raise
+            _chunk_done(pipeline_pass, result)
+            done += 1
     return done
 
 

@@ -157,6 +157,59 @@ threads_need_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="SQLite runs a pass in one thread (CSP_PIPELINE_THREADS=1)"
 )
 postgresql_row_locks = pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite locks the whole file")
+postgresql_planner = pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite plans no parallel workers")
+
+
+def parallel_workers_setting():
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW max_parallel_workers_per_gather")
+        return cursor.fetchone()[0]
+
+
+def recording_parallel_workers(seen, *, fail=False):
+    """`recompute_accounts` that notes the setting its chunk's queries are planned with, and may fail."""
+    real_recompute = pipeline.recompute_accounts
+
+    def recompute(*, tenant, account_ids):
+        seen.append(parallel_workers_setting())
+        if fail:
+            raise RuntimeError("chunk failed")
+        return real_recompute(tenant=tenant, account_ids=account_ids)
+
+    return recompute
+
+
+@postgresql_planner
+def test_a_pass_plans_its_chunks_without_parallel_workers_and_gives_the_connection_its_setting_back(
+    configured_tenant, monkeypatch
+):
+    AccountFactory.create_batch(7, tenant=configured_tenant)
+    pipeline.mark_all_dirty(tenant=configured_tenant)
+    with connection.cursor() as cursor:
+        cursor.execute("SET max_parallel_workers_per_gather = 3")
+    seen = []
+    monkeypatch.setattr(pipeline, "recompute_accounts", recording_parallel_workers(seen))
+
+    pipeline.recompute_dirty(tenant=configured_tenant, chunk_size=3, threads=1)
+
+    assert seen == ["0", "0", "0"]
+    assert parallel_workers_setting() == "3"
+
+
+@postgresql_planner
+def test_a_pass_whose_chunk_failed_gives_the_connection_its_planner_setting_back(configured_tenant, monkeypatch):
+    AccountFactory.create_batch(2, tenant=configured_tenant)
+    pipeline.mark_all_dirty(tenant=configured_tenant)
+    with connection.cursor() as cursor:
+        cursor.execute("SET max_parallel_workers_per_gather = 3")
+    seen = []
+    monkeypatch.setattr(pipeline, "recompute_accounts", recording_parallel_workers(seen, fail=True))
+
+    with pytest.raises(RuntimeError, match="chunk failed"):
+        pipeline.recompute_dirty(tenant=configured_tenant, threads=1)
+
+    assert seen == ["0"]
+    assert parallel_workers_setting() == "3"
 
 
 @threads_need_postgresql
