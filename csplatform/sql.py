@@ -203,6 +203,43 @@ class OneOf(Func):
         return f"{column} IN {parameters(len(self.values))}", [*params, *self.values]
 
 
+def _set_config(values):
+    """Set each `{name: value}` in one statement; return `{name: its value before}` ('' for none).
+
+    Inside a transaction the values are transaction-local (SET LOCAL); in
+    autocommit they hold for the connection until they are set back.
+    """
+    names = list(values)
+    reads = ", ".join(["current_setting(%s, true)"] * len(names))
+    writes = ", ".join(["set_config(%s, %s, %s)"] * len(names))
+    local = connection.in_atomic_block
+    params = [*names, *(param for name in names for param in (name, values[name], local))]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {reads}, {writes}", params)
+        before = cursor.fetchone()[: len(names)]
+    return {name: value or "" for name, value in zip(names, before)}
+
+
+@contextmanager
+def database_settings(values):
+    """Set PostgreSQL's run-time settings `{name: value}` for the block and put the previous values back.
+
+    A failed transaction rolls its settings back by itself. A connection that
+    broke meanwhile is closed instead: the settings die with it, so none can
+    outlive the block on a reused connection, and the database error stays
+    the block's own (an API 503) instead of a new one raised from here.
+    """
+    previous = _set_config(values)
+    try:
+        yield
+    finally:
+        if not connection.needs_rollback:
+            try:
+                _set_config(previous)
+            except (OperationalError, InterfaceError):
+                connection.close()
+
+
 @contextmanager
 def serial_plans():
     """Plan the block's queries without parallel workers, on PostgreSQL; elsewhere this does nothing.
@@ -211,25 +248,9 @@ def serial_plans():
     100,000 accounts the planner priced a parallel scan of the tenant's
     whole range of an index below probing the chunk's keys, and each such
     query took five times as long, so a pass grew faster than its tenant.
-    The setting holds for the connection until the block ends, as the
-    block's steps commit on their own.
     """
     if connection.vendor != "postgresql":
         yield
         return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT current_setting('max_parallel_workers_per_gather'), "
-            "set_config('max_parallel_workers_per_gather', '0', false)"
-        )
-        previous = cursor.fetchone()[0]
-    try:
+    with database_settings({"max_parallel_workers_per_gather": "0"}):
         yield
-    finally:
-        # A failed transaction rolls the setting back by itself; a broken connection takes it with it.
-        if not connection.needs_rollback:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT set_config('max_parallel_workers_per_gather', %s, false)", [previous])
-            except (OperationalError, InterfaceError):
-                connection.close()

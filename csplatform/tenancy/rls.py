@@ -23,7 +23,9 @@ they apply. On SQLite all of this is a no-op.
 from contextlib import contextmanager
 
 from django.apps import apps
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import connection, transaction
+
+from csplatform.sql import database_settings
 
 POLICY = "tenant_isolation"
 TENANT_SETTING = "csp.tenant_id"
@@ -75,23 +77,6 @@ def enable_row_level_security(using="default", **kwargs):
                     cursor.execute(statement)
 
 
-def _apply(tenant_id, bypass):
-    """Set both settings in one statement; return the values they had before.
-
-    Inside a transaction the values are transaction-local (SET LOCAL); in
-    autocommit they hold for the connection until the block restores them,
-    so a view or task that commits several transactions keeps its tenant.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT current_setting('{TENANT_SETTING}', true), current_setting('{BYPASS_SETTING}', true), "
-            f"set_config('{TENANT_SETTING}', %s, %s), set_config('{BYPASS_SETTING}', %s, %s)",
-            [tenant_id, connection.in_atomic_block, bypass, connection.in_atomic_block],
-        )
-        previous_tenant, previous_bypass, _, _ = cursor.fetchone()
-    return previous_tenant or "", previous_bypass or ""
-
-
 def check_role(sender=None, connection=connection, **kwargs):
     """Note whether the policies bind this connection's role (connection_created handler).
 
@@ -117,27 +102,8 @@ def _settings(tenant_id, bypass):
     if not getattr(connection, "csp_rls_enforced", False):
         yield
         return
-    previous = _apply(tenant_id, bypass)
-    try:
+    with database_settings({TENANT_SETTING: tenant_id, BYPASS_SETTING: bypass}):
         yield
-    finally:
-        # A failed transaction rolls its SET LOCAL back by itself.
-        if not connection.needs_rollback:
-            _restore(previous)
-
-
-def _restore(previous):
-    """Put the previous settings back; a connection that broke meanwhile is closed instead.
-
-    Closing is what makes the settings safe: they die with the connection,
-    so none can outlive the block on a reused one, and the database error a
-    restart causes stays the block's own (an API 503) instead of a new one
-    raised from here.
-    """
-    try:
-        _apply(*previous)
-    except (OperationalError, InterfaceError):
-        connection.close()
 
 
 def tenant_context(tenant):
