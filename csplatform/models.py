@@ -1,7 +1,7 @@
 from django.db import models
 from django.utils import timezone
 
-from csplatform.tenancy.models import TenantModel
+from csplatform.tenancy.models import TenantModel, tenant_key
 
 
 class PipelinePass(TenantModel):
@@ -16,6 +16,7 @@ class PipelinePass(TenantModel):
     recomputed. Deleted when the pass ends.
     """
 
+    tenant = tenant_key(db_index=True)
     chunk_size = models.PositiveIntegerField()
     last_account_id = models.BigIntegerField(default=0)
     closed = models.BooleanField(default=False)

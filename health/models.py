@@ -3,7 +3,7 @@ from django.utils import timezone
 
 from csplatform.customers.models import Account
 from csplatform.fields import ComputedJSONField
-from csplatform.tenancy.models import TenantModel, User, tenant_key
+from csplatform.tenancy.models import TenantModel, User
 from lifecycle.models import Stage
 
 from .scoring import ColourBands
@@ -89,7 +89,6 @@ class HealthScore(TenantModel):
     in force, else the computed ones, which stay visible beside it.
     """
 
-    tenant = tenant_key(db_index=False)
     account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="health")
     score = models.FloatField(null=True, blank=True)
     colour = models.CharField(max_length=10, choices=Colour.choices, blank=True)
@@ -132,7 +131,6 @@ def override_in_force(override_at, override_expires_at, now):
 class HealthSnapshot(TenantModel):
     """An account's computed health on one day, with the raw measure values it was scored from."""
 
-    tenant = tenant_key(db_index=False)
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="health_snapshots")
     day = models.DateField()
     score = models.FloatField(null=True, blank=True)

@@ -67,6 +67,8 @@ class Playbook(TenantModel):
 
 
 class Step(TenantModel):
+    # Its one key starting with the tenant covers active steps only.
+    tenant = tenant_key(db_index=True)
     playbook = models.ForeignKey(Playbook, on_delete=models.CASCADE, related_name="steps")
     position = models.PositiveIntegerField()
     kind = models.CharField(max_length=30, choices=StepKind.choices)
@@ -189,7 +191,6 @@ class EmailStatus(models.TextChoices):
 class OutboundEmail(TenantModel):
     """An email the platform sends, stored before it is sent; sending reads this row."""
 
-    tenant = tenant_key(db_index=False)
     account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.CASCADE, related_name="emails")
     contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     step_run = models.ForeignKey(StepRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="emails")

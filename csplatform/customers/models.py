@@ -1,6 +1,6 @@
 from django.db import models
 
-from csplatform.tenancy.models import TenantModel, TenantQuerySet, User, tenant_key
+from csplatform.tenancy.models import TenantModel, TenantQuerySet, User
 
 
 class AccountQuerySet(TenantQuerySet):
@@ -69,7 +69,6 @@ class DirtyAccount(TenantModel):
     pipeline deletes a mark only if it is not newer than the moment it read it.
     """
 
-    tenant = tenant_key(db_index=False)
     account = models.OneToOneField(Account, primary_key=True, on_delete=models.CASCADE, related_name="dirty_mark")
     dirty_at = models.DateTimeField()
 
@@ -115,7 +114,6 @@ class Contact(TenantModel):
 
 
 class UsageEvent(TenantModel):
-    tenant = tenant_key(db_index=False)
     message_id = models.CharField(max_length=200)
     account = ingest_account_key(related_name="events")
     contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
@@ -139,7 +137,6 @@ class DailyRollup(TenantModel):
     plain integer keeps the unique key free of NULLs on every database.
     """
 
-    tenant = tenant_key(db_index=False)
     account = ingest_account_key()
     contact_ref = models.BigIntegerField(default=0)
     day = models.DateField()
@@ -165,7 +162,6 @@ class DailyPropertyRollup(TenantModel):
     instead of raw events.
     """
 
-    tenant = tenant_key(db_index=False)
     account = ingest_account_key()
     day = models.DateField()
     event = models.CharField(max_length=200)
@@ -189,7 +185,6 @@ class DailyValueRollup(TenantModel):
     as "distinct features used in 30 days" read rollups instead of raw events.
     """
 
-    tenant = tenant_key(db_index=False)
     account = ingest_account_key()
     day = models.DateField()
     event = models.CharField(max_length=200)
