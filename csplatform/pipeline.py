@@ -37,10 +37,13 @@ from csplatform.customers.models import Account, DirtyAccount
 from csplatform.customers.services import dirty_marks_clear, dirty_marks_set
 from csplatform.models import PipelinePass
 from csplatform.rules.metrics import metrics_compute
-from csplatform.sql import serial_plans
+from csplatform.rules.models import AccountMetrics, ContactMetrics
+from csplatform.sql import analyze_where_tenant_unseen, serial_plans
 from csplatform.tenancy.models import Tenant
 from csplatform.tenancy.rls import tenant_context
+from health.models import HealthScore, HealthSnapshot
 from health.services import health_score
+from lifecycle.models import AccountStage
 from lifecycle.services import lifecycle_advance
 from playbooks.services import playbooks_enroll
 
@@ -51,6 +54,8 @@ HELPER_STALL_SECONDS = 120
 HELPER_POLL_SECONDS = 0.05
 # Passes end by deleting their row; one this old was opened by a process that died.
 STALE_PASS_AGE = dt.timedelta(days=1)
+# The tables a pass fills with a row per account or contact, which its later chunks read back by key.
+FILLED_BY_A_PASS = (AccountMetrics, ContactMetrics, AccountStage, HealthScore, HealthSnapshot)
 
 
 class PassFailed(Exception):
@@ -128,6 +133,8 @@ def _drain(tenant, pipeline_pass):
     A chunk that fails fails the pass, so that no taker starts another, and
     keeps its marks for the next pass. The chunks' queries are planned
     without parallel workers (`serial_plans`): they read their accounts by key.
+    Before its second chunk a taker has the tables a pass fills analysed if
+    their statistics have not seen the tenant yet, as on its first pass.
     """
     marked = DirtyAccount.objects.for_tenant(tenant).order_by("account_id").values_list("account_id", flat=True)
     done = 0
@@ -135,6 +142,8 @@ def _drain(tenant, pipeline_pass):
         while chunk := _chunk_take(pipeline_pass, marked):
             read_at, ids = chunk
             try:
+                if done == 1:
+                    analyze_where_tenant_unseen(tenant.pk, FILLED_BY_A_PASS)
                 result = recompute_accounts(tenant=tenant, account_ids=ids)
                 dirty_marks_clear(tenant=tenant, account_ids=ids, read_at=read_at)
             except BaseException:

@@ -254,3 +254,34 @@ def serial_plans():
         return
     with database_settings({"max_parallel_workers_per_gather": "0"}):
         yield
+
+
+
+def analyze_where_tenant_unseen(tenant_id, models):
+    """ANALYZE those of the models' tables where the planner expects one row of the tenant at most though it
+    holds more, on PostgreSQL; returns their names.
+
+    Statistics taken while a table held a few tenants list each of them among
+    its most common tenant ids; the planner then expects one row for a tenant
+    they did not see, whatever it holds since, and may walk any index that
+    starts with the tenant once for each row a query looks up. Autovacuum
+    analyses a table only after a tenth of it has changed, which a large
+    tenant's first rows in a large shared table may never reach. The planner
+    is asked rather than `pg_stats`, which row-level security hides from the
+    app's role. Only the tables' owner may analyse them; for another role
+    PostgreSQL skips them with a warning.
+    """
+    if connection.vendor != "postgresql":
+        return []
+    analysed = []
+    with connection.cursor() as cursor:
+        for model in models:
+            table = connection.ops.quote_name(model._meta.db_table)
+            cursor.execute(f"EXPLAIN (FORMAT JSON) SELECT FROM {table} WHERE tenant_id = %s", [tenant_id])
+            if cursor.fetchone()[0][0]["Plan"]["Plan Rows"] > 1:
+                continue
+            cursor.execute(f"SELECT EXISTS (SELECT FROM {table} WHERE tenant_id = %s OFFSET 1)", [tenant_id])
+            if cursor.fetchone()[0]:
+                cursor.execute(f"ANALYZE {table}")
+                analysed.append(model._meta.db_table)
+    return analysed

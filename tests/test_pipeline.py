@@ -13,6 +13,7 @@ from csplatform.customers.models import Account
 from csplatform.customers.services import account_mark_dirty
 from csplatform.models import PipelinePass
 from csplatform.rules.models import AccountMetrics
+from csplatform.sql import analyze_where_tenant_unseen
 from csplatform.tenancy.rls import tenant_context
 from health.defaults import scorecards_apply_defaults
 from health.models import HealthScore
@@ -24,11 +25,15 @@ from .factories import AccountFactory, ContactFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def configured_tenant(tenant):
+def configure(tenant):
     stages_apply_template(tenant=tenant, template_key="onboarding_to_renewal", actor=None)
     scorecards_apply_defaults(tenant=tenant)
     return tenant
+
+
+@pytest.fixture
+def configured_tenant(tenant):
+    return configure(tenant)
 
 
 def send_logins(api, account, contact, days):
@@ -210,6 +215,29 @@ def test_a_pass_whose_chunk_failed_gives_the_connection_its_planner_setting_back
 
     assert seen == ["0"]
     assert parallel_workers_setting() == "3"
+
+
+def accounts_with_a_contact(tenant, count):
+    for account in AccountFactory.create_batch(count, tenant=tenant):
+        ContactFactory(tenant=tenant, account=account)
+
+
+@postgresql_planner
+def test_a_pass_of_several_chunks_has_the_tables_it_fills_analysed_when_their_statistics_predate_the_tenant(
+    configured_tenant, other_tenant
+):
+    accounts_with_a_contact(configure(other_tenant), 3)
+    pipeline.mark_all_dirty(tenant=other_tenant)
+    pipeline.recompute_dirty(tenant=other_tenant, threads=1)
+    with connection.cursor() as cursor:
+        for model in pipeline.FILLED_BY_A_PASS:
+            cursor.execute(f"ANALYZE {model._meta.db_table}")
+    accounts_with_a_contact(configured_tenant, 7)
+    pipeline.mark_all_dirty(tenant=configured_tenant)
+
+    pipeline.recompute_dirty(tenant=configured_tenant, chunk_size=3, threads=1)
+
+    assert analyze_where_tenant_unseen(configured_tenant.pk, pipeline.FILLED_BY_A_PASS) == []
 
 
 @threads_need_postgresql

@@ -7,7 +7,7 @@ from django.db import DataError, connection
 from django.utils import timezone
 
 from csplatform.customers.models import Account, DirtyAccount, UsageEvent
-from csplatform.sql import OneOf, upsert
+from csplatform.sql import OneOf, analyze_where_tenant_unseen, upsert
 from csplatform.tenancy.models import AuditLogEntry
 from tests.factories import AccountFactory
 
@@ -110,3 +110,38 @@ def test_upsert_stores_none_in_a_json_column_as_sql_null_and_json_nulls_within_v
         ("create", {"name": None, "keys": []})
     ]
     assert list(entries.filter(after__isnull=True).values_list("action", "before")) == [("delete", [1])]
+
+
+def tenants_in_statistics(model):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT most_common_vals::text::bigint[] FROM pg_stats WHERE tablename = %s AND attname = 'tenant_id'",
+            [model._meta.db_table],
+        )
+        row = cursor.fetchone()
+    return set(row[0]) if row else set()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite keeps no statistics per value")
+def test_a_table_whose_statistics_predate_a_tenant_is_analysed_for_it_and_one_that_has_seen_it_is_not(
+    tenant, other_tenant
+):
+    AccountFactory.create_batch(3, tenant=other_tenant)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE customers_account")
+    AccountFactory.create_batch(3, tenant=tenant)
+
+    assert analyze_where_tenant_unseen(other_tenant.pk, [Account]) == []
+    assert analyze_where_tenant_unseen(tenant.pk, [Account]) == ["customers_account"]
+    assert tenants_in_statistics(Account) == {tenant.pk, other_tenant.pk}
+    assert analyze_where_tenant_unseen(tenant.pk, [Account]) == []
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite keeps no statistics per value")
+def test_a_table_without_rows_of_a_tenant_is_not_analysed_for_it(tenant, other_tenant):
+    AccountFactory.create_batch(3, tenant=other_tenant)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE customers_account")
+
+    assert analyze_where_tenant_unseen(tenant.pk, [Account]) == []
+    assert tenants_in_statistics(Account) == {other_tenant.pk}

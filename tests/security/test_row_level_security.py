@@ -24,6 +24,7 @@ from alerts.webhooks import webhook_deliver_due, webhook_emit, webhook_subscript
 from csplatform import pipeline
 from csplatform.customers.models import Account, UsageEvent
 from csplatform.models import PipelinePass
+from csplatform.sql import analyze_where_tenant_unseen
 from csplatform.tenancy.rls import (
     BYPASS_SETTING,
     POLICY,
@@ -325,6 +326,22 @@ def test_check_deploy_warns_that_row_level_security_is_inactive_for_a_superuser(
 
 def test_check_deploy_is_quiet_about_row_level_security_under_the_app_role(world, app_role):
     assert "tenancy.W001" not in deploy_warnings()
+
+
+@pytest.fixture
+def unseen_tenant(world):
+    """A tenant whose accounts arrived after the accounts table was analysed."""
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE customers_account")
+    tenant = TenantFactory()
+    AccountFactory.create_batch(3, tenant=tenant)
+    return tenant
+
+
+def test_under_the_app_role_a_table_whose_statistics_predate_the_tenant_is_found(unseen_tenant, app_role):
+    """Row-level security hides `pg_stats` from the app's role; the planner's estimate is not hidden."""
+    with tenant_context(unseen_tenant):
+        assert analyze_where_tenant_unseen(unseen_tenant.pk, [Account]) == ["customers_account"]
 
 
 @pytest.fixture
