@@ -6,7 +6,9 @@ action of its own (which `bulk_create` cannot take), `OneOf` filters by a
 chunk's ids without preparing each one, and `plain_rows` reads rows without
 converting each value. On PostgreSQL the rows and ids travel as one
 parameter per column (`row_source`, `array_literal`) rather than one per value,
-and `serial_plans` keeps a chunk's queries on the keys of its rows.
+`serial_plans` keeps a chunk's queries on the keys of its rows, and
+`analyze_where_tenant_unseen` has the statistics of a table learn of a tenant
+that arrived after them.
 """
 
 from contextlib import contextmanager
@@ -268,8 +270,8 @@ def analyze_where_tenant_unseen(tenant_id, models):
     analyses a table only after a tenth of it has changed, which a large
     tenant's first rows in a large shared table may never reach. The planner
     is asked rather than `pg_stats`, which row-level security hides from the
-    app's role. Only the tables' owner may analyse them; for another role
-    PostgreSQL skips them with a warning.
+    app's role, and the analysis runs through a function that migration
+    `csplatform/0002` gives the tables' owner, since only it may analyse them.
     """
     if connection.vendor != "postgresql":
         return []
@@ -282,6 +284,6 @@ def analyze_where_tenant_unseen(tenant_id, models):
                 continue
             cursor.execute(f"SELECT EXISTS (SELECT FROM {table} WHERE tenant_id = %s OFFSET 1)", [tenant_id])
             if cursor.fetchone()[0]:
-                cursor.execute(f"ANALYZE {table}")
+                cursor.execute("SELECT csp_analyze_tenant_table(%s::regclass)", [table])
                 analysed.append(model._meta.db_table)
     return analysed

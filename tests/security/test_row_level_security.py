@@ -42,6 +42,7 @@ from playbooks.services import playbook_create, runs_start
 from tests.alerts.conftest import Receiver
 from tests.conftest import make_api_client
 from tests.factories import AccountFactory, ContactFactory, TenantFactory
+from tests.test_sql import tenants_in_statistics
 
 from .world import build_world, row_counts
 
@@ -338,10 +339,14 @@ def unseen_tenant(world):
     return tenant
 
 
-def test_under_the_app_role_a_table_whose_statistics_predate_the_tenant_is_found(unseen_tenant, app_role):
-    """Row-level security hides `pg_stats` from the app's role; the planner's estimate is not hidden."""
+def test_the_app_role_has_a_table_whose_statistics_predate_the_tenant_analysed(unseen_tenant, app_role):
+    """Row-level security hides `pg_stats` from the app's role, which owns no table either."""
     with tenant_context(unseen_tenant):
         assert analyze_where_tenant_unseen(unseen_tenant.pk, [Account]) == ["customers_account"]
+
+    with connection.cursor() as cursor:
+        cursor.execute("RESET ROLE")
+    assert unseen_tenant.pk in tenants_in_statistics(Account)
 
 
 @pytest.fixture
