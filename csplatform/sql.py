@@ -258,7 +258,6 @@ def serial_plans():
         yield
 
 
-
 def analyze_where_tenant_unseen(tenant_id, models):
     """ANALYZE those of the models' tables where the planner expects one row of the tenant at most though it
     holds more, on PostgreSQL; returns their names.
