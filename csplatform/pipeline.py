@@ -38,7 +38,7 @@ from csplatform.customers.services import dirty_marks_clear, dirty_marks_set
 from csplatform.models import PipelinePass
 from csplatform.rules.metrics import metrics_compute
 from csplatform.rules.models import AccountMetrics, ContactMetrics
-from csplatform.sql import analyze_where_tenant_unseen, serial_plans
+from csplatform.sql import analyze_where_tenant_unseen, keyed_plans
 from csplatform.tenancy.models import Tenant
 from csplatform.tenancy.rls import tenant_context
 from health.models import HealthScore, HealthSnapshot
@@ -131,14 +131,14 @@ def _drain(tenant, pipeline_pass):
     returns how many chunks were done here.
 
     A chunk that fails fails the pass, so that no taker starts another, and
-    keeps its marks for the next pass. The chunks' queries are planned
-    without parallel workers (`serial_plans`): they read their accounts by key.
+    keeps its marks for the next pass. The chunks' queries are planned as
+    reads by key (`keyed_plans`), which they are.
     Before its second chunk a taker has the tables a pass fills analysed if
     their statistics have not seen the tenant yet, as on its first pass.
     """
     marked = DirtyAccount.objects.for_tenant(tenant).order_by("account_id").values_list("account_id", flat=True)
     done = 0
-    with serial_plans():
+    with keyed_plans():
         while chunk := _chunk_take(pipeline_pass, marked):
             read_at, ids = chunk
             try:

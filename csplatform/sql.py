@@ -6,7 +6,7 @@ action of its own (which `bulk_create` cannot take), `OneOf` filters by a
 chunk's ids without preparing each one, and `plain_rows` reads rows without
 converting each value. On PostgreSQL the rows and ids travel as one
 parameter per column (`row_source`, `array_literal`) rather than one per value,
-`serial_plans` keeps a chunk's queries on the keys of its rows, and
+`keyed_plans` keeps a chunk's queries on the keys of its rows, and
 `analyze_where_tenant_unseen` has the statistics of a table learn of a tenant
 that arrived after them.
 """
@@ -243,18 +243,22 @@ def database_settings(values):
 
 
 @contextmanager
-def serial_plans():
-    """Plan the block's queries without parallel workers, on PostgreSQL; elsewhere this does nothing.
+def keyed_plans():
+    """Plan the block's queries as reads of a chunk's rows by key, on PostgreSQL; elsewhere this does nothing.
 
-    A chunk's queries read a few thousand rows by key. On a tenant of
-    100,000 accounts the planner priced a parallel scan of the tenant's
-    whole range of an index below probing the chunk's keys, and each such
-    query took five times as long, so a pass grew faster than its tenant.
+    A chunk's queries read a few thousand rows by key, and the planner's
+    defaults price that above scanning a whole table once a tenant is large:
+    on a tenant of 100,000 accounts it chose a parallel scan of the tenant's
+    whole range of an index (five times as long), and hash joins over every
+    tenant's stage and contact metric rows (four to five times as long), so
+    a pass grew with the table rather than the tenant. Without parallel
+    workers and with random reads priced near sequential ones, as for rows
+    that a pass finds in memory or on SSD, it probes the keys.
     """
     if connection.vendor != "postgresql":
         yield
         return
-    with database_settings({"max_parallel_workers_per_gather": "0"}):
+    with database_settings({"max_parallel_workers_per_gather": "0", "random_page_cost": "1.1"}):
         yield
 
 

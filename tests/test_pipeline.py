@@ -162,24 +162,25 @@ threads_need_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="SQLite runs a pass in one thread (CSP_PIPELINE_THREADS=1)"
 )
 postgresql_row_locks = pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite locks the whole file")
-postgresql_planner = pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite plans no parallel workers")
+postgresql_planner = pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite has no planner settings")
 postgresql_statistics = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="SQLite keeps no statistics per value"
 )
 
 
-def parallel_workers_setting():
+def planner_settings():
+    """`(parallel workers per gather, random page cost)` of the connection."""
     with connection.cursor() as cursor:
-        cursor.execute("SHOW max_parallel_workers_per_gather")
-        return cursor.fetchone()[0]
+        cursor.execute("SELECT current_setting('max_parallel_workers_per_gather'), current_setting('random_page_cost')")
+        return cursor.fetchone()
 
 
-def recording_parallel_workers(seen, *, fail=False):
-    """`recompute_accounts` that notes the setting its chunk's queries are planned with, and may fail."""
+def recording_planner_settings(seen, *, fail=False):
+    """`recompute_accounts` that notes the settings its chunk's queries are planned with, and may fail."""
     real_recompute = pipeline.recompute_accounts
 
     def recompute(*, tenant, account_ids):
-        seen.append(parallel_workers_setting())
+        seen.append(planner_settings())
         if fail:
             raise RuntimeError("chunk failed")
         return real_recompute(tenant=tenant, account_ids=account_ids)
@@ -187,37 +188,41 @@ def recording_parallel_workers(seen, *, fail=False):
     return recompute
 
 
+def set_planner_settings():
+    with connection.cursor() as cursor:
+        cursor.execute("SET max_parallel_workers_per_gather = 3")
+        cursor.execute("SET random_page_cost = 4")
+
+
 @postgresql_planner
-def test_a_pass_plans_its_chunks_without_parallel_workers_and_gives_the_connection_its_setting_back(
+def test_a_pass_plans_its_chunks_as_reads_by_key_and_gives_the_connection_its_settings_back(
     configured_tenant, monkeypatch
 ):
     AccountFactory.create_batch(7, tenant=configured_tenant)
     pipeline.mark_all_dirty(tenant=configured_tenant)
-    with connection.cursor() as cursor:
-        cursor.execute("SET max_parallel_workers_per_gather = 3")
+    set_planner_settings()
     seen = []
-    monkeypatch.setattr(pipeline, "recompute_accounts", recording_parallel_workers(seen))
+    monkeypatch.setattr(pipeline, "recompute_accounts", recording_planner_settings(seen))
 
     pipeline.recompute_dirty(tenant=configured_tenant, chunk_size=3, threads=1)
 
-    assert seen == ["0", "0", "0"]
-    assert parallel_workers_setting() == "3"
+    assert seen == [("0", "1.1")] * 3
+    assert planner_settings() == ("3", "4")
 
 
 @postgresql_planner
-def test_a_pass_whose_chunk_failed_gives_the_connection_its_planner_setting_back(configured_tenant, monkeypatch):
+def test_a_pass_whose_chunk_failed_gives_the_connection_its_planner_settings_back(configured_tenant, monkeypatch):
     AccountFactory.create_batch(2, tenant=configured_tenant)
     pipeline.mark_all_dirty(tenant=configured_tenant)
-    with connection.cursor() as cursor:
-        cursor.execute("SET max_parallel_workers_per_gather = 3")
+    set_planner_settings()
     seen = []
-    monkeypatch.setattr(pipeline, "recompute_accounts", recording_parallel_workers(seen, fail=True))
+    monkeypatch.setattr(pipeline, "recompute_accounts", recording_planner_settings(seen, fail=True))
 
     with pytest.raises(RuntimeError, match="chunk failed"):
         pipeline.recompute_dirty(tenant=configured_tenant, threads=1)
 
-    assert seen == ["0"]
-    assert parallel_workers_setting() == "3"
+    assert seen == [("0", "1.1")]
+    assert planner_settings() == ("3", "4")
 
 
 def accounts_with_a_contact(tenant, count):
