@@ -224,13 +224,17 @@ def _set_config(values):
 
 @contextmanager
 def database_settings(values):
-    """Set PostgreSQL's run-time settings `{name: value}` for the block and put the previous values back.
+    """Set PostgreSQL's run-time settings `{name: value}` for the block and put the previous values back;
+    elsewhere this does nothing.
 
     A failed transaction rolls its settings back by itself. A connection that
     broke meanwhile is closed instead: the settings die with it, so none can
     outlive the block on a reused connection, and the database error stays
     the block's own (an API 503) instead of a new one raised from here.
     """
+    if connection.vendor != "postgresql":
+        yield
+        return
     previous = _set_config(values)
     try:
         yield
@@ -242,9 +246,8 @@ def database_settings(values):
                 connection.close()
 
 
-@contextmanager
 def keyed_plans():
-    """Plan the block's queries as reads of a chunk's rows by key, on PostgreSQL; elsewhere this does nothing.
+    """Plan the block's queries as reads of a chunk's rows by key, on PostgreSQL.
 
     A chunk's queries read a few thousand rows by key, and the planner's
     defaults price that above scanning a whole table once a tenant is large:
@@ -255,11 +258,7 @@ def keyed_plans():
     workers and with random reads priced near sequential ones, as for rows
     that a pass finds in memory or on SSD, it probes the keys.
     """
-    if connection.vendor != "postgresql":
-        yield
-        return
-    with database_settings({"max_parallel_workers_per_gather": "0", "random_page_cost": "1.1"}):
-        yield
+    return database_settings({"max_parallel_workers_per_gather": "0", "random_page_cost": "1.1"})
 
 
 def analyze_where_tenant_unseen(tenant_id, models):
