@@ -545,14 +545,17 @@ def freshness_figure(ctx, port):
     seconds = FRESHNESS_REQUESTS * FRESHNESS_INTERVAL + 10
     rate = ctx.plan.scale.background_rate
     with background_ingest(ctx, port, rate, seconds) as load:
-        delays, never_fresh = fresh_delays(ctx, port)
+        delays, never_fresh, behind = fresh_delays(ctx, port)
     p95 = processes.percentile(delays, 95) if not never_fresh else None
+    known_behind = [each for each in behind if each is not None]
     work = recompute_seconds(ctx)
     return figure(
         p95, "s p95", work, f"s (recompute of {FRESHNESS_ACCOUNTS_PER_REQUEST} accounts in-process)",
         "p95 <= 5 s", p50_s=rounded(processes.percentile(delays, 50)), accounts=len(delays),
         never_fresh=never_fresh, background_target_events_per_s=rate,
         background_events_per_s=load["events_per_s"], background_statuses=load["statuses"],
+        reported_behind_p95_s=rounded(processes.percentile(known_behind, 95)),
+        reported_behind_unknown=len(behind) - len(known_behind),
     )
 
 
@@ -572,11 +575,12 @@ def dirty_backlog_drain():
 
 
 def fresh_delays(ctx, port):
-    """(seconds from each sampled event's answer to its account's new health, how many never got there)."""
+    """(seconds from each sampled event's answer to its account's new health, how many never got there,
+    how far behind `pipeline_freshness` said the results were, once a request)."""
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {ctx.key}"}
     sample = ctx.plan.rng.sample(range(len(ctx.account_ids)), FRESHNESS_REQUESTS * FRESHNESS_ACCOUNTS_PER_REQUEST)
     pending = {}
-    delays = []
+    delays, behind = [], []
     stamp = run_stamp()
     next_request = time.monotonic()
     for number in range(FRESHNESS_REQUESTS):
@@ -588,6 +592,7 @@ def fresh_delays(ctx, port):
         answered = timezone.now()
         for index in indexes:
             pending[ctx.account_ids[index]] = answered
+        behind.append(pipeline.pipeline_freshness(tenant=ctx.tenant).behind_seconds)
         next_request += FRESHNESS_INTERVAL
         while time.monotonic() < next_request:
             poll_fresh(ctx.tenant, pending, delays)
@@ -596,7 +601,7 @@ def fresh_delays(ctx, port):
     while pending and time.monotonic() < deadline:
         poll_fresh(ctx.tenant, pending, delays)
         time.sleep(FRESHNESS_POLL)
-    return delays, len(pending)
+    return delays, len(pending), behind
 
 
 def poll_fresh(tenant, pending, delays):

@@ -19,12 +19,18 @@ database, and another thread's Python work fills it. Other worker processes,
 on this machine or another, can take chunks of the same pass too
 (CSP_PIPELINE_HELPERS, tasks.recompute_pass_help_task): one tenant's pass
 then spreads over the workers that Compose scales out.
+
+Each tenant keeps its latest passes; `pipeline_freshness` reads them with the
+marks to tell how far the results are behind the data (the API's
+/api/v1/pipeline/, the settings page "Data freshness", `manage.py
+pipeline_status`).
 """
 
 import datetime as dt
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection
@@ -35,7 +41,7 @@ from alerts.account_events import account_changes_emit
 from alerts.services import alert_webhooks_emit, alerts_evaluate, segments_refresh
 from csplatform.customers.models import Account, DirtyAccount
 from csplatform.customers.services import dirty_marks_clear, dirty_marks_set
-from csplatform.models import PipelinePass
+from csplatform.models import PassStatus, PipelinePass
 from csplatform.rules.metrics import metrics_compute
 from csplatform.rules.models import AccountMetrics, ContactMetrics
 from csplatform.sql import analyze_where_tenant_unseen, keyed_plans
@@ -52,8 +58,10 @@ logger = logging.getLogger(__name__)
 # A chunk takes seconds; a helper silent this long has died, and its chunk's marks stay for the next pass.
 HELPER_STALL_SECONDS = 120
 HELPER_POLL_SECONDS = 0.05
-# Passes end by deleting their row; one this old was opened by a process that died.
+# A pass that has not ended this long after it opened was opened by a process that died.
 STALE_PASS_AGE = dt.timedelta(days=1)
+# Ended passes kept per tenant, newest first: its pipeline's recent history.
+PASSES_KEPT = 20
 # The tables a pass fills with a row per account or contact, which its later chunks read back by key.
 FILLED_BY_A_PASS = (AccountMetrics, ContactMetrics, AccountStage, HealthScore, HealthSnapshot)
 
@@ -124,6 +132,15 @@ def _chunk_done(pipeline_pass, result):
 def _chunk_failed(pipeline_pass):
     """Count the chunk as done, so that nobody waits for it, and fail the pass, so that nobody takes another."""
     _this_pass(pipeline_pass).update(chunks_done=F("chunks_done") + 1, failed=True)
+
+
+def _pass_end(pipeline_pass):
+    """Close the pass, so that a helper arriving late takes nothing, stamp its end, and keep the tenant's
+    PASSES_KEPT latest ended passes."""
+    _this_pass(pipeline_pass).update(closed=True, ended_at=timezone.now())
+    ended = PipelinePass.objects.for_tenant(pipeline_pass.tenant_id).filter(ended_at__isnull=False)
+    kept = list(ended.order_by("-opened_at", "-pk").values_list("pk", flat=True)[:PASSES_KEPT])
+    ended.exclude(pk__in=kept).delete()
 
 
 def _drain(tenant, pipeline_pass):
@@ -214,7 +231,7 @@ def recompute_dirty(*, tenant, chunk_size=None, threads=None, ask_for_helpers=No
     threads = settings.CSP_PIPELINE_THREADS if threads is None else threads
     several_chunks = DirtyAccount.objects.for_tenant(tenant)[chunk_size : chunk_size + 1].exists()
     passes = PipelinePass.objects.for_tenant(tenant)
-    passes.filter(opened_at__lt=timezone.now() - STALE_PASS_AGE).delete()
+    passes.filter(ended_at__isnull=True, opened_at__lt=timezone.now() - STALE_PASS_AGE).delete()
     pipeline_pass = passes.create(tenant=tenant, chunk_size=chunk_size)
     try:
         if several_chunks and ask_for_helpers is not None:
@@ -231,10 +248,56 @@ def recompute_dirty(*, tenant, chunk_size=None, threads=None, ask_for_helpers=No
             raise
         ended = _wait_for_helpers(pipeline_pass)
     finally:
-        _this_pass(pipeline_pass).delete()
+        _pass_end(pipeline_pass)
     if ended.failed:
         raise PassFailed(f"A chunk of pipeline pass {ended.pk} failed in a helper; its accounts stay marked.")
     return {"accounts": ended.accounts, "moved": ended.moved}
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How far a tenant's results (metrics, health, stages, segments, alerts) are behind its data."""
+
+    checked_at: dt.datetime
+    # Accounts changed since they were last recomputed.
+    waiting_accounts: int
+    # Every change committed before this moment is in the results; None when that is not known.
+    current_as_of: dt.datetime | None
+    running: PipelinePass | None
+    # Ended passes, the latest opened first.
+    recent_passes: list
+
+    @property
+    def behind_seconds(self):
+        if self.current_as_of is None:
+            return None
+        return max(0.0, (self.checked_at - self.current_as_of).total_seconds())
+
+
+def pipeline_freshness(*, tenant):
+    """The tenant's Freshness, in two queries.
+
+    With no account marked every change is in. Otherwise every change
+    committed before the latest complete pass opened is: that pass took every
+    account marked by then, and cleared no mark it had not recomputed. It is
+    not known when none of the kept passes is complete (a new tenant before
+    its first pass, or a pipeline failing pass after pass).
+    """
+    checked_at = timezone.now()
+    waiting = DirtyAccount.objects.for_tenant(tenant).count()
+    passes = list(PipelinePass.objects.for_tenant(tenant).order_by("-opened_at", "-pk"))
+    ended = [each for each in passes if each.ended_at is not None]
+    if not waiting:
+        current_as_of = checked_at
+    else:
+        current_as_of = next((each.opened_at for each in ended if each.status == PassStatus.COMPLETE), None)
+    return Freshness(
+        checked_at=checked_at,
+        waiting_accounts=waiting,
+        current_as_of=current_as_of,
+        running=next((each for each in passes if each.ended_at is None), None),
+        recent_passes=ended,
+    )
 
 
 def pass_help(*, tenant, pass_id):

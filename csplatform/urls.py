@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import views
+from . import api, views
 
 api_v1 = [
     path("", include("csplatform.tenancy.api.urls")),
@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("lifecycle.api.urls")),
     path("", include("playbooks.api.urls")),
     path("", include("alerts.api.urls")),
+    path("pipeline/", api.PipelineFreshnessView.as_view(), name="api-pipeline"),
 ]
 
 urlpatterns = [

@@ -11,7 +11,7 @@ from django.utils import timezone
 from csplatform import pipeline
 from csplatform.customers.models import Account
 from csplatform.customers.services import account_mark_dirty
-from csplatform.models import PipelinePass
+from csplatform.models import PassStatus, PipelinePass
 from csplatform.rules.models import AccountMetrics
 from csplatform.sql import analyze_where_tenant_unseen
 from csplatform.tenancy.rls import tenant_context
@@ -378,7 +378,8 @@ def test_a_helper_process_takes_chunks_of_the_same_pass_and_each_account_is_reco
     assert totals == {"accounts": 12, "moved": 12}
     assert HealthScore.objects.for_tenant(configured_tenant).count() == len(accounts)
     assert not Account.objects.for_tenant(configured_tenant).dirty().exists()
-    assert not PipelinePass.objects.for_tenant(configured_tenant).exists()
+    (ended,) = PipelinePass.objects.for_tenant(configured_tenant)
+    assert (ended.status, ended.accounts, ended.chunks_done) == (PassStatus.COMPLETE, 12, 4)
 
 
 @threads_need_postgresql

@@ -7,8 +7,11 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from csplatform import pipeline
+from csplatform.customers.services import account_mark_dirty
 from lifecycle.services import stage_create
 
+from ..factories import AccountFactory
 from .conftest import SCREENSHOTS
 
 pytestmark = pytest.mark.e2e
@@ -70,4 +73,20 @@ def test_a_new_api_key_is_shown_once_and_gone_after_a_reload(browser_page, live_
     page.goto(f"{live_server.url}/t/alpha/settings/api-keys/")
     assert raw_key not in page.content()
     assert raw_key[:12] in page.content()
+    assert page.console_errors == []
+
+
+def test_an_admin_reads_how_far_behind_the_results_are_from_the_settings_menu(browser_page, live_server, tenant):
+    accounts = AccountFactory.create_batch(3, tenant=tenant)
+    pipeline.mark_all_dirty(tenant=tenant)
+    pipeline.recompute_dirty(tenant=tenant, threads=1)
+    account_mark_dirty(tenant=tenant, account_ids=[accounts[0].pk])
+    page = browser_page
+    page.goto(f"{live_server.url}/t/alpha/settings/stages/")
+
+    page.get_by_role("navigation", name="Settings").get_by_role("link", name="Data freshness").click()
+
+    assert "1 account waiting" in page.locator("main").inner_text()
+    assert page.get_by_role("row").nth(1).inner_text().split("\t")[2:] == ["3", "0", "Complete"]
+    page.screenshot(path=str(SCREENSHOTS / "settings-data-freshness.png"), full_page=True)
     assert page.console_errors == []

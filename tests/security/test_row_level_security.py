@@ -271,7 +271,9 @@ def test_a_pass_and_its_helper_recompute_only_their_tenants_accounts_under_the_a
     with superuser():
         assert not Account.objects.for_tenant(tenant).dirty().exists()
         assert Account.objects.for_tenant(other).dirty().count() == 3
-        assert not PipelinePass.objects.dangerously_all_tenants().exists()
+        assert list(PipelinePass.objects.dangerously_all_tenants().values_list("tenant_id", "accounts")) == [
+            (tenant.pk, accounts)
+        ]
 
 
 def test_a_one_click_nps_answer_is_recorded_under_the_app_role(world, app_role, client):

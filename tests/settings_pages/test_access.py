@@ -17,6 +17,7 @@ PAGES = [
     "members/",
     "api-keys/",
     "audit/",
+    "pipeline/",
 ]
 
 

@@ -1,0 +1,46 @@
+"""The pipeline's one endpoint: how fresh the key's tenant's results are."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from csplatform.models import PassStatus
+from csplatform.pipeline import pipeline_freshness
+from csplatform.tenancy.api.viewsets import TenantAPIView
+
+
+class RunningPassSerializer(serializers.Serializer):
+    opened_at = serializers.DateTimeField()
+    accounts = serializers.IntegerField(help_text="Accounts recomputed so far.")
+    chunks_done = serializers.IntegerField()
+    chunks_taken = serializers.IntegerField()
+
+
+class EndedPassSerializer(serializers.Serializer):
+    opened_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField()
+    seconds = serializers.FloatField()
+    accounts = serializers.IntegerField(help_text="Accounts recomputed.")
+    moved = serializers.IntegerField(help_text="Accounts that changed stage.")
+    status = serializers.ChoiceField(choices=PassStatus.choices)
+
+
+class FreshnessSerializer(serializers.Serializer):
+    checked_at = serializers.DateTimeField()
+    waiting_accounts = serializers.IntegerField(help_text="Accounts changed since they were last recomputed.")
+    current_as_of = serializers.DateTimeField(
+        allow_null=True,
+        help_text="Every change committed before this moment is in the metrics, health, stages, segments and "
+        "alerts; null when no recent pass completed.",
+    )
+    behind_seconds = serializers.FloatField(allow_null=True, help_text="`checked_at` minus `current_as_of`.")
+    running = RunningPassSerializer(allow_null=True, help_text="The pass in progress, if any.")
+    recent_passes = EndedPassSerializer(many=True, help_text="The latest ended passes, newest first.")
+
+
+class PipelineFreshnessView(TenantAPIView):
+    """How far the tenant's computed results are behind its data, and the pipeline's latest passes."""
+
+    @extend_schema(responses=FreshnessSerializer)
+    def get(self, request):
+        return Response(FreshnessSerializer(pipeline_freshness(tenant=self.tenant)).data)
