@@ -9,7 +9,7 @@ who are not admins get a 403 page, everyone else a 404. Two exceptions:
 from django.urls import path
 
 from alerts import settings_views as alerts
-from csplatform import views as csplatform_views
+from csplatform import settings_views as pipeline
 from csplatform.rules import settings_views as rules
 from csplatform.tenancy import settings_views as tenancy
 from health import settings_views as health
@@ -70,5 +70,5 @@ urlpatterns = [
     path("api-keys/<int:pk>/created/", tenancy.api_key_created, name="settings-api-key-created"),
     path("api-keys/<int:pk>/revoke/", tenancy.api_key_delete, name="settings-api-key-revoke"),
     path("audit/", tenancy.audit_log, name="settings-audit"),
-    path("pipeline/", csplatform_views.pipeline_status, name="settings-pipeline"),
+    path("pipeline/", pipeline.pipeline_status, name="settings-pipeline"),
 ]

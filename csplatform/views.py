@@ -1,11 +1,8 @@
 from django.db import connection
 from django.http import JsonResponse
-from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
 from .celery import app as celery_app
-from .pipeline import pipeline_freshness
-from .tenancy.settings_views import settings_page
 
 
 @never_cache
@@ -38,9 +35,3 @@ def _check_broker():
         return "ok"
     except Exception as exc:
         return f"error: {exc.__class__.__name__}: {exc}"[:300]
-
-
-@settings_page
-def pipeline_status(request):
-    """Settings: how fresh the tenant's computed results are, and the pipeline's latest passes."""
-    return render(request, "settings/pipeline.html", {"freshness": pipeline_freshness(tenant=request.tenant)})

@@ -4,7 +4,7 @@ import datetime as dt
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from csplatform import pipeline
@@ -201,3 +201,20 @@ def test_the_status_command_lists_each_tenant_with_its_waiting_accounts_and_last
     alpha, beta = out.getvalue().splitlines()[1:]
     assert alpha.split()[:4] == ["alpha", "0", "0.0", "s"] and alpha.endswith("2 accounts, complete")
     assert beta.split() == ["beta", "3", "unknown", "none"]
+
+
+def test_the_status_command_fails_naming_the_tenants_further_behind_than_asked(configured_tenant, other_tenant):
+    accounts = marked_accounts(configured_tenant, 2)
+    pipeline.recompute_dirty(tenant=configured_tenant, threads=1)
+    PipelinePass.objects.for_tenant(configured_tenant).update(opened_at=timezone.now() - dt.timedelta(minutes=10))
+    mark(configured_tenant, accounts)
+    marked_accounts(other_tenant, 1)
+
+    with pytest.raises(CommandError, match=r"Further behind than 300 s: alpha, beta\.$"):
+        call_command("pipeline_status", "--fail-behind", "300", stdout=StringIO())
+    call_command("pipeline_status", "alpha", "--fail-behind", "900", stdout=StringIO())
+
+
+def test_the_status_command_refuses_an_unknown_tenant(tenant):
+    with pytest.raises(CommandError, match="No tenant with slug 'nope'"):
+        call_command("pipeline_status", "alpha", "nope", stdout=StringIO())
