@@ -65,11 +65,13 @@ def test_the_tenant_commands_run_as_the_app_role(world, app_role):
     call_command("create_api_key", slug, name="from the shell", scopes="read", stdout=out, stderr=io.StringIO())
     call_command("health_backfill", slug, days=2, stdout=out)
     call_command("recompute", slug, all=True, stdout=out)
+    call_command("pipeline_status", slug, stdout=out)
 
     with tenant_context(world["tenant"]):
         assert ApiKey.objects.filter(tenant=world["tenant"], name="from the shell").exists()
         assert HealthSnapshot.objects.for_tenant(world["tenant"]).exists()
     assert "Recomputed 1 accounts" in out.getvalue()
+    assert out.getvalue().endswith(", 1 accounts, complete\n")
 
 
 def test_seed_demo_writes_both_demo_tenants_as_the_app_role(app_role):

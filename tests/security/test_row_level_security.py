@@ -209,6 +209,22 @@ def test_the_api_and_pages_work_as_the_app_role_and_see_only_their_tenant(world,
     assert set(unfiltered_counts().values()) == {0}, "no tenant may linger after the request"
 
 
+def test_the_freshness_status_counts_only_its_tenants_marks_as_the_app_role(world, app_role, client):
+    with superuser():
+        api = make_api_client(world["tenant"], scopes=["read"])
+        other_api = make_api_client(world["other"], scopes=["read"])
+        for tenant in (world["tenant"], world["other"]):
+            pipeline.mark_all_dirty(tenant=tenant)
+        waiting = Account.objects.for_tenant(world["tenant"]).count()
+
+    assert api.get("/api/v1/pipeline/").json()["waiting_accounts"] == waiting
+    assert other_api.get("/api/v1/pipeline/").json()["waiting_accounts"] == 3
+    client.force_login(world["admin"])
+    page = client.get(f"/t/{world['tenant'].slug}/settings/pipeline/").content.decode()
+    assert f"{waiting} account{'s' if waiting > 1 else ''} waiting" in page
+    assert set(unfiltered_counts().values()) == {0}, "no tenant may linger after the request"
+
+
 def due_step_and_delivery(tenant, url):
     """A run whose email step is due now and a webhook delivery due now, in `tenant`."""
     account = AccountFactory(tenant=tenant)
