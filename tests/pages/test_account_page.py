@@ -60,6 +60,16 @@ def test_health_breakdown_lists_each_measure_and_why_the_score_changed(signed_in
     assert 'class="sparkline"' in html
 
 
+def test_the_health_card_says_how_long_ago_the_account_was_scored(signed_in, account):
+    HealthScore.objects.for_tenant(account.tenant).filter(account=account).update(
+        computed_at=timezone.now() - dt.timedelta(minutes=3)
+    )
+
+    html = signed_in.get(f"/t/alpha/accounts/{account.pk}/").content.decode()
+
+    assert "Scored <time" in html and ">3\xa0minutes ago</time>" in html
+
+
 def test_timeline_shows_each_move_with_its_reason_and_who_made_it(signed_in, account, stages, alice):
     response = signed_in.post(
         f"/t/alpha/accounts/{account.pk}/move/",
