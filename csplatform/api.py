@@ -29,11 +29,11 @@ class FreshnessSerializer(serializers.Serializer):
     checked_at = serializers.DateTimeField()
     waiting_accounts = serializers.IntegerField(help_text="Accounts changed since they were last recomputed.")
     current_as_of = serializers.DateTimeField(
-        allow_null=True,
-        help_text="Every change committed before this moment is in the metrics, health, stages, segments and "
-        "alerts; null when no recent pass completed.",
+        help_text="Every change committed before this moment is in the metrics, health, stages, segments and alerts."
     )
-    behind_seconds = serializers.FloatField(allow_null=True, help_text="`checked_at` minus `current_as_of`.")
+    behind_seconds = serializers.FloatField(
+        help_text="`checked_at` minus `current_as_of`: how old the oldest change still waiting may be."
+    )
     running = RunningPassSerializer(allow_null=True, help_text="The pass in progress, if any.")
     recent_passes = EndedPassSerializer(many=True, help_text="The latest ended passes, newest first.")
 

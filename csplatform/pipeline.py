@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F
+from django.db.models import Count, F, Min
 from django.utils import timezone
 
 from alerts.account_events import account_changes_emit
@@ -261,39 +261,42 @@ class Freshness:
     checked_at: dt.datetime
     # Accounts changed since they were last recomputed.
     waiting_accounts: int
-    # Every change committed before this moment is in the results; None when that is not known.
-    current_as_of: dt.datetime | None
+    # Every change committed before this moment is in the results.
+    current_as_of: dt.datetime
     running: PipelinePass | None
     # Ended passes, the latest opened first.
     recent_passes: list
 
     @property
     def behind_seconds(self):
-        if self.current_as_of is None:
-            return None
+        """How old the oldest change still waiting may be."""
         return max(0.0, (self.checked_at - self.current_as_of).total_seconds())
 
 
 def pipeline_freshness(*, tenant):
     """The tenant's Freshness, in two queries.
 
-    With no account marked every change is in. Otherwise every change
-    committed before the latest complete pass opened is: that pass took every
-    account marked by then, and cleared no mark it had not recomputed. It is
-    not known when none of the kept passes is complete (a new tenant before
-    its first pass, or a pipeline failing pass after pass).
+    With no account marked every change is in. Otherwise, of two moments
+    before which every change is in, the later:
+    - the oldest mark's `waiting_since`: a change still waiting set or found
+      its account's mark, so it is no older than the mark;
+    - the opening of the latest complete pass, which took every account
+      marked by then and cleared no mark it had not recomputed. Under steady
+      ingest, where marks are set again as soon as a pass has read them and
+      so stay, this is the tighter one; after a quiet spell, the first.
     """
     checked_at = timezone.now()
-    waiting = DirtyAccount.objects.for_tenant(tenant).count()
+    marks = DirtyAccount.objects.for_tenant(tenant).aggregate(waiting=Count("pk"), since=Min("waiting_since"))
     passes = list(PipelinePass.objects.for_tenant(tenant).order_by("-opened_at", "-pk"))
     ended = [each for each in passes if each.ended_at is not None]
-    if not waiting:
+    if not marks["waiting"]:
         current_as_of = checked_at
     else:
-        current_as_of = next((each.opened_at for each in ended if each.status == PassStatus.COMPLETE), None)
+        complete = (each.opened_at for each in ended if each.status == PassStatus.COMPLETE)
+        current_as_of = max(marks["since"], next(complete, marks["since"]))
     return Freshness(
         checked_at=checked_at,
-        waiting_accounts=waiting,
+        waiting_accounts=marks["waiting"],
         current_as_of=current_as_of,
         running=next((each for each in passes if each.ended_at is None), None),
         recent_passes=ended,

@@ -42,8 +42,11 @@ def test_upsert_inserts_new_rows_and_applies_its_action_to_existing_ones(tenant)
     now = timezone.now()
 
     upsert(
-        DirtyAccount, ["tenant", "account", "dirty_at"], [(tenant.pk, marked.pk, now), (tenant.pk, unmarked.pk, now)],
-        conflict=["tenant", "account"], action="DO UPDATE SET {dirty_at} = excluded.{dirty_at}",
+        DirtyAccount,
+        ["tenant", "account", "dirty_at", "waiting_since"],
+        [(tenant.pk, marked.pk, now, now), (tenant.pk, unmarked.pk, now, now)],
+        conflict=["tenant", "account"],
+        action="DO UPDATE SET {dirty_at} = excluded.{dirty_at}",
     )
 
     marks = dict(DirtyAccount.objects.for_tenant(tenant).values_list("account_id", "dirty_at"))

@@ -1,4 +1,5 @@
 from django.db import models
+from django.utils import timezone
 
 from csplatform.tenancy.models import TenantModel, TenantQuerySet, User
 
@@ -67,10 +68,13 @@ class DirtyAccount(TenantModel):
     account row, so setting one rewrites no account index. `dirty_at` is not
     indexed, so marking a marked account again can be a heap-only update. The
     pipeline deletes a mark only if it is not newer than the moment it read it.
+    `waiting_since` is when the mark was set, kept while it stays: no change
+    still waiting for the account is older.
     """
 
     account = models.OneToOneField(Account, primary_key=True, on_delete=models.CASCADE, related_name="dirty_mark")
     dirty_at = models.DateTimeField()
+    waiting_since = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "account"], name="dirty_account_unique")]

@@ -164,7 +164,8 @@ def dirty_marks_set(*, tenant, accounts, now=None):
     """Mark every account of the `accounts` queryset dirty in one statement; returns how many.
 
     INSERT … SELECT … ON CONFLICT: an account already marked keeps the later
-    of the two times, so a mark never moves back. Selecting from the tenant's
+    of the two times, so a mark never moves back, and the moment its mark was
+    first set (`waiting_since`). Selecting from the tenant's
     accounts rather than taking ids on trust means another tenant's id marks nothing.
     Rows go in account order, the order in which the pipeline clears marks, so
     the two lock the same marks in the same order and cannot deadlock.
@@ -182,10 +183,10 @@ def dirty_marks_set(*, tenant, accounts, now=None):
     # "WHERE true" tells SQLite's parser that ON CONFLICT belongs to the INSERT, not to a join.
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (tenant_id, account_id, dirty_at) "
-            f"SELECT marked.marked_tenant, marked.marked_account, %s FROM ({marked_sql}) marked WHERE true "
+            f"INSERT INTO {table} (tenant_id, account_id, dirty_at, waiting_since) "
+            f"SELECT marked.marked_tenant, marked.marked_account, %s, %s FROM ({marked_sql}) marked WHERE true "
             f"ON CONFLICT (tenant_id, account_id) DO UPDATE SET dirty_at = {later}({table}.dirty_at, excluded.dirty_at)",
-            [now, *marked_params],
+            [now, now, *marked_params],
         )
         return cursor.rowcount
 
