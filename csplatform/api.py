@@ -9,19 +9,14 @@ from csplatform.pipeline import pipeline_freshness
 from csplatform.tenancy.api.viewsets import TenantAPIView
 
 
-class RunningPassSerializer(serializers.Serializer):
+class PassSerializer(serializers.Serializer):
     opened_at = serializers.DateTimeField()
-    accounts = serializers.IntegerField(help_text="Accounts recomputed so far.")
+    ended_at = serializers.DateTimeField(allow_null=True, help_text="Null while the pass runs.")
+    seconds = serializers.FloatField(allow_null=True, help_text="How long it took; null while it runs.")
+    accounts = serializers.IntegerField(help_text="Accounts recomputed (so far, while it runs).")
+    moved = serializers.IntegerField(help_text="Accounts that changed stage.")
     chunks_done = serializers.IntegerField()
     chunks_taken = serializers.IntegerField()
-
-
-class EndedPassSerializer(serializers.Serializer):
-    opened_at = serializers.DateTimeField()
-    ended_at = serializers.DateTimeField()
-    seconds = serializers.FloatField()
-    accounts = serializers.IntegerField(help_text="Accounts recomputed.")
-    moved = serializers.IntegerField(help_text="Accounts that changed stage.")
     status = serializers.ChoiceField(choices=PassStatus.choices)
 
 
@@ -34,8 +29,8 @@ class FreshnessSerializer(serializers.Serializer):
     behind_seconds = serializers.FloatField(
         help_text="`checked_at` minus `current_as_of`: how old the oldest change still waiting may be."
     )
-    running = RunningPassSerializer(allow_null=True, help_text="The pass in progress, if any.")
-    recent_passes = EndedPassSerializer(many=True, help_text="The latest ended passes, newest first.")
+    running = PassSerializer(allow_null=True, help_text="The pass in progress, if any.")
+    recent_passes = PassSerializer(many=True, help_text="The latest ended passes, newest first.")
 
 
 class PipelineFreshnessView(TenantAPIView):

@@ -14,14 +14,9 @@ from csplatform.models import PassStatus, PipelinePass
 
 from .conftest import make_api_client
 from .factories import AccountFactory
-from .test_pipeline import configure
+from .test_pipeline import configure, configured_tenant  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def configured_tenant(tenant):
-    return configure(tenant)
 
 
 def mark(tenant, accounts):
