@@ -279,6 +279,19 @@ def test_bulk_upsert_reports_bad_items_by_path_and_stores_the_valid_ones(api, te
     assert stored(tenant, "ok-1").name == "Fine"
 
 
+def test_bulk_upsert_reports_nul_characters_per_item_and_stores_the_rest(api, tenant):
+    items = [
+        {"external_id": "a\x00", "name": "Nul id"},
+        {"external_id": "a2", "owner": "al\x00ice@example.com"},
+        {"external_id": "a3", "name": "Fine"},
+    ]
+    response = api.post(f"{URL}bulk/", {"items": items}, format="json")
+
+    assert response.status_code == 200
+    assert [e["field"] for e in response.json()["errors"]] == ["items[0].external_id", "items[1].owner"]
+    assert stored(tenant, "a3").name == "Fine"
+
+
 def test_bulk_upsert_refuses_more_than_a_thousand_items_with_413(api, tenant):
     items = [{"external_id": f"a{index}"} for index in range(1001)]
     response = api.post(f"{URL}bulk/", {"items": items}, format="json")

@@ -1,4 +1,5 @@
 import datetime as dt
+import json
 
 import pytest
 from django.utils import timezone
@@ -183,6 +184,25 @@ def test_bulk_upsert_reports_bad_items_and_stores_the_valid_ones(api, tenant):
     assert stored(tenant, "new-1").role == "billing"
     assert is_dirty(tenant, acme)
     assert is_dirty(tenant, globex)
+
+
+def test_bulk_upsert_reports_nul_characters_and_lone_surrogates_per_item(api, tenant):
+    AccountFactory(tenant=tenant, external_id="acme")
+    items = [
+        {"external_id": "c\x00-1", "account": "acme"},
+        {"external_id": "c-2", "account": "ac\x00me"},
+        {"external_id": "c-\ud800", "account": "acme"},
+        {"external_id": "c-3", "account": "acme", "name": "Fine"},
+    ]
+    # Sent as bytes: the test client cannot encode a lone surrogate, a client's JSON escape can.
+    response = api.post(f"{URL}bulk/", json.dumps({"items": items}), content_type="application/json")
+
+    assert response.status_code == 200
+    assert (response.json()["created"], [e["field"] for e in response.json()["errors"]]) == (
+        1,
+        ["items[0].external_id", "items[1].account", "items[2].external_id"],
+    )
+    assert stored(tenant, "c-3").name == "Fine"
 
 
 def test_bulk_upsert_refuses_more_than_a_thousand_items_with_413(api, tenant):

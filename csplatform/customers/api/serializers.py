@@ -9,7 +9,7 @@ from csplatform.tenancy.models import User
 
 from .. import services
 from ..models import Account, Contact
-from .ingest_serializers import json_problem
+from .ingest_serializers import json_problem, string_problem
 
 BULK_MAX_ITEMS = 1000
 
@@ -28,6 +28,11 @@ class RejectUnknownFieldsMixin:
             if unknown:
                 raise serializers.ValidationError({key: ["Unknown field."] for key in unknown}, code="unknown_field")
         return super().to_internal_value(data)
+
+
+def storable_strings(values):
+    """The strings among `values` that the database can compare; the others fail validation item by item."""
+    return {value for value in values if isinstance(value, str) and string_problem(value) is None}
 
 
 class PreloadedSlugMixin:
@@ -61,7 +66,7 @@ class MemberField(PreloadedSlugMixin, TenantMemberField):
 
     @classmethod
     def preload(cls, tenant, values):
-        emails = {cls.preload_key(value) for value in values if isinstance(value, str)}
+        emails = {cls.preload_key(value) for value in storable_strings(values)}
         users = User.objects.filter(memberships__tenant=tenant, email__in=emails)
         return {user.email.lower(): user for user in users}
 
@@ -69,8 +74,7 @@ class MemberField(PreloadedSlugMixin, TenantMemberField):
 class AccountRefField(PreloadedSlugMixin, TenantRelatedField):
     @staticmethod
     def preload(tenant, values):
-        external_ids = {value for value in values if isinstance(value, str)}
-        accounts = Account.objects.for_tenant(tenant).filter(external_id__in=external_ids)
+        accounts = Account.objects.for_tenant(tenant).filter(external_id__in=storable_strings(values))
         return {account.external_id: account for account in accounts}
 
 
@@ -284,10 +288,8 @@ def validate_upsert_batch(serializer_class, items, *, tenant):
         for name, field in serializer_class().fields.items()
         if isinstance(field, PreloadedSlugMixin)
     }
-    raw_ids = [item.get("external_id") for item in objects]
-    existing = services.rows_by_external_id(
-        model.objects.for_tenant(tenant), [value.strip() for value in raw_ids if isinstance(value, str)]
-    )
+    raw_ids = storable_strings(item.get("external_id") for item in objects)
+    existing = services.rows_by_external_id(model.objects.for_tenant(tenant), [value.strip() for value in raw_ids])
     serializer = serializer_class(context={"tenant": tenant, "preloaded": preloaded}, partial=True)
     valid, errors, seen = [], [], set()
     for index, item in enumerate(items):
