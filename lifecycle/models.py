@@ -13,8 +13,10 @@ class Stage(TenantModel):
     """One step of a tenant's lifecycle, in `position` order.
 
     An account enters the next stage automatically when that stage's entry
-    criteria hold. A stage without criteria is entered only by a manual move;
-    accounts in a terminal stage never move on automatically.
+    criteria hold; a stage `entered_from_any_earlier` takes accounts from every
+    stage before it, as a renewal stage entered by date does. A stage without
+    criteria is entered only by a manual move; accounts in a terminal stage
+    never move on automatically.
     """
 
     key = models.SlugField(max_length=50)
@@ -24,6 +26,11 @@ class Stage(TenantModel):
     position = models.PositiveIntegerField(default=0)
     entry_criteria = models.JSONField(null=True, blank=True)
     entry_criteria_text = models.TextField(blank=True)
+    entered_from_any_earlier = models.BooleanField(
+        default=False,
+        help_text="Accounts in any earlier stage enter it when its criteria hold, not only those in the stage "
+        "just before it.",
+    )
     is_initial = models.BooleanField(default=False)
     is_terminal = models.BooleanField(default=False)
     outcome = models.CharField(

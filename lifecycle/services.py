@@ -24,6 +24,7 @@ STAGE_FIELDS = (
     "colour",
     "position",
     "entry_criteria_text",
+    "entered_from_any_earlier",
     "is_initial",
     "is_terminal",
     "outcome",
@@ -207,6 +208,7 @@ def stages_apply_template(*, tenant, template_key, actor, mapping=None):
         stage = existing.get(spec.key) or Stage(tenant=tenant, key=spec.key)
         stage.name, stage.description, stage.colour = spec.name, spec.description, spec.colour
         stage.position, stage.entry_criteria, stage.entry_criteria_text = position, entry_criteria, text
+        stage.entered_from_any_earlier = spec.entered_from_any_earlier
         stage.is_initial, stage.is_terminal, stage.outcome = position == 1, spec.is_terminal, spec.outcome
         stage.expected_days, stage.cycle_to = spec.expected_days, None
         stage.save()
@@ -330,8 +332,9 @@ def _advance_chunk(tenant, account_ids, stages, initial, criteria, now):
        take KEY SHARE locks on the same accounts as their transactions commit, in their own order.
     2. Place accounts without a stage in the initial stage.
     3. For each stage in order, one query finds which accounts in the stage
-       before it meet its entry criteria; those move, and may move again at
-       the next stage in the same pass.
+       before it (in any earlier stage, for a stage entered from any) meet its
+       entry criteria; those move, and may move again at the next stage in the
+       same pass.
     4. Record the transitions and the new states in bulk.
     """
     account_ids = list(
@@ -351,11 +354,13 @@ def _advance_chunk(tenant, account_ids, stages, initial, criteria, now):
         current[state.account_id] = state.stage_id
 
     steps = []
-    for previous, stage in zip(stages, stages[1:]):
+    for index, stage in enumerate(stages[1:], start=1):
         stage_criteria = criteria[stage.pk]
-        if previous.is_terminal or stage_criteria is None:
+        if stage_criteria is None:
             continue
-        candidates = [pk for pk, stage_id in current.items() if stage_id == previous.pk]
+        earlier = stages[:index] if stage.entered_from_any_earlier else stages[index - 1 : index]
+        leaving = {previous.pk for previous in earlier if not previous.is_terminal}
+        candidates = [pk for pk, stage_id in current.items() if stage_id in leaving]
         if not candidates:
             continue
         movers = stage_criteria.filter(

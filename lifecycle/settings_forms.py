@@ -5,7 +5,7 @@ from csplatform.rules import CriteriaError, compile_criteria
 from .models import Stage
 
 CRITERIA_HELP = (
-    "Accounts in the stage before this one enter it when this holds, e.g. "
+    "Accounts in the stage before this one (or in any earlier stage, below) enter it when this holds, e.g. "
     'metric.logins_30d >= 10 and account.plan in ["pro", "team"]. Leave empty to enter it only by hand.'
 )
 
@@ -24,6 +24,11 @@ class StageForm(forms.Form):
     )
     expected_days = forms.IntegerField(
         label="Expected days in stage", min_value=1, required=False, help_text="Accounts past it show as behind."
+    )
+    entered_from_any_earlier = forms.BooleanField(
+        label="Enter from any earlier stage", required=False,
+        help_text="For criteria that do not depend on progress, such as a renewal date: accounts in every stage "
+        "before this one move here when its criteria hold, not only those in the stage just before it.",
     )
     is_initial = forms.BooleanField(label="New accounts start here", required=False)
     is_terminal = forms.BooleanField(label="Terminal: accounts never move on automatically", required=False)
@@ -56,8 +61,8 @@ class StageForm(forms.Form):
         return {
             name: getattr(stage, name)
             for name in (
-                "key", "name", "description", "colour", "entry_criteria_text", "expected_days", "is_initial",
-                "is_terminal", "outcome", "cycle_to",
+                "key", "name", "description", "colour", "entry_criteria_text", "entered_from_any_earlier",
+                "expected_days", "is_initial", "is_terminal", "outcome", "cycle_to",
             )
         }
 

@@ -3,6 +3,8 @@
 Each follows a lifecycle described in customer success practice, with entry
 criteria over the built-in metrics that a tenant then tunes to its product.
 A stage without criteria is entered only by hand (or is where accounts start).
+A renewal stage is entered by date from whichever stage an account is in:
+a customer renews whether or not it ever expanded.
 """
 
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ class StageSpec:
     colour: str
     criteria: str = ""
     expected_days: int | None = None
+    entered_from_any_earlier: bool = False
     is_terminal: bool = False
     outcome: str = ""
     cycle_to: str = ""
@@ -41,6 +44,7 @@ class StageTemplate:
                     "colour": s.colour,
                     "entry_criteria_text": s.criteria,
                     "expected_days": s.expected_days,
+                    "entered_from_any_earlier": s.entered_from_any_earlier,
                     "is_initial": index == 0,
                     "is_terminal": s.is_terminal,
                     "outcome": s.outcome,
@@ -141,6 +145,7 @@ TEMPLATES = [
                 "#f59e0b",
                 "metric.days_to_renewal <= 90",
                 expected_days=90,
+                entered_from_any_earlier=True,
             ),
         ],
     ),
@@ -234,6 +239,7 @@ TEMPLATES = [
                 "#f59e0b",
                 "metric.days_to_renewal <= 60",
                 expected_days=60,
+                entered_from_any_earlier=True,
                 cycle_to="engagement",
             ),
             CHURNED,

@@ -33,6 +33,7 @@ class StageSerializer(serializers.ModelSerializer):
             "position",
             "entry_criteria_text",
             "entry_criteria",
+            "entered_from_any_earlier",
             "is_initial",
             "is_terminal",
             "outcome",

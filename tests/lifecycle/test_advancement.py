@@ -1,3 +1,4 @@
+import datetime as dt
 import threading
 
 import pytest
@@ -5,7 +6,7 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from lifecycle.models import AccountStage, StageTransition, TransitionKind
-from lifecycle.services import account_move_stage, lifecycle_advance, stage_create
+from lifecycle.services import account_move_stage, lifecycle_advance, stage_create, stage_update
 from tests.factories import AccountFactory
 
 
@@ -98,6 +99,56 @@ def test_a_terminal_stage_never_advances_automatically(tenant, alice, lifecycle_
 
     assert moved == set()
     assert stage_of(tenant, account) == "lost"
+
+
+def renewal_stages(tenant, alice, *, entered_from_any_earlier):
+    """onboarding -> adopting (mrr >= 1000) -> renewal (renewal date within 90 days)."""
+    stage_create(tenant=tenant, actor=alice, key="onboarding", name="Onboarding")
+    stage_create(tenant=tenant, actor=alice, key="adopting", name="Adopting", entry_criteria_text="account.mrr >= 1000")
+    stage_create(
+        tenant=tenant,
+        actor=alice,
+        key="renewal",
+        name="Renewal",
+        entry_criteria_text="account.renewal_date within 90 days",
+        entered_from_any_earlier=entered_from_any_earlier,
+    )
+
+
+def test_a_stage_entered_from_any_earlier_takes_accounts_that_never_met_the_stages_between(tenant, alice):
+    renewal_stages(tenant, alice, entered_from_any_earlier=True)
+    account = AccountFactory(tenant=tenant, mrr=100, renewal_date=dt.date.today() + dt.timedelta(days=20))
+
+    lifecycle_advance(tenant=tenant, account_ids=[account.pk])
+
+    assert stage_of(tenant, account) == "renewal"
+    assert transitions_of(tenant, account) == [
+        ("", "onboarding", TransitionKind.INITIAL),
+        ("onboarding", "renewal", TransitionKind.AUTOMATIC),
+    ]
+
+
+def test_a_stage_entered_only_from_the_one_before_waits_for_the_stages_between(tenant, alice):
+    renewal_stages(tenant, alice, entered_from_any_earlier=False)
+    account = AccountFactory(tenant=tenant, mrr=100, renewal_date=dt.date.today() + dt.timedelta(days=20))
+
+    lifecycle_advance(tenant=tenant, account_ids=[account.pk])
+
+    assert stage_of(tenant, account) == "onboarding"
+
+
+def test_a_stage_entered_from_any_earlier_still_leaves_terminal_stages_alone(tenant, alice, lifecycle_stages):
+    stage_update(tenant=tenant, stage=lifecycle_stages["won_back"], actor=alice, entered_from_any_earlier=True)
+    lost, paying = AccountFactory(tenant=tenant, mrr=5), AccountFactory(tenant=tenant, mrr=5)
+    account_move_stage(tenant=tenant, account=lost, to_stage=lifecycle_stages["lost"], actor=alice, reason="Gone")
+
+    lifecycle_advance(tenant=tenant, account_ids=[lost.pk, paying.pk])
+
+    assert stage_of(tenant, lost) == "lost"
+    assert transitions_of(tenant, paying)[-2:] == [
+        ("trial", "paying", TransitionKind.AUTOMATIC),
+        ("paying", "won_back", TransitionKind.AUTOMATIC),
+    ]
 
 
 def test_running_twice_records_each_transition_once(tenant, lifecycle_stages):

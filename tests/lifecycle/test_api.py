@@ -63,6 +63,16 @@ def test_update_a_stage_and_the_change_is_audited(api, tenant, lifecycle_stages)
     assert (entry.before["expected_days"], entry.after["expected_days"]) == (30, 45)
 
 
+def test_a_stage_entered_from_any_earlier_is_set_and_read_through_the_api(api, tenant, lifecycle_stages):
+    response = api.patch(f"{STAGES}won_back/", {"entered_from_any_earlier": True}, format="json")
+
+    assert response.status_code == 200, response.json()
+    assert api.get(f"{STAGES}won_back/").json()["entered_from_any_earlier"] is True
+    assert api.get(f"{STAGES}paying/").json()["entered_from_any_earlier"] is False
+    entry = AuditLogEntry.objects.for_tenant(tenant).get(action="stage.updated")
+    assert (entry.before["entered_from_any_earlier"], entry.after["entered_from_any_earlier"]) == (False, True)
+
+
 def test_cycle_to_naming_another_tenants_stage_answers_400(api, other_tenant, charlie, lifecycle_stages):
     stage_create(tenant=other_tenant, actor=charlie, key="elsewhere", name="Elsewhere")
 

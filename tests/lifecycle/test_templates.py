@@ -67,6 +67,13 @@ def test_the_renewal_cycle_returns_renewed_accounts_to_ongoing_engagement(tenant
     assert stages["churned"].is_terminal and stages["churned"].outcome == "churned"
 
 
+@pytest.mark.parametrize("template_key", ["onboarding_to_renewal", "renewal_cycle"])
+def test_a_renewal_stage_is_entered_by_date_from_any_earlier_stage(tenant, alice, template_key):
+    stages = stages_apply_template(tenant=tenant, template_key=template_key, actor=alice)
+
+    assert [stage.key for stage in stages if stage.entered_from_any_earlier] == ["renewal"]
+
+
 def test_applying_a_template_keeps_accounts_in_stages_with_the_same_key(tenant, alice):
     stages_apply_template(tenant=tenant, template_key="success_lifecycle", actor=alice)
     onboarding = Stage.objects.for_tenant(tenant).get(key="onboarding")

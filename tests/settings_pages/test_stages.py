@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from csplatform.tenancy.models import AuditLogEntry
@@ -95,6 +97,19 @@ def test_editing_keeps_the_key_and_saves_the_rest(admin_client, tenant, stages):
     assert admin_client.post(f"{URL}{paying.pk}/", data).status_code == 302
     paying.refresh_from_db()
     assert (paying.key, paying.name, paying.entry_criteria_text) == ("paying", "Paying customers", "account.mrr > 50")
+
+
+def test_a_stage_can_be_entered_from_any_earlier_stage_and_the_list_says_so(admin_client, tenant, stages):
+    big = stages[2]
+    data = stage_data(key="big", name="Big", entry_criteria_text="account.mrr >= 1000", entered_from_any_earlier="on")
+    assert admin_client.post(f"{URL}{big.pk}/", data).status_code == 302
+
+    big.refresh_from_db()
+    assert big.entered_from_any_earlier
+    assert "from any earlier stage" in page(admin_client.get(URL))
+    assert re.search(r'<input type="checkbox" name="entered_from_any_earlier"[^>]* checked', page(
+        admin_client.get(f"{URL}{big.pk}/")
+    ))
 
 
 def test_the_initial_stage_cannot_be_unset_without_naming_another(admin_client, stages):
