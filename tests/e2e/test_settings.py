@@ -25,15 +25,10 @@ def browser_page(chromium, live_server, alice):
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": live_server.url}])
     page = context.new_page()
-    # Script errors and Content-Security-Policy refusals; the browser's own favicon request is not ours.
+    # Script errors, Content-Security-Policy refusals and anything that failed to load, the icon included.
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on(
-        "console",
-        lambda message: errors.append(message.text)
-        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico")
-        else None,
-    )
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.console_errors = errors
     return page
 
