@@ -9,11 +9,10 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from csplatform.tenancy.decorators import tenant_page
-from lifecycle.views import can_change, forbidden_for_viewers, is_htmx
+from csplatform.tenancy.decorators import back_to, can_change, forbidden_for_viewers, tenant_page
+from lifecycle.views import is_htmx
 
 from .models import Alert, AlertRule, AlertStatus, Severity
 from .services import alert_acknowledge, alert_resolve
@@ -31,14 +30,6 @@ def alert_rows(tenant):
 def default_owner_scope(request):
     # A CSM's inbox starts with the alerts of their own accounts; admins and viewers look at everything.
     return "mine" if request.membership.role == "csm" else "all"
-
-
-def back_to(request, fallback):
-    """The page the form came from, if it is one of ours, else `fallback`."""
-    target = request.POST.get("next", "")
-    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        return target
-    return fallback
 
 
 @tenant_page

@@ -3,6 +3,7 @@
 from django.urls import path
 
 from alerts import views as alert_views
+from csplatform.customers import views as customer_views
 from health import views as health_views
 from lifecycle import views as lifecycle_views
 from playbooks import pages as playbook_pages
@@ -29,4 +30,15 @@ urlpatterns = [
         name="account-playbook-start",
     ),
     path("accounts/<int:account_id>/tasks/", playbook_pages.account_task_add, name="account-task-add"),
+    path("accounts/<int:account_id>/notes/", customer_views.account_notes_page, name="account-notes"),
+    path(
+        "accounts/<int:account_id>/notes/<int:note_id>/",
+        customer_views.account_note_edit,
+        name="account-note-edit",
+    ),
+    path(
+        "accounts/<int:account_id>/notes/<int:note_id>/delete/",
+        customer_views.account_note_delete,
+        name="account-note-delete",
+    ),
 ]

@@ -17,18 +17,19 @@ from alerts.views import account_alerts_context
 from csplatform.customers.filtersets import AccountFilterSet
 from csplatform.customers.models import Account
 from csplatform.customers.views import (
+    account_notes_context,
     account_contacts,
     recent_events,
     sort_headers,
     usage_per_day,
     with_last_activity,
 )
-from csplatform.tenancy.decorators import tenant_page
+from csplatform.tenancy.decorators import can_change, forbidden_for_viewers, tenant_page
 from csplatform.tenancy.summaries import tenant_summaries_forget, tenant_summary
 from csplatform.tenancy.timezones import tenant_today
 from lifecycle.selectors import kpi_accounts_per_stage, kpi_conversion, kpi_time_to_onboard, stages_in_order
 from lifecycle.sla import days_in_stage_expression
-from lifecycle.views import account_lifecycle_context, can_change, forbidden_for_viewers
+from lifecycle.views import account_lifecycle_context
 from playbooks.pages import account_playbooks_context
 
 from .analysis import health_why
@@ -252,6 +253,7 @@ def account_page(request, account_id, *, override_form=None, status=200):
         **account_lifecycle_context(request, account),
         **account_alerts_context(request, account),
         **account_playbooks_context(request, account),
+        **account_notes_context(request, account),
         "contacts": contacts[:CONTACTS_SHOWN],
         "contacts_more": len(contacts) > CONTACTS_SHOWN,
         "events": recent_events(tenant, account),

@@ -6,14 +6,12 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, F, Window
 from django.db.models.functions import RowNumber
-from django.http import HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from csplatform.customers.models import Account
-from csplatform.tenancy.decorators import tenant_page
-from csplatform.tenancy.models import Role
+from csplatform.tenancy.decorators import can_change, forbidden_for_viewers, tenant_page
 from csplatform.tenancy.summaries import tenant_summaries_forget, tenant_summary
 from csplatform.tenancy.timezones import tenant_today
 
@@ -26,20 +24,8 @@ from .sla import days_in_stage, days_in_stage_expression, sla_status, sla_status
 CARDS_PER_STAGE = 12
 # The account page shows the latest moves; the API pages through all of them.
 TIMELINE_MOVES = 50
-EDITOR_ROLES = {Role.ADMIN, Role.CSM}
-
-
-def can_change(request):
-    """Admins and CSMs act on accounts; viewers only look."""
-    return request.membership.role in EDITOR_ROLES
-
-
 def is_htmx(request):
     return request.headers.get("HX-Request") == "true"
-
-
-def forbidden_for_viewers(request):
-    return HttpResponseForbidden("Your role in this tenant can look but not change anything.")
 
 
 def _form_errors(form, exc):

@@ -16,12 +16,11 @@ from django.db.models import Count, Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from alerts.views import back_to
 from csplatform.customers.models import Account
-from csplatform.tenancy.decorators import tenant_page
+from csplatform.tenancy.decorators import back_to, can_change, forbidden_for_viewers, tenant_page
 from csplatform.tenancy.models import Membership, Role, User
 from csplatform.tenancy.timezones import day_start, tenant_today
-from lifecycle.views import can_change, forbidden_for_viewers, is_htmx
+from lifecycle.views import is_htmx
 
 from .models import EmailStatus, ExpansionOpportunity, OutboundEmail, Playbook, Run, StepKind, StepRun, Task
 from .services import outbox_approve, outbox_edit, outbox_skip, run_start, task_complete, task_create_once

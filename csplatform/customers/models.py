@@ -117,6 +117,37 @@ class Contact(TenantModel):
         return self.name or self.email or self.external_id
 
 
+class AccountNote(TenantModel):
+    """What someone on the team recorded about an account: a call, a meeting, context for the next person.
+
+    Pinned notes come first on the account page, the rest newest first.
+    """
+
+    MAX_LENGTH = 10_000
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    body = models.TextField(max_length=MAX_LENGTH)
+    pinned = models.BooleanField(default=False)
+    # The form's token (or an API client's): a second submit of the same note stores nothing more.
+    key = models.CharField(max_length=100, null=True, blank=True)
+    # Set by the services rather than auto_now, so imported and demo notes keep when they were written.
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-pinned", "-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "key"], name="accountnote_unique_key")]
+        indexes = [models.Index(fields=["tenant", "account", "created_at"])]
+
+    def __str__(self):
+        return self.body[:80]
+
+    @property
+    def edited(self):
+        return self.updated_at > self.created_at
+
+
 class UsageEvent(TenantModel):
     message_id = models.CharField(max_length=200)
     account = ingest_account_key(related_name="events")

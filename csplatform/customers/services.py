@@ -6,8 +6,9 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from csplatform.sql import OneOf
+from csplatform.tenancy.models import Role
 
-from .models import Account, Contact, DirtyAccount
+from .models import Account, AccountNote, Contact, DirtyAccount
 
 
 @transaction.atomic
@@ -257,3 +258,35 @@ def contact_delete(*, tenant, contact):
     account_id = contact.account_id
     contact.delete()
     account_mark_dirty(tenant=tenant, account_ids=[account_id])
+
+
+# Notes
+
+
+def note_editable_by(note, *, user, role):
+    """Whoever wrote a note may change it; admins may change anyone's."""
+    return role == Role.ADMIN or (note.author_id is not None and note.author_id == user.pk)
+
+
+def note_add(*, tenant, account, author, body, pinned=False, key=None):
+    """Add a note; with a `key`, the note already added under it is returned instead of a second one."""
+    now = timezone.now()
+    fields = {"tenant": tenant, "account": account, "author": author, "body": body, "pinned": pinned}
+    fields.update(created_at=now, updated_at=now)
+    if key is None:
+        return AccountNote.objects.create(**fields)
+    note, _ = AccountNote.objects.for_tenant(tenant).get_or_create(key=key, defaults=fields)
+    return note
+
+
+def note_update(*, tenant, note, **changes):
+    """Change a note's `body` or `pinned`."""
+    for name, value in changes.items():
+        setattr(note, name, value)
+    note.updated_at = timezone.now()
+    note.save(update_fields=[*changes, "updated_at"])
+    return note
+
+
+def note_delete(*, tenant, note):
+    AccountNote.objects.for_tenant(tenant).filter(pk=note.pk).delete()

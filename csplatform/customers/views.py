@@ -1,19 +1,32 @@
-"""Building blocks of the pages that show accounts.
+"""Building blocks of the pages that show accounts, and the account notes pages.
 
 The dashboard pages themselves live in the highest app whose data they show
 (health.views for the portfolio and the account page, lifecycle.views for
 the board), since a lower app never imports a higher one. These helpers read
-only customer data.
+only customer data, and so do the notes pages, which live here.
 """
 
 import datetime as dt
 
+from django.contrib import messages
+from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery, Sum
+from django.http import HttpResponseForbidden
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
-from .models import Contact, DailyRollup, UsageEvent
+from csplatform.tenancy.decorators import back_to, can_change, forbidden_for_viewers, tenant_page
+
+from .forms import NoteAddForm, NoteForm
+from .models import Account, AccountNote, Contact, DailyRollup, UsageEvent
+from .services import note_add, note_delete, note_editable_by, note_update
 
 RECENT_EVENTS = 25
 ACTIVITY_DAYS = 30
+# The account page shows the pinned and latest notes; the notes page pages through all of them.
+NOTES_SHOWN = 5
+NOTES_PER_PAGE = 50
 
 
 def with_last_activity(accounts, tenant):
@@ -78,3 +91,110 @@ def recent_events(tenant, account, limit=RECENT_EVENTS):
         .select_related("contact")
         .order_by("-timestamp")[:limit]
     )
+
+
+# Notes
+
+
+def account_notes(tenant, account):
+    return AccountNote.objects.for_tenant(tenant).filter(account=account).select_related("author")
+
+
+def with_edit_rights(request, notes):
+    """The notes as a list, each marked `editable` when the member may change it."""
+    notes = list(notes)
+    editor = can_change(request)
+    for note in notes:
+        note.editable = editor and note_editable_by(note, user=request.user, role=request.membership.role)
+    return notes
+
+
+def account_notes_context(request, account):
+    """The account page's notes: the pinned and latest few, how many in all, and the form to add one."""
+    notes = account_notes(request.tenant, account)
+    shown = notes[: NOTES_SHOWN + 1]
+    total = len(shown) if len(shown) <= NOTES_SHOWN else notes.count()
+    return {
+        "notes": with_edit_rights(request, shown[:NOTES_SHOWN]),
+        "notes_total": total,
+        "note_form": NoteAddForm.blank(),
+    }
+
+
+def notes_url(tenant, account):
+    return reverse("account-notes", kwargs={"tenant_slug": tenant.slug, "account_id": account.pk})
+
+
+@tenant_page
+def account_notes_page(request, account_id):
+    """Every note on the account, pinned first, then newest first; a POST adds one.
+
+    An invalid note comes back on this page with its text and the reason,
+    whichever page its form was on.
+    """
+    tenant = request.tenant
+    account = get_object_or_404(Account.objects.for_tenant(tenant), pk=account_id)
+    form, status = NoteAddForm.blank(), 200
+    if request.method == "POST":
+        if not can_change(request):
+            return forbidden_for_viewers(request)
+        form = NoteAddForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            note_add(
+                tenant=tenant,
+                account=account,
+                author=request.user,
+                body=data["body"],
+                pinned=data["pinned"],
+                key=f"page:{data['token']}",
+            )
+            messages.success(request, "Note added.")
+            return redirect(back_to(request, notes_url(tenant, account)))
+        status = 400
+    page = Paginator(account_notes(tenant, account), NOTES_PER_PAGE).get_page(request.GET.get("page"))
+    page.object_list = with_edit_rights(request, page.object_list)
+    context = {"account": account, "page": page, "note_form": form, "can_change": can_change(request)}
+    return render(request, "customers/account_notes.html", context, status=status)
+
+
+def _editable_note(request, account_id, note_id):
+    """The note, 404 outside the tenant or the account; None when the member may not change it."""
+    note = get_object_or_404(
+        AccountNote.objects.for_tenant(request.tenant).select_related("account", "author"),
+        pk=note_id,
+        account_id=account_id,
+    )
+    editable = can_change(request) and note_editable_by(note, user=request.user, role=request.membership.role)
+    return note if editable else None
+
+
+def only_the_author(request):
+    return HttpResponseForbidden("Only the note's author or an admin can change it.")
+
+
+@tenant_page
+def account_note_edit(request, account_id, note_id):
+    tenant = request.tenant
+    note = _editable_note(request, account_id, note_id)
+    if note is None:
+        return only_the_author(request)
+    form = NoteForm(request.POST or None, initial={"body": note.body, "pinned": note.pinned})
+    if request.method == "POST" and form.is_valid():
+        note_update(tenant=tenant, note=note, body=form.cleaned_data["body"], pinned=form.cleaned_data["pinned"])
+        messages.success(request, "Note saved.")
+        return redirect(back_to(request, notes_url(tenant, note.account)))
+    status = 400 if form.is_bound else 200
+    return render(request, "customers/note_edit.html", {"note": note, "form": form}, status=status)
+
+
+@tenant_page
+@require_POST
+def account_note_delete(request, account_id, note_id):
+    tenant = request.tenant
+    note = _editable_note(request, account_id, note_id)
+    if note is None:
+        return only_the_author(request)
+    note_delete(tenant=tenant, note=note)
+    messages.success(request, "Note deleted.")
+    return redirect(back_to(request, notes_url(tenant, note.account)))

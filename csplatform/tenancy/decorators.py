@@ -1,11 +1,15 @@
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, HttpResponseForbidden
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 
+from .models import Role
 from .rls import dangerously_bypass_rls, tenant_context
 from .timezones import tenant_zone
+
+EDITOR_ROLES = {Role.ADMIN, Role.CSM}
 
 
 def user_memberships(user):
@@ -41,3 +45,20 @@ def tenant_page(view):
             return view(request, *args, **kwargs)
 
     return wrapper
+
+
+def can_change(request):
+    """Admins and CSMs act on accounts; viewers only look."""
+    return request.membership.role in EDITOR_ROLES
+
+
+def forbidden_for_viewers(request):
+    return HttpResponseForbidden("Your role in this tenant can look but not change anything.")
+
+
+def back_to(request, fallback):
+    """The page the form came from, if it is one of ours, else `fallback`."""
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return target
+    return fallback

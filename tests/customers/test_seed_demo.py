@@ -11,7 +11,7 @@ from django.db.models import Count, Max, Sum
 from django.test import override_settings
 
 from csplatform.customers.demo.generate import build_accounts, pattern_list
-from csplatform.customers.models import Account, Contact, DailyPropertyRollup, DailyRollup, UsageEvent
+from csplatform.customers.models import Account, AccountNote, Contact, DailyPropertyRollup, DailyRollup, UsageEvent
 from csplatform.tenancy.models import Membership, Role, Tenant
 from csplatform.tenancy.timezones import tenant_today, tenant_zone
 
@@ -248,3 +248,14 @@ class TestDemoPatterns:
             roles = set(contacts.filter(account_id=account_id).values_list("role", flat=True))
             assert {"administrator", "champion", "billing"} <= roles
         assert all(contact.last_seen_at == last_events.get(contact.pk) for contact in contacts)
+
+    def test_some_accounts_carry_their_owners_notes_written_after_signup_naming_their_contacts(self, shared_demo):
+        notes = AccountNote.objects.for_tenant(shared_demo).select_related("account", "author")
+        assert notes.exists() and notes.filter(pinned=True).exists()
+        for note in notes:
+            account = note.account
+            assert note.author == account.owner or account.owner is None
+            assert account.signup_date <= note.created_at.date() < tenant_today(shared_demo) + dt.timedelta(days=1)
+            assert note.created_at < dt.datetime.now(dt.timezone.utc) and not note.edited
+        champions = set(Contact.objects.for_tenant(shared_demo).filter(role="champion").values_list("name", flat=True))
+        assert any(name in note.body for note in notes for name in champions)

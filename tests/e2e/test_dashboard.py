@@ -90,6 +90,27 @@ def test_moving_a_stage_with_a_reason_shows_it_in_the_timeline_in_place(page, po
     page.screenshot(path=str(SCREENSHOTS / "account-moved.png"), full_page=True)
 
 
+def test_a_note_added_on_the_account_page_shows_there_and_can_be_edited(page, portfolio):
+    page.get_by_role("link", name="Juniper Health").click()
+    page.wait_for_url("**/accounts/*/")
+    notes = page.locator("#notes")
+    notes.get_by_label("Add a note").fill("Call with Juniper Champion:\nthey want a training for new hires")
+    notes.get_by_label("Pin to the top").check()
+    notes.get_by_role("button", name="Add note").click()
+    page.wait_for_url("**/accounts/*/#notes")
+    note = page.locator("#notes .note").first
+    assert "they want a training for new hires" in note.inner_text() and "Pinned" in note.inner_text()
+
+    note.get_by_role("link", name="Edit this note").click()
+    page.get_by_label("Note").fill("Training booked for Monday")
+    page.get_by_role("button", name="Save note").click()
+    page.wait_for_url("**/accounts/*/#note-*")
+    assert "Training booked for Monday" in page.locator("#notes .note").first.inner_text()
+    account = portfolio["Juniper Health"]
+    assert list(account.notes.values_list("body", "pinned")) == [("Training booked for Monday", True)]
+    page.screenshot(path=str(SCREENSHOTS / "account-notes.png"), full_page=True)
+
+
 def test_board_and_reports_render_at_a_narrow_width(page, live_server):
     page.set_viewport_size({"width": 800, "height": 900})
     page.goto(f"{live_server.url}/t/alpha/board/")

@@ -14,7 +14,7 @@ from django.utils import timezone
 from alerts.services import alert_raise, alert_rule_create, segment_create, segments_refresh
 from alerts.webhooks import webhook_emit, webhook_subscription_create
 from csplatform import pipeline
-from csplatform.customers.services import account_upsert, contact_upsert
+from csplatform.customers.services import account_upsert, contact_upsert, note_add
 from csplatform.rules.services import metric_definition_create
 from csplatform.tenancy.models import Role, TenantModel
 from csplatform.tenancy.services import api_key_create
@@ -48,7 +48,7 @@ def build_world(marker=MARKER):
 
     1. Tenant, admin member, API key.
     2. Configuration: a metric, two stages, a scorecard with a second version.
-    3. Data: an account, a contact, usage events through the batch API.
+    3. Data: an account, a contact, usage events through the batch API, a note.
     4. The pipeline: metrics, health scores, stage transitions; then a manual
        move and a health override for the rows those leave behind.
     5. A segment with its member, an alert rule and an alert, a webhook
@@ -92,6 +92,7 @@ def build_world(marker=MARKER):
         account=account,
         fields={"email": f"person-{marker}@customer.example", "name": f"{marker.title()} Person"},
     )
+    note_add(tenant=tenant, account=account, author=admin, body=f"{marker.title()} note", key=f"{marker}-note")
     client = make_api_client(tenant, scopes=["ingest"])
     now = timezone.now()
     events = [

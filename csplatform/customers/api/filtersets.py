@@ -3,7 +3,7 @@ from django.db.models import Q
 
 from csplatform.tenancy.api.filters import DateTimeFilter, EmailFilter
 
-from ..models import Account, Contact, ContactRole
+from ..models import Account, AccountNote, Contact, ContactRole
 
 
 class StableOrderingFilter(django_filters.OrderingFilter):
@@ -74,3 +74,28 @@ class ContactFilterSet(django_filters.FilterSet):
     def filter_queryset(self, queryset):
         # Each contact shows its account's external id.
         return super().filter_queryset(queryset).select_related("account")
+
+
+class AccountNoteFilterSet(django_filters.FilterSet):
+    account = django_filters.CharFilter(field_name="account__external_id", help_text="The account's external id.")
+    author = EmailFilter(field_name="author__email", help_text="Author's email.")
+    pinned = django_filters.BooleanFilter()
+    created_since = DateTimeFilter(
+        field_name="created_at", lookup_expr="gte", help_text="Written at or after this ISO 8601 time."
+    )
+    updated_since = DateTimeFilter(
+        field_name="updated_at", lookup_expr="gte", help_text="Changed at or after this ISO 8601 time."
+    )
+    q = django_filters.CharFilter(method="filter_q", help_text="Text in the note.")
+    ordering = StableOrderingFilter(fields=["created_at", "updated_at"])
+
+    class Meta:
+        model = AccountNote
+        fields = []
+
+    def filter_q(self, queryset, name, value):
+        return search(queryset, value, ["body"])
+
+    def filter_queryset(self, queryset):
+        # Each note shows its account's external id and its author's email.
+        return super().filter_queryset(queryset).select_related("account", "author")

@@ -3,12 +3,13 @@ import re
 from django.utils.encoding import smart_str
 from rest_framework import serializers
 
+from csplatform.tenancy.api.authentication import acting_user
 from csplatform.tenancy.api.errors import flatten_errors
 from csplatform.tenancy.api.fields import TenantMemberField, TenantRelatedField
 from csplatform.tenancy.models import User
 
 from .. import services
-from ..models import Account, Contact
+from ..models import Account, AccountNote, Contact
 from .ingest_serializers import json_problem, string_problem
 
 BULK_MAX_ITEMS = 1000
@@ -229,6 +230,40 @@ class ContactSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
 
 class ContactUpsertSerializer(UpsertMixin, ContactSerializer):
     """`account` is needed only to create the contact."""
+
+
+class AccountNoteSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
+    account = AccountRefField(
+        queryset=Account.objects, slug_field="external_id", help_text="The account's external id."
+    )
+    author = serializers.SlugRelatedField(
+        slug_field="email", read_only=True, help_text="Who wrote it: the API key's creator for notes sent here."
+    )
+    key = serializers.CharField(
+        required=False,
+        max_length=100,
+        help_text="Optional, on create: a note sent again with the same key is stored once.",
+    )
+
+    class Meta:
+        model = AccountNote
+        fields = ["id", "account", "author", "body", "pinned", "key", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def validate(self, attrs):
+        if self.instance is not None:
+            if "account" in attrs and attrs["account"] != self.instance.account:
+                raise serializers.ValidationError({"account": "A note stays on its account."})
+            if "key" in attrs and attrs["key"] != self.instance.key:
+                raise serializers.ValidationError({"key": "A note's key is set when it is created."})
+        return attrs
+
+    def create(self, validated_data):
+        return services.note_add(author=acting_user(self.context["request"]), **validated_data)
+
+    def update(self, instance, validated_data):
+        changes = {name: validated_data[name] for name in ("body", "pinned") if name in validated_data}
+        return services.note_update(tenant=self.context["tenant"], note=instance, **changes)
 
 
 BULK_ITEMS_HELP = f"Up to {BULK_MAX_ITEMS} items, each with its external_id."

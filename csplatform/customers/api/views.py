@@ -10,10 +10,11 @@ from csplatform.tenancy.api.errors import PayloadTooLarge, error_body
 from csplatform.tenancy.api.viewsets import TenantModelViewSet
 
 from .. import imports, services
-from ..models import Account, Contact
-from .filtersets import AccountFilterSet, ContactFilterSet
+from ..models import Account, AccountNote, Contact
+from .filtersets import AccountFilterSet, AccountNoteFilterSet, ContactFilterSet
 from .serializers import (
     BULK_MAX_ITEMS,
+    AccountNoteSerializer,
     AccountSerializer,
     AccountUpsertSerializer,
     BulkAccountsSerializer,
@@ -177,3 +178,14 @@ class ContactViewSet(UpsertActionsMixin, TenantModelViewSet):
 
     def perform_destroy(self, instance):
         services.contact_delete(tenant=self.tenant, contact=instance)
+
+
+class AccountNoteViewSet(TenantModelViewSet):
+    """Notes on accounts, pinned first, then newest first; notes sent here are written by the key's creator."""
+
+    queryset = AccountNote.objects
+    serializer_class = AccountNoteSerializer
+    filterset_class = AccountNoteFilterSet
+
+    def perform_destroy(self, instance):
+        services.note_delete(tenant=self.tenant, note=instance)

@@ -25,7 +25,7 @@ from django.contrib.auth.hashers import make_password
 from django.db import transaction
 
 from csplatform.customers.ingest import events_ingest
-from csplatform.customers.models import Account, Contact
+from csplatform.customers.models import Account, AccountNote, Contact
 from csplatform.tenancy.models import Role, Tenant
 from csplatform.tenancy.services import membership_set, tenant_create, user_get_or_create
 from csplatform.tenancy.timezones import tenant_today, tenant_zone
@@ -62,7 +62,7 @@ class DemoTenantExists(Exception):
 def accounts_store(*, tenant, specs, owners):
     """Store the specs' accounts, contacts and events. Returns the number of events.
 
-    1. Accounts and contacts with bulk inserts, to learn their ids.
+    1. Accounts, their owners' notes and contacts with bulk inserts, to learn their ids.
     2. Events through the ingest service, a few accounts at a time: it also
        writes the daily rollups, moves contacts' last seen and marks the
        accounts dirty, exactly as for events that arrive through the API.
@@ -103,6 +103,19 @@ def accounts_store(*, tenant, specs, owners):
             for c in spec.contacts
         ],
         batch_size=500,
+    )
+    AccountNote.objects.bulk_create(
+        AccountNote(
+            tenant=tenant,
+            account=account,
+            author=account.owner or owners[0],
+            body=note.text,
+            pinned=note.pinned,
+            created_at=note.written_at,
+            updated_at=note.written_at,
+        )
+        for account, spec in zip(accounts, specs)
+        for note in spec.notes
     )
     contact_ids = iter(contact.pk for contact in contacts)
     batch, stored = [], 0

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import math
+import random
 from dataclasses import dataclass, field
 
 from csplatform.customers.models import ContactRole
@@ -70,6 +71,51 @@ NPS_SCORES = {
 }
 
 
+# What the account's owner wrote down, per pattern: (days ago, pinned, text). Contacts are named by role.
+NOTES = {
+    "onboarding": [
+        (2, False, "Kick-off call with {champion}: they want the weekly {feature} review running by the end of "
+         "the trial. Next: connect {integration}."),
+        (1, False, "Sent the setup checklist to {administrator}; they asked for SSO docs."),
+    ],
+    "healthy": [
+        (60, True, "Champion: {champion}. {billing} signs the renewal; send invoices to them."),
+        (21, False, "QBR with {champion}: happy with {feature}, asked whether the API can feed their data team."),
+    ],
+    "slow_adopter": [
+        (30, False, "{champion} says the team is busy with quarter-end; only a few people log in so far."),
+        (9, False, "Offered a training session on {feature}; {administrator} will pick a date."),
+    ],
+    "declining": [
+        (40, False, "Good call with {champion}; they rolled out {feature} to a second team."),
+        (6, False, "{champion} mentioned budget reviews and a reorg. Usage is falling: follow up in two weeks."),
+    ],
+    "dormant": [
+        (25, False, "{champion} is on leave; {administrator} covers in the meantime."),
+        (8, False, "No answer to the last two emails. Trying {administrator} by phone."),
+    ],
+    "trial_ending": [
+        (3, False, "{champion} wants a pricing call before the trial ends; they compare us with two others."),
+    ],
+    "renewal_risk": [
+        (45, True, "Renewal owner: {billing}. The card on file expires before the renewal: ask for new details."),
+        (12, False, "Renewal call booked with {billing} and {champion}; bring the usage summary."),
+    ],
+    "churned": [
+        (14, False, "Cancelled: moving to an in-house tool. Exit call: they missed scheduled {feature} exports."),
+    ],
+}
+# About this share of accounts has notes.
+NOTED_SHARE = 0.4
+
+
+@dataclass
+class NoteSpec:
+    written_at: dt.datetime
+    pinned: bool
+    text: str
+
+
 @dataclass
 class ContactSpec:
     external_id: str
@@ -104,6 +150,7 @@ class AccountSpec:
     attributes: dict = field(default_factory=dict)
     contacts: list = field(default_factory=list)
     events: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
 
 
 def pattern_list(count, rng):
@@ -234,6 +281,28 @@ def contacts_for(spec, rng):
     ]
 
 
+def notes_for(spec, today, zone):
+    """The owner's notes on some accounts, from a random source of their own so the rest of the demo stays as it is."""
+    rng = random.Random(f"{spec.external_id}:notes")
+    if rng.random() >= NOTED_SHARE:
+        return []
+    names = {contact.role: contact.name for contact in spec.contacts}
+    words = {
+        "champion": names[ContactRole.CHAMPION],
+        "administrator": names[ContactRole.ADMINISTRATOR],
+        "billing": names[ContactRole.BILLING],
+        "feature": rng.choice(FEATURES),
+        "integration": rng.choice(["Salesforce", "HubSpot", "Slack"]),
+    }
+    # Written on a past working day, and not before the account signed up.
+    oldest = (today - spec.signup_date).days
+    return [
+        NoteSpec(local_datetime(today - dt.timedelta(days=max(1, min(days_ago, oldest))), zone, rng), pinned,
+                 text.format(**words))
+        for days_ago, pinned, text in NOTES.get(spec.pattern, [])
+    ]
+
+
 def events_for(spec, rng, today, zone):
     """90 days of events shaped by the account's pattern, oldest first."""
     weights = [ROLE_ACTIVITY[c.role] for c in spec.contacts]
@@ -299,6 +368,7 @@ def build_accounts(rng, *, count, today, zone, owners):
         plan_and_dates(spec, rng, today, zone)
         spec.contacts = contacts_for(spec, rng)
         spec.events = events_for(spec, rng, today, zone)
+        spec.notes = notes_for(spec, today, zone)
         spec.attributes.pop("_quiet_since", None)
         specs.append(spec)
     return specs
