@@ -18,6 +18,8 @@ from csplatform.customers.filtersets import AccountFilterSet
 from csplatform.customers.models import Account
 from csplatform.customers.views import (
     account_notes_context,
+    account_owner_context,
+    can_assign,
     account_contacts,
     recent_events,
     sort_headers,
@@ -180,6 +182,7 @@ def portfolio(request):
         "stages": stages,
         "current_stage": request.GET.get("stage", ""),
         "current_health": request.GET.get("health", ""),
+        "assign_to": filterset.members if can_assign(request) else None,
     }
     return render(request, "customers/portfolio.html", context)
 
@@ -254,6 +257,7 @@ def account_page(request, account_id, *, override_form=None, status=200):
         **account_alerts_context(request, account),
         **account_playbooks_context(request, account),
         **account_notes_context(request, account),
+        **account_owner_context(request),
         "contacts": contacts[:CONTACTS_SHOWN],
         "contacts_more": len(contacts) > CONTACTS_SHOWN,
         "events": recent_events(tenant, account),

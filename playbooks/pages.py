@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 
 from csplatform.customers.models import Account
 from csplatform.tenancy.decorators import back_to, can_change, forbidden_for_viewers, tenant_page
-from csplatform.tenancy.models import Membership, Role, User
+from csplatform.tenancy.models import Role, User
 from csplatform.tenancy.timezones import day_start, tenant_today
 from lifecycle.views import is_htmx
 
@@ -226,11 +226,6 @@ class TaskAddForm(forms.Form):
         owner.choices = [("", owner.empty_label), *((user.pk, user.name or user.email) for user in members)]
 
 
-def tenant_members(tenant):
-    user_ids = Membership.objects.for_tenant(tenant).values("user_id")
-    return User.objects.filter(pk__in=user_ids).order_by("name", "email")
-
-
 def account_opportunities(tenant, account, playbooks):
     """The account's latest expansion opportunities, each with the name of the one of `playbooks` that flagged it."""
     opportunities = list(
@@ -262,7 +257,7 @@ def account_playbooks_context(request, account):
     for run in runs:
         # A playbook added since the list was read is read on its own.
         run.playbook = playbook_by_id.get(run.playbook_id) or run.playbook
-    members = tenant_members(tenant)
+    members = User.objects.members_of(tenant)
     return {
         "runs": runs,
         "account_opportunities": account_opportunities(tenant, account, playbooks),
@@ -315,7 +310,7 @@ def account_task_add(request, account_id):
     account = get_object_or_404(Account.objects.for_tenant(tenant), pk=account_id)
     if not can_change(request):
         return forbidden_for_viewers(request)
-    form = TaskAddForm(request.POST, members=tenant_members(tenant))
+    form = TaskAddForm(request.POST, members=User.objects.members_of(tenant))
     if not form.is_valid():
         problems = " ".join(f"{form[name].label}: {' '.join(errors)}" for name, errors in form.errors.items())
         messages.error(request, f"The task was not added. {problems}")

@@ -9,6 +9,7 @@ from csplatform.tenancy.models import User
 from .models import Account
 
 UNSCORED = "unscored"
+UNASSIGNED = "none"
 RENEWAL_WINDOWS = {
     "overdue": "Renewal date passed",
     "30": "Renews within 30 days",
@@ -51,7 +52,7 @@ class AccountFilterSet(django_filters.FilterSet):
         method="filter_scope",
     )
     plan = django_filters.ChoiceFilter(label="Plan", empty_label="Any plan")
-    owner = django_filters.ChoiceFilter(label="Owner", empty_label="Anyone")
+    owner = django_filters.ChoiceFilter(label="Owner", empty_label="Anyone", method="filter_owner")
     stage = django_filters.ChoiceFilter(label="Stage", empty_label="Any stage", field_name="lifecycle__stage__key")
     health = django_filters.ChoiceFilter(label="Health", empty_label="Any health", method="filter_health")
     renewal = django_filters.ChoiceFilter(
@@ -91,9 +92,13 @@ class AccountFilterSet(django_filters.FilterSet):
         self.user = user
         self.today = today
         self.filters["plan"].extra["choices"] = [(plan, plan.title()) for plan in plans]
-        # Plain choices rather than a model field: one query serves both validation and the select.
-        members = User.objects.filter(memberships__tenant=tenant).order_by("name", "email")
-        self.filters["owner"].extra["choices"] = [(str(user.pk), str(user)) for user in members]
+        # Plain choices rather than a model field: one query serves both validation and the select,
+        # and the page's owner assignment reads the same list.
+        self.members = list(User.objects.members_of(tenant))
+        self.filters["owner"].extra["choices"] = [
+            (UNASSIGNED, "Unassigned"),
+            *((str(user.pk), user.name or user.email) for user in self.members),
+        ]
 
     def filter_search(self, queryset, name, value):
         value = value.strip()
@@ -105,6 +110,9 @@ class AccountFilterSet(django_filters.FilterSet):
 
     def filter_scope(self, queryset, name, value):
         return queryset.filter(owner=self.user) if value == "mine" else queryset
+
+    def filter_owner(self, queryset, name, value):
+        return queryset.filter(owner__isnull=True) if value == UNASSIGNED else queryset.filter(owner_id=value)
 
     def filter_health(self, queryset, name, value):
         if value == UNSCORED:

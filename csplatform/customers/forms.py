@@ -22,3 +22,44 @@ class NoteAddForm(NoteForm):
     @classmethod
     def blank(cls):
         return cls(initial={"token": uuid.uuid4()})
+
+
+class IdListField(forms.Field):
+    """Row ids posted under one name; which rows they may name is the service's business."""
+
+    widget = forms.MultipleHiddenInput
+    largest = 2**63 - 1
+
+    def to_python(self, value):
+        try:
+            ids = [int(item) for item in value or []]
+        except (TypeError, ValueError):
+            raise forms.ValidationError("Select accounts from the list.", code="invalid") from None
+        if any(not 0 < pk <= self.largest for pk in ids):
+            raise forms.ValidationError("Select accounts from the list.", code="invalid")
+        return ids
+
+
+class OwnerAssignForm(forms.Form):
+    """Who gets the selected accounts: a member, or nobody."""
+
+    # Nobody is a choice of its own, so that a select left at its prompt unassigns nothing.
+    NOBODY = "none"
+
+    owner = forms.ChoiceField(
+        label="Owner",
+        error_messages={
+            "required": "Choose who gets the accounts.",
+            "invalid_choice": "Choose a member of this team.",
+        },
+    )
+    account = IdListField(error_messages={"required": "Select the accounts first."})
+
+    def __init__(self, *args, members, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.members = {str(user.pk): user for user in members}
+        self.fields["owner"].choices = [(self.NOBODY, "Nobody"), *((pk, str(user)) for pk, user in self.members.items())]
+
+    def clean_owner(self):
+        owner = self.cleaned_data["owner"]
+        return None if owner == self.NOBODY else self.members[owner]

@@ -1,12 +1,12 @@
 from django.conf import settings
-from django.core.exceptions import EmptyResultSet
+from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from csplatform.sql import OneOf
-from csplatform.tenancy.models import Role
+from csplatform.tenancy.models import Role, User
 
 from .models import Account, AccountNote, Contact, DirtyAccount
 
@@ -233,6 +233,24 @@ def account_update(*, tenant, account, fields):
     account.save()
     dirty_marks_set(tenant=tenant, accounts=Account.objects.for_tenant(tenant).filter(pk=account.pk))
     return account
+
+
+@transaction.atomic
+def accounts_assign_owner(*, tenant, account_ids, owner):
+    """Give these accounts of the tenant to `owner`, a member (None leaves them unassigned).
+
+    Returns how many changed hands; the owner is in the criteria language, so those are marked dirty.
+    """
+    if owner is not None and not User.objects.members_of(tenant).filter(pk=owner.pk).exists():
+        raise ValidationError({"owner": "Choose a member of this team."})
+    accounts = Account.objects.for_tenant(tenant).filter(OneOf("pk", list(account_ids)))
+    moving = accounts.exclude(owner__isnull=True) if owner is None else accounts.exclude(owner=owner)
+    ids = list(moving.values_list("pk", flat=True))
+    if not ids:
+        return 0
+    Account.objects.for_tenant(tenant).filter(OneOf("pk", ids)).update(owner=owner, updated_at=timezone.now())
+    account_mark_dirty(tenant=tenant, account_ids=ids)
+    return len(ids)
 
 
 @transaction.atomic

@@ -17,10 +17,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from csplatform.tenancy.decorators import back_to, can_change, forbidden_for_viewers, tenant_page
+from csplatform.tenancy.models import Role, User
 
-from .forms import NoteAddForm, NoteForm
+from .forms import NoteAddForm, NoteForm, OwnerAssignForm
 from .models import Account, AccountNote, Contact, DailyRollup, UsageEvent
-from .services import note_add, note_delete, note_editable_by, note_update
+from .services import accounts_assign_owner, note_add, note_delete, note_editable_by, note_update
 
 RECENT_EVENTS = 25
 ACTIVITY_DAYS = 30
@@ -198,3 +199,35 @@ def account_note_delete(request, account_id, note_id):
     note_delete(tenant=tenant, note=note)
     messages.success(request, "Note deleted.")
     return redirect(back_to(request, notes_url(tenant, note.account)))
+
+
+# Owners
+
+
+def can_assign(request):
+    """Admins hand out the accounts; CSMs work the ones they are given."""
+    return request.membership.role == Role.ADMIN
+
+
+def account_owner_context(request):
+    """For admins, the members an account can be given to."""
+    return {"owner_choices": list(User.objects.members_of(request.tenant)) if can_assign(request) else None}
+
+
+@tenant_page
+@require_POST
+def accounts_assign(request):
+    """Give the posted accounts (one from the account page, several from the portfolio) to a member or nobody."""
+    tenant = request.tenant
+    portfolio = reverse("portfolio", kwargs={"tenant_slug": tenant.slug})
+    if not can_assign(request):
+        return HttpResponseForbidden("Only admins assign accounts to owners.")
+    form = OwnerAssignForm(request.POST, members=User.objects.members_of(tenant))
+    if not form.is_valid():
+        messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
+        return redirect(back_to(request, portfolio))
+    owner = form.cleaned_data["owner"]
+    changed = accounts_assign_owner(tenant=tenant, account_ids=form.cleaned_data["account"], owner=owner)
+    accounts = f"{changed} account{'s' if changed != 1 else ''}"
+    messages.success(request, f"{accounts} given to {owner}." if owner else f"{accounts} left unassigned.")
+    return redirect(back_to(request, portfolio))

@@ -83,6 +83,10 @@ class UserManager(BaseUserManager):
         extra.setdefault("is_superuser", True)
         return self.create_user(email, password, **extra)
 
+    def members_of(self, tenant):
+        """The tenant's members by name: who can own its accounts and tasks."""
+        return self.filter(pk__in=Membership.objects.for_tenant(tenant).values("user_id")).order_by("name", "email")
+
 
 class User(AbstractBaseUser, PermissionsMixin):
     email = models.EmailField(unique=True)

@@ -6,6 +6,7 @@ Each test saves a screenshot under var/screenshots/ for a person to look at.
 
 import pytest
 
+from csplatform.customers.models import Account
 from lifecycle.models import Stage, StageTransition, TransitionKind
 
 from ..factories import AccountFactory, ContactFactory
@@ -109,6 +110,18 @@ def test_a_note_added_on_the_account_page_shows_there_and_can_be_edited(page, po
     account = portfolio["Juniper Health"]
     assert list(account.notes.values_list("body", "pinned")) == [("Training booked for Monday", True)]
     page.screenshot(path=str(SCREENSHOTS / "account-notes.png"), full_page=True)
+
+
+def test_an_admin_gives_the_checked_portfolio_rows_to_a_csm(bob, page, portfolio):
+    page.get_by_label("Select Juniper Health").check()
+    page.get_by_label("Select Maple Foods").check()
+    page.get_by_label("Give the selected accounts to").select_option(label="Bob CSM")
+    page.get_by_role("button", name="Assign").click()
+    page.get_by_text("2 accounts given to Bob CSM.").wait_for()
+    accounts = Account.objects.for_tenant(bob.memberships.get().tenant)
+    owners = {name: accounts.get(pk=account.pk).owner for name, account in portfolio.items()}
+    assert owners["Juniper Health"] == owners["Maple Foods"] == bob
+    assert owners["Cobalt Travel"] != bob
 
 
 def test_board_and_reports_render_at_a_narrow_width(page, live_server):
