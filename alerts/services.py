@@ -340,7 +340,7 @@ class AlertChanges:
     resolved: list = field(default_factory=list)
 
 
-def alerts_evaluate(*, tenant, account_ids, now=None):
+def alerts_evaluate(*, tenant, account_ids, now=None, notify=True):
     """Open alerts where a rule's condition holds and auto-resolve those whose condition cleared.
 
     Every enabled rule is evaluated over each chunk of accounts in a fixed
@@ -352,7 +352,8 @@ def alerts_evaluate(*, tenant, account_ids, now=None):
     4. Open alerts for matches with neither (at most one active alert per
        rule and account, which a partial unique constraint also enforces),
        resolve active alerts whose account no longer matches, and queue the
-       notifications of the new ones.
+       notifications of the new ones (unless `notify` is off: a replay of
+       past days tells nobody today of what happened then).
     Returns AlertChanges with the ids opened and resolved.
     """
     now = now or timezone.now()
@@ -365,14 +366,14 @@ def alerts_evaluate(*, tenant, account_ids, now=None):
     if not rules:
         return changes
     for chunk in _chunks(account_ids):
-        opened, resolved = _evaluate_chunk(tenant, rules, chunk, now)
+        opened, resolved = _evaluate_chunk(tenant, rules, chunk, now, notify)
         changes.opened.extend(opened)
         changes.resolved.extend(resolved)
     return changes
 
 
 @transaction.atomic
-def _evaluate_chunk(tenant, rules, account_ids, now):
+def _evaluate_chunk(tenant, rules, account_ids, now, notify):
     """Evaluate `rules` ([(rule, criteria)] in id order) over one chunk; returns (opened ids, resolved ids)."""
     by_id = {rule.pk: rule for rule, _ in rules}
     locked = AlertRule.objects.for_tenant(tenant).select_for_update().filter(pk__in=list(by_id)).order_by("pk")
@@ -427,7 +428,7 @@ def _evaluate_chunk(tenant, rules, account_ids, now):
             status=AlertStatus.RESOLVED, resolution=Resolution.AUTO, resolved_at=now
         )
     for rule_id, alerts in new_by_rule.items():
-        if alerts:
+        if alerts and notify:
             notifications_enqueue(tenant=tenant, notifications=_rule_notifications(tenant, by_id[rule_id], alerts))
     return [alert.pk for alert in new], sorted(cleared)
 

@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from icalendar import Calendar
 
+from alerts.models import Alert, AlertStatus, Notification, Resolution
 from csplatform.tenancy.models import Tenant, User
 from csplatform.tenancy.timezones import day_start, tenant_today
 from health.models import HealthSnapshot
@@ -127,7 +128,7 @@ def test_replaying_again_adds_nothing_and_leaves_the_live_runner_nothing_past_du
     def counts():
         return [
             model.objects.for_tenant(demo).count()
-            for model in (StageTransition, Run, StepRun, OutboundEmail, Task, HealthSnapshot)
+            for model in (StageTransition, Run, StepRun, OutboundEmail, Task, HealthSnapshot, Alert)
         ]
 
     before = counts()
@@ -138,6 +139,22 @@ def test_replaying_again_adds_nothing_and_leaves_the_live_runner_nothing_past_du
     assert counts() == before
     assert "nothing to do" in output.getvalue()
     assert steps_run_due() == 0
+
+
+def test_alerts_open_and_resolve_at_the_past_days_closes_and_nobody_is_notified_of_the_past(demo):
+    alerts = Alert.objects.for_tenant(demo)
+    today_start = day_start(demo, tenant_today(demo))
+    window_start = day_start(demo, tenant_today(demo) - dt.timedelta(days=DAYS - 1))
+    past = alerts.filter(opened_at__lt=today_start)
+
+    assert past.exists() and alerts.filter(status=AlertStatus.RESOLVED, resolution=Resolution.AUTO).exists()
+    # Opened and resolved at a day's close, inside the window.
+    for alert in past:
+        assert window_start <= alert.opened_at
+        assert alert.opened_at.astimezone(zone_of(demo)).time() == dt.time(23, 59, 59)
+        if alert.resolved_at:
+            assert alert.opened_at < alert.resolved_at < today_start
+    assert not Notification.objects.for_tenant(demo).filter(alert__in=past).exists()
 
 
 @pytest.mark.django_db

@@ -18,7 +18,7 @@ DEMO_TEMPLATE = "onboarding_to_renewal"
 class Command(BaseCommand):
     help = (
         "Give the demo tenant its lifecycle (seed 001's stages), health scorecards and onboarding playbook, "
-        "replay its past days (stage moves, health history, playbook runs at their past times), "
+        "replay its past days (stage moves, health history, alerts, playbook runs at their past times), "
         "then run the pipeline over every account for today."
     )
 
@@ -44,8 +44,8 @@ class Command(BaseCommand):
         stages_apply_template(tenant=tenant, template_key=DEMO_TEMPLATE, actor=None)
         playbook_templates_install(tenant=tenant, keys=["onboarding_welcome"])
         scorecards_apply_defaults(tenant=tenant)
-        replay = history_replay(tenant=tenant, days=days)
         starter_alerts_install(tenant=tenant)
+        replay = history_replay(tenant=tenant, days=days)
         pipeline.mark_all_dirty(tenant=tenant)
         totals = pipeline.recompute_dirty(tenant=tenant)
         self.stdout.write(
