@@ -27,6 +27,7 @@ from csplatform.customers.views import (
     with_last_activity,
 )
 from csplatform.tenancy.decorators import can_change, forbidden_for_viewers, tenant_page
+from csplatform.tenancy.models import User
 from csplatform.tenancy.summaries import tenant_summaries_forget, tenant_summary
 from csplatform.tenancy.timezones import tenant_today
 from lifecycle.selectors import kpi_accounts_per_stage, kpi_conversion, kpi_time_to_onboard, stages_in_order
@@ -251,13 +252,15 @@ def account_page(request, account_id, *, override_form=None, status=200):
     )
     usage = usage_per_day(tenant, account, today)
     contacts = list(account_contacts(tenant, account)[: CONTACTS_SHOWN + 1])
+    # One read of the members serves the task form and the owner choice: the queryset keeps its rows.
+    members = User.objects.members_of(tenant)
     context = {
         **health_context(request, account, today, override_form=override_form),
         **account_lifecycle_context(request, account),
         **account_alerts_context(request, account),
-        **account_playbooks_context(request, account),
+        **account_playbooks_context(request, account, members),
         **account_notes_context(request, account),
-        **account_owner_context(request),
+        **account_owner_context(request, members),
         "contacts": contacts[:CONTACTS_SHOWN],
         "contacts_more": len(contacts) > CONTACTS_SHOWN,
         "events": recent_events(tenant, account),

@@ -237,10 +237,11 @@ def account_opportunities(tenant, account, playbooks):
     return opportunities
 
 
-def account_playbooks_context(request, account):
+def account_playbooks_context(request, account, members):
     """Runs with each step's state, expansion opportunities, open tasks, emails, and the two forms.
 
-    A fixed number of queries, whatever the account's history.
+    A fixed number of queries, whatever the account's history. `members` is the page's queryset of
+    the tenant's members, read once for every form on it that names one.
     """
     tenant = request.tenant
     # A tenant has a handful of playbooks: read once, they name the runs and the opportunities.
@@ -257,7 +258,6 @@ def account_playbooks_context(request, account):
     for run in runs:
         # A playbook added since the list was read is read on its own.
         run.playbook = playbook_by_id.get(run.playbook_id) or run.playbook
-    members = User.objects.members_of(tenant)
     return {
         "runs": runs,
         "account_opportunities": account_opportunities(tenant, account, playbooks),

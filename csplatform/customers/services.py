@@ -283,7 +283,7 @@ def contact_delete(*, tenant, contact):
 
 def note_editable_by(note, *, user, role):
     """Whoever wrote a note may change it; admins may change anyone's."""
-    return role == Role.ADMIN or (note.author_id is not None and note.author_id == user.pk)
+    return role == Role.ADMIN or note.author_id == user.pk
 
 
 def note_add(*, tenant, account, author, body, pinned=False, key=None):

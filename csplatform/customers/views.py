@@ -9,6 +9,7 @@ only customer data, and so do the notes pages, which live here.
 import datetime as dt
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery, Sum
 from django.http import HttpResponseForbidden
@@ -101,12 +102,15 @@ def account_notes(tenant, account):
     return AccountNote.objects.for_tenant(tenant).filter(account=account).select_related("author")
 
 
+def may_edit(request, note):
+    return can_change(request) and note_editable_by(note, user=request.user, role=request.membership.role)
+
+
 def with_edit_rights(request, notes):
     """The notes as a list, each marked `editable` when the member may change it."""
     notes = list(notes)
-    editor = can_change(request)
     for note in notes:
-        note.editable = editor and note_editable_by(note, user=request.user, role=request.membership.role)
+        note.editable = may_edit(request, note)
     return notes
 
 
@@ -166,8 +170,7 @@ def _editable_note(request, account_id, note_id):
         pk=note_id,
         account_id=account_id,
     )
-    editable = can_change(request) and note_editable_by(note, user=request.user, role=request.membership.role)
-    return note if editable else None
+    return note if may_edit(request, note) else None
 
 
 def only_the_author(request):
@@ -209,9 +212,9 @@ def can_assign(request):
     return request.membership.role == Role.ADMIN
 
 
-def account_owner_context(request):
-    """For admins, the members an account can be given to."""
-    return {"owner_choices": list(User.objects.members_of(request.tenant)) if can_assign(request) else None}
+def account_owner_context(request, members):
+    """For admins, the members (a queryset of them) an account can be given to."""
+    return {"owner_choices": list(members) if can_assign(request) else None}
 
 
 @tenant_page
@@ -227,7 +230,11 @@ def accounts_assign(request):
         messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
         return redirect(back_to(request, portfolio))
     owner = form.cleaned_data["owner"]
-    changed = accounts_assign_owner(tenant=tenant, account_ids=form.cleaned_data["account"], owner=owner)
+    try:
+        changed = accounts_assign_owner(tenant=tenant, account_ids=form.cleaned_data["account"], owner=owner)
+    except ValidationError as exc:  # the member left between the form's read and the write
+        messages.error(request, " ".join(exc.messages))
+        return redirect(back_to(request, portfolio))
     accounts = f"{changed} account{'s' if changed != 1 else ''}"
     messages.success(request, f"{accounts} given to {owner}." if owner else f"{accounts} left unassigned.")
     return redirect(back_to(request, portfolio))

@@ -68,7 +68,7 @@ class MemberField(PreloadedSlugMixin, TenantMemberField):
     @classmethod
     def preload(cls, tenant, values):
         emails = {cls.preload_key(value) for value in storable_strings(values)}
-        users = User.objects.filter(memberships__tenant=tenant, email__in=emails)
+        users = User.objects.members_of(tenant).filter(email__in=emails)
         return {user.email.lower(): user for user in users}
 
 

@@ -23,7 +23,7 @@ class TenantMemberField(serializers.SlugRelatedField):
         super().__init__(**kwargs)
 
     def get_queryset(self):
-        return User.objects.filter(memberships__tenant=self.context["tenant"])
+        return User.objects.members_of(self.context["tenant"])
 
     def to_internal_value(self, data):
         if isinstance(data, str):
