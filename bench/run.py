@@ -14,11 +14,12 @@ from . import figures, processes
 from .data import Plan, ids_by_external_id, plan_seed, tenant_build
 from .database import BenchError, database_prepare, database_problem, database_settle, pending_steps_held_back
 from .enrolment_figures import enrolment_figures
+from .export_figures import export_figures
 from .report import results_write, table_text
 from .runner_figures import runner_figures
 from .scales import GROWTH_DIVISORS, SCALES
 
-FIGURES = ("ingest", "pipeline", "pages", "freshness", "runner", "enrolment")
+FIGURES = ("ingest", "pipeline", "pages", "export", "freshness", "runner", "enrolment")
 MAIN_SLUG = "bench"
 
 
@@ -63,9 +64,9 @@ def flush_redis():
 def bench_run(*, scale_name, only=FIGURES, out=None, reuse=False, log=print):
     """1. Prepare the database and build the tenants (timed), or with `reuse` take those a previous run
     built. 2. Ingest through the real server. 3. The pipeline at three sizes (time, memory, growth).
-    4. Pages and API. 5. Freshness with a real worker and beat. Returns the results, also written to
-    `out` as JSON after each step, so a step that fails keeps the figures before it; with `reuse` they
-    update the figures already there."""
+    4. Pages and API. 5. The portfolio's CSV file. 6. Freshness with a real worker and beat. 7. The step
+    runner and enrolment. Returns the results, also written to `out` as JSON after each step, so a step
+    that fails keeps the figures before it; with `reuse` they update the figures already there."""
     scale = SCALES[scale_name]
     out = Path(out or Path(settings.VAR_DIR) / "bench" / "results.json")
     results = {}
@@ -101,6 +102,10 @@ def bench_run(*, scale_name, only=FIGURES, out=None, reuse=False, log=print):
         database_settle()
         with processes.gunicorn() as port:
             results.update(figures.page_figures(ctx, port, growth[0][1], log))
+        results_write(out, results)
+    if "export" in only:
+        log("the portfolio's CSV file ...")
+        results.update(export_figures(ctx, growth))
         results_write(out, results)
     if "freshness" in only:
         log("freshness with a real worker and beat ...")

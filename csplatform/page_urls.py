@@ -10,6 +10,7 @@ from playbooks import pages as playbook_pages
 
 urlpatterns = [
     path("", health_views.portfolio, name="portfolio"),
+    path("accounts.csv", health_views.portfolio_export, name="portfolio-export"),
     path("accounts/<int:account_id>/", health_views.account_detail, name="account-detail"),
     path("accounts/<int:account_id>/move/", lifecycle_views.account_move, name="account-move"),
     path("accounts/<int:account_id>/health/", health_views.account_health_override, name="account-health-override"),

@@ -10,7 +10,9 @@ import datetime as dt
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Sum
+from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from alerts.views import account_alerts_context
@@ -36,6 +38,7 @@ from lifecycle.views import account_lifecycle_context
 from playbooks.pages import account_playbooks_context
 
 from .analysis import health_why
+from .exports import portfolio_csv_lines
 from .forms import HealthOverrideForm
 from .models import Colour, HealthSnapshot
 from .services import health_override_clear, health_override_set
@@ -131,14 +134,9 @@ def portfolio_summary(figures, stages):
     }
 
 
-@tenant_page
-def portfolio(request):
-    tenant = request.tenant
-    today = tenant_today(tenant)
-    stages = stages_in_order(tenant=tenant)
-    figures = tenant_summary(tenant, "portfolio", lambda: portfolio_figures(tenant))
-    summary = portfolio_summary(figures, stages)
-    accounts = with_last_activity(
+def portfolio_accounts(tenant):
+    """The portfolio's rows: each account with its owner, health, stage, days in stage and last activity."""
+    return with_last_activity(
         Account.objects.for_tenant(tenant)
         .select_related("owner", "health", "lifecycle__stage")
         # A row shows the score, not how it was made.
@@ -146,16 +144,34 @@ def portfolio(request):
         .annotate(days_in_stage=days_in_stage_expression(tenant, "lifecycle__")),
         tenant,
     )
+
+
+def portfolio_listing(request):
+    """What the portfolio page and its CSV file share: the stages, the whole-portfolio figures, the rows'
+    queryset and the filterset of the request's filters (its `today` is the tenant's)."""
+    tenant = request.tenant
+    stages = stages_in_order(tenant=tenant)
+    figures = tenant_summary(tenant, "portfolio", lambda: portfolio_figures(tenant))
+    accounts = portfolio_accounts(tenant)
     filterset = AccountFilterSet(
         request.GET,
         accounts,
         tenant=tenant,
         user=request.user,
-        today=today,
+        today=tenant_today(tenant),
         stages=[(stage.key, stage.name) for stage in stages],
         colours=Colour.choices,
         plans=figures["plans"],
     )
+    return stages, figures, accounts, filterset
+
+
+@tenant_page
+def portfolio(request):
+    tenant = request.tenant
+    stages, figures, accounts, filterset = portfolio_listing(request)
+    today = filterset.today
+    summary = portfolio_summary(figures, stages)
     filters_active = any(request.GET.get(name) for name in FILTER_PARAMS)
     paginator = Paginator(filterset.qs.values_list("pk", flat=True), PORTFOLIO_PAGE_SIZE)
     if not filters_active and request.GET.get("scope") != "mine":
@@ -186,6 +202,29 @@ def portfolio(request):
         "assign_to": filterset.members if can_assign(request) else None,
     }
     return render(request, "customers/portfolio.html", context)
+
+
+@tenant_page
+def portfolio_export(request):
+    """The portfolio's accounts as a CSV file, with the page's filters, scope and sort, every page of them."""
+    tenant = request.tenant
+    _, _, accounts, filterset = portfolio_listing(request)
+    if not filterset.is_valid():
+        # A filter the page would show as an error is not left out of the file in silence.
+        problems = [f"{name}: {' '.join(errors)}" for name, errors in filterset.errors.items()]
+        return HttpResponseBadRequest(
+            "\n".join(["The filters are not valid, so nothing was exported.", *problems]) + "\n",
+            content_type="text/plain; charset=utf-8",
+        )
+    ids = list(filterset.qs.values_list("pk", flat=True))
+    # One reverse() for the whole file: each row's address is this one with the row's id for the 0.
+    account_prefix = request.build_absolute_uri(reverse("account-detail", args=[tenant.slug, 0])).removesuffix("0/")
+    response = StreamingHttpResponse(
+        portfolio_csv_lines(tenant, accounts, ids, lambda pk: f"{account_prefix}{pk}/"),
+        content_type="text/csv; charset=utf-8",
+    )
+    response["Content-Disposition"] = f'attachment; filename="{tenant.slug}-accounts-{filterset.today.isoformat()}.csv"'
+    return response
 
 
 def usage_chart(rows):

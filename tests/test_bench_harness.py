@@ -19,7 +19,7 @@ ON_POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.pos
 FIGURES = {
     "build", "ingest_batch_api", "ingest_segment_api", "pipeline_all_accounts", "pipeline_one_helper",
     "pipeline_vs_naive_loop", "pipeline_peak_rss", "pipeline_growth", "pipeline_history", "page_portfolio",
-    "page_account_page", "page_accounts_api", "freshness",
+    "page_account_page", "page_accounts_api", "export_all_accounts", "export_peak_rss", "freshness",
 }
 
 
@@ -93,6 +93,7 @@ def test_bench_at_tiny_scale_measures_every_figure_against_its_baseline(tmp_path
     assert results["pipeline_all_accounts"]["accounts"] == 1_000
     assert set(results["pipeline_growth"]["points"]) == {"1/10", "1/3", "1/1"}
     assert results["pipeline_history"]["rollup_rows_added"] > 0
+    assert results["export_all_accounts"]["rows"] == 1_000
     for name in (name for name in results if name.startswith("page_")):
         assert results[name]["statuses"] == {"200": results[name]["requests"]}
         assert results[name]["queries"] == results[name]["queries_at_smaller_scale"], name

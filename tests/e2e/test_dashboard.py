@@ -3,6 +3,9 @@
 Each test saves a screenshot under var/screenshots/ for a person to look at.
 """
 
+import csv
+import io
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +63,21 @@ def test_filtering_the_portfolio_puts_the_filter_in_the_url(page):
     rows = page.locator("table.accounts tbody th[scope=row] a")
     assert rows.all_inner_texts() == ["Juniper Health"]
     page.screenshot(path=str(SCREENSHOTS / "portfolio-filtered.png"), full_page=True)
+
+
+def test_the_filtered_portfolio_downloads_as_a_csv_file_of_its_rows(page):
+    page.get_by_label("Stage", exact=True).select_option(label="Adoption")
+    page.get_by_role("button", name="Apply filters").click()
+    page.wait_for_url("**/t/alpha/?*stage=adoption*")
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download CSV").click()
+
+    assert download.value.suggested_filename.startswith("alpha-accounts-")
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8-sig"))))
+    assert sorted((row["Account"], row["Stage"], row["Health"]) for row in rows) == [
+        ("Cobalt Travel", "Adoption", "Green"), ("Juniper Health", "Adoption", "Red"),
+    ]
 
 
 def test_account_page_shows_the_health_breakdown(page):

@@ -209,6 +209,17 @@ def test_the_api_and_pages_work_as_the_app_role_and_see_only_their_tenant(world,
     assert set(unfiltered_counts().values()) == {0}, "no tenant may linger after the request"
 
 
+def test_the_portfolio_file_read_after_its_view_returns_sets_its_tenant_as_the_app_role(world, app_role, client):
+    """A streamed file's rows are read once the view has left its tenant, so the stream sets the tenant itself."""
+    client.force_login(world["admin"])
+    response = client.get(f"/t/{world['tenant'].slug}/accounts.csv")
+    body = b"".join(response.streaming_content).decode("utf-8-sig")
+
+    assert response.status_code == 200
+    assert [line.split(",")[0] for line in body.splitlines()[1:]] == [world["account"].name]
+    assert set(unfiltered_counts().values()) == {0}, "no tenant may linger after the file"
+
+
 def test_the_freshness_status_counts_only_its_tenants_marks_as_the_app_role(world, app_role, client):
     with superuser():
         api = make_api_client(world["tenant"], scopes=["read"])
