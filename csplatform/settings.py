@@ -203,6 +203,7 @@ CELERY_BEAT_SCHEDULE = {
     "playbook-date-triggers": {"task": "playbooks.enroll_dates", "schedule": 3600.0, "options": {"expires": 3000}},
     "webhook-deliveries": {"task": "alerts.webhooks_due", "schedule": 30.0, "options": {"expires": 25}},
     "alert-notifications": {"task": "alerts.notifications_due", "schedule": 60.0, "options": {"expires": 55}},
+    "daily-digests": {"task": "csplatform.digests_due", "schedule": 300.0, "options": {"expires": 290}},
 }
 # What customers calls after it marks accounts dirty: the pipeline's scheduler.
 CSP_ACCOUNTS_CHANGED_HOOK = "csplatform.tasks.schedule_recompute"

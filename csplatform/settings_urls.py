@@ -1,15 +1,16 @@
 """Admin settings pages, mounted at /t/<tenant_slug>/settings/.
 
 Every view here is wrapped in tenancy.settings_views.settings_page: members
-who are not admins get a 403 page, everyone else a 404. Two exceptions:
+who are not admins get a 403 page, everyone else a 404. The exceptions:
 `join`, reached from an invitation email before its reader can sign in, and
-`member_hours`, where every member sets their own working hours.
+`member_hours` and `member_digest`, where every member sets their own
+working hours and reads their own daily digest.
 """
 
 from django.urls import path
 
 from alerts import settings_views as alerts
-from csplatform import settings_views as pipeline
+from csplatform import settings_views as csplatform_views
 from csplatform.rules import settings_views as rules
 from csplatform.tenancy import settings_views as tenancy
 from health import settings_views as health
@@ -65,10 +66,11 @@ urlpatterns = [
     path("members/<int:pk>/role/", tenancy.member_role, name="settings-member-role"),
     path("members/<int:pk>/remove/", tenancy.member_delete, name="settings-member-remove"),
     path("members/<int:pk>/hours/", tenancy.member_hours, name="settings-member-hours"),
+    path("members/<int:pk>/digest/", csplatform_views.member_digest, name="settings-member-digest"),
     path("join/<uidb64>/<token>/", tenancy.JoinView.as_view(), name="settings-join"),
     path("api-keys/", tenancy.api_keys, name="settings-api-keys"),
     path("api-keys/<int:pk>/created/", tenancy.api_key_created, name="settings-api-key-created"),
     path("api-keys/<int:pk>/revoke/", tenancy.api_key_delete, name="settings-api-key-revoke"),
     path("audit/", tenancy.audit_log, name="settings-audit"),
-    path("pipeline/", pipeline.pipeline_status, name="settings-pipeline"),
+    path("pipeline/", csplatform_views.pipeline_status, name="settings-pipeline"),
 ]

@@ -1,11 +1,31 @@
-"""The pipeline's settings page: how fresh the tenant's computed results are."""
+"""The settings pages that read several apps: how fresh the tenant's computed results are, a member's digest."""
 
 from django.shortcuts import render
+from django.utils import timezone
 
+from .digests import DIGEST_ROLES, digest_build, member_zone
 from .pipeline import pipeline_freshness
-from .tenancy.settings_views import settings_page
+from .tenancy.decorators import tenant_page
+from .tenancy.settings_views import forbidden, own_or_administered, settings_page
 
 
 @settings_page
 def pipeline_status(request):
     return render(request, "settings/pipeline.html", {"freshness": pipeline_freshness(tenant=request.tenant)})
+
+
+@tenant_page
+def member_digest(request, pk):
+    """What a member's daily digest would say today: each member sees their own, an admin anyone's."""
+    membership = own_or_administered(request, pk)
+    if membership is None:
+        return forbidden(request)
+    day = timezone.now().astimezone(member_zone(membership)).date()
+    context = {
+        "membership": membership,
+        "own": membership.pk == request.membership.pk,
+        "day": day,
+        "receives": membership.role in DIGEST_ROLES,
+        "digest": digest_build(tenant=request.tenant, membership=membership, day=day),
+    }
+    return render(request, "settings/member_digest.html", context)

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import OperationalError
 
-from csplatform import pipeline
+from csplatform import digests, pipeline
 from csplatform.tenancy.models import Tenant
 from csplatform.tenancy.rls import dangerously_bypass_rls, tenant_context
 
@@ -119,6 +119,12 @@ def full_sweep_task():
         with tenant_context(tenant):
             pipeline.mark_all_dirty(tenant=tenant)
         recompute_dirty_task.apply_async(args=[tenant.pk], expires=3600)
+
+
+@shared_task(name="csplatform.digests_due")
+def digests_due_task():
+    """Every five minutes: write the daily digests of the members whose working day has just started."""
+    return digests.digests_send_due()
 
 
 def schedule_recompute(tenant_id):

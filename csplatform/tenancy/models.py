@@ -126,7 +126,8 @@ def validate_work_days(value):
 
 
 class Membership(TenantModel):
-    """A user's role in a tenant, and their working hours there (demo slots are proposed inside them)."""
+    """A user's role in a tenant, and their working hours there (demo slots are proposed inside them, the daily
+    digest is sent as they start)."""
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.CSM)
@@ -138,6 +139,8 @@ class Membership(TenantModel):
     )
     # Weekday numbers, Monday = 0.
     work_days = models.JSONField(default=default_work_days, validators=[validate_work_days])
+    # The daily digest email at the start of the member's working day (csplatform.digests).
+    daily_digest = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -40,6 +40,12 @@ class WorkingHoursForm(forms.ModelForm):
     work_days = forms.TypedMultipleChoiceField(
         label="Working days", coerce=int, choices=list(enumerate(WEEKDAYS)), widget=forms.CheckboxSelectMultiple
     )
+    daily_digest = forms.BooleanField(
+        label="Email a daily digest as the working day starts",
+        required=False,
+        help_text="Open alerts on the member's accounts, their tasks due by that day and renewals within 30 days; "
+        "no email on a day with none of these.",
+    )
 
     class Meta:
         model = Membership

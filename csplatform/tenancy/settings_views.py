@@ -122,13 +122,21 @@ def member_role(request, pk):
     return back(request, "settings-members")
 
 
+def own_or_administered(request, pk):
+    """The member `pk` of the request's tenant (else 404), if the request is theirs or an admin's; else None."""
+    membership = _membership(request, pk)
+    if request.membership.role == Role.ADMIN or membership.pk == request.membership.pk:
+        return membership
+    return None
+
+
 @tenant_page
 def member_hours(request, pk):
     """A member's working hours: each member edits their own, an admin anyone's."""
-    membership = _membership(request, pk)
-    is_admin = request.membership.role == Role.ADMIN
-    if not is_admin and membership.pk != request.membership.pk:
+    membership = own_or_administered(request, pk)
+    if membership is None:
         return forbidden(request)
+    is_admin = request.membership.role == Role.ADMIN
     form = WorkingHoursForm(posted(request), instance=membership, tenant=request.tenant)
     if request.method == "POST" and form.is_valid():
         try:
