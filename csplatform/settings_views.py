@@ -25,6 +25,7 @@ def member_digest(request, pk):
         "membership": membership,
         "own": membership.pk == request.membership.pk,
         "day": day,
+        "working_day": day.weekday() in membership.work_days,
         "receives": membership.role in DIGEST_ROLES,
         "digest": digest_build(tenant=request.tenant, membership=membership, day=day),
     }

@@ -191,6 +191,17 @@ def test_the_digest_page_says_when_there_is_nothing_to_send_or_the_digest_is_off
     assert "The daily digest is off." in client.get(digest_page(tenant, bob)).content.decode()
 
 
+def test_on_a_day_off_the_digest_page_says_none_goes_out_today(client, tenant, bob):
+    today = dt.datetime.now(UTC).date()
+    Membership.objects.for_tenant(tenant).filter(user=bob).update(work_days=[(today.weekday() + 1) % 7])
+    open_alert(AccountFactory(tenant=tenant, owner=bob), "Health dropped")
+    client.force_login(bob)
+
+    html = client.get(digest_page(tenant, bob)).content.decode()
+
+    assert f"{today:%A} is not a working day, so none goes out today" in html
+
+
 def test_a_viewer_is_told_viewers_get_no_digest_and_has_no_menu_link_to_one(client, tenant):
     viewer = UserFactory(email="viv@alpha.example")
     MembershipFactory(tenant=tenant, user=viewer, role=Role.VIEWER)

@@ -6,7 +6,9 @@ Screenshots land in var/screenshots/ for a person to look at.
 import pytest
 from django.conf import settings
 from django.test import Client
+from django.utils import timezone
 
+from alerts.models import Alert
 from csplatform import pipeline
 from csplatform.customers.services import account_mark_dirty
 from lifecycle.services import stage_create
@@ -84,4 +86,24 @@ def test_an_admin_reads_how_far_behind_the_results_are_from_the_settings_menu(br
     assert "1 account waiting" in page.locator("main").inner_text()
     assert page.get_by_role("row").nth(1).inner_text().split("\t")[2:] == ["3", "0", "Complete"]
     page.screenshot(path=str(SCREENSHOTS / "settings-data-freshness.png"), full_page=True)
+    assert page.console_errors == []
+
+
+def test_a_member_opens_todays_digest_from_the_user_menu_and_follows_an_account_link(
+    browser_page, live_server, tenant, alice, settings
+):
+    settings.CSP_PUBLIC_URL = live_server.url
+    account = AccountFactory(tenant=tenant, owner=alice, name="Granite Labs")
+    Alert.objects.create(tenant=tenant, account=account, title="Health dropped: Granite Labs", severity="critical",
+                         opened_at=timezone.now())
+    page = browser_page
+    page.goto(f"{live_server.url}/t/alpha/")
+
+    page.locator(".user-menu summary").click()
+    page.get_by_role("link", name="My daily digest").click()
+
+    assert "Alpha Software: 1 open alert" in page.locator("main").inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "settings-daily-digest.png"), full_page=True)
+    page.get_by_role("link", name=f"{live_server.url}/t/alpha/accounts/{account.pk}/").click()
+    assert page.get_by_role("heading", level=1).inner_text().startswith("Granite Labs")
     assert page.console_errors == []
