@@ -6,6 +6,7 @@ SET LOCAL ROLE for the length of the test's transaction (SET ROLE for the
 session in the autocommit tests, as production's requests run).
 """
 
+import datetime as dt
 import os
 import secrets
 import shutil
@@ -18,13 +19,16 @@ from django.conf import settings
 from django.core import mail
 from django.core.checks import Tags, run_checks
 from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
-from alerts.models import DeliveryStatus, WebhookDelivery
+from alerts.models import Alert, DeliveryStatus, Notification, WebhookDelivery
 from alerts.webhooks import webhook_deliver_due, webhook_emit, webhook_subscription_create
 from csplatform import pipeline
 from csplatform.customers.models import Account, UsageEvent
+from csplatform.digests import digests_send_due
 from csplatform.models import PipelinePass
 from csplatform.sql import analyze_where_tenant_unseen
+from csplatform.tenancy.models import Role
 from csplatform.tenancy.rls import (
     BYPASS_SETTING,
     POLICY,
@@ -41,7 +45,7 @@ from playbooks.runner import steps_run_due
 from playbooks.services import playbook_create, runs_start
 from tests.alerts.conftest import Receiver
 from tests.conftest import make_api_client
-from tests.factories import AccountFactory, ContactFactory, TenantFactory
+from tests.factories import AccountFactory, ContactFactory, MembershipFactory, TenantFactory, UserFactory
 from tests.test_sql import tenants_in_statistics
 
 from .world import build_world, row_counts
@@ -275,6 +279,29 @@ def test_the_runners_claim_across_tenants_and_execute_each_in_its_tenant_under_t
             assert WebhookDelivery.objects.for_tenant(tenant).get(pk=delivery_id).status == DeliveryStatus.DELIVERED
     assert len(mail.outbox) == 2
     assert sorted(request["json"]["tenant"] for request in receiver.requests) == sorted(t.slug for t in tenants)
+
+
+def test_the_digest_sweep_reads_members_across_tenants_and_writes_each_digest_in_its_tenant_under_the_app_role(
+    world, app_role
+):
+    tenants = [world["tenant"], world["other"]]
+    with superuser():
+        csms = {}
+        for tenant in tenants:
+            csms[tenant.pk] = UserFactory()
+            MembershipFactory(tenant=tenant, user=csms[tenant.pk], role=Role.CSM, timezone="UTC")
+            account = AccountFactory(tenant=tenant, owner=csms[tenant.pk])
+            Alert.objects.create(
+                tenant=tenant, account=account, title=f"Alert of {tenant.slug}", opened_at=timezone.now()
+            )
+
+    digests_send_due(now=dt.datetime(2027, 1, 4, 9, 10, tzinfo=dt.timezone.utc))
+
+    assert set(unfiltered_counts().values()) == {0}, "no tenant or bypass may linger after the sweep"
+    with superuser():
+        for tenant in tenants:
+            digest = Notification.objects.for_tenant(tenant).get(user=csms[tenant.pk])
+            assert f"Alert of {tenant.slug}" in digest.text
 
 
 def test_a_pass_and_its_helper_recompute_only_their_tenants_accounts_under_the_app_role(world, app_role):
