@@ -110,7 +110,8 @@ def digest_build(*, tenant, membership, day):
         rows = [
             f"{'Overdue since ' if task.due_at < start_of_day else 'Due '}"
             f"{task.due_at.astimezone(zone):%b %-d %H:%M}: {task.title}"
-            + (f" ({task.account.name})" if task.account_id else "")
+            # Playbook tasks name their account already.
+            + (f" ({task.account.name})" if task.account_id and task.account.name not in task.title else "")
             for task in tasks[:LISTED]
         ]
         sections.append(section("Your tasks due by today", rows, counts["tasks"], page_url("tasks", tenant)))

@@ -49,6 +49,7 @@ def test_a_csm_gets_one_digest_email_as_their_working_day_starts(tenant, bob, sm
     open_alert(account, "Card expires in renewal")
     task(account, bob, "Call the champion", at(MONDAY, 15))
     task(account, bob, "Send the QBR deck", at(MONDAY - dt.timedelta(days=2), 12))
+    task(account, bob, "Low usage after onboarding demo: Granite Labs", at(MONDAY, 16))
 
     assert digests_send_due(now=at(MONDAY, 9, 10)) == 1
     assert digests_send_due(now=at(MONDAY, 9, 40)) == 0
@@ -56,7 +57,7 @@ def test_a_csm_gets_one_digest_email_as_their_working_day_starts(tenant, bob, sm
 
     [message] = smtp_server.messages
     assert str(message["To"]) == "bob@alpha.example"
-    assert str(message["Subject"]) == "Alpha Software: 1 open alert, 2 tasks due, 1 renewal"
+    assert str(message["Subject"]) == "Alpha Software: 1 open alert, 3 tasks due, 1 renewal"
     body = message.get_content().replace("\r\n", "\n")
     assert "Hello Bob CSM, here is your day at Alpha Software, Monday, January 4." in body
     assert (
@@ -64,8 +65,9 @@ def test_a_csm_gets_one_digest_email_as_their_working_day_starts(tenant, bob, sm
         f"https://cs.alpha.example/t/alpha/accounts/{account.pk}/"
     ) in body
     assert (
-        "Your tasks due by today (2)\n- Overdue since Jan 2 12:00: Send the QBR deck (Granite Labs)\n"
-        "- Due Jan 4 15:00: Call the champion (Granite Labs)"
+        "Your tasks due by today (3)\n- Overdue since Jan 2 12:00: Send the QBR deck (Granite Labs)\n"
+        "- Due Jan 4 15:00: Call the champion (Granite Labs)\n"
+        "- Due Jan 4 16:00: Low usage after onboarding demo: Granite Labs\n"
     ) in body
     assert (
         "Your accounts renewing within 30 days (1)\n- Granite Labs renews on Jan 14 (2,500 USD MRR): "
