@@ -10,7 +10,6 @@ nothing, get none.
 """
 
 import datetime as dt
-import zoneinfo
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -24,6 +23,7 @@ from csplatform.customers.models import Account
 from csplatform.tenancy.models import Membership, Role
 from csplatform.tenancy.rls import dangerously_bypass_rls, tenant_context
 from playbooks.models import Task
+from playbooks.scheduling import working_hours
 
 DIGEST_ROLES = (Role.ADMIN, Role.CSM)
 # Each list names this many; its heading counts them all.
@@ -43,15 +43,12 @@ def digest_key(membership, day):
     return f"digest:{membership.pk}:{day.isoformat()}"
 
 
-def member_zone(membership):
-    return zoneinfo.ZoneInfo(membership.timezone or membership.tenant.timezone)
-
-
-def digest_day(membership, now):
+def digest_day(tenant, membership, now):
     """The member's local date if `now` falls in the first hour of one of their working days, else None."""
-    local = now.astimezone(member_zone(membership))
-    start = dt.datetime.combine(local.date(), dt.time(membership.work_start_hour), tzinfo=local.tzinfo)
-    if local.weekday() in membership.work_days and start <= local < start + SEND_WINDOW:
+    zone, (start_hour, _), workdays = working_hours(tenant, membership)
+    local = now.astimezone(zone)
+    start = dt.datetime.combine(local.date(), dt.time(start_hour), tzinfo=zone)
+    if local.weekday() in workdays and start <= local < start + SEND_WINDOW:
         return local.date()
     return None
 
@@ -74,7 +71,7 @@ def section(heading, rows, total, more_url):
 
 def digest_build(*, tenant, membership, day):
     """The member's digest for their local `day`, or None when there is nothing for them to act on."""
-    user, zone = membership.user, member_zone(membership)
+    user, (zone, _, _) = membership.user, working_hours(tenant, membership)
     end_of_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
     alerts = (
         Alert.objects.for_tenant(tenant)
@@ -132,7 +129,7 @@ def digest_build(*, tenant, membership, day):
         )
         if counts[key]
     )
-    greeting = f"Hello {user.name or user.email}, here is your day at {tenant.name}, {day:%A, %B %-d}."
+    greeting = f"Hello {user}, here is your day at {tenant.name}, {day:%A, %B %-d}."
     footer = (
         "You get this email on your working days as they start. Change your working hours or turn it off: "
         f"{page_url('settings-member-hours', tenant, membership.pk)}"
@@ -156,7 +153,7 @@ def digests_send_due(*, now=None):
         )
     due = {}
     for membership in memberships:
-        day = digest_day(membership, now)
+        day = digest_day(membership.tenant, membership, now)
         if day is not None:
             due.setdefault(membership.tenant, []).append((membership, day))
     written = 0
@@ -170,8 +167,8 @@ def digests_send_due(*, now=None):
 def digests_write(*, tenant, members):
     """Build and store the digests of `members` [(membership, day)] not stored yet; returns how many were stored."""
     keys = {digest_key(membership, day) for membership, day in members}
-    notifications = Notification.objects.for_tenant(tenant)
-    stored = set(notifications.filter(idempotency_key__in=keys).values_list("idempotency_key", flat=True))
+    written = Notification.objects.for_tenant(tenant).filter(idempotency_key__in=keys)
+    stored = set(written.values_list("idempotency_key", flat=True))
     rows = []
     for membership, day in members:
         key = digest_key(membership, day)

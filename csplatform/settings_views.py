@@ -3,7 +3,9 @@
 from django.shortcuts import render
 from django.utils import timezone
 
-from .digests import DIGEST_ROLES, digest_build, member_zone
+from playbooks.scheduling import working_hours
+
+from .digests import DIGEST_ROLES, digest_build
 from .pipeline import pipeline_freshness
 from .tenancy.decorators import tenant_page
 from .tenancy.settings_views import forbidden, own_or_administered, settings_page
@@ -20,9 +22,11 @@ def member_digest(request, pk):
     membership = own_or_administered(request, pk)
     if membership is None:
         return forbidden(request)
-    day = timezone.now().astimezone(member_zone(membership)).date()
+    zone, _, _ = working_hours(request.tenant, membership)
+    day = timezone.now().astimezone(zone).date()
     context = {
         "membership": membership,
+        "zone": zone,
         "own": membership.pk == request.membership.pk,
         "day": day,
         "working_day": day.weekday() in membership.work_days,

@@ -97,7 +97,7 @@ class AccountFilterSet(django_filters.FilterSet):
         self.members = list(User.objects.members_of(tenant))
         self.filters["owner"].extra["choices"] = [
             (UNASSIGNED, "Unassigned"),
-            *((str(user.pk), user.name or user.email) for user in self.members),
+            *((str(user.pk), str(user)) for user in self.members),
         ]
 
     def filter_search(self, queryset, name, value):
