@@ -7,14 +7,14 @@ form post with a redirect back, so the inbox works without JavaScript too.
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count
+from django.db.models import Count, Min
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from csplatform.tenancy.decorators import back_to, can_change, forbidden_for_viewers, tenant_page
 from lifecycle.views import is_htmx
 
-from .models import Alert, AlertRule, AlertStatus, Severity
+from .models import Alert, AlertRule, AlertStatus, SegmentMembership, Severity
 from .services import alert_acknowledge, alert_resolve
 
 INBOX_PAGE_SIZE = 50
@@ -87,6 +87,22 @@ def account_alerts_context(request, account):
         .order_by("-opened_at", "-id")
     )
     return {"account_alerts": list(alerts[:ACCOUNT_ALERTS_SHOWN])}
+
+
+def account_segments_context(request, account):
+    """The segments the account is in now, by name, for its page (one query).
+
+    A contact segment counts the account's contacts in it; since when is the first of their stays.
+    """
+    segments = (
+        SegmentMembership.objects.for_tenant(request.tenant)
+        .current()
+        .filter(account=account)
+        .values("segment__key", "segment__name", "segment__subject")
+        .annotate(since=Min("entered_at"), contacts=Count("contact"))
+        .order_by("segment__name", "segment__key")
+    )
+    return {"account_segments": list(segments)}
 
 
 def _act(request, alert_id, service, done):

@@ -3,17 +3,18 @@
 from django.urls import path
 
 from alerts import views as alert_views
+from csplatform import dashboard
 from csplatform.customers import views as customer_views
 from health import views as health_views
 from lifecycle import views as lifecycle_views
 from playbooks import pages as playbook_pages
 
 urlpatterns = [
-    path("", health_views.portfolio, name="portfolio"),
-    path("accounts.csv", health_views.portfolio_export, name="portfolio-export"),
-    path("accounts/<int:account_id>/", health_views.account_detail, name="account-detail"),
+    path("", dashboard.portfolio, name="portfolio"),
+    path("accounts.csv", dashboard.portfolio_export, name="portfolio-export"),
+    path("accounts/<int:account_id>/", dashboard.account_detail, name="account-detail"),
     path("accounts/<int:account_id>/move/", lifecycle_views.account_move, name="account-move"),
-    path("accounts/<int:account_id>/health/", health_views.account_health_override, name="account-health-override"),
+    path("accounts/<int:account_id>/health/", dashboard.account_health_override, name="account-health-override"),
     path("board/", lifecycle_views.board, name="board"),
     path("board/move/", lifecycle_views.board_move, name="board-move"),
     path("reports/", health_views.reports, name="reports"),

@@ -1,8 +1,8 @@
 """Building blocks of the pages that show accounts, and the account notes pages.
 
-The dashboard pages themselves live in the highest app whose data they show
-(health.views for the portfolio and the account page, lifecycle.views for
-the board), since a lower app never imports a higher one. These helpers read
+The dashboard pages themselves live where every app they read is below them
+(csplatform.dashboard for the portfolio and the account page, lifecycle.views
+for the board), since a lower app never imports a higher one. These helpers read
 only customer data, and so do the notes pages, which live here.
 """
 

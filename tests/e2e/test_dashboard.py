@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from alerts.services import segment_create, segments_refresh
 from csplatform.customers.models import Account
 from lifecycle.models import Stage, StageTransition, TransitionKind
 
@@ -78,6 +79,24 @@ def test_the_filtered_portfolio_downloads_as_a_csv_file_of_its_rows(page):
     assert sorted((row["Account"], row["Stage"], row["Health"]) for row in rows) == [
         ("Cobalt Travel", "Adoption", "Green"), ("Juniper Health", "Adoption", "Red"),
     ]
+
+
+def test_a_csm_filters_the_portfolio_by_a_segment_and_gets_back_to_it_from_an_account(page, tenant, alice, portfolio):
+    segment_create(tenant=tenant, actor=alice, key="adopting", name="Adopting", criteria_text='stage == "adoption"')
+    segments_refresh(tenant=tenant, account_ids=[account.pk for account in portfolio.values()])
+    page.reload()
+
+    page.get_by_label("Segment", exact=True).select_option(label="Adopting")
+    page.get_by_role("button", name="Apply filters").click()
+    page.wait_for_url("**/t/alpha/?*segment=adopting*")
+    rows = page.locator("table.accounts tbody th[scope=row] a")
+    assert sorted(rows.all_inner_texts()) == ["Cobalt Travel", "Juniper Health"]
+
+    rows.get_by_text("Juniper Health").click()
+    page.wait_for_url("**/accounts/*/")
+    page.locator(".facts").get_by_role("link", name="Adopting").click()
+    page.wait_for_url("**/t/alpha/?segment=adopting")
+    assert sorted(rows.all_inner_texts()) == ["Cobalt Travel", "Juniper Health"]
 
 
 def test_account_page_shows_the_health_breakdown(page):

@@ -224,6 +224,20 @@ def test_the_portfolio_file_read_after_its_view_returns_sets_its_tenant_as_the_a
     assert set(unfiltered_counts().values()) == {0}, "no tenant may linger after the file"
 
 
+def test_the_portfolio_filtered_by_a_segment_and_the_account_page_read_its_members_as_the_app_role(
+    world, app_role, client
+):
+    client.force_login(world["admin"])
+    slug, segment, account = world["tenant"].slug, world["segment"], world["account"]
+
+    listed = client.get(f"/t/{slug}/?segment={segment.key}").content.decode()
+    account_page = client.get(f"/t/{slug}/accounts/{account.pk}/").content.decode()
+
+    assert account.name in listed and "1 account" in listed
+    assert f'?segment={segment.key}">{segment.name}</a>' in account_page
+    assert set(unfiltered_counts().values()) == {0}, "no tenant may linger after the request"
+
+
 def test_the_freshness_status_counts_only_its_tenants_marks_as_the_app_role(world, app_role, client):
     with superuser():
         api = make_api_client(world["tenant"], scopes=["read"])
