@@ -7,11 +7,12 @@ query; each is bounded, so a tenant with 100k open alerts costs the same.
 import datetime as dt
 
 from django.db import connection
+from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
 
 from alerts.models import Alert, AlertStatus
 from csplatform.tenancy.models import Role
-from csplatform.tenancy.timezones import day_start, tenant_today
+from csplatform.tenancy.timezones import local_day_start
 from playbooks.models import Task
 
 # Shown as "99+" beyond this.
@@ -37,7 +38,8 @@ def _counts(request):
     # The same scope as the inbox opens with: a CSM's own accounts, everything for the others.
     if request.membership.role == Role.CSM:
         alerts = alerts.filter(account__owner=user)
-    due_by = day_start(tenant, tenant_today(tenant) + dt.timedelta(days=1))
+    # Due by the end of the reader's today, as the tasks page counts it.
+    due_by = local_day_start(timezone.localdate() + dt.timedelta(days=1))
     tasks = Task.objects.for_tenant(tenant).filter(owner=user, completed_at__isnull=True, due_at__lt=due_by)
     return _bounded_counts({"open_alerts": alerts, "tasks_due": tasks})
 

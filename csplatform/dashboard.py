@@ -14,6 +14,7 @@ from django.db.models import Exists, OuterRef
 from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from alerts.models import Segment, SegmentMembership, Subject
@@ -172,7 +173,10 @@ def portfolio_export(request):
     # One reverse() for the whole file: each row's address is this one with the row's id for the 0.
     account_prefix = request.build_absolute_uri(reverse("account-detail", args=[tenant.slug, 0])).removesuffix("0/")
     response = StreamingHttpResponse(
-        portfolio_csv_lines(tenant, accounts, ids, lambda pk: f"{account_prefix}{pk}/"),
+        # In the page's time zone, which the stream would no longer find active.
+        portfolio_csv_lines(
+            tenant, accounts, ids, lambda pk: f"{account_prefix}{pk}/", timezone.get_current_timezone()
+        ),
         content_type="text/csv; charset=utf-8",
     )
     response["Content-Disposition"] = f'attachment; filename="{tenant.slug}-accounts-{filterset.today.isoformat()}.csv"'
@@ -259,7 +263,7 @@ def account_health_override(request, account_id):
             tenant_summaries_forget(tenant)
             messages.success(request, "The override is removed; the computed health shows again.")
         return redirect("account-detail", tenant_slug=tenant.slug, account_id=account.pk)
-    form = HealthOverrideForm(request.POST, tenant=tenant, today=tenant_today(tenant))
+    form = HealthOverrideForm(request.POST)
     if not form.is_valid():
         return account_page(request, account.pk, override_form=form, status=400)
     health_override_set(

@@ -4,7 +4,6 @@ import csv
 
 from csplatform.sql import OneOf
 from csplatform.tenancy.rls import tenant_context
-from csplatform.tenancy.timezones import tenant_zone
 
 from .models import Colour
 
@@ -31,7 +30,7 @@ def number(value, places):
     return "" if value is None else f"{value:.{places}f}"
 
 
-def portfolio_csv_header(tenant):
+def portfolio_csv_header(zone):
     return [
         "Account",
         "External ID",
@@ -48,7 +47,7 @@ def portfolio_csv_header(tenant):
         "Trial ends",
         "Owner",
         "Owner email",
-        f"Last activity ({tenant.timezone})",
+        f"Last activity ({zone})",
         "Link",
     ]
 
@@ -62,7 +61,7 @@ ROW_FIELDS = (
 
 
 def portfolio_csv_row(row, zone, link):
-    """One account as the portfolio row shows it; dates and times in the tenant's zone."""
+    """One account as the portfolio row shows it; dates and times in `zone`."""
     trial_ends_at, last_activity = row["trial_ends_at"], row["last_activity"]
     return [
         as_text(row["name"]),
@@ -85,18 +84,18 @@ def portfolio_csv_row(row, zone, link):
     ]
 
 
-def portfolio_csv_lines(tenant, accounts, ids, link):
+def portfolio_csv_lines(tenant, accounts, ids, link, zone):
     """Yield the CSV file of `accounts` whose ids are `ids`, in that order, a chunk of rows at a time.
 
     `accounts` is the portfolio's queryset (owner, health, stage, days in
-    stage, last activity); `link(pk)` gives an account page's address. It
+    stage, last activity); `link(pk)` gives an account page's address;
+    times are in `zone`, the reader's. It
     opens with a byte order mark, which Excel needs to read UTF-8. A
     streamed response runs this after the view has returned, so it sets the
     tenant itself.
     """
     writer = csv.writer(_Echo())
-    zone = tenant_zone(tenant)
-    yield "\ufeff" + writer.writerow(portfolio_csv_header(tenant))
+    yield "\ufeff" + writer.writerow(portfolio_csv_header(zone))
     with tenant_context(tenant):
         for start in range(0, len(ids), CSV_CHUNK):
             chunk = ids[start : start + CSV_CHUNK]

@@ -1,9 +1,7 @@
-import datetime as dt
-
 from django import forms
 from django.utils import timezone
 
-from csplatform.tenancy.timezones import tenant_zone
+from csplatform.tenancy.timezones import local_day_start
 
 from .models import Colour
 
@@ -18,14 +16,13 @@ class HealthOverrideForm(forms.Form):
         label="Until (optional)", required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
 
-    def __init__(self, *args, tenant, today, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, prefix="override", **kwargs)
-        self.tenant = tenant
-        self.today = today
 
     def clean_expires_on(self):
         day = self.cleaned_data["expires_on"]
-        if day is not None and day <= self.today:
+        # The reader's today: the page reads the day they pick in their own time zone.
+        if day is not None and day <= timezone.localdate():
             raise forms.ValidationError("Pick a day after today.")
         return day
 
@@ -36,8 +33,6 @@ class HealthOverrideForm(forms.Form):
         return data
 
     def expires_at(self):
-        """The override ends at the start of the chosen day in the tenant's time zone."""
+        """The override ends at the start of the chosen day in the page's time zone."""
         day = self.cleaned_data["expires_on"]
-        if day is None:
-            return None
-        return timezone.make_aware(dt.datetime.combine(day, dt.time.min), tenant_zone(self.tenant))
+        return None if day is None else local_day_start(day)

@@ -126,7 +126,7 @@ def health_context(request, account, today, *, override_form=None):
         "why": health_why(tenant=tenant, account=account, to_day=today) if health is not None else None,
         "trend": sparkline(history, first_day, TREND_DAYS, width=360, height=80, pad=4),
         "trend_days": TREND_DAYS,
-        "override_form": override_form or HealthOverrideForm(tenant=tenant, today=today),
+        "override_form": override_form or HealthOverrideForm(),
     }
 
 

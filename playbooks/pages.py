@@ -14,12 +14,13 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from csplatform.customers.models import Account
 from csplatform.tenancy.decorators import back_to, can_change, forbidden_for_viewers, tenant_page
 from csplatform.tenancy.models import Role, User
-from csplatform.tenancy.timezones import day_start, tenant_today
+from csplatform.tenancy.timezones import local_day_start
 from lifecycle.views import is_htmx
 
 from .models import EmailStatus, ExpansionOpportunity, OutboundEmail, Playbook, Run, StepKind, StepRun, Task
@@ -53,8 +54,9 @@ def my_tasks(request):
     tasks = task_rows(tenant).filter(completed_at__isnull=True)
     if scope == "mine":
         tasks = tasks.filter(owner=request.user)
-    today = tenant_today(tenant)
-    start, end = day_start(tenant, today), day_start(tenant, today + dt.timedelta(days=1))
+    # "Today" is the reader's, in the zone the page shows the due times in.
+    today = timezone.localdate()
+    start, end = local_day_start(today), local_day_start(today + dt.timedelta(days=1))
     groups = {"overdue": [], "today": [], "upcoming": []}
     listed = list(tasks.order_by("due_at", "id")[: TASKS_SHOWN + 1])
     for task in listed[:TASKS_SHOWN]:
@@ -316,8 +318,8 @@ def account_task_add(request, account_id):
         messages.error(request, f"The task was not added. {problems}")
         return account_redirect(tenant, account)
     due = form.cleaned_data["due"]
-    # A task due on a day is due by the end of that working day in the tenant's zone.
-    due_at = day_start(tenant, due) + dt.timedelta(hours=17) if due else None
+    # A task due on a day is due by the end of that working day, in the zone of whoever picked the day.
+    due_at = local_day_start(due) + dt.timedelta(hours=17) if due else None
     task_create_once(
         tenant=tenant,
         key=f"page:{form.cleaned_data['token']}",

@@ -3,6 +3,8 @@
 import datetime as dt
 import zoneinfo
 
+from csplatform.tenancy.timezones import member_zone
+
 DEFAULT_HOURS = (9, 17)
 WORKDAYS = frozenset(range(5))  # Monday to Friday
 
@@ -36,8 +38,8 @@ def working_hours(tenant, membership=None):
     """
     if membership is None:
         return zoneinfo.ZoneInfo(tenant.timezone), DEFAULT_HOURS, WORKDAYS
-    zone = zoneinfo.ZoneInfo(membership.timezone or tenant.timezone)
-    return zone, (membership.work_start_hour, membership.work_end_hour), frozenset(membership.work_days)
+    hours = (membership.work_start_hour, membership.work_end_hour)
+    return member_zone(tenant, membership), hours, frozenset(membership.work_days)
 
 
 def demo_slot(*, now, zone, days_ahead, duration_minutes, busy=(), hours=DEFAULT_HOURS, workdays=WORKDAYS):

@@ -7,7 +7,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from .models import Role
 from .rls import dangerously_bypass_rls, tenant_context
-from .timezones import tenant_zone
+from .timezones import member_zone
 
 EDITOR_ROLES = {Role.ADMIN, Role.CSM}
 
@@ -28,7 +28,8 @@ def tenant_page(view):
     request with `tenant`, `membership` (the role) and `memberships` (for the
     tenant switcher) set, and no `tenant_slug` argument. A tenant the user
     does not belong to answers 404, the same as one that does not exist, so a
-    page never reveals which tenants exist. Times render in the tenant's zone.
+    page never reveals which tenants exist. Times render in the member's zone
+    (their own, else the tenant's), and dates typed on the page are read in it.
     """
 
     @login_required
@@ -41,7 +42,7 @@ def tenant_page(view):
         request.memberships = memberships
         request.membership = membership
         request.tenant = membership.tenant
-        with timezone.override(tenant_zone(membership.tenant)), tenant_context(membership.tenant):
+        with timezone.override(member_zone(membership.tenant, membership)), tenant_context(membership.tenant):
             return view(request, *args, **kwargs)
 
     return wrapper

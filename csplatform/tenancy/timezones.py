@@ -9,6 +9,11 @@ def tenant_zone(tenant):
     return zoneinfo.ZoneInfo(tenant.timezone)
 
 
+def member_zone(tenant, membership):
+    """Where a member works: their own time zone, else the tenant's. Their pages and digest speak in it."""
+    return zoneinfo.ZoneInfo(membership.timezone or tenant.timezone)
+
+
 def tenant_today(tenant):
     """Today's date where the tenant works; "renews within 30 days" counts from here."""
     return timezone.localdate(timezone=tenant_zone(tenant))
@@ -22,3 +27,8 @@ def tenant_day(tenant, field_name):
 def day_start(tenant, day):
     """Midnight of `day` in the tenant's zone, as an aware datetime."""
     return dt.datetime.combine(day, dt.time.min, tzinfo=tenant_zone(tenant))
+
+
+def local_day_start(day):
+    """Midnight of `day` in the active time zone (a page's: its reader's), as an aware datetime."""
+    return dt.datetime.combine(day, dt.time.min, tzinfo=timezone.get_current_timezone())

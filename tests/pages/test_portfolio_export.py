@@ -140,7 +140,7 @@ def test_filters_that_match_nothing_give_the_header_alone(signed_in, tenant, sta
     response = signed_in.get(f"{EXPORT}?q=nothing-like-this")
     body = b"".join(response.streaming_content).decode("utf-8-sig")
 
-    assert list(csv.reader(io.StringIO(body))) == [exports.portfolio_csv_header(tenant)]
+    assert list(csv.reader(io.StringIO(body))) == [exports.portfolio_csv_header(tenant.timezone)]
 
 
 def test_an_invalid_filter_answers_400_naming_the_field_and_exports_nothing(signed_in, tenant, stages):
