@@ -8,6 +8,7 @@ number of queries whatever the number of accounts.
 import datetime as dt
 
 import django_filters
+from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef
@@ -18,6 +19,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from alerts.models import Segment, SegmentMembership, Subject
+from csplatform.activity import KINDS, Cursor, account_activity
 from alerts.views import account_alerts_context, account_segments_context
 from csplatform.customers.filtersets import AccountFilterSet
 from csplatform.customers.models import Account
@@ -53,6 +55,7 @@ from lifecycle.views import account_lifecycle_context
 from playbooks.pages import account_playbooks_context
 
 PORTFOLIO_PAGE_SIZE = 25
+ACTIVITY_PAGE_SIZE = 50
 # The account page lists this many contacts; the API pages through all of them.
 CONTACTS_SHOWN = 50
 
@@ -278,3 +281,41 @@ def account_health_override(request, account_id):
     tenant_summaries_forget(tenant)
     messages.success(request, "Health override saved.")
     return redirect("account-detail", tenant_slug=tenant.slug, account_id=account.pk)
+
+
+class ActivityForm(forms.Form):
+    """The account activity page's query: which kinds of events, and from where on (the page's own link)."""
+
+    kind = forms.MultipleChoiceField(
+        label="Show", choices=list(KINDS.items()), required=False, widget=forms.CheckboxSelectMultiple
+    )
+    before = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def clean_before(self):
+        text = self.cleaned_data["before"]
+        if not text:
+            return None
+        try:
+            return Cursor.parse(text)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+@tenant_page
+def account_activity_page(request, account_id):
+    """Everything recorded about the account, newest first, a page at a time; filtered by kind."""
+    tenant = request.tenant
+    account = get_object_or_404(Account.objects.for_tenant(tenant), pk=account_id)
+    form = ActivityForm(request.GET)
+    context = {"account": account, "form": form, "entries": [], "more": False}
+    if not form.is_valid():
+        return render(request, "customers/account_activity.html", context, status=400)
+    kinds = form.cleaned_data["kind"]
+    context["entries"], context["more"] = account_activity(
+        tenant=tenant, account=account, kinds=kinds or tuple(KINDS), cursor=form.cleaned_data["before"],
+        limit=ACTIVITY_PAGE_SIZE,
+    )
+    context["filtered"] = bool(kinds)
+    # The next page starts after this one's last entry.
+    context["older"] = context["entries"][-1].cursor if context["more"] else None
+    return render(request, "customers/account_activity.html", context)

@@ -13,6 +13,7 @@ urlpatterns = [
     path("", dashboard.portfolio, name="portfolio"),
     path("accounts.csv", dashboard.portfolio_export, name="portfolio-export"),
     path("accounts/<int:account_id>/", dashboard.account_detail, name="account-detail"),
+    path("accounts/<int:account_id>/activity/", dashboard.account_activity_page, name="account-activity"),
     path("accounts/<int:account_id>/move/", lifecycle_views.account_move, name="account-move"),
     path("accounts/<int:account_id>/health/", dashboard.account_health_override, name="account-health-override"),
     path("board/", lifecycle_views.board, name="board"),

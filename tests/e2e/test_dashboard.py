@@ -99,6 +99,23 @@ def test_a_csm_filters_the_portfolio_by_a_segment_and_gets_back_to_it_from_an_ac
     assert sorted(rows.all_inner_texts()) == ["Cobalt Travel", "Juniper Health"]
 
 
+def test_the_account_activity_opens_from_the_account_page_and_filters_by_kind(page):
+    page.get_by_role("link", name="Juniper Health").click()
+    page.wait_for_url("**/accounts/*/")
+    page.get_by_role("link", name="Activity timeline").click()
+    page.wait_for_url("**/accounts/*/activity/")
+    entries = page.locator("ol.activity > li")
+    assert "Placed in Adoption" in entries.last.inner_text()
+    assert any("Health turned Red" in text for text in entries.all_inner_texts())
+
+    page.get_by_label("Stage moves").check()
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url("**/activity/?kind=stage")
+    [only] = entries.all_inner_texts()
+    assert "Placed in Adoption" in only
+    page.screenshot(path=str(SCREENSHOTS / "account-activity.png"), full_page=True)
+
+
 def test_account_page_shows_the_health_breakdown(page):
     page.get_by_role("link", name="Juniper Health").click()
     page.wait_for_url("**/accounts/*/")

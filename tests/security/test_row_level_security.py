@@ -238,6 +238,17 @@ def test_the_portfolio_filtered_by_a_segment_and_the_account_page_read_its_membe
     assert set(unfiltered_counts().values()) == {0}, "no tenant may linger after the request"
 
 
+def test_the_account_activity_reads_every_source_of_its_tenant_as_the_app_role(world, app_role, client):
+    client.force_login(world["admin"])
+    slug, account = world["tenant"].slug, world["account"]
+
+    html = client.get(f"/t/{slug}/accounts/{account.pk}/activity/").content.decode()
+
+    for seen in ("Placed in", "Alert opened:", "Playbook started:", "the segment", "Note"):
+        assert seen in html, seen
+    assert set(unfiltered_counts().values()) == {0}, "no tenant may linger after the request"
+
+
 def test_the_freshness_status_counts_only_its_tenants_marks_as_the_app_role(world, app_role, client):
     with superuser():
         api = make_api_client(world["tenant"], scopes=["read"])
