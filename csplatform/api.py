@@ -1,12 +1,19 @@
-"""The pipeline's one endpoint: how fresh the key's tenant's results are."""
+"""The endpoints that read every app: how fresh the key's tenant's results are, and an account's activity."""
 
-from drf_spectacular.utils import extend_schema
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 
+from csplatform.activity import KINDS, Cursor, account_activity
+from csplatform.customers.models import Account
 from csplatform.models import PassStatus
 from csplatform.pipeline import pipeline_freshness
 from csplatform.tenancy.api.viewsets import TenantAPIView
+
+ACTIVITY_PAGE_SIZE = 50
+ACTIVITY_MAX_PAGE_SIZE = 200
 
 
 class PassSerializer(serializers.Serializer):
@@ -39,3 +46,57 @@ class PipelineFreshnessView(TenantAPIView):
     @extend_schema(responses=FreshnessSerializer)
     def get(self, request):
         return Response(FreshnessSerializer(pipeline_freshness(tenant=self.tenant)).data)
+
+
+class ActivityQuerySerializer(serializers.Serializer):
+    kind = serializers.ListField(
+        child=serializers.ChoiceField(choices=list(KINDS)), required=False, help_text="Only these kinds; repeat it."
+    )
+    before = serializers.CharField(required=False, help_text="The `next` link's cursor: the entries after it.")
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=ACTIVITY_MAX_PAGE_SIZE)
+
+    def validate_before(self, text):
+        try:
+            return Cursor.parse(text)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
+class ActivityEntrySerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    kind = serializers.ChoiceField(choices=list(KINDS.items()))
+    text = serializers.CharField(help_text="What happened, in a sentence.")
+    detail = serializers.CharField(help_text="A reason, a note's body, an email's subject; may be empty.")
+    by = serializers.CharField(help_text="Who did it; empty when the platform did.")
+    cursor = serializers.CharField(help_text="Pass as `before` to read the entries after this one.")
+
+
+class ActivityPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True, help_text="The next, older page; null on the last.")
+    results = ActivityEntrySerializer(many=True)
+
+
+class AccountActivityView(TenantAPIView):
+    """The account's activity, newest first: stage moves, health colour changes, alerts, notes, emails, tasks,
+    playbook runs and segments; another tenant's account is 404."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("kind", str, many=True, enum=list(KINDS), description="Only these kinds."),
+            OpenApiParameter("before", str, description="The `next` link's cursor."),
+            OpenApiParameter(
+                "page_size", int, description=f"1 to {ACTIVITY_MAX_PAGE_SIZE}; {ACTIVITY_PAGE_SIZE} by default."
+            ),
+        ],
+        responses=ActivityPageSerializer,
+    )
+    def get(self, request, account_id):
+        account = get_object_or_404(Account.objects.for_tenant(self.tenant), pk=account_id)
+        query = ActivityQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        entries, more = account_activity(
+            tenant=self.tenant, account=account, kinds=query.validated_data.get("kind") or tuple(KINDS),
+            cursor=query.validated_data.get("before"), limit=query.validated_data.get("page_size", ACTIVITY_PAGE_SIZE),
+        )
+        after = replace_query_param(request.build_absolute_uri(), "before", entries[-1].cursor) if more else None
+        return Response(ActivityPageSerializer({"next": after, "results": entries}).data)

@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("playbooks.api.urls")),
     path("", include("alerts.api.urls")),
     path("pipeline/", api.PipelineFreshnessView.as_view(), name="api-pipeline"),
+    path("accounts/<int:account_id>/activity/", api.AccountActivityView.as_view(), name="api-account-activity"),
 ]
 
 urlpatterns = [

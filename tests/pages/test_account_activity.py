@@ -17,6 +17,7 @@ from lifecycle.services import account_move_stage
 from playbooks.models import EmailStatus, OutboundEmail, Playbook, Step, Task
 from playbooks.services import run_start, task_complete, task_create_once
 
+from ..conftest import make_api_client
 from ..factories import AccountFactory, ContactFactory
 from .conftest import place
 
@@ -226,3 +227,51 @@ def test_deleted_tasks_and_alerts_leave_no_broken_entries(signed_in, tenant, sto
     _, html = page(signed_in, story)
 
     assert not any(text.startswith(("Task", "Alert")) for text in texts(html))
+
+
+# The same activity through the API.
+
+
+def test_the_api_pages_through_the_same_entries_by_its_next_links(api, signed_in, story):
+    url, texts_read = f"/api/v1/accounts/{story.pk}/activity/?page_size=5", []
+    while url:
+        response = api.get(url)
+        assert response.status_code == 200, response.content
+        body = response.json()
+        texts_read.extend(entry["text"] for entry in body["results"])
+        url = body["next"]
+
+    assert texts_read == texts(page(signed_in, story)[1])
+    first = api.get(f"/api/v1/accounts/{story.pk}/activity/?kind=note").json()["results"][0]
+    assert first["kind"] == "note" and first["by"] == "Bob CSM"
+    assert first["detail"] == "Kickoff went well.\nThey want SSO."
+    assert first["at"] == "2026-11-03T09:00:00Z"
+
+
+def test_the_api_filters_by_kind(api, story):
+    body = api.get(f"/api/v1/accounts/{story.pk}/activity/?kind=stage&kind=segment").json()
+
+    assert [entry["text"] for entry in body["results"]] == [
+        "Uma Champion entered the segment Champions",
+        "Moved from Onboarding to Adoption",
+        "Placed in Onboarding",
+    ]
+    assert body["next"] is None
+
+
+@pytest.mark.parametrize(
+    "query, field",
+    [("kind=gossip", "kind"), ("before=2026-11-02T09:00:00~1~1", "before"), ("before=~~", "before"),
+     ("page_size=0", "page_size"), ("page_size=201", "page_size"), ("page_size=many", "page_size")],
+)
+def test_the_api_answers_400_naming_the_field_for_a_bad_query(api, story, query, field):
+    response = api.get(f"/api/v1/accounts/{story.pk}/activity/?{query}")
+
+    assert response.status_code == 400
+    assert field in str(response.json())
+
+
+def test_the_api_answers_404_for_another_tenants_account_and_needs_the_read_scope(api, other_api, tenant, story):
+    assert other_api.get(f"/api/v1/accounts/{story.pk}/activity/").status_code == 404
+    ingest_only = make_api_client(tenant, scopes=["ingest"])
+    assert ingest_only.get(f"/api/v1/accounts/{story.pk}/activity/").status_code == 403
