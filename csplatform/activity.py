@@ -67,8 +67,10 @@ class Cursor:
             at, source, pk = text.split("~")
             cursor = cls(dt.datetime.fromisoformat(at), int(source), int(pk))
         except ValueError:
-            raise ValueError("Not a position in this list; follow the page's own link to older events.") from None
-        if cursor.at.tzinfo is None or not 0 <= cursor.source < len(SOURCES):
+            cursor = None
+        # The id must fit the database's 64-bit keys, or comparing with it would fail there.
+        valid = cursor is not None and cursor.at.tzinfo is not None
+        if not (valid and 0 <= cursor.source < len(SOURCES) and 0 <= cursor.pk < 2**63):
             raise ValueError("Not a position in this list; follow the page's own link to older events.")
         return cursor
 

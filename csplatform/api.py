@@ -6,7 +6,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
-from csplatform.activity import KINDS, Cursor, account_activity
+from csplatform.activity import DETAIL_CHARS, KINDS, Cursor, account_activity
 from csplatform.customers.models import Account
 from csplatform.models import PassStatus
 from csplatform.pipeline import pipeline_freshness
@@ -66,7 +66,9 @@ class ActivityEntrySerializer(serializers.Serializer):
     at = serializers.DateTimeField()
     kind = serializers.ChoiceField(choices=list(KINDS.items()))
     text = serializers.CharField(help_text="What happened, in a sentence.")
-    detail = serializers.CharField(help_text="A reason, a note's body, an email's subject; may be empty.")
+    detail = serializers.CharField(
+        help_text=f"A reason, a note's body, an email's subject, clipped to {DETAIL_CHARS} characters; may be empty."
+    )
     by = serializers.CharField(help_text="Who did it; empty when the platform did.")
     cursor = serializers.CharField(help_text="Pass as `before` to read the entries after this one.")
 

@@ -190,7 +190,8 @@ def test_an_unknown_kind_or_a_forged_position_is_a_400_naming_the_problem(signed
     assert response.status_code == 400
     assert "Select a valid choice. gossip is not one of the available choices." in html
 
-    for forged in ("yesterday", "2026-11-02T09:00:00~99~1", "2026-11-02T09:00:00~1~1", "a~b~c"):
+    for forged in ("yesterday", "2026-11-02T09:00:00~99~1", "2026-11-02T09:00:00~1~1", "a~b~c",
+                   "2026-11-02T09:00:00+00:00~1~99999999999999999999"):
         response, html = page(signed_in, story, f"?before={forged}")
         assert response.status_code == 400, forged
         assert "Not a position in this list" in html
