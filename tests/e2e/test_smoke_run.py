@@ -138,6 +138,12 @@ def test_make_run_serves_the_dashboard_runs_tasks_and_stops_on_ctrl_c(run):
             table.wait_for()
             assert table.locator("tbody tr").count() > 0
             page.screenshot(path=str(screenshots / "make-run-dashboard.png"), full_page=True)
+            # The demo's seeded history reaches an account's activity timeline.
+            table.locator("tbody th[scope=row] a").first.click()
+            page.wait_for_url("**/accounts/*/")
+            page.get_by_role("link", name="Activity timeline").click()
+            page.wait_for_url("**/accounts/*/activity/")
+            assert page.locator("ol.activity > li").count() > 0
         finally:
             browser.close()
 
