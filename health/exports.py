@@ -88,11 +88,10 @@ def portfolio_csv_lines(tenant, accounts, ids, link, zone):
     """Yield the CSV file of `accounts` whose ids are `ids`, in that order, a chunk of rows at a time.
 
     `accounts` is the portfolio's queryset (owner, health, stage, days in
-    stage, last activity); `link(pk)` gives an account page's address;
-    times are in `zone`, the reader's. It
-    opens with a byte order mark, which Excel needs to read UTF-8. A
-    streamed response runs this after the view has returned, so it sets the
-    tenant itself.
+    stage, last activity); `link(pk)` gives an account page's address; times
+    are in `zone`, the reader's. It opens with a byte order mark, which Excel
+    needs to read UTF-8. A streamed response runs this after the view has
+    returned, so it sets the tenant itself.
     """
     writer = csv.writer(_Echo())
     yield "\ufeff" + writer.writerow(portfolio_csv_header(zone))
