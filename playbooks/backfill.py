@@ -6,9 +6,9 @@ now and start every playbook today. `history_replay` instead walks the past
 days in order, so stage moves, health snapshots and playbook runs carry the
 times at which they would have happened, as if the tenant's playbooks had
 been enabled all along. It reuses the live services with a past clock; it
-writes no second copy of their logic. Alerts open and resolve at each day's
-close as the live pipeline's would, without notifying anyone today of the
-past. Segments and webhooks are not replayed: they start from today.
+writes no second copy of their logic. Segments fill and alerts open and
+resolve at each day's close as the live pipeline's would, without notifying
+anyone today of the past. Webhooks are not replayed: they start from today.
 """
 
 import datetime as dt
@@ -16,8 +16,8 @@ import datetime as dt
 from django.db.models import Q
 from django.utils import timezone
 
-from alerts.models import Alert
-from alerts.services import alerts_evaluate
+from alerts.models import Alert, SegmentMembership
+from alerts.services import alerts_evaluate, segments_refresh
 from csplatform.customers.models import Account
 from csplatform.rules.metrics import metrics_compute
 from csplatform.tenancy.timezones import day_start, tenant_today
@@ -68,22 +68,25 @@ def history_replay(*, tenant, days=90, now=None):
        b. at the day's close, as the pipeline would: metrics as of the day
           for the accounts signed up by then, health scored and the day's
           snapshot written, stage moves stamped at the close (moved accounts
-          scored again with their new stage), the alert rules opening and
+          scored again with their new stage), accounts and contacts
+          entering and leaving segments, the alert rules opening and
           resolving alerts, and playbooks enrol the accounts whose moves
-          match their triggers.
+          and segment entries match their triggers.
     3. The steps due between the last close and `now` run; later ones stay
        pending for the live runner. Metrics are left as of yesterday: the
        caller then runs the pipeline for today.
     Safe to run again: accounts keep their stages, enrolment policies refuse
-    a second run, steps already executed are no longer pending, and alerts are
-    replayed only for a tenant that has none yet (a later past, evaluated
-    again, would resolve today's alerts at yesterday's closes).
+    a second run, steps already executed are no longer pending, and segments
+    and alerts are replayed only for a tenant that has none of their rows yet
+    (a later past, evaluated again, would close today's stays and alerts at
+    yesterday's closes).
     Returns counts of the replay.
     """
     now = now or timezone.now()
     today = tenant_today(tenant)
     first = today - dt.timedelta(days=days - 1)
     accounts = Account.objects.for_tenant(tenant)
+    replay_segments = not SegmentMembership.objects.for_tenant(tenant).exists()
     replay_alerts = not Alert.objects.for_tenant(tenant).exists()
     opening = list(accounts.filter(Q(signup_date__isnull=True) | Q(signup_date__lt=first)).values_list("pk", flat=True))
     if opening:
@@ -102,8 +105,13 @@ def history_replay(*, tenant, days=90, now=None):
         moved = lifecycle_advance(tenant=tenant, account_ids=ids, now=close)
         if moved:
             colour_changed |= set(health_score(tenant=tenant, account_ids=list(moved), today=day))
+        # Before the alerts, whose rules may read the segments.
+        segment_changes = segments_refresh(tenant=tenant, account_ids=ids, now=close) if replay_segments else ()
         if replay_alerts:
             alerts_evaluate(tenant=tenant, account_ids=ids, now=close, notify=False)
-        playbooks_enroll(tenant=tenant, account_ids=ids, stage_changes=moved, health_changes=colour_changed, now=close)
+        playbooks_enroll(
+            tenant=tenant, account_ids=ids, stage_changes=moved, health_changes=colour_changed,
+            segment_changes=segment_changes, now=close,
+        )
     executed += steps_replay(tenant=tenant, until=now)
     return {"days": days, "steps_executed": executed}

@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from icalendar import Calendar
 
-from alerts.models import Alert, AlertStatus, Notification, Resolution
+from alerts.models import Alert, AlertStatus, Notification, Resolution, SegmentMembership
 from csplatform.tenancy.models import Tenant, User
 from csplatform.tenancy.timezones import day_start, tenant_today
 from health.models import HealthSnapshot
@@ -128,7 +128,7 @@ def test_replaying_again_adds_nothing_and_leaves_the_live_runner_nothing_past_du
     def counts():
         return [
             model.objects.for_tenant(demo).count()
-            for model in (StageTransition, Run, StepRun, OutboundEmail, Task, HealthSnapshot, Alert)
+            for model in (StageTransition, Run, StepRun, OutboundEmail, Task, HealthSnapshot, Alert, SegmentMembership)
         ]
 
     before = counts()
@@ -155,6 +155,20 @@ def test_alerts_open_and_resolve_at_the_past_days_closes_and_nobody_is_notified_
         if alert.resolved_at:
             assert alert.opened_at < alert.resolved_at < today_start
     assert not Notification.objects.for_tenant(demo).filter(alert__in=past).exists()
+
+
+def test_segments_fill_at_the_past_days_closes_and_stays_end_after_they_began(demo):
+    stays = SegmentMembership.objects.for_tenant(demo)
+    today_start = day_start(demo, tenant_today(demo))
+    window_start = day_start(demo, tenant_today(demo) - dt.timedelta(days=DAYS - 1))
+    past = stays.filter(entered_at__lt=today_start)
+
+    assert past.exists()
+    for stay in past:
+        assert window_start <= stay.entered_at
+        assert stay.entered_at.astimezone(zone_of(demo)).time() == dt.time(23, 59, 59)
+        if stay.left_at:
+            assert stay.entered_at < stay.left_at <= today_start
 
 
 @pytest.mark.django_db
