@@ -43,6 +43,8 @@ class Entry:
     detail: str = ""
     by: str = ""
     url: str = ""
+    # A whole day's entry (a health snapshot's) names its day, the tenant's, rather than a time.
+    day: dt.date | None = None
     # The entry's source (its place in SOURCES) and row: with `at`, they order the entries of one instant.
     source: int = 0
     pk: int = 0
@@ -143,7 +145,9 @@ def _health_changes(tenant, account, cursor, limit, source):
             text = f"Health first scored {colour}{score}"
         else:
             text = f"Health turned {colour}{score}, from {change['previous'].title() or 'not scored'}"
-        entries.append(Entry(day_start(tenant, change["day"]), "health", text, source=source, pk=change["pk"]))
+        entries.append(
+            Entry(day_start(tenant, change["day"]), "health", text, day=change["day"], source=source, pk=change["pk"])
+        )
     return entries
 
 

@@ -104,6 +104,8 @@ def test_the_page_tells_the_accounts_story_newest_first_from_every_app(signed_in
         "Placed in Onboarding",
     ]
     assert "Kickoff went well.\nThey want SSO." in html
+    # A colour change is a day's, the tenant's, shown without a time.
+    assert '<time datetime="2026-11-24">Nov 24, 2026</time>' in html
     assert "Called them; holiday week." in html and "by Bob CSM" in html
     assert "Moved by hand · Live" in html
     email = OutboundEmail.objects.get(idempotency_key="e1")
