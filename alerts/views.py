@@ -7,14 +7,14 @@ form post with a redirect back, so the inbox works without JavaScript too.
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Min
+from django.db.models import Count, Exists, Min, OuterRef
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from csplatform.tenancy.decorators import back_to, can_change, forbidden_for_viewers, tenant_page
 from lifecycle.views import is_htmx
 
-from .models import Alert, AlertRule, AlertStatus, SegmentMembership, Severity
+from .models import Alert, AlertRule, AlertStatus, Segment, SegmentMembership, Severity
 from .services import alert_acknowledge, alert_resolve
 
 INBOX_PAGE_SIZE = 50
@@ -34,7 +34,7 @@ def default_owner_scope(request):
 
 @tenant_page
 def alert_inbox(request):
-    """1. Filters (tab, severity, owner, rule) narrow one queryset.
+    """1. Filters (tab, severity, owner, rule, segment) narrow one queryset.
     2. Counts per tab under the same filters: one grouped query.
     3. The page of alerts with account, owner and rule joined: one query (plus the paginator's count).
     """
@@ -44,6 +44,8 @@ def alert_inbox(request):
     owner = request.GET.get("owner") if request.GET.get("owner") in ("mine", "all") else default_owner_scope(request)
     rules = list(AlertRule.objects.for_tenant(tenant).only("pk", "name"))
     rule = next((r for r in rules if str(r.pk) == request.GET.get("rule")), None)
+    segments = list(Segment.objects.for_tenant(tenant).only("pk", "key", "name"))
+    segment = next((s for s in segments if s.key == request.GET.get("segment")), None)
 
     alerts = alert_rows(tenant)
     if severity:
@@ -52,13 +54,21 @@ def alert_inbox(request):
         alerts = alerts.filter(account__owner=request.user)
     if rule is not None:
         alerts = alerts.filter(rule=rule)
+    if segment is not None:
+        stays = SegmentMembership.objects.for_tenant(tenant).current().filter(segment=segment)
+        alerts = alerts.filter(Exists(stays.filter(account_id=OuterRef("account_id"))))
     counts = dict(alerts.order_by().values_list("status").annotate(n=Count("pk")))
     listed = alerts.filter(status=tab)
     # Resolved alerts read newest resolution first; active ones newest opened first.
     newest_first = ("-resolved_at", "-id") if tab == AlertStatus.RESOLVED else ("-opened_at", "-id")
     listed = listed.order_by(*newest_first)
     page = Paginator(listed, INBOX_PAGE_SIZE).get_page(request.GET.get("page"))
-    filters = {"severity": severity, "owner": owner, "rule": str(rule.pk) if rule else ""}
+    filters = {
+        "severity": severity,
+        "owner": owner,
+        "rule": str(rule.pk) if rule else "",
+        "segment": segment.key if segment else "",
+    }
     context = {
         "page": page,
         "tab": tab,
@@ -67,6 +77,7 @@ def alert_inbox(request):
         "query": "&".join(f"{name}={value}" for name, value in filters.items() if value),
         "severities": Severity.choices,
         "rules": rules,
+        "segments": segments,
         "can_change": can_change(request),
         "show_account": True,
     }

@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from alerts.models import Alert, AlertRule, AlertStatus
+from alerts.services import segment_create, segments_refresh
 from csplatform.tenancy.timezones import tenant_today, tenant_zone
 from playbooks.models import EmailStatus, OutboundEmail, Playbook, Run, RunStatus, Step, StepRun, Task
 from playbooks.services import playbook_templates_install
@@ -121,6 +122,23 @@ def test_inbox_filters_by_severity_rule_and_tab(signed_in, tenant, acme):
     assert "Card expiring soon" in by_rule and "Churn risk now" not in by_rule
     resolved = signed_in.get(f"/t/alpha/alerts/?tab=resolved&rule={churn.pk}").content.decode()
     assert "Solved last week" in resolved and "Churn risk now" not in resolved
+
+
+def test_inbox_filters_by_segment_and_keeps_it_on_the_tabs(signed_in, tenant, alice, acme, globex):
+    segment_create(
+        tenant=tenant, actor=alice, key="rockets", name="Rockets", criteria_text='account.name == "Acme Rockets"'
+    )
+    segments_refresh(tenant=tenant, account_ids=[acme.pk, globex.pk])
+    make_alert(acme, title="Acme logins dropped")
+    make_alert(globex, title="Globex seats unused")
+
+    html = signed_in.get("/t/alpha/alerts/?owner=all&segment=rockets").content.decode()
+
+    assert "Acme logins dropped" in html and "Globex seats unused" not in html
+    assert '<option value="rockets" selected>Rockets</option>' in html
+    assert "?tab=resolved&amp;owner=all&amp;segment=rockets" in html
+    everyone = signed_in.get("/t/alpha/alerts/?owner=all&segment=nonesuch").content.decode()
+    assert "Acme logins dropped" in everyone and "Globex seats unused" in everyone
 
 
 def test_acknowledge_in_place_returns_the_updated_row(as_bob, bob, acme):

@@ -48,7 +48,7 @@ from tests.conftest import make_api_client
 from tests.factories import AccountFactory, ContactFactory, MembershipFactory, TenantFactory, UserFactory
 from tests.test_sql import tenants_in_statistics
 
-from .world import build_world, row_counts
+from .world import MARKER, build_world, row_counts
 
 pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="row-level security is PostgreSQL's")
 
@@ -224,16 +224,18 @@ def test_the_portfolio_file_read_after_its_view_returns_sets_its_tenant_as_the_a
     assert set(unfiltered_counts().values()) == {0}, "no tenant may linger after the file"
 
 
-def test_the_portfolio_filtered_by_a_segment_and_the_account_page_read_its_members_as_the_app_role(
+def test_the_pages_filtered_by_a_segment_and_the_account_page_read_its_members_as_the_app_role(
     world, app_role, client
 ):
     client.force_login(world["admin"])
     slug, segment, account = world["tenant"].slug, world["segment"], world["account"]
 
     listed = client.get(f"/t/{slug}/?segment={segment.key}").content.decode()
+    inbox = client.get(f"/t/{slug}/alerts/?owner=all&segment={segment.key}").content.decode()
     account_page = client.get(f"/t/{slug}/accounts/{account.pk}/").content.decode()
 
     assert account.name in listed and "1 account" in listed
+    assert f"{MARKER.title()} alert" in inbox
     assert f'?segment={segment.key}">{segment.name}</a>' in account_page
     assert set(unfiltered_counts().values()) == {0}, "no tenant may linger after the request"
 
