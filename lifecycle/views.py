@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, F, Window
 from django.db.models.functions import RowNumber
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -33,15 +34,18 @@ def _form_errors(form, exc):
         form.add_error(field if field in form.fields else None, errors)
 
 
-def board_summary(tenant):
+def board_summary(tenant, owner=None):
     """Accounts per stage and colour, moves of the last 7 days, the median stay and which accounts
-    make each column's cards.
+    make each column's cards; of `owner`'s accounts only, if given, but the median stay of every account,
+    as the stage's own measure.
 
-    Whole-tenant figures: one query each, computed at most once a minute (see tenancy.summaries).
+    One query each, computed at most once a minute (see tenancy.summaries).
     """
+    mine = {} if owner is None else {"account__owner": owner}
     counts = {}
     for row in (
         AccountStage.objects.for_tenant(tenant)
+        .filter(**mine)
         .values("stage_id", "account__health__colour")
         .annotate(n=Count("pk"))
         .order_by()
@@ -53,7 +57,7 @@ def board_summary(tenant):
     moved_in, moved_out = {}, {}
     for row in (
         StageTransition.objects.for_tenant(tenant)
-        .filter(at__gte=week_ago)
+        .filter(at__gte=week_ago, **mine)
         .values("from_stage_id", "to_stage_id")
         .annotate(n=Count("pk"))
         .order_by()
@@ -65,7 +69,7 @@ def board_summary(tenant):
     # CARDS_PER_STAGE of each column.
     card_ids = (
         Account.objects.for_tenant(tenant)
-        .filter(lifecycle__isnull=False)
+        .filter(lifecycle__isnull=False, **({} if owner is None else {"owner": owner}))
         .annotate(
             place=Window(
                 RowNumber(),
@@ -109,18 +113,28 @@ def worst_health_first(account):
     return (score is None, score or 0, account.name, account.pk)
 
 
+def board_scope(request):
+    """"mine" for the member's own accounts, else "all"; a move's form carries the board's scope along."""
+    return "mine" if (request.GET.get("scope") or request.POST.get("scope")) == "mine" else "all"
+
+
 def board_context(request, *, failed_move=None, moved=None):
     """1. The stages in order (one query); none yet means the empty state.
-    2. The whole-tenant figures: accounts per stage and colour, moves of the last 7 days, the median stay
-       (board_summary, at most a minute old).
+    2. The figures of every account, or of the member's own ("My accounts"): accounts per stage and colour,
+       moves of the last 7 days, the median stay (board_summary, at most a minute old).
     3. The cards those figures name, read as they are now (one query).
     """
     tenant = request.tenant
     stages = stages_in_order(tenant=tenant)
-    context = {"stages": stages, "can_change": can_change(request), "moved": moved}
+    scope = board_scope(request)
+    context = {"stages": stages, "can_change": can_change(request), "moved": moved, "scope": scope}
     if not stages:
         return context
-    summary = tenant_summary(tenant, "board", lambda: board_summary(tenant))
+    if scope == "mine":
+        owner = request.user
+        summary = tenant_summary(tenant, f"board:{owner.pk}", lambda: board_summary(tenant, owner))
+    else:
+        summary = tenant_summary(tenant, "board", lambda: board_summary(tenant))
     counts = summary["counts"]
     by_stage = board_cards(tenant, summary["card_ids"])
     failed_card = None
@@ -151,6 +165,7 @@ def board_context(request, *, failed_move=None, moved=None):
             }
         )
     context["columns"] = columns
+    context["empty"] = not any(column["total"] for column in columns)
     return context
 
 
@@ -182,7 +197,8 @@ def board_move(request):
     if not is_htmx(request):
         if failed is None:
             messages.success(request, moved)
-            return redirect("board", tenant_slug=tenant.slug)
+            board_url = reverse("board", args=[tenant.slug])
+            return redirect(f"{board_url}?scope=mine" if board_scope(request) == "mine" else board_url)
         return render(request, "lifecycle/board.html", board_context(request, failed_move=failed), status=400)
     # htmx swaps the board in place; a failed move shows its errors on the card it came from.
     return render(request, "lifecycle/_board.html", board_context(request, failed_move=failed, moved=moved))

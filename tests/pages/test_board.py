@@ -3,6 +3,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from csplatform.customers.models import Account
 from lifecycle.models import AccountStage, StageTransition, TransitionKind
 
 from ..factories import AccountFactory
@@ -165,3 +166,55 @@ def test_board_figures_are_kept_between_requests_until_a_move_forgets_them(signe
     signed_in.post("/t/alpha/board/move/", {"account": mover.pk, "stage": "adoption", "reason": "Kickoff call done"})
     html = signed_in.get("/t/alpha/board/").content.decode()
     assert "Arrived Meanwhile" in column(html, "onboarding") and "Mover" in column(html, "adoption")
+
+
+def test_my_accounts_shows_only_my_cards_counts_and_moves_and_a_move_keeps_the_scope(
+    signed_in, tenant, stages, alice, bob
+):
+    mine = [AccountFactory(tenant=tenant, name=f"Mine {n}", owner=alice) for n in range(2)]
+    theirs = AccountFactory(tenant=tenant, name="Bob's", owner=bob)
+    for account in (*mine, theirs):
+        place(account, stages["onboarding"])
+    AccountFactory.create_batch(13, tenant=tenant, owner=alice)  # not in a stage: no card
+
+    html = signed_in.get("/t/alpha/board/?scope=mine").content.decode()
+    onboarding = column(html, "onboarding")
+    assert "Mine 0" in onboarding and "Mine 1" in onboarding and "Bob&#x27;s" not in onboarding
+    assert '<span class="count">2</span>' in onboarding
+    assert '?scope=mine" aria-current="true">My accounts</a>' in html
+    assert "Bob&#x27;s" in column(signed_in.get("/t/alpha/board/").content.decode(), "onboarding")
+
+    response = signed_in.post(
+        "/t/alpha/board/move/",
+        {"account": mine[0].pk, "stage": "adoption", "reason": "Live", "scope": "mine"},
+        HTTP_HX_REQUEST="true",
+    )
+    moved = response.content.decode()
+    assert "Mine 0" in column(moved, "adoption") and "Bob&#x27;s" not in moved
+    assert 'name="scope" value="mine"' in moved
+    assert "This week: <strong>1</strong> in" in column(moved, "adoption")
+    plain = signed_in.post(
+        "/t/alpha/board/move/", {"account": mine[1].pk, "stage": "adoption", "reason": "Live", "scope": "mine"}
+    )
+    assert plain.status_code == 302 and plain["Location"] == "/t/alpha/board/?scope=mine"
+
+
+def test_my_accounts_without_any_says_so_and_links_every_account(client, bob, tenant, stages):
+    place(AccountFactory(tenant=tenant, name="Someone Else's"), stages["onboarding"])
+    client.force_login(bob)
+
+    html = client.get("/t/alpha/board/?scope=mine").content.decode()
+
+    assert "No accounts are assigned to you" in html and "Someone Else" not in html
+
+
+def test_my_accounts_runs_the_same_number_of_queries_for_few_and_many_accounts(signed_in, tenant, stages, alice):
+    make_accounts(tenant, stages, 3)
+    Account.objects.for_tenant(tenant).update(owner=alice)
+    signed_in.get("/t/alpha/board/?scope=mine")
+    few = queries_per_request(signed_in, "/t/alpha/board/?scope=mine", tenant)
+    make_accounts(tenant, stages, 90, prefix="More")
+    Account.objects.for_tenant(tenant).update(owner=alice)
+
+    assert queries_per_request(signed_in, "/t/alpha/board/?scope=mine", tenant) == few
+    assert "scope=mine\">19 more in the portfolio" in signed_in.get("/t/alpha/board/?scope=mine").content.decode()
