@@ -41,7 +41,8 @@ def board_summary(tenant, owner=None):
 
     One query each, computed at most once a minute (see tenancy.summaries).
     """
-    mine = {} if owner is None else {"account__owner": owner}
+    # The owner's accounts, from rows that name their account and from the accounts themselves.
+    mine, own = ({}, {}) if owner is None else ({"account__owner": owner}, {"owner": owner})
     counts = {}
     for row in (
         AccountStage.objects.for_tenant(tenant)
@@ -69,7 +70,7 @@ def board_summary(tenant, owner=None):
     # CARDS_PER_STAGE of each column.
     card_ids = (
         Account.objects.for_tenant(tenant)
-        .filter(lifecycle__isnull=False, **({} if owner is None else {"owner": owner}))
+        .filter(lifecycle__isnull=False, **own)
         .annotate(
             place=Window(
                 RowNumber(),
@@ -114,7 +115,7 @@ def worst_health_first(account):
 
 
 def board_scope(request):
-    """"mine" for the member's own accounts, else "all"; a move's form carries the board's scope along."""
+    """The board's scope: "mine" for the member's own accounts, else "all". A move's form carries it along."""
     return "mine" if (request.GET.get("scope") or request.POST.get("scope")) == "mine" else "all"
 
 
