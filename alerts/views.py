@@ -34,18 +34,28 @@ def default_owner_scope(request):
 
 @tenant_page
 def alert_inbox(request):
-    """1. Filters (tab, severity, owner, rule, segment) narrow one queryset.
+    """1. Filters (tab, severity, owner, rule, segment) narrow one queryset; a value that is none of a
+       filter's choices is named as an error beside it, and the other filters still apply.
     2. Counts per tab under the same filters: one grouped query.
     3. The page of alerts with account, owner and rule joined: one query (plus the paginator's count).
     """
     tenant = request.tenant
-    tab = request.GET.get("tab") if request.GET.get("tab") in AlertStatus.values else AlertStatus.OPEN
-    severity = request.GET.get("severity") if request.GET.get("severity") in Severity.values else ""
-    owner = request.GET.get("owner") if request.GET.get("owner") in ("mine", "all") else default_owner_scope(request)
+    errors = {}
+
+    def chosen(name, choices, default=None):
+        """What the query's value for `name` means among `choices` ({value: meaning}), else `default`."""
+        value = request.GET.get(name, "")
+        if value and value not in choices:
+            errors[name] = f"Select a valid choice. {value} is not one of the available choices."
+        return choices.get(value, default)
+
+    tab = chosen("tab", {value: value for value in AlertStatus.values}, AlertStatus.OPEN)
+    severity = chosen("severity", {value: value for value in Severity.values}, "")
+    owner = chosen("owner", {"mine": "mine", "all": "all"}, default_owner_scope(request))
     rules = list(AlertRule.objects.for_tenant(tenant).only("pk", "name"))
-    rule = next((r for r in rules if str(r.pk) == request.GET.get("rule")), None)
+    rule = chosen("rule", {str(r.pk): r for r in rules})
     segments = list(Segment.objects.for_tenant(tenant).only("pk", "key", "name"))
-    segment = next((s for s in segments if s.key == request.GET.get("segment")), None)
+    segment = chosen("segment", {s.key: s for s in segments})
 
     alerts = alert_rows(tenant)
     if severity:
@@ -78,6 +88,7 @@ def alert_inbox(request):
         "severities": Severity.choices,
         "rules": rules,
         "segments": segments,
+        "errors": errors,
         "can_change": can_change(request),
         "show_account": True,
     }

@@ -139,6 +139,19 @@ def test_inbox_filters_by_segment_and_keeps_it_on_the_tabs(signed_in, tenant, al
     assert "?tab=resolved&amp;owner=all&amp;segment=rockets" in html
     everyone = signed_in.get("/t/alpha/alerts/?owner=all&segment=nonesuch").content.decode()
     assert "Acme logins dropped" in everyone and "Globex seats unused" in everyone
+    assert "Select a valid choice. nonesuch is not one of the available choices." in everyone
+
+
+def test_inbox_names_each_filter_value_it_does_not_know_and_still_applies_the_others(signed_in, tenant, acme):
+    make_alert(acme, title="Churn risk now", severity="critical")
+    make_alert(acme, title="Card expiring soon", severity="info")
+
+    html = signed_in.get("/t/alpha/alerts/?severity=critical&rule=999999&owner=nobody&tab=archived").content.decode()
+
+    assert "Churn risk now" in html and "Card expiring soon" not in html
+    for value in ("999999", "nobody", "archived"):
+        assert f"Select a valid choice. {value} is not one of the available choices." in html
+    assert "<script>" not in signed_in.get("/t/alpha/alerts/?rule=<script>").content.decode()
 
 
 def test_acknowledge_in_place_returns_the_updated_row(as_bob, bob, acme):
