@@ -256,9 +256,10 @@ SOURCES = (
 )
 
 
-def account_activity(*, tenant, account, kinds=tuple(KINDS), cursor=None, limit=50):
-    """`(entries, more)`: the account's `limit` latest entries of `kinds` after `cursor`, newest first, and
-    whether older ones remain. One query per source of the kinds asked."""
+def account_activity(*, tenant, account, kinds=(), cursor=None, limit=50):
+    """`(entries, more)`: the account's `limit` latest entries of `kinds` (none named: every kind) after
+    `cursor`, newest first, and whether older ones remain. One query per source of the kinds asked."""
+    kinds = kinds or tuple(KINDS)
     entries = []
     for source, (kind, read) in enumerate(SOURCES):
         if kind in kinds:

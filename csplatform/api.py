@@ -97,7 +97,7 @@ class AccountActivityView(TenantAPIView):
         query = ActivityQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         entries, more = account_activity(
-            tenant=self.tenant, account=account, kinds=query.validated_data.get("kind") or tuple(KINDS),
+            tenant=self.tenant, account=account, kinds=query.validated_data.get("kind", ()),
             cursor=query.validated_data.get("before"), limit=query.validated_data.get("page_size", ACTIVITY_PAGE_SIZE),
         )
         after = replace_query_param(request.build_absolute_uri(), "before", entries[-1].cursor) if more else None

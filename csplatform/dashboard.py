@@ -85,9 +85,8 @@ class PortfolioFilterSet(AccountFilterSet):
     class Meta(AccountFilterSet.Meta):
         fields = [*AccountFilterSet.Meta.fields, "segment"]
 
-    def __init__(self, data=None, queryset=None, *, tenant, segments, **kwargs):
-        super().__init__(data, queryset, tenant=tenant, **kwargs)
-        self.tenant = tenant
+    def __init__(self, data=None, queryset=None, *, segments, **kwargs):
+        super().__init__(data, queryset, **kwargs)
         self.segment_ids = {}
         choices = []
         for segment in segments:
@@ -312,7 +311,7 @@ def account_activity_page(request, account_id):
         return render(request, "customers/account_activity.html", context, status=400)
     kinds = form.cleaned_data["kind"]
     context["entries"], context["more"] = account_activity(
-        tenant=tenant, account=account, kinds=kinds or tuple(KINDS), cursor=form.cleaned_data["before"],
+        tenant=tenant, account=account, kinds=kinds, cursor=form.cleaned_data["before"],
         limit=ACTIVITY_PAGE_SIZE,
     )
     context["filtered"] = bool(kinds)

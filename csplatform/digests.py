@@ -22,6 +22,7 @@ from alerts.notifications import notifications_enqueue
 from csplatform.customers.models import Account
 from csplatform.tenancy.models import Membership, Role
 from csplatform.tenancy.rls import dangerously_bypass_rls, tenant_context
+from csplatform.tenancy.timezones import local_day_start
 from playbooks.models import Task
 from playbooks.scheduling import working_hours
 
@@ -72,7 +73,7 @@ def section(heading, rows, total, more_url):
 def digest_build(*, tenant, membership, day):
     """The member's digest for their local `day`, or None when there is nothing for them to act on."""
     user, (zone, _, _) = membership.user, working_hours(tenant, membership)
-    end_of_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
+    end_of_day = local_day_start(day + dt.timedelta(days=1), zone)
     alerts = (
         Alert.objects.for_tenant(tenant)
         .filter(account__owner=user, status=AlertStatus.OPEN)

@@ -22,14 +22,14 @@ def member_digest(request, pk):
     membership = own_or_administered(request, pk)
     if membership is None:
         return forbidden(request)
-    zone, _, _ = working_hours(request.tenant, membership)
+    zone, _, workdays = working_hours(request.tenant, membership)
     day = timezone.now().astimezone(zone).date()
     context = {
         "membership": membership,
         "zone": zone,
         "own": membership.pk == request.membership.pk,
         "day": day,
-        "working_day": day.weekday() in membership.work_days,
+        "working_day": day.weekday() in workdays,
         "receives": membership.role in DIGEST_ROLES,
         "digest": digest_build(tenant=request.tenant, membership=membership, day=day),
     }

@@ -1,7 +1,6 @@
 """The portfolio as a CSV file: the rows a CSM filtered, for a spreadsheet, a QBR deck or a CRM import."""
 
-import csv
-
+from csplatform.spreadsheets import as_text, line_writer
 from csplatform.sql import OneOf
 from csplatform.tenancy.rls import tenant_context
 
@@ -9,21 +8,7 @@ from .models import Colour
 
 # Rows read per query: the file streams in constant memory whatever the portfolio's size.
 CSV_CHUNK = 5000
-# Spreadsheets run a cell that starts with one of these as a formula (OWASP's "CSV injection").
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 COLOUR_NAMES = dict(Colour.choices)
-
-
-class _Echo:
-    """A file whose write() hands the line back, so csv.writer formats a line without buffering the file."""
-
-    def write(self, value):
-        return value
-
-
-def as_text(value):
-    """Free text as a cell a spreadsheet shows rather than runs: a leading quote before a formula's first sign."""
-    return f"'{value}" if value.startswith(FORMULA_STARTS) else value
 
 
 def number(value, places):
@@ -93,7 +78,7 @@ def portfolio_csv_lines(tenant, accounts, ids, link, zone):
     needs to read UTF-8. A streamed response runs this after the view has
     returned, so it sets the tenant itself.
     """
-    writer = csv.writer(_Echo())
+    writer = line_writer()
     yield "\ufeff" + writer.writerow(portfolio_csv_header(zone))
     with tenant_context(tenant):
         for start in range(0, len(ids), CSV_CHUNK):

@@ -9,15 +9,13 @@ from .models import Colour
 class HealthOverrideForm(forms.Form):
     """A CSM's own judgement of an account's health: a score, a colour or both, with the reason."""
 
+    prefix = "override"
     score = forms.FloatField(label="Score (0–100)", required=False, min_value=0, max_value=100)
     colour = forms.ChoiceField(label="Colour", required=False, choices=[("", "From the score"), *Colour.choices])
     reason = forms.CharField(label="Reason", widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
     expires_on = forms.DateField(
         label="Until (optional)", required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, prefix="override", **kwargs)
 
     def clean_expires_on(self):
         day = self.cleaned_data["expires_on"]

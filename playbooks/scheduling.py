@@ -3,7 +3,7 @@
 import datetime as dt
 import zoneinfo
 
-from csplatform.tenancy.timezones import member_zone
+from csplatform.tenancy.timezones import member_zone, tenant_zone
 
 DEFAULT_HOURS = (9, 17)
 WORKDAYS = frozenset(range(5))  # Monday to Friday
@@ -37,7 +37,7 @@ def working_hours(tenant, membership=None):
     A member without a time zone of their own works in the tenant's.
     """
     if membership is None:
-        return zoneinfo.ZoneInfo(tenant.timezone), DEFAULT_HOURS, WORKDAYS
+        return tenant_zone(tenant), DEFAULT_HOURS, WORKDAYS
     hours = (membership.work_start_hour, membership.work_end_hour)
     return member_zone(tenant, membership), hours, frozenset(membership.work_days)
 

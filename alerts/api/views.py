@@ -1,5 +1,3 @@
-import csv
-
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count, Q
 from django.http import StreamingHttpResponse
@@ -9,6 +7,7 @@ from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from csplatform.spreadsheets import line_writer
 from csplatform.tenancy.api.authentication import acting_user
 from csplatform.tenancy.api.viewsets import TenantModelViewSet, TenantReadOnlyViewSet
 from csplatform.tenancy.models import Scope
@@ -36,15 +35,8 @@ CSV_COLUMNS = [
 ]
 
 
-class _Echo:
-    """A file-like object whose write() hands the line back, for streaming csv.writer output."""
-
-    def write(self, value):
-        return value
-
-
 def _csv_lines(tenant, segment, memberships):
-    writer = csv.writer(_Echo())
+    writer = line_writer()
     with tenant_context(tenant):
         yield writer.writerow(CSV_COLUMNS)
         for member in memberships.iterator(chunk_size=2000):

@@ -89,6 +89,7 @@ class AccountFilterSet(django_filters.FilterSet):
         super().__init__(data, queryset, **kwargs)
         self.filters["stage"].extra["choices"] = list(stages)
         self.filters["health"].extra["choices"] = [*colours, (UNSCORED, "Not scored")]
+        self.tenant = tenant
         self.user = user
         self.today = today
         self.filters["plan"].extra["choices"] = [(plan, plan.title()) for plan in plans]

@@ -26,9 +26,9 @@ def tenant_day(tenant, field_name):
 
 def day_start(tenant, day):
     """Midnight of `day` in the tenant's zone, as an aware datetime."""
-    return dt.datetime.combine(day, dt.time.min, tzinfo=tenant_zone(tenant))
+    return local_day_start(day, tenant_zone(tenant))
 
 
-def local_day_start(day):
-    """Midnight of `day` in the active time zone (a page's: its reader's), as an aware datetime."""
-    return dt.datetime.combine(day, dt.time.min, tzinfo=timezone.get_current_timezone())
+def local_day_start(day, zone=None):
+    """Midnight of `day` in `zone`, else in the active time zone (a page's: its reader's), as an aware datetime."""
+    return dt.datetime.combine(day, dt.time.min, tzinfo=zone or timezone.get_current_timezone())
