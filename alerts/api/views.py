@@ -7,7 +7,7 @@ from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from csplatform.spreadsheets import line_writer
+from csplatform.spreadsheets import as_text, line_writer
 from csplatform.tenancy.api.authentication import acting_user
 from csplatform.tenancy.api.viewsets import TenantModelViewSet, TenantReadOnlyViewSet
 from csplatform.tenancy.models import Scope
@@ -41,12 +41,13 @@ def _csv_lines(tenant, segment, memberships):
         yield writer.writerow(CSV_COLUMNS)
         for member in memberships.iterator(chunk_size=2000):
             account, contact = member.account, member.contact
+            # Free text that a spreadsheet would run as a formula gets a leading quote, as in the portfolio's file.
             yield writer.writerow([
-                segment.key, account.pk, account.external_id, account.name,
-                account.owner.email if account.owner_id else "", account.plan, account.mrr,
-                contact.pk if contact else "", contact.external_id if contact else "",
-                contact.email if contact else "", contact.name if contact else "", contact.role if contact else "",
-                member.entered_at.isoformat(),
+                segment.key, account.pk, as_text(account.external_id), as_text(account.name),
+                account.owner.email if account.owner_id else "", as_text(account.plan), account.mrr,
+                contact.pk if contact else "", as_text(contact.external_id) if contact else "",
+                as_text(contact.email) if contact else "", as_text(contact.name) if contact else "",
+                contact.role if contact else "", member.entered_at.isoformat(),
             ])
 
 

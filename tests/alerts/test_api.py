@@ -55,6 +55,24 @@ def test_segment_members_are_listed_filtered_counted_and_exported(api, tenant, b
     assert AuditLogEntry.objects.for_tenant(tenant).filter(action="segment.created").count() == 1
 
 
+def test_the_segment_export_quotes_cells_a_spreadsheet_would_run_as_formulas(api, tenant):
+    account = AccountFactory(tenant=tenant, name='=HYPERLINK("http://evil.example","Big Co")', mrr=5000)
+    ContactFactory(account=account, name="+cmd|' /C calc'!A0", email="champ@customer.example")
+    api.post(
+        "/api/v1/segments/",
+        {"key": "champs", "name": "Champions", "subject": "contact", "criteria_text": "account.mrr >= 1000"},
+        format="json",
+    )
+    segments_refresh(tenant=tenant, account_ids=all_ids(tenant))
+
+    body = b"".join(api.get("/api/v1/segments/champs/export/").streaming_content).decode()
+    [row] = list(csv.DictReader(io.StringIO(body)))
+
+    assert row["account_name"] == '\'=HYPERLINK("http://evil.example","Big Co")'
+    assert row["contact_name"] == "'+cmd|' /C calc'!A0"
+    assert row["contact_email"] == "champ@customer.example"
+
+
 def test_a_contact_segment_lists_its_contacts(api, tenant):
     account = AccountFactory(tenant=tenant)
     admin = ContactFactory(account=account, role="administrator")
