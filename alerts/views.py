@@ -8,10 +8,10 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Exists, Min, OuterRef
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from csplatform.tenancy.decorators import back_to, can_change, forbidden_for_viewers, tenant_page
+from csplatform.tenancy.decorators import back_to, can_change, object_to_change, tenant_page
 from lifecycle.views import is_htmx
 
 from .models import Alert, AlertRule, AlertStatus, Segment, SegmentMembership, Severity
@@ -130,9 +130,7 @@ def account_segments_context(request, account):
 def _act(request, alert_id, service, done):
     """Run `service` on the tenant's alert, then answer with its row (htmx) or a redirect back."""
     tenant = request.tenant
-    alert = get_object_or_404(Alert.objects.for_tenant(tenant), pk=alert_id)
-    if not can_change(request):
-        return forbidden_for_viewers(request)
+    alert = object_to_change(request, Alert.objects.for_tenant(tenant), alert_id)
     note = request.POST.get("note", "").strip()
     error = None
     try:

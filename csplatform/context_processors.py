@@ -1,4 +1,5 @@
-"""Counts beside the main navigation: what a member should look at next.
+"""What the main navigation tells a member: counts of what to look at next, and whether a daily digest
+comes to them (its link).
 
 The counts are lazy, so a page that does not draw the navigation pays no
 query; each is bounded, so a tenant with 100k open alerts costs the same.
@@ -11,6 +12,7 @@ from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
 
 from alerts.models import Alert, AlertStatus
+from csplatform.digests import DIGEST_ROLES
 from csplatform.tenancy.models import Role
 from csplatform.tenancy.timezones import local_day_start
 from playbooks.models import Task
@@ -47,4 +49,7 @@ def _counts(request):
 def nav_counts(request):
     if getattr(request, "tenant", None) is None or getattr(request, "membership", None) is None:
         return {}
-    return {"nav_counts": SimpleLazyObject(lambda: _counts(request))}
+    return {
+        "nav_counts": SimpleLazyObject(lambda: _counts(request)),
+        "receives_digest": request.membership.role in DIGEST_ROLES,
+    }

@@ -32,7 +32,7 @@ from csplatform.customers.views import (
     sort_headers,
     usage_per_day,
 )
-from csplatform.tenancy.decorators import can_change, forbidden_for_viewers, tenant_page
+from csplatform.tenancy.decorators import object_to_change, tenant_page
 from csplatform.tenancy.models import User
 from csplatform.tenancy.summaries import tenant_summaries_forget, tenant_summary
 from csplatform.tenancy.timezones import tenant_today
@@ -257,9 +257,7 @@ def account_detail(request, account_id):
 def account_health_override(request, account_id):
     """Set or remove the account's health override; CSMs and admins only."""
     tenant = request.tenant
-    account = get_object_or_404(Account.objects.for_tenant(tenant), pk=account_id)
-    if not can_change(request):
-        return forbidden_for_viewers(request)
+    account = object_to_change(request, Account.objects.for_tenant(tenant), account_id)
     if request.POST.get("action") == "clear":
         if health_override_clear(tenant=tenant, account=account, actor=request.user):
             tenant_summaries_forget(tenant)

@@ -6,13 +6,13 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, F, Window
 from django.db.models.functions import RowNumber
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from csplatform.customers.models import Account
-from csplatform.tenancy.decorators import can_change, forbidden_for_viewers, tenant_page
+from csplatform.tenancy.decorators import can_change, object_to_change, refuse_viewers, tenant_page
 from csplatform.tenancy.summaries import tenant_summaries_forget, tenant_summary
 from csplatform.tenancy.timezones import tenant_today
 
@@ -178,8 +178,7 @@ def board(request):
 @tenant_page
 @require_POST
 def board_move(request):
-    if not can_change(request):
-        return forbidden_for_viewers(request)
+    refuse_viewers(request)
     tenant = request.tenant
     form = BoardMoveForm(request.POST, tenant=tenant)
     moved = None
@@ -249,9 +248,7 @@ def account_lifecycle_context(request, account, *, form=None, stages=None):
 @require_POST
 def account_move(request, account_id):
     tenant = request.tenant
-    account = get_object_or_404(Account.objects.for_tenant(tenant), pk=account_id)
-    if not can_change(request):
-        return forbidden_for_viewers(request)
+    account = object_to_change(request, Account.objects.for_tenant(tenant), account_id)
     stages = stages_in_order(tenant=tenant)
     form = MoveStageForm(request.POST, tenant=tenant, stages=stages)
     if form.is_valid():

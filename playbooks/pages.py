@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from csplatform.customers.models import Account
-from csplatform.tenancy.decorators import back_to, can_change, forbidden_for_viewers, tenant_page
+from csplatform.tenancy.decorators import back_to, can_change, object_to_change, tenant_page
 from csplatform.tenancy.models import Role, User
 from csplatform.tenancy.timezones import local_day_start
 from lifecycle.views import is_htmx
@@ -86,9 +86,7 @@ def my_tasks(request):
 @require_POST
 def task_complete_page(request, task_id):
     tenant = request.tenant
-    task = get_object_or_404(Task.objects.for_tenant(tenant), pk=task_id)
-    if not can_change(request):
-        return forbidden_for_viewers(request)
+    task = object_to_change(request, Task.objects.for_tenant(tenant), task_id)
     task_complete(tenant=tenant, task=task, user=request.user)
     if is_htmx(request):
         context = {
@@ -178,9 +176,7 @@ def outbox_email(request, email_id):
 def outbox_decide(request, email_id):
     """Approve (with any edits), save edits, or skip an email waiting for review."""
     tenant = request.tenant
-    email = get_object_or_404(email_rows(tenant).select_related("contact"), pk=email_id)
-    if not can_change(request):
-        return forbidden_for_viewers(request)
+    email = object_to_change(request, email_rows(tenant).select_related("contact"), email_id)
     action = request.POST.get("action")
     changes = {}
     if action in ("approve", "edit") and "subject" in request.POST:
@@ -289,9 +285,7 @@ def account_redirect(tenant, account):
 @require_POST
 def account_playbook_start(request, account_id):
     tenant = request.tenant
-    account = get_object_or_404(Account.objects.for_tenant(tenant), pk=account_id)
-    if not can_change(request):
-        return forbidden_for_viewers(request)
+    account = object_to_change(request, Account.objects.for_tenant(tenant), account_id)
     playbook = Playbook.objects.for_tenant(tenant).filter(pk=request.POST.get("playbook") or None).first()
     if playbook is None:
         messages.error(request, "Choose a playbook to start.")
@@ -309,9 +303,7 @@ def account_playbook_start(request, account_id):
 @require_POST
 def account_task_add(request, account_id):
     tenant = request.tenant
-    account = get_object_or_404(Account.objects.for_tenant(tenant), pk=account_id)
-    if not can_change(request):
-        return forbidden_for_viewers(request)
+    account = object_to_change(request, Account.objects.for_tenant(tenant), account_id)
     form = TaskAddForm(request.POST, members=User.objects.members_of(tenant))
     if not form.is_valid():
         problems = " ".join(f"{form[name].label}: {' '.join(errors)}" for name, errors in form.errors.items())

@@ -9,15 +9,14 @@ only customer data, and so do the notes pages, which live here.
 import datetime as dt
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery, Sum
-from django.http import HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from csplatform.tenancy.decorators import back_to, can_change, forbidden_for_viewers, tenant_page
+from csplatform.tenancy.decorators import back_to, can_change, refuse_viewers, tenant_page
 from csplatform.tenancy.models import Role, User
 
 from .forms import NoteAddForm, NoteForm, OwnerAssignForm
@@ -141,8 +140,7 @@ def account_notes_page(request, account_id):
     account = get_object_or_404(Account.objects.for_tenant(tenant), pk=account_id)
     form, status = NoteAddForm.blank(), 200
     if request.method == "POST":
-        if not can_change(request):
-            return forbidden_for_viewers(request)
+        refuse_viewers(request)
         form = NoteAddForm(request.POST)
         if form.is_valid():
             data = form.cleaned_data
@@ -164,25 +162,21 @@ def account_notes_page(request, account_id):
 
 
 def _editable_note(request, account_id, note_id):
-    """The note, 404 outside the tenant or the account; None when the member may not change it."""
+    """The note, 404 outside the tenant or the account, 403 when the member may not change it."""
     note = get_object_or_404(
         AccountNote.objects.for_tenant(request.tenant).select_related("account", "author"),
         pk=note_id,
         account_id=account_id,
     )
-    return note if may_edit(request, note) else None
-
-
-def only_the_author(request):
-    return HttpResponseForbidden("Only the note's author or an admin can change it.")
+    if not may_edit(request, note):
+        raise PermissionDenied("Only the note's author or an admin can change it.")
+    return note
 
 
 @tenant_page
 def account_note_edit(request, account_id, note_id):
     tenant = request.tenant
     note = _editable_note(request, account_id, note_id)
-    if note is None:
-        return only_the_author(request)
     form = NoteForm(request.POST or None, initial={"body": note.body, "pinned": note.pinned})
     if request.method == "POST" and form.is_valid():
         note_update(tenant=tenant, note=note, body=form.cleaned_data["body"], pinned=form.cleaned_data["pinned"])
@@ -197,8 +191,6 @@ def account_note_edit(request, account_id, note_id):
 def account_note_delete(request, account_id, note_id):
     tenant = request.tenant
     note = _editable_note(request, account_id, note_id)
-    if note is None:
-        return only_the_author(request)
     note_delete(tenant=tenant, note=note)
     messages.success(request, "Note deleted.")
     return redirect(back_to(request, notes_url(tenant, note.account)))
@@ -224,7 +216,7 @@ def accounts_assign(request):
     tenant = request.tenant
     portfolio = reverse("portfolio", kwargs={"tenant_slug": tenant.slug})
     if not can_assign(request):
-        return HttpResponseForbidden("Only admins assign accounts to owners.")
+        raise PermissionDenied("Only admins assign accounts to owners.")
     form = OwnerAssignForm(request.POST, members=User.objects.members_of(tenant))
     if not form.is_valid():
         messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))

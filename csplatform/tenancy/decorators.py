@@ -1,7 +1,9 @@
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponseForbidden
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -53,8 +55,21 @@ def can_change(request):
     return request.membership.role in EDITOR_ROLES
 
 
-def forbidden_for_viewers(request):
-    return HttpResponseForbidden("Your role in this tenant can look but not change anything.")
+def refuse_viewers(request):
+    """Answer 403 (the 403 page, naming the reason) unless the member may change accounts."""
+    if not can_change(request):
+        raise PermissionDenied("Your role in this tenant can look but not change anything.")
+
+
+def object_to_change(request, queryset, pk):
+    """The object `pk` of the tenant-scoped `queryset`, for a member who may change it.
+
+    The lookup comes first, so another tenant's id answers 404 whatever the
+    member's role, and a viewer learns nothing from a 403 about ids it cannot see.
+    """
+    instance = get_object_or_404(queryset, pk=pk)
+    refuse_viewers(request)
+    return instance
 
 
 def back_to(request, fallback):

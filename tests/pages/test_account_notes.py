@@ -175,7 +175,9 @@ def test_a_note_whose_author_left_still_reads_and_only_admins_change_it(client, 
     client.force_login(bob)
 
     assert "A former member" in html(client.get(page_url(account)))
-    assert client.post(page_url(account, f"notes/{note.pk}/"), {"body": "x"}).status_code == 403
+    refused = client.post(page_url(account, f"notes/{note.pk}/"), {"body": "x"})
+    assert refused.status_code == 403
+    assert "Only the note&#x27;s author or an admin can change it." in html(refused)
 
 
 def test_the_notes_page_pages_through_fifty_at_a_time(client, alice, account):

@@ -133,6 +133,8 @@ def test_a_viewer_sees_no_actions_and_cannot_move_or_override(client, viv, accou
     move = client.post(f"/t/alpha/accounts/{account.pk}/move/", {"stage": "adoption", "reason": "x"})
     override = client.post(f"/t/alpha/accounts/{account.pk}/health/", {"override-colour": "green", "override-reason": "x"})
     assert (move.status_code, override.status_code) == (403, 403)
+    assert "Your role in this tenant can look but not change anything." in move.content.decode()
+    assert "Go to your start page" in move.content.decode()
     assert AccountStage.objects.for_tenant(account.tenant).get(account=account).stage == stages["onboarding"]
     assert not HealthScore.objects.for_tenant(account.tenant).get(account=account).has_override
 
@@ -141,6 +143,12 @@ def test_actions_on_another_tenants_account_are_not_found(signed_in, other_tenan
     foreign = AccountFactory(tenant=other_tenant)
     assert signed_in.post(f"/t/alpha/accounts/{foreign.pk}/move/", {"stage": "adoption", "reason": "x"}).status_code == 404
     assert signed_in.post(f"/t/alpha/accounts/{foreign.pk}/health/", {"override-colour": "green"}).status_code == 404
+
+
+def test_a_viewer_posting_to_another_tenants_account_is_told_not_found_not_forbidden(client, viv, other_tenant):
+    foreign = AccountFactory(tenant=other_tenant)
+    client.force_login(viv)
+    assert client.post(f"/t/alpha/accounts/{foreign.pk}/move/", {"stage": "adoption", "reason": "x"}).status_code == 404
 
 
 def test_usage_chart_data_is_embedded_as_json_and_drawn_by_a_static_script(signed_in, account):
