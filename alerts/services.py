@@ -554,37 +554,71 @@ def alert_raise(*, tenant, account, title, severity, details=None, source="", de
     return alert
 
 
-def _locked(tenant, alert):
-    return Alert.objects.for_tenant(tenant).select_for_update().get(pk=alert.pk)
+def _alerts_change(tenant, alert_ids, statuses, changes, note):
+    """Apply `changes` (and `note`, unless blank) to those of the tenant's alerts `alert_ids` whose status is
+    one of `statuses`, and return their ids; the rows are locked in id order first, so that two members acting
+    on overlapping selections take turns and the second skips what the first changed."""
+    ids = list(
+        Alert.objects.for_tenant(tenant)
+        .filter(OneOf("pk", sorted(set(alert_ids))), status__in=statuses)
+        .select_for_update()
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if ids:
+        Alert.objects.for_tenant(tenant).filter(OneOf("pk", ids)).update(**changes, **({"note": note} if note else {}))
+    return ids
+
+
+def _member_or_none(user):
+    # An API key acts without a user of its own.
+    return user if getattr(user, "pk", None) else None
+
+
+@transaction.atomic
+def alerts_acknowledge(*, tenant, alert_ids, user, note=""):
+    """Someone is on them: those of the alerts that are open become acknowledged. Returns their ids."""
+    changes = {
+        "status": AlertStatus.ACKNOWLEDGED,
+        "acknowledged_by": _member_or_none(user),
+        "acknowledged_at": timezone.now(),
+    }
+    return _alerts_change(tenant, alert_ids, [AlertStatus.OPEN], changes, note)
+
+
+@transaction.atomic
+def alerts_resolve(*, tenant, alert_ids, user, note=""):
+    """Close by hand those of the alerts that are open or acknowledged, with a note on what was done.
+
+    Returns their ids; each emits alert.resolved.
+    """
+    changes = {
+        "status": AlertStatus.RESOLVED,
+        "resolution": Resolution.MANUAL,
+        "resolved_by": _member_or_none(user),
+        "resolved_at": timezone.now(),
+    }
+    ids = _alerts_change(tenant, alert_ids, [AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED], changes, note)
+    alert_webhooks_emit(tenant=tenant, resolved=ids)
+    return ids
+
+
+def _stored(tenant, alert):
+    return Alert.objects.for_tenant(tenant).get(pk=alert.pk)
 
 
 @transaction.atomic
 def alert_acknowledge(*, tenant, alert, user, note=""):
-    """Someone is on it: open -> acknowledged."""
-    alert = _locked(tenant, alert)
-    if alert.status != AlertStatus.OPEN:
-        raise ValidationError({"status": f"Only an open alert can be acknowledged; this one is {alert.status}."})
-    alert.status = AlertStatus.ACKNOWLEDGED
-    alert.acknowledged_by = user if getattr(user, "pk", None) else None
-    alert.acknowledged_at = timezone.now()
-    if note:
-        alert.note = note
-    alert.save(update_fields=["status", "acknowledged_by", "acknowledged_at", "note"])
-    return alert
+    """One alert: open -> acknowledged; any other status is an error naming it. Returns the alert as stored."""
+    if not alerts_acknowledge(tenant=tenant, alert_ids=[alert.pk], user=user, note=note):
+        status = _stored(tenant, alert).status
+        raise ValidationError({"status": f"Only an open alert can be acknowledged; this one is {status}."})
+    return _stored(tenant, alert)
 
 
 @transaction.atomic
 def alert_resolve(*, tenant, alert, user, note=""):
-    """Close an open or acknowledged alert by hand, with a note on what was done."""
-    alert = _locked(tenant, alert)
-    if alert.status == AlertStatus.RESOLVED:
+    """One alert, open or acknowledged, closed by hand; a resolved one is an error. Returns it as stored."""
+    if not alerts_resolve(tenant=tenant, alert_ids=[alert.pk], user=user, note=note):
         raise ValidationError({"status": "The alert is already resolved."})
-    alert.status = AlertStatus.RESOLVED
-    alert.resolution = Resolution.MANUAL
-    alert.resolved_by = user if getattr(user, "pk", None) else None
-    alert.resolved_at = timezone.now()
-    if note:
-        alert.note = note
-    alert.save(update_fields=["status", "resolution", "resolved_by", "resolved_at", "note"])
-    alert_webhooks_emit(tenant=tenant, resolved=[alert.pk])
-    return alert
+    return _stored(tenant, alert)

@@ -9,13 +9,16 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Exists, Min, OuterRef
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from csplatform.tenancy.decorators import back_to, can_change, object_to_change, tenant_page
+from csplatform.tenancy.decorators import back_to, can_change, object_to_change, refuse_viewers, tenant_page
 from lifecycle.views import is_htmx
 
+from .forms import AlertsBulkForm
 from .models import Alert, AlertRule, AlertStatus, Segment, SegmentMembership, Severity
-from .services import alert_acknowledge, alert_resolve
+from .services import alert_acknowledge, alert_resolve, alerts_acknowledge, alerts_resolve
 
 INBOX_PAGE_SIZE = 50
 TABS = [(status.value, status.label) for status in AlertStatus]
@@ -90,6 +93,8 @@ def alert_inbox(request):
         "segments": segments,
         "errors": errors,
         "can_change": can_change(request),
+        # Rows are ticked for the bulk actions; a resolved alert has none left.
+        "bulk": can_change(request) and tab != AlertStatus.RESOLVED,
         "show_account": True,
     }
     return render(request, "alerts/inbox.html", context)
@@ -141,6 +146,7 @@ def _act(request, alert_id, service, done):
         context = {
             "alert": alert_rows(tenant).get(pk=alert.pk),
             "can_change": True,
+            "bulk": request.POST.get("context") != "account",
             "show_account": request.POST.get("context") != "account",
             "row_context": request.POST.get("context", ""),
             "done": None if error else done,
@@ -164,3 +170,42 @@ def alert_acknowledge_page(request, alert_id):
 @require_POST
 def alert_resolve_page(request, alert_id):
     return _act(request, alert_id, alert_resolve, "Resolved")
+
+
+# What each bulk action runs, what it says it did, and the state of the alerts it leaves alone.
+BULK_ACTIONS = {
+    "acknowledge": (alerts_acknowledge, "Acknowledged", "not open"),
+    "resolve": (alerts_resolve, "Resolved", "already resolved"),
+}
+
+
+@tenant_page
+@require_POST
+def alerts_bulk_page(request):
+    """Acknowledge or resolve the alerts ticked in the inbox, with one note for all of them.
+
+    Alerts already past that step (someone else was quicker) are left as they
+    are and counted apart; ids that are not the tenant's alerts are counted
+    with them, so the answer tells nothing of other tenants.
+    """
+    refuse_viewers(request)
+    tenant = request.tenant
+    inbox = back_to(request, reverse("alerts", kwargs={"tenant_slug": tenant.slug}))
+    form = AlertsBulkForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
+        return redirect(inbox)
+    service, done, left_alone = BULK_ACTIONS[form.cleaned_data["action"]]
+    selected = set(form.cleaned_data["alert"])
+    changed = len(service(tenant=tenant, alert_ids=selected, user=request.user, note=form.cleaned_data["note"].strip()))
+    if changed == len(selected):
+        messages.success(request, f"{done} {changed} alert{pluralize(changed)}.")
+    else:
+        skipped = len(selected) - changed
+        report = messages.success if changed else messages.error
+        report(
+            request,
+            f"{done} {changed} of the {len(selected)} alerts selected; "
+            f"{skipped} {pluralize(skipped, 'was,were')} {left_alone}.",
+        )
+    return redirect(inbox)

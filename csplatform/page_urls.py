@@ -20,6 +20,7 @@ urlpatterns = [
     path("board/move/", lifecycle_views.board_move, name="board-move"),
     path("reports/", health_views.reports, name="reports"),
     path("alerts/", alert_views.alert_inbox, name="alerts"),
+    path("alerts/bulk/", alert_views.alerts_bulk_page, name="alerts-bulk"),
     path("alerts/<int:alert_id>/acknowledge/", alert_views.alert_acknowledge_page, name="alert-acknowledge"),
     path("alerts/<int:alert_id>/resolve/", alert_views.alert_resolve_page, name="alert-resolve"),
     path("tasks/", playbook_pages.my_tasks, name="tasks"),

@@ -28,15 +28,16 @@ class IdListField(forms.Field):
     """Row ids posted under one name; which rows they may name is the service's business."""
 
     widget = forms.MultipleHiddenInput
+    default_error_messages = {"invalid": "Select rows from the list."}
     largest = 2**63 - 1
 
     def to_python(self, value):
         try:
             ids = [int(item) for item in value or []]
         except (TypeError, ValueError):
-            raise forms.ValidationError("Select accounts from the list.", code="invalid") from None
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
         if any(not 0 < pk <= self.largest for pk in ids):
-            raise forms.ValidationError("Select accounts from the list.", code="invalid")
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
         return ids
 
 
@@ -53,7 +54,9 @@ class OwnerAssignForm(forms.Form):
             "invalid_choice": "Choose a member of this team.",
         },
     )
-    account = IdListField(error_messages={"required": "Select the accounts first."})
+    account = IdListField(
+        error_messages={"required": "Select the accounts first.", "invalid": "Select accounts from the list."}
+    )
 
     def __init__(self, *args, members, **kwargs):
         super().__init__(*args, **kwargs)

@@ -67,6 +67,20 @@ def test_acknowledge_an_alert_in_place(page, work, bob):
     page.screenshot(path=str(SCREENSHOTS / "alerts-acknowledged.png"), full_page=True)
 
 
+def test_select_every_alert_on_the_page_and_resolve_them_with_one_note(page, work):
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Alerts").click()
+    page.wait_for_url("**/t/alpha/alerts/")
+    page.get_by_role("checkbox", name="Select every alert on this page").check()
+    page.get_by_label("Note for the selected alerts").fill("Both handled on the QBR call")
+    page.get_by_role("button", name="Resolve selected").click()
+    page.get_by_role("status").filter(has_text="Resolved 2 alerts.").wait_for()
+    assert "No open alerts on your accounts." in page.inner_text("main")
+    page.screenshot(path=str(SCREENSHOTS / "alerts-bulk-resolved.png"), full_page=True)
+    for alert in work["alerts"].values():
+        alert.refresh_from_db()
+        assert (alert.status, alert.note) == (AlertStatus.RESOLVED, "Both handled on the QBR call")
+
+
 def test_complete_a_task_in_place(page, work, bob):
     task = work["tasks"]["Call the Juniper champion"]
     page.get_by_role("navigation", name="Main").get_by_role("link", name="My tasks").click()

@@ -234,6 +234,103 @@ def test_inbox_query_count_does_not_grow_with_alerts(signed_in, tenant, alice, b
     assert small == large
 
 
+def bulk(client, action, alerts, **fields):
+    data = {"action": action, "alert": [alert.pk for alert in alerts], "next": "/t/alpha/alerts/?owner=all", **fields}
+    return client.post("/t/alpha/alerts/bulk/", data, follow=True)
+
+
+def statuses(*alerts):
+    return [Alert.objects.for_tenant(alert.tenant).get(pk=alert.pk).status for alert in alerts]
+
+
+def test_the_inbox_offers_a_checkbox_per_active_alert_and_bulk_actions_to_editors_only(as_bob, client, viv, acme):
+    alert = make_alert(acme)
+    html = as_bob.get("/t/alpha/alerts/").content.decode()
+    assert f'name="alert" value="{alert.pk}" form="alerts-bulk"' in html
+    assert "Acknowledge selected" in html and "Resolve selected" in html
+    assert 'data-select-all="alerts-bulk"' in html
+    resolved_tab = as_bob.get("/t/alpha/alerts/?tab=resolved").content.decode()
+    assert 'form="alerts-bulk"' not in resolved_tab
+    client.force_login(viv)
+    assert 'form="alerts-bulk"' not in client.get("/t/alpha/alerts/").content.decode()
+
+
+def test_a_csm_acknowledges_several_alerts_at_once_with_one_note(as_bob, bob, acme, globex):
+    first, second, untouched = make_alert(acme), make_alert(globex), make_alert(acme, title="Not ticked")
+
+    response = bulk(as_bob, "acknowledge", [first, second], note="Looking into both this week")
+
+    assert response.redirect_chain[-1][0] == "/t/alpha/alerts/?owner=all"
+    assert "Acknowledged 2 alerts." in response.content.decode()
+    assert statuses(first, second, untouched) == [AlertStatus.ACKNOWLEDGED, AlertStatus.ACKNOWLEDGED, AlertStatus.OPEN]
+    stored = Alert.objects.for_tenant(acme.tenant).get(pk=first.pk)
+    assert (stored.acknowledged_by, stored.note) == (bob, "Looking into both this week")
+
+
+def test_bulk_resolve_closes_open_and_acknowledged_alerts_by_hand_and_counts_those_already_resolved(as_bob, bob, acme):
+    open_one, seen_one = make_alert(acme), make_alert(acme, status=AlertStatus.ACKNOWLEDGED)
+    done_before = make_alert(acme, status=AlertStatus.RESOLVED)
+
+    response = bulk(as_bob, "resolve", [open_one, seen_one, done_before], note="Renewal signed")
+
+    assert "Resolved 2 of the 3 alerts selected; 1 was already resolved." in response.content.decode()
+    assert statuses(open_one, seen_one) == [AlertStatus.RESOLVED, AlertStatus.RESOLVED]
+    stored = Alert.objects.for_tenant(acme.tenant).get(pk=seen_one.pk)
+    assert (stored.resolution, stored.resolved_by, stored.note) == ("manual", bob, "Renewal signed")
+    assert Alert.objects.for_tenant(acme.tenant).get(pk=done_before.pk).note == ""
+
+
+def test_bulk_acknowledge_leaves_alerts_that_are_no_longer_open_as_they_were(as_bob, acme):
+    seen = make_alert(acme, status=AlertStatus.ACKNOWLEDGED)
+
+    response = bulk(as_bob, "acknowledge", [seen])
+
+    assert "Acknowledged 0 of the 1 alerts selected; 1 was not open." in response.content.decode()
+    assert statuses(seen) == [AlertStatus.ACKNOWLEDGED]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"action": "acknowledge"}, "Select the alerts first."),
+        ({"action": "acknowledge", "alert": ["abc"]}, "Select alerts from the list."),
+        ({"action": "acknowledge", "alert": [str(2**64)]}, "Select alerts from the list."),
+        ({"action": "archive", "alert": ["1"]}, "Choose to acknowledge or resolve the selected alerts."),
+        ({"alert": ["1"]}, "Choose what to do with the selected alerts."),
+    ],
+)
+def test_a_bulk_action_without_a_fitting_selection_is_named_and_changes_nothing(as_bob, acme, data, message):
+    alert = make_alert(acme)
+    response = as_bob.post("/t/alpha/alerts/bulk/", data, follow=True)
+    assert response.status_code == 200 and message in response.content.decode()
+    assert statuses(alert) == [AlertStatus.OPEN]
+
+
+def test_a_bulk_action_never_reaches_another_tenants_alerts_and_viewers_are_refused(
+    as_bob, client, viv, acme, other_tenant
+):
+    ours, theirs = make_alert(acme), make_alert(AccountFactory(tenant=other_tenant))
+
+    response = bulk(as_bob, "resolve", [ours, theirs])
+
+    assert "Resolved 1 of the 2 alerts selected; 1 was already resolved." in response.content.decode()
+    assert statuses(ours, theirs) == [AlertStatus.RESOLVED, AlertStatus.OPEN]
+    client.force_login(viv)
+    another = make_alert(acme)
+    assert client.post("/t/alpha/alerts/bulk/", {"action": "resolve", "alert": [another.pk]}).status_code == 403
+    assert statuses(another) == [AlertStatus.OPEN]
+
+
+def test_a_row_acted_on_in_place_keeps_its_checkbox_column(as_bob, acme):
+    alert = make_alert(acme)
+    html = as_bob.post(f"/t/alpha/alerts/{alert.pk}/acknowledge/", HTTP_HX_REQUEST="true").content.decode()
+    assert f'name="alert" value="{alert.pk}" form="alerts-bulk"' in html
+    on_account_page = as_bob.post(
+        f"/t/alpha/alerts/{alert.pk}/resolve/", {"context": "account"}, HTTP_HX_REQUEST="true"
+    ).content.decode()
+    assert 'class="select"' not in on_account_page
+
+
 # My tasks
 
 
