@@ -20,4 +20,4 @@ RUN pip install . \
 
 USER csplatform
 EXPOSE 8000
-CMD ["gunicorn", "csplatform.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-", "--no-control-socket"]
+CMD ["gunicorn", "csplatform.wsgi", "-c", "python:csplatform.gunicorn_settings", "--bind", "0.0.0.0:8000", "--workers", "3"]

@@ -1,6 +1,7 @@
 import os
 
 from celery import Celery
+from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "csplatform.settings")
 
@@ -8,3 +9,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "csplatform.settings")
 app = Celery("csplatform", include=["csplatform.tasks"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@setup_logging.connect
+def log_as_the_web_processes_do(**kwargs):
+    """Workers and beat take the project's LOGGING (format, level, request ids) instead of Celery's own."""
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)

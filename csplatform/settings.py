@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django_guid.integrations import CeleryIntegration
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CSP_VAR_DIR", BASE_DIR / "var"))
@@ -55,6 +56,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_guid",
     "csplatform.tenancy",
     "csplatform.customers",
     "csplatform.rules",
@@ -68,6 +70,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that every log line of the request names it.
+    "django_guid.middleware.guid_middleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -281,11 +285,30 @@ if not DEBUG:
     # The TLS redirect is the proxy's job in the compose setup.
     SILENCED_SYSTEM_CHECKS.append("security.W008")
 
+# Every request gets an id: the client's X-Request-ID when it is a UUID, else a new one. The answer
+# names it, every log line of the request carries it, and so do the Celery tasks the request enqueues
+# and their log lines, so an operator follows an API call into the worker.
+DJANGO_GUID = {"GUID_HEADER_NAME": "X-Request-ID", "INTEGRATIONS": [CeleryIntegration()]}
+
+# Logs go to stderr, one line per record: plain text, or one JSON object a line for a log collector.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise RuntimeError(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "csplatform.log.RequestId"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(processName)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(processName)s %(name)s %(request_id)s %(message)s",
+            "timestamp": "time",
+            "rename_fields": {"levelname": "level", "processName": "process", "name": "logger"},
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    # django-guid says at INFO how it found each id; the ids are in every line already.
+    "loggers": {"django.db.backends": {"level": "INFO"}, "django_guid": {"level": "WARNING"}},
 }

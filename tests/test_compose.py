@@ -54,6 +54,10 @@ def assert_resolves(argv):
         module_name, _, attribute = args[0].partition(":")
         module = importlib.import_module(module_name)
         assert callable(getattr(module, attribute or "application"))
+        if "-c" in args:
+            config = args[args.index("-c") + 1]
+            assert config.startswith("python:"), f"gunicorn's settings should be a module of ours, not {config!r}"
+            assert "x-request-id" in importlib.import_module(config.removeprefix("python:")).access_log_format
     elif program == "celery":
         assert args[0] == "-A"
         assert find_app(args[1]) is celery_app

@@ -1,10 +1,13 @@
-"""Operational surface: health endpoints, the sign-in page and the deploy checks."""
+"""Operational surface: health endpoints, the sign-in page, the deploy checks, request ids and log lines."""
 
+import json
 import os
+import re
 import secrets
 import socket
 import subprocess
 import sys
+import uuid
 
 import pytest
 from django.conf import settings
@@ -160,3 +163,55 @@ def test_secret_key_is_read_from_the_file_named_by_secret_key_file(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == key
+
+
+# Request ids and log lines
+
+
+def test_every_answer_names_a_request_id_and_keeps_the_uuid_a_client_sent(client):
+    sent = uuid.uuid4().hex
+
+    kept = client.get("/healthz", HTTP_X_REQUEST_ID=sent)
+    first, second = client.get("/healthz"), client.get("/healthz")
+
+    assert kept["X-Request-ID"] == sent
+    assert re.fullmatch(r"[0-9a-f]{32}", first["X-Request-ID"])
+    assert first["X-Request-ID"] != second["X-Request-ID"]
+
+
+def test_a_request_id_that_is_not_a_uuid_is_replaced_so_it_cannot_write_into_the_logs(client):
+    answer = client.get("/healthz", HTTP_X_REQUEST_ID='x" level=critical')
+
+    assert re.fullmatch(r"[0-9a-f]{32}", answer["X-Request-ID"])
+
+
+REQUEST_IN_A_FRESH_PROCESS = """
+from django.test import Client
+Client().get("/api/v1/accounts/", HTTP_X_REQUEST_ID="{request_id}")
+"""
+
+
+def test_with_log_format_json_each_log_line_is_a_json_object_naming_the_request_id(tmp_path):
+    request_id = uuid.uuid4().hex
+
+    result = run_manage(
+        tmp_path, "shell", "--no-imports", "-c", REQUEST_IN_A_FRESH_PROCESS.format(request_id=request_id),
+        LOG_FORMAT="json",
+    )
+
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    refused = next(line for line in lines if line["logger"] == "django.request")
+    assert refused["level"] == "WARNING" and refused["message"] == "Unauthorized: /api/v1/accounts/"
+    assert refused["request_id"] == request_id
+    assert refused["time"].endswith("+00:00")
+
+
+def test_plain_log_lines_name_the_request_id_in_brackets_and_other_formats_are_refused(tmp_path):
+    request_id = uuid.uuid4().hex
+
+    plain = run_manage(tmp_path, "shell", "--no-imports", "-c", REQUEST_IN_A_FRESH_PROCESS.format(request_id=request_id))
+    unknown = run_manage(tmp_path, "check", LOG_FORMAT="xml")
+
+    assert f"WARNING MainProcess django.request [{request_id}] Unauthorized: /api/v1/accounts/" in plain.stderr
+    assert unknown.returncode != 0 and "LOG_FORMAT must be plain or json, not 'xml'" in unknown.stderr

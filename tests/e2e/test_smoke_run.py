@@ -147,9 +147,12 @@ def test_make_run_serves_the_dashboard_runs_tasks_and_stops_on_ctrl_c(run):
         finally:
             browser.close()
 
-    token = uuid.uuid4().hex
+    token, request_id = uuid.uuid4().hex, uuid.uuid4().hex
+    # Sent as a request sends its tasks: with the request's id, which the worker's lines for the task carry.
+    send = f"from django_guid import set_guid; from csplatform.tasks import ping; set_guid('{request_id}'); "
+    send += f"print(ping.delay('{token}').id)"
     sent = subprocess.run(
-        [Path(sys.executable).with_name("celery"), "-A", "csplatform", "call", "csplatform.ping", "--args", f'["{token}"]'],
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", send],
         cwd=settings.BASE_DIR,
         env=run.env,
         capture_output=True,
@@ -157,7 +160,7 @@ def test_make_run_serves_the_dashboard_runs_tasks_and_stops_on_ctrl_c(run):
         timeout=60,
         check=True,
     )
-    task_id = sent.stdout.strip()
+    task_id = sent.stdout.strip().splitlines()[-1]
     wait_for(
         lambda: f"Task csplatform.ping[{task_id}] succeeded" in run.output(),
         60,
@@ -165,7 +168,7 @@ def test_make_run_serves_the_dashboard_runs_tasks_and_stops_on_ctrl_c(run):
         run.log_path,
     )
     output = run.output()
-    assert f"pong {token}" in output
+    assert f"csplatform.tasks [{request_id}] pong {token}" in output
     assert "transport:   filesystem://" in output
 
     pids = run.started_pids()
