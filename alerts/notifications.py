@@ -67,6 +67,22 @@ def notifications_enqueue(*, tenant, notifications):
     return pending
 
 
+def member_notifications(tenant, user):
+    """The in-app notifications addressed to `user` in the tenant, newest first: their list in the app."""
+    return Notification.objects.for_tenant(tenant).filter(user=user, channel=Channel.IN_APP)
+
+
+def notifications_mark_read(*, tenant, user, notification_ids=None):
+    """Mark the member's unread in-app notifications read, only those of `notification_ids` when given.
+
+    Returns how many were unread. A notification read once keeps the time it was first read.
+    """
+    unread = member_notifications(tenant, user).filter(read_at__isnull=True)
+    if notification_ids is not None:
+        unread = unread.filter(pk__in=list(notification_ids))
+    return unread.update(read_at=timezone.now())
+
+
 @transaction.atomic
 def _claim(notifications, now, limit):
     due = list(

@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Exists, Min, OuterRef
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -18,9 +18,11 @@ from lifecycle.views import is_htmx
 
 from .forms import AlertsBulkForm
 from .models import Alert, AlertRule, AlertStatus, Segment, SegmentMembership, Severity
+from .notifications import member_notifications, notifications_mark_read
 from .services import alert_acknowledge, alert_resolve, alerts_acknowledge, alerts_resolve
 
 INBOX_PAGE_SIZE = 50
+NOTIFICATIONS_PAGE_SIZE = 50
 TABS = [(status.value, status.label) for status in AlertStatus]
 ACCOUNT_ALERTS_SHOWN = 20
 
@@ -209,3 +211,41 @@ def alerts_bulk_page(request):
             f"{skipped} {pluralize(skipped, 'was,were')} {left_alone}.",
         )
     return redirect(inbox)
+
+
+# The member's in-app notifications
+
+
+def notifications_url(tenant):
+    return reverse("notifications", kwargs={"tenant_slug": tenant.slug})
+
+
+@tenant_page
+def notification_list(request):
+    """What alert rules told this member "in the app", newest first, the unread ones marked new."""
+    notifications = member_notifications(request.tenant, request.user).select_related("alert")
+    page = Paginator(notifications, NOTIFICATIONS_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "alerts/notifications.html", {"page": page})
+
+
+@tenant_page
+def notification_open(request, notification_id):
+    """Follow a notification: it is read now, and its alert's account page opens (the list, without an alert).
+
+    Another member's or tenant's notification is not found.
+    """
+    tenant = request.tenant
+    notifications = member_notifications(tenant, request.user).select_related("alert")
+    notification = get_object_or_404(notifications, pk=notification_id)
+    notifications_mark_read(tenant=tenant, user=request.user, notification_ids=[notification.pk])
+    if notification.alert is None:
+        return redirect(notifications_url(tenant))
+    return redirect("account-detail", tenant_slug=tenant.slug, account_id=notification.alert.account_id)
+
+
+@tenant_page
+@require_POST
+def notifications_read_all(request):
+    read = notifications_mark_read(tenant=request.tenant, user=request.user)
+    messages.success(request, f"Marked {read} notification{pluralize(read)} read.")
+    return redirect(back_to(request, notifications_url(request.tenant)))

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
 
 from alerts.models import Alert, AlertStatus
+from alerts.notifications import member_notifications
 from csplatform.digests import DIGEST_ROLES
 from csplatform.tenancy.models import Role
 from csplatform.tenancy.timezones import local_day_start
@@ -43,7 +44,8 @@ def _counts(request):
     # Due by the end of the reader's today, as the tasks page counts it.
     due_by = local_day_start(timezone.localdate() + dt.timedelta(days=1))
     tasks = Task.objects.for_tenant(tenant).filter(owner=user, completed_at__isnull=True, due_at__lt=due_by)
-    return _bounded_counts({"open_alerts": alerts, "tasks_due": tasks})
+    unread = member_notifications(tenant, user).filter(read_at__isnull=True)
+    return _bounded_counts({"open_alerts": alerts, "tasks_due": tasks, "unread_notifications": unread})
 
 
 def nav_counts(request):

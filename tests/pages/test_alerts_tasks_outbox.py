@@ -234,6 +234,16 @@ def test_inbox_query_count_does_not_grow_with_alerts(signed_in, tenant, alice, b
     assert small == large
 
 
+def test_inbox_pages_keep_the_tab_and_filters(signed_in, tenant, acme):
+    for _ in range(51):
+        make_alert(acme, severity="critical")
+
+    html = signed_in.get("/t/alpha/alerts/?tab=open&owner=all&severity=critical").content.decode()
+
+    assert "Page 1 of 2" in html
+    assert '<a href="?tab=open&amp;owner=all&amp;severity=critical&amp;page=2">Older</a>' in html
+
+
 def bulk(client, action, alerts, **fields):
     data = {"action": action, "alert": [alert.pk for alert in alerts], "next": "/t/alpha/alerts/?owner=all", **fields}
     return client.post("/t/alpha/alerts/bulk/", data, follow=True)
