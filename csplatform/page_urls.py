@@ -28,6 +28,7 @@ urlpatterns = [
     path("notifications/<int:notification_id>/", alert_views.notification_open, name="notification-open"),
     path("tasks/", playbook_pages.my_tasks, name="tasks"),
     path("tasks/<int:task_id>/complete/", playbook_pages.task_complete_page, name="task-complete"),
+    path("tasks/<int:task_id>/change/", playbook_pages.task_change_page, name="task-change"),
     path("outbox/", playbook_pages.outbox, name="outbox"),
     path("outbox/<int:email_id>/", playbook_pages.outbox_email, name="outbox-email"),
     path("outbox/<int:email_id>/decide/", playbook_pages.outbox_decide, name="outbox-decide"),

@@ -24,7 +24,7 @@ from csplatform.tenancy.timezones import local_day_start
 from lifecycle.views import is_htmx
 
 from .models import EmailStatus, ExpansionOpportunity, OutboundEmail, Playbook, Run, StepKind, StepRun, Task
-from .services import outbox_approve, outbox_edit, outbox_skip, run_start, task_complete, task_create_once
+from .services import outbox_approve, outbox_edit, outbox_skip, run_start, task_change, task_complete, task_create_once
 
 TASKS_SHOWN = 200
 OUTBOX_PAGE_SIZE = 50
@@ -77,27 +77,77 @@ def my_tasks(request):
         "scope": scope,
         "is_admin": is_admin,
         "can_change": can_change(request),
+        "task_members": list(User.objects.members_of(tenant)) if can_change(request) else [],
         "show_account": True,
     }
     return render(request, "playbooks/tasks.html", context)
 
 
-@tenant_page
-@require_POST
-def task_complete_page(request, task_id):
+def due_at_for(day, kept=None):
+    """When a task picked for `day` is due: by the end of that working day (17:00), in the zone of whoever
+    picked it. A day left as it was keeps the time it had (`kept`), which a playbook may have set."""
+    if day is None:
+        return None
+    if kept is not None and timezone.localtime(kept).date() == day:
+        return kept
+    return local_day_start(day) + dt.timedelta(hours=17)
+
+
+class TaskChangeForm(forms.Form):
+    due = forms.DateField(required=False, label="Due on", widget=forms.DateInput(attrs={"type": "date"}))
+    owner = forms.ModelChoiceField(
+        queryset=None, label="Owner", required=False, error_messages={"invalid_choice": "Choose a member of this team."}
+    )
+
+    def __init__(self, *args, members, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["owner"].queryset = members
+
+
+def _task_answer(request, task, done, error=None):
+    """The task's row re-rendered (htmx), else a redirect back with the message."""
     tenant = request.tenant
-    task = object_to_change(request, Task.objects.for_tenant(tenant), task_id)
-    task_complete(tenant=tenant, task=task, user=request.user)
     if is_htmx(request):
         context = {
             "task": task_rows(tenant).get(pk=task.pk),
+            "task_members": User.objects.members_of(tenant),
             "can_change": True,
             "show_account": request.POST.get("context") != "account",
             "row_context": request.POST.get("context", ""),
+            "done": None if error else done,
+            "error": error,
         }
-        return render(request, "playbooks/_task_row.html", context)
-    messages.success(request, f"Done: {task.title}")
+        return render(request, "playbooks/_task_row.html", context, status=400 if error else 200)
+    if error:
+        messages.error(request, f"{task.title}: {error}")
+    else:
+        messages.success(request, f"{done}: {task.title}")
     return redirect(back_to(request, f"/t/{tenant.slug}/tasks/"))
+
+
+@tenant_page
+@require_POST
+def task_complete_page(request, task_id):
+    task = object_to_change(request, Task.objects.for_tenant(request.tenant), task_id)
+    task_complete(tenant=request.tenant, task=task, user=request.user)
+    return _task_answer(request, task, "Done")
+
+
+@tenant_page
+@require_POST
+def task_change_page(request, task_id):
+    """Move an open task to another day or give it to another member."""
+    tenant = request.tenant
+    task = object_to_change(request, Task.objects.for_tenant(tenant).filter(completed_at__isnull=True), task_id)
+    form = TaskChangeForm(request.POST, members=User.objects.members_of(tenant))
+    if not form.is_valid():
+        return _task_answer(request, task, None, " ".join(e for errors in form.errors.values() for e in errors))
+    due_at = due_at_for(form.cleaned_data["due"], kept=task.due_at)
+    try:
+        task_change(tenant=tenant, task=task, owner=form.cleaned_data["owner"], due_at=due_at, actor=request.user)
+    except ValidationError as exc:
+        return _task_answer(request, task, None, " ".join(exc.messages))
+    return _task_answer(request, task, "Saved")
 
 
 # Outbox
@@ -274,6 +324,8 @@ def account_playbooks_context(request, account, members):
         ),
         "playbooks": playbooks if can_change(request) else [],
         "task_form": TaskAddForm(members=members, initial={"token": uuid.uuid4()}),
+        # The same read of the members as the form's: the rows' change forms name them too.
+        "task_members": members,
     }
 
 
@@ -309,16 +361,13 @@ def account_task_add(request, account_id):
         problems = " ".join(f"{form[name].label}: {' '.join(errors)}" for name, errors in form.errors.items())
         messages.error(request, f"The task was not added. {problems}")
         return account_redirect(tenant, account)
-    due = form.cleaned_data["due"]
-    # A task due on a day is due by the end of that working day, in the zone of whoever picked the day.
-    due_at = local_day_start(due) + dt.timedelta(hours=17) if due else None
     task_create_once(
         tenant=tenant,
         key=f"page:{form.cleaned_data['token']}",
         account=account,
         owner=form.cleaned_data["owner"] or account.owner,
         title=form.cleaned_data["title"],
-        due_at=due_at,
+        due_at=due_at_for(form.cleaned_data["due"]),
         source="manual",
     )
     messages.success(request, f"Task added: {form.cleaned_data['title']}")

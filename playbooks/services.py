@@ -478,11 +478,6 @@ def task_create_once(*, tenant, key, account, owner, title, due_at, source, desc
     return task
 
 
-def _member(tenant, user):
-    if user is None or not Membership.objects.for_tenant(tenant).filter(user=user).exists():
-        raise ValidationError({"owner": "Give a member of this tenant."})
-
-
 @transaction.atomic
 def task_complete(*, tenant, task, user=None):
     Task.objects.for_tenant(tenant).filter(pk=task.pk, completed_at__isnull=True).update(
@@ -492,12 +487,23 @@ def task_complete(*, tenant, task, user=None):
     return task
 
 
+def _task_snapshot(task):
+    due_at = task.due_at.isoformat() if task.due_at else None
+    return {"owner": task.owner.email if task.owner else None, "due_at": due_at}
+
+
 @transaction.atomic
-def task_reassign(*, tenant, task, owner, actor=None):
-    _member(tenant, owner)
-    task.owner = owner
-    task.save(update_fields=["owner"])
-    audit_record(tenant=tenant, actor=actor, action="task.reassigned", obj=task, after={"owner": owner.email})
+def task_change(*, tenant, task, owner, due_at, actor=None):
+    """Give the task to `owner`, a member of the tenant (None: nobody yet), due at `due_at` (None: no date).
+
+    Audited with what it was before.
+    """
+    if owner is not None and not Membership.objects.for_tenant(tenant).filter(user=owner).exists():
+        raise ValidationError({"owner": "Give a member of this tenant."})
+    before = _task_snapshot(task)
+    task.owner, task.due_at = owner, due_at
+    task.save(update_fields=["owner", "due_at"])
+    audit_record(tenant=tenant, actor=actor, action="task.changed", obj=task, before=before, after=_task_snapshot(task))
     return task
 
 

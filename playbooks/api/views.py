@@ -19,8 +19,8 @@ from ..services import (
     playbook_set_enabled,
     run_cancel,
     run_start,
+    task_change,
     task_complete,
-    task_reassign,
 )
 from ..simulation import simulate
 from .filtersets import ExpansionOpportunityFilterSet, OutboundEmailFilterSet, RunFilterSet, TaskFilterSet
@@ -157,8 +157,12 @@ class TaskViewSet(TenantReadOnlyViewSet):
         serializer = ReassignSerializer(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         try:
-            task = task_reassign(
-                tenant=self.tenant, task=task, owner=serializer.validated_data["owner"], actor=acting_user(request)
+            task = task_change(
+                tenant=self.tenant,
+                task=task,
+                owner=serializer.validated_data["owner"],
+                due_at=task.due_at,
+                actor=acting_user(request),
             )
         except DjangoValidationError as exc:
             raise_as_api_error(exc)

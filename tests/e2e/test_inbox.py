@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 
 from alerts.models import Alert, AlertStatus
+from csplatform.tenancy.timezones import tenant_zone
 from playbooks.models import Task
 
 from ..factories import AccountFactory
@@ -94,6 +95,21 @@ def test_complete_a_task_in_place(page, work, bob):
     task.refresh_from_db()
     assert task.completed_at is not None and task.completed_by == bob
     page.screenshot(path=str(SCREENSHOTS / "tasks-completed.png"), full_page=True)
+
+
+def test_move_a_task_to_another_day_in_place(page, work, tenant):
+    task = work["tasks"]["Call the Juniper champion"]
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="My tasks").click()
+    page.wait_for_url("**/t/alpha/tasks/")
+    row = page.locator(f"#task-{task.pk}")
+    row.locator("summary").filter(has_text="Change").click()
+    day = timezone.localdate(timezone.now() + dt.timedelta(days=10))
+    row.get_by_label("Due on").fill(day.isoformat())
+    row.get_by_role("button", name="Save").click()
+    page.locator(f"#task-{task.pk}").get_by_role("status").filter(has_text="Saved.").wait_for()
+    task.refresh_from_db()
+    assert task.due_at.astimezone(tenant_zone(tenant)).date() == day
+    page.screenshot(path=str(SCREENSHOTS / "tasks-changed.png"), full_page=True)
 
 
 def test_account_page_lists_alerts_and_tasks_and_acknowledges_in_place(page, work, live_server):

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from alerts.models import Alert, AlertRule, AlertStatus
 from alerts.services import segment_create, segments_refresh
+from csplatform.tenancy.models import AuditLogEntry
 from csplatform.tenancy.timezones import tenant_today, tenant_zone
 from playbooks.models import EmailStatus, OutboundEmail, Playbook, Run, RunStatus, Step, StepRun, Task
 from playbooks.services import playbook_templates_install
@@ -403,6 +404,71 @@ def test_a_viewer_cannot_complete_tasks_and_other_tenants_tasks_are_not_found(
     task.refresh_from_db()
     theirs.refresh_from_db()
     assert task.completed_at is None and theirs.completed_at is None
+
+
+def change_task(client, task, **data):
+    return client.post(f"/t/alpha/tasks/{task.pk}/change/", data, HTTP_HX_REQUEST="true")
+
+
+def test_a_csm_moves_a_task_to_another_day_due_by_five_in_their_zone(as_bob, tenant, bob, acme):
+    task = make_task(acme, bob, "Kickoff call", at_local(tenant, tenant_today(tenant), 9))
+    later = tenant_today(tenant) + dt.timedelta(days=3)
+
+    response = change_task(as_bob, task, due=later.isoformat(), owner=bob.pk)
+
+    assert response.status_code == 200 and "Saved." in response.content.decode()
+    stored = Task.objects.for_tenant(tenant).get(pk=task.pk)
+    assert stored.due_at == at_local(tenant, later, 17)
+
+
+def test_a_task_given_to_another_member_keeps_its_due_time_and_the_change_is_audited(as_bob, tenant, bob, alice, acme):
+    due_at = at_local(tenant, tenant_today(tenant) + dt.timedelta(days=2), 9)
+    task = make_task(acme, bob, "Kickoff call", due_at)
+
+    response = change_task(as_bob, task, due=due_at.date().isoformat(), owner=alice.pk)
+
+    assert "Alice Admin" in response.content.decode()
+    stored = Task.objects.for_tenant(tenant).get(pk=task.pk)
+    assert (stored.owner, stored.due_at) == (alice, due_at)
+    entry = AuditLogEntry.objects.for_tenant(tenant).get(action="task.changed")
+    assert (entry.before["owner"], entry.after["owner"]) == ("bob@alpha.example", "alice@alpha.example")
+
+
+def test_a_task_can_lose_its_date_and_its_owner(as_bob, tenant, bob, acme):
+    task = make_task(acme, bob, "Read the notes", timezone.now())
+
+    change_task(as_bob, task, due="", owner="")
+
+    stored = Task.objects.for_tenant(tenant).get(pk=task.pk)
+    assert (stored.owner, stored.due_at) == (None, None)
+
+
+def test_a_task_change_naming_no_member_or_no_date_is_refused_in_the_row(as_bob, tenant, bob, charlie, acme):
+    due_at = at_local(tenant, tenant_today(tenant), 9)
+    task = make_task(acme, bob, "Kickoff call", due_at)
+
+    outsider = change_task(as_bob, task, due=due_at.date().isoformat(), owner=charlie.pk)
+    bad_day = change_task(as_bob, task, due="31/02/2027", owner=bob.pk)
+
+    assert outsider.status_code == 400 and "Choose a member of this team." in outsider.content.decode()
+    assert bad_day.status_code == 400 and "Enter a valid date." in bad_day.content.decode()
+    stored = Task.objects.for_tenant(tenant).get(pk=task.pk)
+    assert (stored.owner, stored.due_at) == (bob, due_at)
+
+
+def test_a_viewer_cannot_change_tasks_nor_anyone_a_done_or_another_tenants_one(
+    client, viv, alice, bob, acme, other_tenant
+):
+    task = make_task(acme, bob, "Kickoff call", None)
+    client.force_login(viv)
+    assert change_task(client, task, owner=alice.pk).status_code == 403
+    done = make_task(acme, bob, "Done already", None)
+    Task.objects.for_tenant(acme.tenant).filter(pk=done.pk).update(completed_at=timezone.now())
+    theirs = make_task(AccountFactory(tenant=other_tenant), None, "Theirs", None)
+    client.force_login(alice)
+    assert change_task(client, done, owner=alice.pk).status_code == 404
+    assert change_task(client, theirs, owner=alice.pk).status_code == 404
+    assert Task.objects.for_tenant(acme.tenant).get(pk=task.pk).owner == bob
 
 
 def test_tasks_query_count_does_not_grow_with_tasks(signed_in, tenant, alice, bob):
