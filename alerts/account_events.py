@@ -3,16 +3,12 @@
 from health.models import HealthScore
 from lifecycle.models import StageTransition
 
-from .webhooks import webhooks_emit
-
-
-def _account(account):
-    return {"id": account.pk, "external_id": account.external_id, "name": account.name}
+from .webhooks import account_payload, webhooks_emit
 
 
 def _stage_changed(transition):
     payload = {
-        "account": _account(transition.account),
+        "account": account_payload(transition.account),
         "from_stage": transition.from_key or None,
         "to_stage": transition.to_key,
         "kind": transition.kind,
@@ -24,7 +20,7 @@ def _stage_changed(transition):
 
 def _health_changed(health):
     payload = {
-        "account": _account(health.account),
+        "account": account_payload(health.account),
         "score": health.score,
         "colour": health.colour,
         "computed_at": health.computed_at.isoformat() if health.computed_at else None,

@@ -35,7 +35,7 @@ from .models import (
     Subject,
 )
 from .notifications import notifications_enqueue
-from .webhooks import webhooks_emit
+from .webhooks import account_payload, webhooks_emit
 
 logger = logging.getLogger(__name__)
 
@@ -490,7 +490,6 @@ def _alert_notifications(tenant, alert, channels, users, emails=(), slack_url=""
 
 def alert_payload(alert):
     """What alert webhooks carry."""
-    account = alert.account
     return {
         "alert": {
             "id": alert.pk,
@@ -503,7 +502,7 @@ def alert_payload(alert):
             "resolution": alert.resolution,
             "note": alert.note,
         },
-        "account": {"id": account.pk, "external_id": account.external_id, "name": account.name},
+        "account": account_payload(alert.account),
     }
 
 

@@ -70,6 +70,7 @@ EVENT_TYPES = [
     "alert.resolved",
     "playbook.step_completed",
     "task.created",
+    "task.completed",
 ]
 TEST_EVENT_TYPE = "webhook.test"
 SIGNATURE_HEADER = "CSP-Signature"
@@ -283,6 +284,11 @@ def _create_deliveries(tenant, subscriptions, event_type, events):
     pending = [pk for pk, status in rows if status == DeliveryStatus.PENDING]
     transaction.on_commit(lambda: _enqueue(pending))
     return [pk for pk, _ in rows]
+
+
+def account_payload(account):
+    """How every webhook event names its account."""
+    return {"id": account.pk, "external_id": account.external_id, "name": account.name}
 
 
 def webhooks_emit(*, tenant, event_type, rows, event):

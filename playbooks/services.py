@@ -6,6 +6,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, Max, OuterRef, Q, Subquery
 from django.utils import timezone
 
+from alerts.webhooks import account_payload, webhooks_emit
 from csplatform.customers.models import Account, UsageEvent
 from csplatform.tenancy.models import Membership
 from csplatform.tenancy.services import audit_record
@@ -461,9 +462,42 @@ def runs_end(*, tenant, runs, status, reason, now=None):
 # Tasks
 
 
+def _email(user):
+    return user.email if user else None
+
+
+def _task_event(action):
+    """`(payload, idempotency key)` of a task.<action> webhook event for a task."""
+
+    def event(task):
+        payload = {
+            "task": {
+                "id": task.pk,
+                "title": task.title,
+                "description": task.description,
+                "source": task.source,
+                "owner": _email(task.owner),
+                "due_at": task.due_at,
+                "created_at": task.created_at,
+                "completed_at": task.completed_at,
+                "completed_by": _email(task.completed_by),
+            },
+            "account": account_payload(task.account) if task.account else None,
+        }
+        return payload, f"task:{task.pk}:{action}"
+
+    return event
+
+
+def _task_webhooks_emit(tenant, task, action):
+    tasks = Task.objects.for_tenant(tenant).filter(pk=task.pk).select_related("account", "owner", "completed_by")
+    webhooks_emit(tenant=tenant, event_type=f"task.{action}", rows=tasks, event=_task_event(action))
+
+
+@transaction.atomic
 def task_create_once(*, tenant, key, account, owner, title, due_at, source, description=""):
-    """The task for `key`, created the first time only."""
-    task, _ = Task.objects.for_tenant(tenant).get_or_create(
+    """The task for `key`, created (and task.created emitted) the first time only."""
+    task, created = Task.objects.for_tenant(tenant).get_or_create(
         key=key,
         defaults={
             "tenant": tenant,
@@ -475,14 +509,19 @@ def task_create_once(*, tenant, key, account, owner, title, due_at, source, desc
             "description": description,
         },
     )
+    if created:
+        _task_webhooks_emit(tenant, task, "created")
     return task
 
 
 @transaction.atomic
 def task_complete(*, tenant, task, user=None):
-    Task.objects.for_tenant(tenant).filter(pk=task.pk, completed_at__isnull=True).update(
+    """Mark the task done by `user` (and emit task.completed); a task done already stays as it was."""
+    completed = Task.objects.for_tenant(tenant).filter(pk=task.pk, completed_at__isnull=True).update(
         completed_at=timezone.now(), completed_by=user
     )
+    if completed:
+        _task_webhooks_emit(tenant, task, "completed")
     task.refresh_from_db()
     return task
 

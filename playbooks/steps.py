@@ -11,6 +11,8 @@ from django.db import transaction
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import escape
 
+from alerts.services import alert_raise
+from alerts.webhooks import account_payload, webhook_emit
 from csplatform.customers.models import Account, Contact, ContactRole
 from csplatform.rules import CriteriaError, load_criteria
 from csplatform.tenancy.models import Membership
@@ -288,10 +290,6 @@ class StepContext:
         )
 
     def webhook(self, event_type, payload, purpose):
-        try:
-            from alerts.webhooks import webhook_emit
-        except ImportError as exc:
-            raise PermanentStepError("Outbound webhooks are not available in this installation.") from exc
         return webhook_emit(
             tenant=self.tenant,
             event_type=event_type,
@@ -304,7 +302,7 @@ class StepContext:
             "playbook": {"key": self.playbook.key, "name": self.playbook.name},
             "run": self.run.pk,
             "step": {"position": self.step.position, "kind": self.step.kind},
-            "account": {"id": self.account.pk, "external_id": self.account.external_id, "name": self.account.name},
+            "account": account_payload(self.account),
         }
 
 
@@ -414,10 +412,6 @@ def usage_check(context):
     if on_fail["action"] == "create_task":
         outcome["task"] = context.task_once(title=on_fail["title"], due_in_days=on_fail["due_in_days"]).pk
     elif on_fail["action"] == "raise_alert":
-        try:
-            from alerts.services import alert_raise
-        except ImportError as exc:
-            raise PermanentStepError("Alerts are not available in this installation.") from exc
         alert = alert_raise(
             tenant=context.tenant,
             account=context.account,

@@ -255,3 +255,28 @@ def test_the_receiver_refuses_tampering_wrong_secrets_and_stale_timestamps_and_a
         "The signature does not match the body.",
         " at most 300 s is accepted.",
     ]
+
+
+def test_a_task_added_on_the_account_page_and_completed_through_the_api_reaches_its_subscriber(
+    client, api, tenant, alice, bob, receiver
+):
+    subscribe(tenant, receiver.url, event_types=["task.created", "task.completed"])
+    account = AccountFactory(tenant=tenant, owner=bob, name="Acme Rockets", external_id="acme")
+    client.force_login(alice)
+    client.post(
+        f"/t/alpha/accounts/{account.pk}/tasks/",
+        {"title": "Call the champion", "due": "", "owner": "", "token": "00000000-0000-4000-8000-000000000001"},
+    )
+    webhook_deliver_due()
+    task_id = receiver.requests[0]["json"]["data"]["task"]["id"]
+
+    api.post(f"/api/v1/tasks/{task_id}/complete/")
+    api.post(f"/api/v1/tasks/{task_id}/complete/")
+    webhook_deliver_due()
+
+    events = [(request["json"]["type"], request["json"]["data"]) for request in receiver.requests]
+    assert [event_type for event_type, _ in events] == ["task.created", "task.completed"]
+    created, completed = (data["task"] for _, data in events)
+    assert (created["title"], created["owner"], created["completed_at"]) == ("Call the champion", "bob@alpha.example", None)
+    assert completed["completed_at"] is not None
+    assert events[1][1]["account"] == {"id": account.pk, "external_id": "acme", "name": "Acme Rockets"}
