@@ -37,6 +37,11 @@ urlpatterns = [
         playbook_pages.account_playbook_start,
         name="account-playbook-start",
     ),
+    path(
+        "accounts/<int:account_id>/playbooks/runs/<int:run_id>/cancel/",
+        playbook_pages.account_run_cancel,
+        name="account-run-cancel",
+    ),
     path("accounts/<int:account_id>/tasks/", playbook_pages.account_task_add, name="account-task-add"),
     path("accounts/assign/", customer_views.accounts_assign, name="accounts-assign"),
     path("accounts/<int:account_id>/notes/", customer_views.account_notes_page, name="account-notes"),

@@ -24,7 +24,16 @@ from csplatform.tenancy.timezones import local_day_start
 from lifecycle.views import is_htmx
 
 from .models import EmailStatus, ExpansionOpportunity, OutboundEmail, Playbook, Run, StepKind, StepRun, Task
-from .services import outbox_approve, outbox_edit, outbox_skip, run_start, task_change, task_complete, task_create_once
+from .services import (
+    outbox_approve,
+    outbox_edit,
+    outbox_skip,
+    run_cancel,
+    run_start,
+    task_change,
+    task_complete,
+    task_create_once,
+)
 
 TASKS_SHOWN = 200
 OUTBOX_PAGE_SIZE = 50
@@ -349,6 +358,24 @@ def account_playbook_start(request, account_id):
     else:
         messages.success(request, f"Started {playbook.name} for {account.name}.")
     return account_redirect(tenant, account)
+
+
+@tenant_page
+@require_POST
+def account_run_cancel(request, account_id, run_id):
+    """Stop a playbook's active run on the account: its steps not yet run are skipped, its held emails dropped."""
+    tenant = request.tenant
+    runs = Run.objects.for_tenant(tenant).filter(account_id=account_id).select_related("playbook", "account")
+    run = object_to_change(request, runs, run_id)
+    why = request.POST.get("reason", "").strip()
+    reason = f"Cancelled by hand: {why}" if why else "Cancelled by hand."
+    try:
+        run_cancel(tenant=tenant, run=run, actor=request.user, reason=reason)
+    except ValidationError as exc:
+        messages.error(request, f"{run.playbook.name} was not stopped: " + " ".join(exc.messages))
+    else:
+        messages.success(request, f"Stopped {run.playbook.name} for {run.account.name}.")
+    return account_redirect(tenant, run.account)
 
 
 @tenant_page

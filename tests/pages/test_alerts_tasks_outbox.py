@@ -655,6 +655,43 @@ def test_add_a_task_once_even_when_the_form_is_sent_twice(signed_in, tenant, bob
     assert "The task was not added. Title: This field is required." in refused.content.decode()
 
 
+def started_run(client, tenant, acme):
+    ContactFactory(account=acme, email="uma@acme.example")
+    (playbook,) = playbook_templates_install(tenant=tenant, keys=["onboarding_welcome"])
+    client.post(f"/t/alpha/accounts/{acme.pk}/playbooks/start/", {"playbook": playbook.pk})
+    return Run.objects.for_tenant(tenant).get(account=acme)
+
+
+def test_a_csm_stops_a_running_playbook_from_the_account_page_and_its_pending_steps_are_skipped(
+    signed_in, tenant, alice, acme, stages
+):
+    run = started_run(signed_in, tenant, acme)
+    html = signed_in.get(f"/t/alpha/accounts/{acme.pk}/").content.decode()
+    assert f"/t/alpha/accounts/{acme.pk}/playbooks/runs/{run.pk}/cancel/" in html
+
+    url = f"/t/alpha/accounts/{acme.pk}/playbooks/runs/{run.pk}/cancel/"
+    response = signed_in.post(url, {"reason": "The customer asked for no more emails"}, follow=True)
+
+    html = response.content.decode()
+    assert f"Stopped {run.playbook.name} for Acme Rockets." in html
+    assert "Cancelled by hand: The customer asked for no more emails" in html
+    stored = Run.objects.for_tenant(tenant).get(pk=run.pk)
+    assert stored.status == RunStatus.CANCELLED
+    assert not StepRun.objects.for_tenant(tenant).filter(run=run, status="pending").exists()
+    again = signed_in.post(url, follow=True).content.decode()
+    assert "was not stopped: The run is already cancelled." in again
+
+
+def test_a_run_is_stopped_only_under_its_own_account_by_an_editor_of_its_tenant(
+    signed_in, client, viv, tenant, other_tenant, acme, globex, stages
+):
+    run = started_run(signed_in, tenant, acme)
+    assert signed_in.post(f"/t/alpha/accounts/{globex.pk}/playbooks/runs/{run.pk}/cancel/").status_code == 404
+    client.force_login(viv)
+    assert client.post(f"/t/alpha/accounts/{acme.pk}/playbooks/runs/{run.pk}/cancel/").status_code == 403
+    assert Run.objects.for_tenant(tenant).get(pk=run.pk).status == RunStatus.ACTIVE
+
+
 def test_a_viewer_cannot_start_playbooks_or_add_tasks(as_viv, tenant, acme, stages):
     (playbook,) = playbook_templates_install(tenant=tenant, keys=["onboarding_welcome"])
     html = as_viv.get(f"/t/alpha/accounts/{acme.pk}/").content.decode()
