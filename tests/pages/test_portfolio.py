@@ -108,3 +108,15 @@ def test_portfolio_runs_the_same_number_of_queries_for_5_and_50_accounts(signed_
     make_accounts(tenant, stages, 45, prefix="More")
     assert queries_per_request(signed_in, url, tenant) == few
     assert queries_per_request(signed_in, url + "&page=2" if "?" in url else url + "?page=2", tenant) == few
+
+
+def test_every_page_finds_an_account_by_name_from_the_navigation_into_the_portfolio(signed_in, tenant, stages):
+    AccountFactory(tenant=tenant, name="Granite Labs")
+    AccountFactory(tenant=tenant, name="Maple Foods")
+    board = signed_in.get("/t/alpha/board/").content.decode()
+    assert '<form method="get" action="/t/alpha/" role="search" class="nav-search">' in board
+
+    found = signed_in.get("/t/alpha/?q=granite").content.decode()
+
+    assert row_names(found) == ["Granite Labs"]
+    assert 'id="nav-search" name="q" placeholder="Find an account" value="granite"' in found
