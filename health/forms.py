@@ -1,6 +1,7 @@
 from django import forms
 from django.utils import timezone
 
+from csplatform.customers.models import Account
 from csplatform.tenancy.timezones import local_day_start
 
 from .models import Colour
@@ -34,3 +35,24 @@ class HealthOverrideForm(forms.Form):
         """The override ends at the start of the chosen day in the page's time zone."""
         day = self.cleaned_data["expires_on"]
         return None if day is None else local_day_start(day)
+
+
+class ReportScopeForm(forms.Form):
+    """Whose accounts the reports count: everyone's (blank), a member's, or those with no owner."""
+
+    NO_OWNER = "none"
+
+    owner = forms.ChoiceField(label="Accounts of", required=False)
+
+    def __init__(self, *args, members, me, **kwargs):
+        super().__init__(*args, **kwargs)
+        others = [(str(user.pk), user.name or user.email) for user in members if user.pk != me.pk]
+        self.fields["owner"].choices = [("", "Everyone"), (str(me.pk), "Me"), *others, (self.NO_OWNER, "No owner")]
+
+    def accounts(self, tenant):
+        """The tenant's accounts the reports count, or None for all of them (also when the choice is not valid)."""
+        if not self.is_valid() or not self.cleaned_data["owner"]:
+            return None
+        owner = self.cleaned_data["owner"]
+        owned = Account.objects.for_tenant(tenant)
+        return owned.filter(owner__isnull=True) if owner == self.NO_OWNER else owned.filter(owner_id=int(owner))

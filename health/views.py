@@ -13,12 +13,13 @@ from django.shortcuts import render
 from csplatform.customers.models import Account
 from csplatform.customers.views import with_last_activity
 from csplatform.tenancy.decorators import tenant_page
+from csplatform.tenancy.models import User
 from csplatform.tenancy.timezones import tenant_today
 from lifecycle.selectors import kpi_accounts_per_stage, kpi_conversion, kpi_time_to_onboard, stages_in_order
 from lifecycle.sla import days_in_stage_expression
 
 from .analysis import health_why
-from .forms import HealthOverrideForm
+from .forms import HealthOverrideForm, ReportScopeForm
 from .models import HealthSnapshot
 
 SPARK_DAYS = 30
@@ -147,8 +148,8 @@ def colour_datasets(rows_by_colour):
     ]
 
 
-def report_onboarding(tenant):
-    result = kpi_time_to_onboard(tenant=tenant)
+def report_onboarding(tenant, accounts):
+    result = kpi_time_to_onboard(tenant=tenant, accounts=accounts)
     cohorts = result["cohorts"]
     chart = bar_chart(
         [row["cohort"] for row in cohorts],
@@ -158,9 +159,9 @@ def report_onboarding(tenant):
     return {"stage": result["stage"], "rows": cohorts, "chart": chart}
 
 
-def report_funnel(tenant):
-    per_stage = kpi_accounts_per_stage(tenant=tenant)
-    conversion = {row["from_stage"]: row for row in kpi_conversion(tenant=tenant)}
+def report_funnel(tenant, accounts):
+    per_stage = kpi_accounts_per_stage(tenant=tenant, accounts=accounts)
+    conversion = {row["from_stage"]: row for row in kpi_conversion(tenant=tenant, accounts=accounts)}
     rows = [{**row, "conversion": conversion.get(row["stage"])} for row in per_stage]
     chart = bar_chart(
         [row["name"] for row in rows],
@@ -171,13 +172,15 @@ def report_funnel(tenant):
     return {"rows": rows, "chart": chart}
 
 
-def report_health_over_time(tenant, today):
+def report_health_over_time(tenant, accounts, today):
     """Accounts per colour on each day that has snapshots (one grouped query)."""
     first_day = today - dt.timedelta(days=REPORT_DAYS - 1)
     counts = {}
+    snapshots = HealthSnapshot.objects.for_tenant(tenant)
+    if accounts is not None:
+        snapshots = snapshots.filter(account_id__in=accounts.values("pk"))
     rows = (
-        HealthSnapshot.objects.for_tenant(tenant)
-        .filter(day__gte=first_day, day__lte=today)
+        snapshots.filter(day__gte=first_day, day__lte=today)
         .values("day", "colour")
         .annotate(n=Count("pk"))
         .order_by()
@@ -195,11 +198,10 @@ def report_health_over_time(tenant, today):
     return {"rows": table, "chart": chart, "days": REPORT_DAYS}
 
 
-def report_renewals(tenant, today):
+def report_renewals(accounts, today):
     """Accounts renewing in the next 90 days, by window and visible colour, with their MRR (one query)."""
     rows = (
-        Account.objects.for_tenant(tenant)
-        .filter(renewal_date__gte=today, renewal_date__lte=today + dt.timedelta(days=RENEWAL_WINDOWS[-1][1]))
+        accounts.filter(renewal_date__gte=today, renewal_date__lte=today + dt.timedelta(days=RENEWAL_WINDOWS[-1][1]))
         .values("renewal_date", "health__colour")
         .annotate(n=Count("pk"), mrr=Sum("mrr"))
         .order_by()
@@ -223,11 +225,10 @@ def report_renewals(tenant, today):
     return {"rows": windows, "chart": chart, "accounts": sum(sum(window["cells"]) for window in windows)}
 
 
-def report_mrr_by_stage(tenant, stages):
+def report_mrr_by_stage(accounts, stages):
     totals = {
         row["lifecycle__stage_id"]: row
-        for row in Account.objects.for_tenant(tenant)
-        .values("lifecycle__stage_id")
+        for row in accounts.values("lifecycle__stage_id")
         .annotate(mrr=Sum("mrr"), n=Count("pk"))
         .order_by()
     }
@@ -247,17 +248,25 @@ def report_mrr_by_stage(tenant, stages):
 
 @tenant_page
 def reports(request):
+    """The lifecycle and health reports over every account, or over a member's (or no one's) accounts.
+
+    An owner that is not a choice is named as an error beside its select, and the reports count everyone's.
+    """
     tenant = request.tenant
     today = tenant_today(tenant)
     stages = stages_in_order(tenant=tenant)
-    context = {"stages": stages, "colour_names": [COLOUR_NAMES[key] for key in COLOUR_KEYS]}
+    scope = ReportScopeForm(request.GET or None, members=User.objects.members_of(tenant), me=request.user)
+    # None: every account, which the stage figures read without narrowing their own queries.
+    owned = scope.accounts(tenant)
+    accounts = Account.objects.for_tenant(tenant) if owned is None else owned
+    context = {"stages": stages, "colour_names": [COLOUR_NAMES[key] for key in COLOUR_KEYS], "scope": scope}
     if stages:
         context.update(
-            onboarding=report_onboarding(tenant),
-            funnel=report_funnel(tenant),
-            health_over_time=report_health_over_time(tenant, today),
-            renewals=report_renewals(tenant, today),
-            mrr=report_mrr_by_stage(tenant, stages),
+            onboarding=report_onboarding(tenant, owned),
+            funnel=report_funnel(tenant, owned),
+            health_over_time=report_health_over_time(tenant, owned, today),
+            renewals=report_renewals(accounts, today),
+            mrr=report_mrr_by_stage(accounts, stages),
         )
     return render(request, "health/reports.html", context)
 

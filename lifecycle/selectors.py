@@ -27,6 +27,11 @@ def _median(values):
     return round(statistics.median(values), 1) if values else None
 
 
+def _of_accounts(queryset, accounts):
+    """`queryset` (rows with an account) narrowed to `accounts`, a queryset of the tenant's accounts; all when None."""
+    return queryset if accounts is None else queryset.filter(account_id__in=accounts.values("pk"))
+
+
 def stages_in_order(*, tenant):
     return list(Stage.objects.for_tenant(tenant).order_by("position", "id"))
 
@@ -39,10 +44,10 @@ def onboarding_stage(*, tenant, key=None):
     return stages.filter(key="onboarding").first() or stages.filter(is_initial=True).first()
 
 
-def kpi_accounts_per_stage(*, tenant):
-    counts = dict(
-        AccountStage.objects.for_tenant(tenant).values("stage").annotate(n=Count("pk")).values_list("stage", "n")
-    )
+def kpi_accounts_per_stage(*, tenant, accounts=None):
+    """Accounts in each stage now; only those of `accounts` (a queryset of the tenant's) when given."""
+    placed = _of_accounts(AccountStage.objects.for_tenant(tenant), accounts)
+    counts = dict(placed.values("stage").annotate(n=Count("pk")).values_list("stage", "n"))
     return [{"stage": s.key, "name": s.name, "accounts": counts.get(s.pk, 0)} for s in stages_in_order(tenant=tenant)]
 
 
@@ -98,8 +103,9 @@ def _stay_medians_in_python(tenant):
     return {stage_id: (_median(days), len(days)) for stage_id, days in stays.items()}
 
 
-def kpi_conversion(*, tenant):
-    """For each pair of consecutive stages, the share of accounts that entered the first and later the second."""
+def kpi_conversion(*, tenant, accounts=None):
+    """For each pair of consecutive stages, the share of accounts (of `accounts` when given) that entered the
+    first and later the second."""
     stages = stages_in_order(tenant=tenant)
     pairs = list(zip(stages, stages[1:]))
     if not pairs:
@@ -110,7 +116,7 @@ def kpi_conversion(*, tenant):
         output_field=IntegerField(),
     )
     rows = (
-        StageTransition.objects.for_tenant(tenant)
+        _of_accounts(StageTransition.objects.for_tenant(tenant), accounts)
         .filter(to_stage_id__in=[stage.pk for stage, _ in pairs])
         .alias(next_stage=next_stage)
         .alias(converted=Exists(_next_transition(tenant).filter(to_stage_id=OuterRef("next_stage"))))
@@ -136,14 +142,15 @@ def kpi_conversion(*, tenant):
     return result
 
 
-def kpi_time_to_onboard(*, tenant, stage_key=None):
-    """Median days from an account's first placement to leaving the onboarding stage, by signup month."""
+def kpi_time_to_onboard(*, tenant, stage_key=None, accounts=None):
+    """Median days from an account's first placement to leaving the onboarding stage, by signup month;
+    over `accounts` (a queryset of the tenant's) when given."""
     stage = onboarding_stage(tenant=tenant, key=stage_key)
     if stage is None:
         return {"stage": None, "cohorts": []}
     transitions = StageTransition.objects.for_tenant(tenant).filter(account_id=OuterRef("pk"))
     rows = (
-        Account.objects.for_tenant(tenant)
+        (Account.objects.for_tenant(tenant) if accounts is None else accounts)
         .annotate(
             started_at=Subquery(transitions.filter(kind=TransitionKind.INITIAL).order_by("id").values("at")[:1]),
             onboarded_at=Subquery(transitions.filter(from_stage_id=stage.pk).order_by("id").values("at")[:1]),

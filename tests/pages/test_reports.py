@@ -64,6 +64,59 @@ def test_time_to_onboard_is_reported_per_signup_month(signed_in, tenant, stages)
     assert config["data"]["datasets"][0]["data"] == [10.0]
 
 
+def bobs_and_the_rest(tenant, stages, bob, alice):
+    """Two of Bob's accounts (one renewing red), one of Alice's, one with no owner."""
+    today = tenant_today(tenant)
+    for name, owner, stage, value, mrr in (
+        ("Ada", bob, "onboarding", 20, 100),
+        ("Bolt", bob, "renewal", 90, 300),
+        ("Cyan", alice, "renewal", 30, 1000),
+        ("Dune", None, "adoption", 70, 50),
+    ):
+        account = AccountFactory(
+            tenant=tenant, name=name, owner=owner, mrr=mrr, renewal_date=today + dt.timedelta(days=10)
+        )
+        place(account, stages[stage])
+        score(account, value, history=[value])
+
+
+def test_reports_count_only_the_chosen_members_accounts(signed_in, tenant, stages, alice, bob):
+    bobs_and_the_rest(tenant, stages, bob, alice)
+
+    html = signed_in.get(f"/t/alpha/reports/?owner={bob.pk}").content.decode()
+
+    assert chart_config(html, "chart-funnel")["data"]["datasets"][0]["data"] == [1, 0, 1]
+    assert chart_config(html, "chart-mrr")["data"]["datasets"][0]["data"] == [100.0, 0.0, 300.0]
+    renewals = {d["label"]: d["data"] for d in chart_config(html, "chart-renewals")["data"]["datasets"]}
+    assert renewals["Red"] == [1, 0, 0] and renewals["Green"] == [1, 0, 0]
+    health = chart_config(html, "chart-health")["data"]["datasets"]
+    assert sum(dataset["data"][-1] for dataset in health) == 2
+    assert f'<option value="{bob.pk}" selected>Bob CSM</option>' in html
+
+
+def test_reports_of_me_and_of_accounts_with_no_owner(client, tenant, stages, alice, bob):
+    bobs_and_the_rest(tenant, stages, bob, alice)
+    client.force_login(bob)
+
+    mine = client.get(f"/t/alpha/reports/?owner={bob.pk}").content.decode()
+    nobodys = client.get("/t/alpha/reports/?owner=none").content.decode()
+
+    assert f'<option value="{bob.pk}" selected>Me</option>' in mine
+    assert chart_config(nobodys, "chart-mrr")["data"]["datasets"][0]["data"] == [0.0, 50.0, 0.0]
+
+
+def test_an_owner_that_is_not_a_member_is_named_and_the_reports_count_everyone(
+    signed_in, tenant, stages, alice, bob, charlie
+):
+    bobs_and_the_rest(tenant, stages, bob, alice)
+
+    html = signed_in.get(f"/t/alpha/reports/?owner={charlie.pk}").content.decode()
+
+    assert f"Select a valid choice. {charlie.pk} is not one of the available choices." in html
+    assert "The reports count everyone's accounts." in html
+    assert chart_config(html, "chart-funnel")["data"]["datasets"][0]["data"] == [1, 1, 2]
+
+
 def test_reports_without_stages_point_to_the_templates(signed_in, tenant):
     html = signed_in.get("/t/alpha/reports/").content.decode()
     assert "No lifecycle stages yet" in html
@@ -73,11 +126,13 @@ def test_reports_run_the_same_number_of_queries_for_few_and_many_accounts(
     signed_in, tenant, stages, django_assert_max_num_queries
 ):
     make_accounts(tenant, stages, 3)
-    with django_assert_max_num_queries(16):
-        assert signed_in.get("/t/alpha/reports/").status_code == 200
+    for url in ("/t/alpha/reports/", "/t/alpha/reports/?owner=none"):
+        with django_assert_max_num_queries(16):
+            assert signed_in.get(url).status_code == 200
     make_accounts(tenant, stages, 60, prefix="More")
-    with django_assert_max_num_queries(16):
-        assert signed_in.get("/t/alpha/reports/").status_code == 200
+    for url in ("/t/alpha/reports/", "/t/alpha/reports/?owner=none"):
+        with django_assert_max_num_queries(16):
+            assert signed_in.get(url).status_code == 200
 
 
 def test_reports_of_a_tenant_you_do_not_belong_to_are_not_found(client, charlie, tenant, stages):
