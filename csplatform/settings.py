@@ -263,6 +263,9 @@ CSP_WEBHOOK_TIMEOUT = int(os.environ.get("CSP_WEBHOOK_TIMEOUT", "10"))
 # An endpoint that fails this many deliveries in a row is disabled and the tenant admins are told.
 CSP_WEBHOOK_DISABLE_AFTER = int(os.environ.get("CSP_WEBHOOK_DISABLE_AFTER", "8"))
 
+# GET /metrics (Prometheus) answers a scrape that sends this as a bearer token; unset, it is off.
+CSP_METRICS_TOKEN = env_secret("CSP_METRICS_TOKEN", "")
+
 # Ingest limits, shared by the batch API and the Segment-compatible API.
 CSP_INGEST_MAX_ITEMS = 1000
 CSP_INGEST_MAX_BYTES = 1024 * 1024

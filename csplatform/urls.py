@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import api, views
+from . import api, monitoring, views
 
 api_v1 = [
     path("", include("csplatform.tenancy.api.urls")),
@@ -20,6 +20,7 @@ api_v1 = [
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", monitoring.metrics, name="metrics"),
     path("api/v1/", include(api_v1)),
     path("api/segment/v1/", include("csplatform.customers.api.segment_urls")),
     path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),

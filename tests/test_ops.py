@@ -1,5 +1,6 @@
 """Operational surface: health endpoints, the sign-in page, the deploy checks, request ids and log lines."""
 
+import datetime as dt
 import json
 import os
 import re
@@ -12,8 +13,11 @@ import uuid
 import pytest
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.utils import timezone
 
 from csplatform.celery import app as celery_app
+from csplatform.customers.services import account_mark_dirty
+from tests.factories import AccountFactory
 
 
 def closed_port():
@@ -215,3 +219,65 @@ def test_plain_log_lines_name_the_request_id_in_brackets_and_other_formats_are_r
 
     assert f"WARNING MainProcess django.request [{request_id}] Unauthorized: /api/v1/accounts/" in plain.stderr
     assert unknown.returncode != 0 and "LOG_FORMAT must be plain or json, not 'xml'" in unknown.stderr
+
+
+# Metrics for Prometheus
+
+
+def scrape(client, token="scrape-me"):
+    return client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def samples(response):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.content.decode())
+        for sample in family.samples
+    }
+
+
+@pytest.fixture
+def metrics_token(settings):
+    settings.CSP_METRICS_TOKEN = "scrape-me"
+
+
+def overdue_step_run(tenant, seconds):
+    from playbooks.models import Playbook, Run, Step, StepRun
+
+    account = AccountFactory(tenant=tenant)
+    playbook = Playbook.objects.create(tenant=tenant, key="welcome", name="Welcome", trigger_type="manual")
+    step = Step.objects.create(tenant=tenant, playbook=playbook, position=1, kind="create_task")
+    run = Run.objects.create(tenant=tenant, playbook=playbook, account=account, started_at=timezone.now())
+    due_at = timezone.now() - dt.timedelta(seconds=seconds)
+    return StepRun.objects.create(tenant=tenant, run=run, step=step, due_at=due_at, status="pending")
+
+
+def test_metrics_name_each_backlog_and_how_far_each_tenant_is_behind(client, tenant, other_tenant, metrics_token):
+    overdue_step_run(tenant, 90)
+    account_mark_dirty(tenant=tenant, account_ids=[AccountFactory(tenant=tenant).pk for _ in range(3)])
+
+    response = scrape(client)
+
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/plain; version=")
+    found = samples(response)
+    assert found[("csp_step_runs_due", ())] == 1
+    assert 90 <= found[("csp_step_runs_due_lag_seconds", ())] < 150
+    assert found[("csp_webhook_deliveries_due", ())] == 0 and found[("csp_notifications_due", ())] == 0
+    assert found[("csp_accounts_waiting", (("tenant", "alpha"),))] == 3
+    assert found[("csp_results_behind_seconds", (("tenant", "alpha"),))] >= 0
+    assert found[("csp_accounts_waiting", (("tenant", "beta"),))] == 0
+
+
+def test_metrics_want_the_bearer_token_and_are_off_without_one(client, db, settings, metrics_token):
+    assert scrape(client, token="guess").status_code == 401
+    assert client.get("/metrics").status_code == 401
+    settings.CSP_METRICS_TOKEN = ""
+    assert scrape(client, token="").status_code == 404
+
+
+def test_metrics_answer_503_naming_the_database_when_it_is_unreachable(client, unreachable_database, metrics_token):
+    response = scrape(client)
+
+    assert response.status_code == 503 and "The database did not answer" in response.content.decode()
