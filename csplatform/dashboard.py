@@ -22,7 +22,7 @@ from alerts.models import Segment, SegmentMembership, Subject
 from csplatform.activity import KINDS, Cursor, account_activity
 from alerts.views import account_alerts_context, account_segments_context
 from csplatform.customers.filtersets import AccountFilterSet
-from csplatform.customers.models import Account
+from csplatform.customers.models import Account, ContactRole
 from csplatform.customers.views import (
     account_contacts,
     account_notes_context,
@@ -238,6 +238,7 @@ def account_page(request, account_id, *, override_form=None, status=200):
         **account_owner_context(request, members),
         "contacts": contacts[:CONTACTS_SHOWN],
         "contacts_more": len(contacts) > CONTACTS_SHOWN,
+        "contact_roles": ContactRole.choices,
         "events": recent_events(tenant, account),
         "usage": usage,
         "usage_chart": usage_chart(usage),

@@ -55,4 +55,9 @@ urlpatterns = [
         customer_views.account_note_delete,
         name="account-note-delete",
     ),
+    path(
+        "accounts/<int:account_id>/contacts/<int:contact_id>/",
+        customer_views.account_contact_edit,
+        name="account-contact-edit",
+    ),
 ]

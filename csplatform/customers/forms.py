@@ -2,7 +2,7 @@ import uuid
 
 from django import forms
 
-from .models import AccountNote
+from .models import AccountNote, Contact
 
 
 class NoteForm(forms.Form):
@@ -66,3 +66,13 @@ class OwnerAssignForm(forms.Form):
     def clean_owner(self):
         owner = self.cleaned_data["owner"]
         return None if owner == self.NOBODY else self.members[owner]
+
+
+class ContactEditForm(forms.ModelForm):
+    """What the team knows of a contact that the product acts on: the role (playbooks write to champions and
+    primary contacts) and whether they asked to get no more emails."""
+
+    class Meta:
+        model = Contact
+        fields = ["title", "role", "unsubscribed"]
+        labels = {"unsubscribed": "Unsubscribed: send no playbook emails"}

@@ -16,12 +16,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from csplatform.tenancy.decorators import back_to, can_change, refuse_viewers, tenant_page
+from csplatform.tenancy.decorators import back_to, can_change, object_to_change, refuse_viewers, tenant_page
 from csplatform.tenancy.models import Role, User
 
-from .forms import NoteAddForm, NoteForm, OwnerAssignForm
+from .forms import ContactEditForm, NoteAddForm, NoteForm, OwnerAssignForm
 from .models import Account, AccountNote, Contact, DailyRollup, UsageEvent
-from .services import accounts_assign_owner, note_add, note_delete, note_editable_by, note_update
+from .services import accounts_assign_owner, contact_update, note_add, note_delete, note_editable_by, note_update
 
 RECENT_EVENTS = 25
 ACTIVITY_DAYS = 30
@@ -230,3 +230,23 @@ def accounts_assign(request):
     accounts = f"{changed} account{'s' if changed != 1 else ''}"
     messages.success(request, f"{accounts} given to {owner}." if owner else f"{accounts} left unassigned.")
     return redirect(back_to(request, portfolio))
+
+
+# Contacts
+
+
+@tenant_page
+@require_POST
+def account_contact_edit(request, account_id, contact_id):
+    """Change a contact's title, role or email consent from the account page; the account is recomputed."""
+    tenant = request.tenant
+    contacts = Contact.objects.for_tenant(tenant).filter(account_id=account_id).select_related("account")
+    contact = object_to_change(request, contacts, contact_id)
+    form = ContactEditForm(request.POST, instance=contact)
+    if form.is_valid():
+        contact_update(tenant=tenant, contact=contact, fields=form.cleaned_data)
+        messages.success(request, f"Saved {contact}.")
+    else:
+        problems = " ".join(f"{form[name].label}: {' '.join(errors)}" for name, errors in form.errors.items())
+        messages.error(request, f"{contact} was not changed. {problems}")
+    return redirect("account-detail", tenant_slug=tenant.slug, account_id=contact.account_id)

@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from csplatform.customers.models import DailyRollup
+from csplatform.customers.models import Contact, DailyRollup, DirtyAccount
 from csplatform.tenancy.timezones import tenant_today
 from health.models import HealthScore
 from lifecycle.models import AccountStage, StageTransition, TransitionKind
@@ -192,3 +192,50 @@ def test_account_page_shows_the_latest_50_moves_and_the_first_50_contacts(signed
     assert "Move 00" in html and "Move 49" in html and "Move 50" not in html
     assert "The latest 50 moves; the API lists them all." in html
     assert "The first 50 contacts; the API lists them all." in html
+
+
+def test_a_csm_makes_a_contact_the_champion_and_unsubscribes_another_from_the_account_page(
+    client, bob, account, stages
+):
+    quinn = ContactFactory(account=account, name="Quinn Evans", role="user", title="Analyst")
+    vera = ContactFactory(account=account, name="Vera Ito", role="billing")
+    client.force_login(bob)
+    page = client.get(f"/t/alpha/accounts/{account.pk}/").content.decode()
+    assert f"/t/alpha/accounts/{account.pk}/contacts/{quinn.pk}/" in page
+
+    promoted = client.post(
+        f"/t/alpha/accounts/{account.pk}/contacts/{quinn.pk}/", {"title": "Head of Operations", "role": "champion"},
+        follow=True,
+    )
+    client.post(f"/t/alpha/accounts/{account.pk}/contacts/{vera.pk}/", {"role": "billing", "unsubscribed": "on"})
+
+    assert "Saved Quinn Evans." in promoted.content.decode()
+    contacts = Contact.objects.for_tenant(account.tenant)
+    assert contacts.filter(pk=quinn.pk, role="champion", title="Head of Operations", unsubscribed=False).exists()
+    assert contacts.get(pk=vera.pk).unsubscribed
+    assert DirtyAccount.objects.for_tenant(account.tenant).filter(account=account).exists()
+    assert '<span class="tag">Unsubscribed</span>' in client.get(f"/t/alpha/accounts/{account.pk}/").content.decode()
+
+
+def test_a_contact_edit_with_an_unknown_role_is_named_and_changes_nothing(client, bob, account, stages):
+    quinn = ContactFactory(account=account, name="Quinn Evans", role="user")
+    client.force_login(bob)
+
+    response = client.post(f"/t/alpha/accounts/{account.pk}/contacts/{quinn.pk}/", {"role": "boss"}, follow=True)
+
+    assert "Quinn Evans was not changed. Role: Select a valid choice. boss is not one of the available choices." in (
+        response.content.decode()
+    )
+    assert Contact.objects.for_tenant(account.tenant).get(pk=quinn.pk).role == "user"
+
+
+def test_contacts_are_edited_by_editors_under_their_own_account_only(client, viv, bob, account, tenant, other_tenant):
+    quinn = ContactFactory(account=account, role="user")
+    elsewhere = AccountFactory(tenant=tenant)
+    theirs = ContactFactory(account=AccountFactory(tenant=other_tenant), role="user")
+    client.force_login(viv)
+    assert client.post(f"/t/alpha/accounts/{account.pk}/contacts/{quinn.pk}/", {"role": "champion"}).status_code == 403
+    client.force_login(bob)
+    assert client.post(f"/t/alpha/accounts/{elsewhere.pk}/contacts/{quinn.pk}/", {"role": "champion"}).status_code == 404
+    assert client.post(f"/t/alpha/accounts/{account.pk}/contacts/{theirs.pk}/", {"role": "champion"}).status_code == 404
+    assert Contact.objects.for_tenant(tenant).get(pk=quinn.pk).role == "user"
