@@ -32,7 +32,7 @@ from csplatform.customers.views import (
     sort_headers,
     usage_per_day,
 )
-from csplatform.tenancy.decorators import object_to_change, tenant_page
+from csplatform.tenancy.decorators import can_change, object_to_change, tenant_page
 from csplatform.tenancy.models import User
 from csplatform.tenancy.summaries import tenant_summaries_forget, tenant_summary
 from csplatform.tenancy.timezones import tenant_today
@@ -52,6 +52,7 @@ from health.views import (
 )
 from lifecycle.selectors import stages_in_order
 from lifecycle.views import account_lifecycle_context
+from playbooks.models import Playbook
 from playbooks.pages import account_playbooks_context
 
 PORTFOLIO_PAGE_SIZE = 25
@@ -155,6 +156,10 @@ def portfolio(request):
         "current_stage": request.GET.get("stage", ""),
         "current_health": request.GET.get("health", ""),
         "assign_to": filterset.members if can_assign(request) else None,
+        # The playbooks an editor may start for the ticked accounts; read only for those who may.
+        "start_playbooks": list(Playbook.objects.for_tenant(tenant).only("pk", "name", "enabled"))
+        if can_change(request)
+        else [],
     }
     return render(request, "customers/portfolio.html", context)
 

@@ -14,11 +14,14 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from csplatform.customers.models import Account
-from csplatform.tenancy.decorators import back_to, can_change, object_to_change, tenant_page
+from csplatform.customers.forms import IdListField
+from csplatform.tenancy.decorators import back_to, can_change, object_to_change, refuse_viewers, tenant_page
 from csplatform.tenancy.models import Role, User
 from csplatform.tenancy.timezones import local_day_start
 from lifecycle.views import is_htmx
@@ -30,6 +33,7 @@ from .services import (
     outbox_skip,
     run_cancel,
     run_start,
+    runs_start_by_hand,
     task_change,
     task_complete,
     task_create_once,
@@ -358,6 +362,50 @@ def account_playbook_start(request, account_id):
     else:
         messages.success(request, f"Started {playbook.name} for {account.name}.")
     return account_redirect(tenant, account)
+
+
+class AccountsPlaybookForm(forms.Form):
+    """A playbook to start by hand for the accounts ticked in the portfolio."""
+
+    playbook = forms.ModelChoiceField(
+        queryset=None,
+        error_messages={
+            "required": "Choose a playbook to start.",
+            "invalid_choice": "Choose one of this team's playbooks.",
+        },
+    )
+    account = IdListField(
+        error_messages={"required": "Select the accounts first.", "invalid": "Select accounts from the list."}
+    )
+
+    def __init__(self, *args, tenant, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["playbook"].queryset = Playbook.objects.for_tenant(tenant)
+
+
+@tenant_page
+@require_POST
+def accounts_playbook_start(request):
+    """Start a playbook by hand for the accounts ticked in the portfolio; those it may not enter are counted."""
+    refuse_viewers(request)
+    tenant = request.tenant
+    back = back_to(request, reverse("portfolio", kwargs={"tenant_slug": tenant.slug}))
+    form = AccountsPlaybookForm(request.POST, tenant=tenant)
+    if not form.is_valid():
+        messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
+        return redirect(back)
+    playbook, selected = form.cleaned_data["playbook"], set(form.cleaned_data["account"])
+    started = len(runs_start_by_hand(tenant=tenant, playbook=playbook, account_ids=selected, actor=request.user))
+    if started == len(selected):
+        messages.success(request, f"Started {playbook.name} for {started} account{pluralize(started)}.")
+    else:
+        report = messages.success if started else messages.error
+        report(
+            request,
+            f"Started {playbook.name} for {started} of the {len(selected)} accounts selected; the others have "
+            "an active run of it or may not enter it again yet.",
+        )
+    return redirect(back)
 
 
 @tenant_page

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from alerts.webhooks import account_payload, webhooks_emit
 from csplatform.customers.models import Account, UsageEvent
+from csplatform.sql import OneOf
 from csplatform.tenancy.models import Membership
 from csplatform.tenancy.services import audit_record
 from csplatform.tenancy.timezones import tenant_zone
@@ -413,13 +414,30 @@ def playbooks_enroll_dates(*, tenant, now=None):
     return started
 
 
+def runs_start_by_hand(*, tenant, playbook, account_ids, actor=None, now=None):
+    """Start the playbook by hand, whatever its trigger, for those of these accounts that may enter it now (no
+    active run of it, and its re-enrolment policy allows one); returns the runs started.
+
+    Ids that are not the tenant's accounts start nothing.
+    """
+    if playbook.tenant_id != tenant.pk:
+        raise ValidationError({"playbook": "Unknown playbook."})
+    accounts = Account.objects.for_tenant(tenant).filter(OneOf("pk", sorted(set(account_ids))))
+    return runs_start(
+        tenant=tenant,
+        playbook=playbook,
+        account_ids=list(accounts.values_list("pk", flat=True)),
+        now=now,
+        reason="Started by hand.",
+        started_by=actor,
+    )
+
+
 def run_start(*, tenant, playbook, account, actor=None, now=None):
     """Start one run by hand, whatever the trigger; the re-enrolment policy still holds."""
-    if account.tenant_id != tenant.pk or playbook.tenant_id != tenant.pk:
+    if account.tenant_id != tenant.pk:
         raise ValidationError({"account": "Unknown account."})
-    runs = runs_start(
-        tenant=tenant, playbook=playbook, account_ids=[account.pk], now=now, reason="Started by hand.", started_by=actor
-    )
+    runs = runs_start_by_hand(tenant=tenant, playbook=playbook, account_ids=[account.pk], actor=actor, now=now)
     if not runs:
         raise ValidationError(
             {"account": "The account has an active run of this playbook or may not enter it again yet."}

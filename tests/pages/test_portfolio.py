@@ -4,6 +4,8 @@ from html import unescape
 import pytest
 
 from lifecycle.models import Stage
+from playbooks.models import Run
+from playbooks.services import playbook_templates_install, run_start
 
 from ..factories import AccountFactory
 from .conftest import make_accounts, place, queries_per_request, score
@@ -120,3 +122,63 @@ def test_every_page_finds_an_account_by_name_from_the_navigation_into_the_portfo
 
     assert row_names(found) == ["Granite Labs"]
     assert 'id="nav-search" name="q" placeholder="Find an account" value="granite"' in found
+
+
+def test_a_csm_starts_a_playbook_for_the_ticked_accounts_and_is_told_of_those_already_in_it(
+    client, bob, tenant, stages
+):
+    (playbook,) = playbook_templates_install(tenant=tenant, keys=["onboarding_welcome"])
+    first, second, busy = (AccountFactory(tenant=tenant, name=name) for name in ("Ada", "Bolt", "Cyan"))
+    run_start(tenant=tenant, playbook=playbook, account=busy)
+    client.force_login(bob)
+    page = client.get("/t/alpha/").content.decode()
+    assert 'formaction="/t/alpha/accounts/playbooks/start/">Start playbook</button>' in page
+    assert "Give the selected accounts to" not in page  # admins hand out accounts
+
+    response = client.post(
+        "/t/alpha/accounts/playbooks/start/",
+        {"playbook": playbook.pk, "account": [first.pk, second.pk, busy.pk], "next": "/t/alpha/?stage=onboarding"},
+        follow=True,
+    )
+
+    assert response.redirect_chain[-1][0] == "/t/alpha/?stage=onboarding"
+    assert f"Started {playbook.name} for 2 of the 3 accounts selected;" in response.content.decode()
+    runs = Run.objects.for_tenant(tenant).filter(playbook=playbook)
+    assert sorted(runs.values_list("account__name", flat=True)) == ["Ada", "Bolt", "Cyan"]
+    assert runs.get(account=first).started_by == bob
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"account": ["1"]}, "Choose a playbook to start."),
+        ({"playbook": "999999", "account": ["1"]}, "Choose one of this team&#x27;s playbooks."),
+        ({"playbook": "PLAYBOOK"}, "Select the accounts first."),
+    ],
+)
+def test_a_playbook_start_without_a_playbook_or_accounts_is_named_and_starts_nothing(
+    client, bob, tenant, stages, data, message
+):
+    (playbook,) = playbook_templates_install(tenant=tenant, keys=["onboarding_welcome"])
+    client.force_login(bob)
+    data = {name: str(playbook.pk) if value == "PLAYBOOK" else value for name, value in data.items()}
+
+    response = client.post("/t/alpha/accounts/playbooks/start/", data, follow=True)
+
+    assert message in response.content.decode()
+    assert not Run.objects.for_tenant(tenant).exists()
+
+
+def test_ticked_accounts_of_another_tenant_start_nothing_and_viewers_are_refused(
+    client, bob, viv, tenant, other_tenant, stages
+):
+    (playbook,) = playbook_templates_install(tenant=tenant, keys=["onboarding_welcome"])
+    theirs = AccountFactory(tenant=other_tenant)
+    client.force_login(bob)
+    start = "/t/alpha/accounts/playbooks/start/"
+    response = client.post(start, {"playbook": playbook.pk, "account": [theirs.pk]}, follow=True)
+    assert f"Started {playbook.name} for 0 of the 1 accounts selected;" in response.content.decode()
+    client.force_login(viv)
+    ours = AccountFactory(tenant=tenant)
+    assert client.post(start, {"playbook": playbook.pk, "account": [ours.pk]}).status_code == 403
+    assert not Run.objects.dangerously_all_tenants().exists()
