@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from csplatform.customers.models import Account
-from csplatform.customers.forms import IdListField
+from csplatform.customers.forms import TickedAccountsField
 from csplatform.tenancy.decorators import back_to, can_change, object_to_change, refuse_viewers, tenant_page
 from csplatform.tenancy.models import Role, User
 from csplatform.tenancy.timezones import local_day_start
@@ -374,9 +374,7 @@ class AccountsPlaybookForm(forms.Form):
             "invalid_choice": "Choose one of this team's playbooks.",
         },
     )
-    account = IdListField(
-        error_messages={"required": "Select the accounts first.", "invalid": "Select accounts from the list."}
-    )
+    account = TickedAccountsField()
 
     def __init__(self, *args, tenant, **kwargs):
         super().__init__(*args, **kwargs)

@@ -41,6 +41,12 @@ class IdListField(forms.Field):
         return ids
 
 
+class TickedAccountsField(IdListField):
+    """The accounts ticked in the portfolio, for a form that acts on them."""
+
+    default_error_messages = {"required": "Select the accounts first.", "invalid": "Select accounts from the list."}
+
+
 class OwnerAssignForm(forms.Form):
     """Who gets the selected accounts: a member, or nobody."""
 
@@ -54,9 +60,7 @@ class OwnerAssignForm(forms.Form):
             "invalid_choice": "Choose a member of this team.",
         },
     )
-    account = IdListField(
-        error_messages={"required": "Select the accounts first.", "invalid": "Select accounts from the list."}
-    )
+    account = TickedAccountsField()
 
     def __init__(self, *args, members, **kwargs):
         super().__init__(*args, **kwargs)
