@@ -13,7 +13,14 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from csplatform.tenancy.decorators import back_to, can_change, object_to_change, refuse_viewers, tenant_page
+from csplatform.tenancy.decorators import (
+    back_to,
+    can_change,
+    object_to_change,
+    refuse_viewers,
+    tell_bulk_outcome,
+    tenant_page,
+)
 from lifecycle.views import is_htmx
 
 from .forms import AlertsBulkForm
@@ -197,19 +204,10 @@ def alerts_bulk_page(request):
     if not form.is_valid():
         messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
         return redirect(inbox)
-    service, done, left_alone = BULK_ACTIONS[form.cleaned_data["action"]]
+    service, done, rest = BULK_ACTIONS[form.cleaned_data["action"]]
     selected = set(form.cleaned_data["alert"])
-    changed = len(service(tenant=tenant, alert_ids=selected, user=request.user, note=form.cleaned_data["note"].strip()))
-    if changed == len(selected):
-        messages.success(request, f"{done} {changed} alert{pluralize(changed)}.")
-    else:
-        skipped = len(selected) - changed
-        report = messages.success if changed else messages.error
-        report(
-            request,
-            f"{done} {changed} of the {len(selected)} alerts selected; "
-            f"{skipped} {pluralize(skipped, 'was,were')} {left_alone}.",
-        )
+    changed = service(tenant=tenant, alert_ids=selected, user=request.user, note=form.cleaned_data["note"].strip())
+    tell_bulk_outcome(request, done=done, noun="alert", changed=len(changed), selected=len(selected), rest=rest)
     return redirect(inbox)
 
 

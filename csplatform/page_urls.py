@@ -30,6 +30,7 @@ urlpatterns = [
     path("tasks/<int:task_id>/complete/", playbook_pages.task_complete_page, name="task-complete"),
     path("tasks/<int:task_id>/change/", playbook_pages.task_change_page, name="task-change"),
     path("outbox/", playbook_pages.outbox, name="outbox"),
+    path("outbox/bulk/", playbook_pages.outbox_bulk, name="outbox-bulk"),
     path("outbox/<int:email_id>/", playbook_pages.outbox_email, name="outbox-email"),
     path("outbox/<int:email_id>/decide/", playbook_pages.outbox_decide, name="outbox-decide"),
     path(

@@ -14,14 +14,20 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from csplatform.customers.models import Account
-from csplatform.customers.forms import TickedAccountsField
-from csplatform.tenancy.decorators import back_to, can_change, object_to_change, refuse_viewers, tenant_page
+from csplatform.customers.forms import IdListField, TickedAccountsField
+from csplatform.tenancy.decorators import (
+    back_to,
+    can_change,
+    object_to_change,
+    refuse_viewers,
+    tell_bulk_outcome,
+    tenant_page,
+)
 from csplatform.tenancy.models import Role, User
 from csplatform.tenancy.timezones import local_day_start
 from lifecycle.views import is_htmx
@@ -29,6 +35,7 @@ from lifecycle.views import is_htmx
 from .models import EmailStatus, ExpansionOpportunity, OutboundEmail, Playbook, Run, StepKind, StepRun, Task
 from .services import (
     outbox_approve,
+    outbox_decide_many,
     outbox_edit,
     outbox_skip,
     run_cancel,
@@ -207,6 +214,8 @@ def outbox(request):
         "total": sum(counts.values()),
         "kinds": OUTBOX_KINDS,
         "can_change": can_change(request),
+        # Emails held for review are ticked for the bulk actions, when the page shows any.
+        "bulk": can_change(request) and counts.get(EmailStatus.PENDING_REVIEW, 0) > 0,
     }
     return render(request, "playbooks/outbox.html", context)
 
@@ -260,13 +269,50 @@ def outbox_decide(request, email_id):
     if is_htmx(request):
         row = email_rows(tenant).get(pk=email.pk)
         row.is_demo = is_demo_invitation(row)
-        context = {"email": row, "can_change": True, "done": None if error else done[action], "error": error}
+        done_now = None if error else done[action]
+        context = {"email": row, "can_change": True, "bulk": True, "done": done_now, "error": error}
         return render(request, "playbooks/_email_row.html", context, status=400 if error else 200)
     if error:
         messages.error(request, error)
     else:
         messages.success(request, f"{done[action]}: {email.subject}")
     return redirect(back_to(request, f"/t/{tenant.slug}/outbox/{email.pk}/"))
+
+
+class OutboxBulkForm(forms.Form):
+    """Approve or skip the emails ticked in the outbox."""
+
+    action = forms.ChoiceField(
+        choices=[("approve", "Approve"), ("skip", "Skip")],
+        error_messages={"required": "Choose to approve or skip.", "invalid_choice": "Choose to approve or skip."},
+    )
+    email = IdListField(
+        error_messages={"required": "Select the emails first.", "invalid": "Select emails from the list."}
+    )
+
+
+@tenant_page
+@require_POST
+def outbox_bulk(request):
+    """Approve or skip the emails ticked in the outbox; those already decided are counted apart."""
+    refuse_viewers(request)
+    tenant = request.tenant
+    back = back_to(request, reverse("outbox", kwargs={"tenant_slug": tenant.slug}))
+    form = OutboxBulkForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
+        return redirect(back)
+    approve, selected = form.cleaned_data["action"] == "approve", set(form.cleaned_data["email"])
+    decided = outbox_decide_many(tenant=tenant, email_ids=selected, approve=approve, actor=request.user)
+    tell_bulk_outcome(
+        request,
+        done="Approved" if approve else "Skipped",
+        noun="email",
+        changed=decided,
+        selected=len(selected),
+        rest="no longer waiting for review",
+    )
+    return redirect(back)
 
 
 # The account page's playbooks section
@@ -393,16 +439,15 @@ def accounts_playbook_start(request):
         messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
         return redirect(back)
     playbook, selected = form.cleaned_data["playbook"], set(form.cleaned_data["account"])
-    started = len(runs_start_by_hand(tenant=tenant, playbook=playbook, account_ids=selected, actor=request.user))
-    if started == len(selected):
-        messages.success(request, f"Started {playbook.name} for {started} account{pluralize(started)}.")
-    else:
-        report = messages.success if started else messages.error
-        report(
-            request,
-            f"Started {playbook.name} for {started} of the {len(selected)} accounts selected; the others have "
-            "an active run of it or may not enter it again yet.",
-        )
+    started = runs_start_by_hand(tenant=tenant, playbook=playbook, account_ids=selected, actor=request.user)
+    tell_bulk_outcome(
+        request,
+        done=f"Started {playbook.name} for",
+        noun="account",
+        changed=len(started),
+        selected=len(selected),
+        rest="in it already or may not enter it again yet",
+    )
     return redirect(back)
 
 

@@ -622,6 +622,27 @@ def outbox_skip(*, tenant, email, actor=None):
     return email
 
 
+def outbox_decide_many(*, tenant, email_ids, approve, actor=None):
+    """Approve (queue to send) or skip each of these emails of the tenant still held for review.
+
+    Each is decided in a transaction of its own, as it would be one at a
+    time, so an email someone else decided meanwhile is left as it is.
+    Returns how many were decided here.
+    """
+    decide = outbox_approve if approve else outbox_skip
+    held = OutboundEmail.objects.for_tenant(tenant).filter(
+        OneOf("pk", sorted(set(email_ids))), status=EmailStatus.PENDING_REVIEW
+    )
+    decided = 0
+    for email in held.order_by("pk"):
+        try:
+            decide(tenant=tenant, email=email, actor=actor)
+        except ValidationError:
+            continue  # no longer held: decided by someone else since the read
+        decided += 1
+    return decided
+
+
 def playbook_templates_install(*, tenant, keys, actor=None, enabled=True):
     """Install ready-made playbooks by key (see playbooks.library); existing keys are left alone."""
     from .library import LIBRARY_BY_KEY

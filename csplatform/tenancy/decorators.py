@@ -1,9 +1,11 @@
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
+from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -78,3 +80,13 @@ def back_to(request, fallback):
     if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         return target
     return fallback
+
+
+def tell_bulk_outcome(request, *, done, noun, changed, selected, rest):
+    """Say what an action on ticked rows did: "Resolved 3 alerts." when it changed every one, else how many
+    of those selected, and what the rest were (`rest`, "already resolved"); an error when it changed none."""
+    if changed == selected:
+        messages.success(request, f"{done} {changed} {noun}{pluralize(changed)}.")
+        return
+    report = messages.success if changed else messages.error
+    report(request, f"{done} {changed} of the {selected} {noun}s selected; the rest were {rest}.")

@@ -284,7 +284,7 @@ def test_bulk_resolve_closes_open_and_acknowledged_alerts_by_hand_and_counts_tho
 
     response = bulk(as_bob, "resolve", [open_one, seen_one, done_before], note="Renewal signed")
 
-    assert "Resolved 2 of the 3 alerts selected; 1 was already resolved." in response.content.decode()
+    assert "Resolved 2 of the 3 alerts selected; the rest were already resolved." in response.content.decode()
     assert statuses(open_one, seen_one) == [AlertStatus.RESOLVED, AlertStatus.RESOLVED]
     stored = Alert.objects.for_tenant(acme.tenant).get(pk=seen_one.pk)
     assert (stored.resolution, stored.resolved_by, stored.note) == ("manual", bob, "Renewal signed")
@@ -296,7 +296,7 @@ def test_bulk_acknowledge_leaves_alerts_that_are_no_longer_open_as_they_were(as_
 
     response = bulk(as_bob, "acknowledge", [seen])
 
-    assert "Acknowledged 0 of the 1 alerts selected; 1 was not open." in response.content.decode()
+    assert "Acknowledged 0 of the 1 alerts selected; the rest were not open." in response.content.decode()
     assert statuses(seen) == [AlertStatus.ACKNOWLEDGED]
 
 
@@ -324,7 +324,7 @@ def test_a_bulk_action_never_reaches_another_tenants_alerts_and_viewers_are_refu
 
     response = bulk(as_bob, "resolve", [ours, theirs])
 
-    assert "Resolved 1 of the 2 alerts selected; 1 was already resolved." in response.content.decode()
+    assert "Resolved 1 of the 2 alerts selected; the rest were already resolved." in response.content.decode()
     assert statuses(ours, theirs) == [AlertStatus.RESOLVED, AlertStatus.OPEN]
     client.force_login(viv)
     another = make_alert(acme)
@@ -567,6 +567,49 @@ def test_a_sent_email_cannot_be_approved_again(signed_in, acme):
     assert response.status_code == 400 and "not waiting for review" in response.content.decode()
     email.refresh_from_db()
     assert email.status == EmailStatus.SENT
+
+
+def email_statuses(*emails):
+    return [OutboundEmail.objects.for_tenant(email.tenant).get(pk=email.pk).status for email in emails]
+
+
+def test_a_csm_approves_the_ticked_emails_held_for_review_at_once(signed_in, tenant, alice, acme):
+    first, second = make_email(acme, status=EmailStatus.PENDING_REVIEW), make_email(acme, status=EmailStatus.PENDING_REVIEW)
+    untouched, sent = make_email(acme, status=EmailStatus.PENDING_REVIEW), make_email(acme)
+    page = signed_in.get("/t/alpha/outbox/").content.decode()
+    assert f'name="email" value="{first.pk}" form="outbox-bulk"' in page
+    assert f'name="email" value="{sent.pk}"' not in page
+
+    response = signed_in.post(
+        "/t/alpha/outbox/bulk/",
+        {"action": "approve", "email": [first.pk, second.pk], "next": "/t/alpha/outbox/?status=pending_review"},
+        follow=True,
+    )
+
+    assert response.redirect_chain[-1][0] == "/t/alpha/outbox/?status=pending_review"
+    assert "Approved 2 emails." in response.content.decode()
+    assert email_statuses(first, second, untouched) == [EmailStatus.QUEUED, EmailStatus.QUEUED, EmailStatus.PENDING_REVIEW]
+    assert AuditLogEntry.objects.for_tenant(tenant).filter(action="email.approved", actor=alice).count() == 2
+
+
+def test_bulk_skip_leaves_emails_no_longer_held_as_they_were_and_counts_them(signed_in, tenant, acme, other_tenant):
+    held, sent = make_email(acme, status=EmailStatus.PENDING_REVIEW), make_email(acme)
+    theirs = make_email(AccountFactory(tenant=other_tenant), status=EmailStatus.PENDING_REVIEW)
+
+    response = signed_in.post("/t/alpha/outbox/bulk/", {"action": "skip", "email": [held.pk, sent.pk, theirs.pk]}, follow=True)
+
+    assert "Skipped 1 of the 3 emails selected; the rest were no longer waiting for review." in response.content.decode()
+    assert email_statuses(held, sent, theirs) == [EmailStatus.SKIPPED, EmailStatus.SENT, EmailStatus.PENDING_REVIEW]
+
+
+def test_a_bulk_decision_without_emails_or_action_is_named_and_viewers_are_refused(signed_in, client, viv, acme):
+    held = make_email(acme, status=EmailStatus.PENDING_REVIEW)
+    nothing = signed_in.post("/t/alpha/outbox/bulk/", {"action": "approve"}, follow=True).content.decode()
+    unknown = signed_in.post("/t/alpha/outbox/bulk/", {"action": "send", "email": [held.pk]}, follow=True).content.decode()
+    assert "Select the emails first." in nothing and "Choose to approve or skip." in unknown
+    client.force_login(viv)
+    assert client.post("/t/alpha/outbox/bulk/", {"action": "approve", "email": [held.pk]}).status_code == 403
+    assert email_statuses(held) == [EmailStatus.PENDING_REVIEW]
 
 
 def test_a_viewer_reads_the_outbox_but_cannot_decide(as_viv, acme):
