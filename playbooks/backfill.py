@@ -9,6 +9,8 @@ been enabled all along. It reuses the live services with a past clock; it
 writes no second copy of their logic. Segments fill and alerts open and
 resolve at each day's close as the live pipeline's would, without notifying
 anyone today of the past. Webhooks are not replayed: they start from today.
+`team_work_replay` then plays the people's part: the tasks and alerts the
+team dealt with over those days.
 """
 
 import datetime as dt
@@ -16,7 +18,7 @@ import datetime as dt
 from django.db.models import Q
 from django.utils import timezone
 
-from alerts.models import Alert, SegmentMembership
+from alerts.models import Alert, AlertStatus, SegmentMembership
 from alerts.services import alerts_evaluate, segments_refresh
 from csplatform.customers.models import Account
 from csplatform.rules.metrics import metrics_compute
@@ -24,9 +26,12 @@ from csplatform.tenancy.timezones import day_start, tenant_today
 from health.services import health_score
 from lifecycle.services import lifecycle_advance
 
-from .models import StepRun, StepRunStatus
+from .models import StepRun, StepRunStatus, Task
 from .runner import step_execute
 from .services import playbooks_enroll
+
+# The team leaves the work of the last few days open: it is still theirs to do.
+TEAM_BEHIND_DAYS = 3
 
 
 def day_close(tenant, day):
@@ -115,3 +120,39 @@ def history_replay(*, tenant, days=90, now=None):
         )
     executed += steps_replay(tenant=tenant, until=now)
     return {"days": days, "steps_executed": executed}
+
+
+def team_work_replay(*, tenant, now=None):
+    """Play what the team did over the replayed past, which no service replays, being people's work.
+
+    Each owner completed most of their tasks that fell due before the last
+    few days, a few hours after each fell due, and acknowledged most of the
+    alerts still open on their accounts that opened before then, a few hours
+    after each opened. Every tenth task and every third alert (by id) are left
+    open, as a busy team leaves some. Returns `(tasks completed, alerts
+    acknowledged)`; safe to run again, as only open tasks and alerts change.
+    """
+    now = now or timezone.now()
+    before = now - dt.timedelta(days=TEAM_BEHIND_DAYS)
+    tasks = Task.objects.for_tenant(tenant).filter(completed_at__isnull=True, due_at__lt=before, owner__isnull=False)
+    completed = [
+        Task(pk=pk, completed_at=due_at + dt.timedelta(hours=1 + pk % 5), completed_by_id=owner_id)
+        for pk, due_at, owner_id in tasks.values_list("pk", "due_at", "owner_id")
+        if pk % 10
+    ]
+    Task.objects.for_tenant(tenant).bulk_update(completed, ["completed_at", "completed_by"])
+    alerts = Alert.objects.for_tenant(tenant).filter(
+        status=AlertStatus.OPEN, opened_at__lt=before, account__owner__isnull=False
+    )
+    acknowledged = [
+        Alert(
+            pk=pk,
+            status=AlertStatus.ACKNOWLEDGED,
+            acknowledged_at=opened_at + dt.timedelta(hours=2 + pk % 20),
+            acknowledged_by_id=owner_id,
+        )
+        for pk, opened_at, owner_id in alerts.values_list("pk", "opened_at", "account__owner_id")
+        if pk % 3
+    ]
+    Alert.objects.for_tenant(tenant).bulk_update(acknowledged, ["status", "acknowledged_at", "acknowledged_by"])
+    return len(completed), len(acknowledged)

@@ -191,3 +191,20 @@ def test_outbox_and_account_page_show_the_past_welcome_invitation_and_usage_chec
     assert f"/t/demo/outbox/{welcome.pk}/" not in demos
     assert "Schedule a demo: Done" in account
     assert "usage on target" in account or "usage below target" in account
+
+
+def test_the_team_completed_most_past_tasks_and_acknowledged_most_past_alerts_after_they_fell_due(demo):
+    before = timezone.now() - dt.timedelta(days=3)
+    past_tasks = Task.objects.for_tenant(demo).filter(due_at__lt=before, owner__isnull=False)
+    done = past_tasks.filter(completed_at__isnull=False)
+
+    assert past_tasks.exists() and done.count() >= 0.8 * past_tasks.count()
+    for task in done:
+        assert task.completed_by_id == task.owner_id and task.due_at < task.completed_at < timezone.now()
+    seen = Alert.objects.for_tenant(demo).filter(status=AlertStatus.ACKNOWLEDGED)
+    assert seen.exists()
+    for alert in seen.select_related("account"):
+        assert alert.acknowledged_by_id == alert.account.owner_id
+        assert alert.opened_at < alert.acknowledged_at < timezone.now()
+    # The last few days' work is still the team's to do.
+    assert not Task.objects.for_tenant(demo).filter(due_at__gte=before, completed_at__isnull=False).exists()

@@ -9,7 +9,7 @@ from csplatform.tenancy.rls import tenant_context
 from health.defaults import scorecards_apply_defaults
 from lifecycle.models import Stage
 from lifecycle.services import stages_apply_template
-from playbooks.backfill import history_replay
+from playbooks.backfill import history_replay, team_work_replay
 from playbooks.services import playbook_templates_install
 
 DEMO_TEMPLATE = "onboarding_to_renewal"
@@ -18,7 +18,8 @@ DEMO_TEMPLATE = "onboarding_to_renewal"
 class Command(BaseCommand):
     help = (
         "Give the demo tenant its lifecycle (seed 001's stages), health scorecards and onboarding playbook, "
-        "replay its past days (stage moves, health history, alerts, playbook runs at their past times), "
+        "replay its past days (stage moves, health history, alerts, playbook runs at their past times, "
+        "and the tasks and alerts its team dealt with), "
         "then run the pipeline over every account for today."
     )
 
@@ -46,10 +47,12 @@ class Command(BaseCommand):
         scorecards_apply_defaults(tenant=tenant)
         starter_alerts_install(tenant=tenant)
         replay = history_replay(tenant=tenant, days=days)
+        tasks_done, alerts_seen = team_work_replay(tenant=tenant)
         pipeline.mark_all_dirty(tenant=tenant)
         totals = pipeline.recompute_dirty(tenant=tenant)
         self.stdout.write(
             f"Demo lifecycle ready in {time.monotonic() - started:.1f}s: {days} days replayed "
-            f"({replay['steps_executed']} playbook steps executed at their past times), "
+            f"({replay['steps_executed']} playbook steps executed at their past times, {tasks_done} tasks "
+            f"completed and {alerts_seen} alerts acknowledged by the team), "
             f"{totals['accounts']} accounts recomputed for today, {totals['moved']} moved in a stage today."
         )
