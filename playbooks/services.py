@@ -553,8 +553,10 @@ def _task_snapshot(task):
 def task_change(*, tenant, task, owner, due_at, actor=None):
     """Give the task to `owner`, a member of the tenant (None: nobody yet), due at `due_at` (None: no date).
 
-    Audited with what it was before.
+    Audited with what it was before. A task done stays as it was done.
     """
+    if task.completed_at is not None:
+        raise ValidationError({"task": "The task is done; a done task keeps its owner and date."})
     if owner is not None and not Membership.objects.for_tenant(tenant).filter(user=owner).exists():
         raise ValidationError({"owner": "Give a member of this tenant."})
     before = _task_snapshot(task)

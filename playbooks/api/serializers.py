@@ -156,6 +156,10 @@ class ReassignSerializer(serializers.Serializer):
     owner = TenantMemberField()
 
 
+class RescheduleSerializer(serializers.Serializer):
+    due_at = serializers.DateTimeField(allow_null=True, help_text="When the task is due; null for no date.")
+
+
 class OutboundEmailSerializer(serializers.ModelSerializer):
     owner = serializers.SlugRelatedField(slug_field="email", read_only=True)
 

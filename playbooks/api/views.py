@@ -30,6 +30,7 @@ from .serializers import (
     OutboundEmailSerializer,
     PlaybookSerializer,
     ReassignSerializer,
+    RescheduleSerializer,
     RunSerializer,
     SimulateSerializer,
     StartRunSerializer,
@@ -150,23 +151,29 @@ class TaskViewSet(TenantReadOnlyViewSet):
         task = task_complete(tenant=self.tenant, task=self.get_object(), user=acting_user(request))
         return Response(self.get_serializer(task).data)
 
-    @extend_schema(request=ReassignSerializer)
-    @action(detail=True, methods=["post"])
-    def reassign(self, request, pk=None):
+    def _change(self, request, serializer_class, field):
+        """Set one of the task's owner and date through task_change, the other kept."""
         task = self.get_object()
-        serializer = ReassignSerializer(data=request.data, context=self.get_serializer_context())
+        serializer = serializer_class(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
+        changes = {"owner": task.owner, "due_at": task.due_at, field: serializer.validated_data[field]}
         try:
-            task = task_change(
-                tenant=self.tenant,
-                task=task,
-                owner=serializer.validated_data["owner"],
-                due_at=task.due_at,
-                actor=acting_user(request),
-            )
+            task = task_change(tenant=self.tenant, task=task, actor=acting_user(request), **changes)
         except DjangoValidationError as exc:
             raise_as_api_error(exc)
         return Response(self.get_serializer(task).data)
+
+    @extend_schema(request=ReassignSerializer)
+    @action(detail=True, methods=["post"])
+    def reassign(self, request, pk=None):
+        """Give the open task to another member of the tenant (by email)."""
+        return self._change(request, ReassignSerializer, "owner")
+
+    @extend_schema(request=RescheduleSerializer)
+    @action(detail=True, methods=["post"])
+    def reschedule(self, request, pk=None):
+        """Move the open task to another time (`due_at`, ISO 8601 with its offset), or to no date (null)."""
+        return self._change(request, RescheduleSerializer, "due_at")
 
 
 class OutboundEmailViewSet(TenantReadOnlyViewSet):

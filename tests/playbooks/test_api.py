@@ -389,3 +389,22 @@ def test_editing_steps_keeps_history_and_moves_pending_steps_to_the_new_definiti
     assert Task.objects.for_tenant(customer.tenant).get().title == "Phone Acme Rockets"
     run = api.get("/api/v1/playbook-runs/").json()["results"][0]
     assert [step["status"] for step in run["steps"]] == ["done", "done"]
+
+
+def test_an_open_task_is_rescheduled_or_left_without_a_date_and_a_done_one_is_refused(api, tenant, bob):
+    account = AccountFactory(tenant=tenant, owner=bob)
+    task = Task.objects.create(tenant=tenant, account=account, owner=bob, title="Call the champion")
+    url = f"/api/v1/tasks/{task.pk}/reschedule/"
+
+    moved = api.post(url, {"due_at": "2027-01-15T09:30:00+01:00"}, format="json")
+    cleared = api.post(url, {"due_at": None}, format="json")
+    malformed = api.post(url, {"due_at": "next tuesday"}, format="json")
+    api.post(f"/api/v1/tasks/{task.pk}/complete/")
+    done = api.post(url, {"due_at": "2027-02-01T09:00:00Z"}, format="json")
+
+    assert moved.status_code == 200 and moved.json()["due_at"].startswith("2027-01-15T08:30:00")
+    assert moved.json()["owner"] == bob.email
+    assert cleared.json()["due_at"] is None
+    assert malformed.status_code == 400 and malformed.json()["error"]["fields"][0]["field"] == "due_at"
+    assert done.status_code == 400 and "a done task keeps its owner and date" in done.content.decode()
+    assert Task.objects.for_tenant(tenant).get(pk=task.pk).due_at is None
