@@ -199,13 +199,16 @@ class DeliveryStatus(models.TextChoices):
 class Notification(TenantModel):
     """One message to one recipient on one channel: the outbox of alerts and operator notices.
 
-    In-app notifications are delivered when written (the user's inbox);
+    In-app notifications are delivered when written (the member's
+    notifications page): an alert's, or a task a teammate gave them;
     email and Slack ones are sent by a worker after commit, claimed with
     SKIP LOCKED and retried with backoff. The idempotency key (alert,
     channel, recipient) makes a second evaluation write nothing new.
     """
 
     alert = models.ForeignKey(Alert, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications")
+    # What a notification without an alert is about (a task given to the member), when it is about an account.
+    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     channel = models.CharField(max_length=10, choices=Channel.choices)
     user = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     recipient = models.CharField(max_length=500)

@@ -67,6 +67,22 @@ def notifications_enqueue(*, tenant, notifications):
     return pending
 
 
+def member_tell(*, tenant, user, subject, text, key, account=None):
+    """Tell a member something in the app (their notifications page), once per `key`; `account` is what it is
+    about, which following the notification opens."""
+    notification = Notification(
+        tenant=tenant,
+        user=user,
+        account=account,
+        channel=Channel.IN_APP,
+        recipient=user.email,
+        subject=subject[:300],
+        text=text,
+        idempotency_key=key[:300],
+    )
+    notifications_enqueue(tenant=tenant, notifications=[notification])
+
+
 def member_notifications(tenant, user):
     """The in-app notifications addressed to `user` in the tenant, newest first: their list in the app."""
     return Notification.objects.for_tenant(tenant).filter(user=user, channel=Channel.IN_APP)

@@ -220,7 +220,7 @@ def notifications_url(tenant):
 
 @tenant_page
 def notification_list(request):
-    """What alert rules told this member "in the app", newest first, the unread ones marked new."""
+    """What alert rules and teammates told this member in the app, newest first, the unread ones marked new."""
     notifications = member_notifications(request.tenant, request.user).select_related("alert")
     page = Paginator(notifications, NOTIFICATIONS_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "alerts/notifications.html", {"page": page})
@@ -228,7 +228,7 @@ def notification_list(request):
 
 @tenant_page
 def notification_open(request, notification_id):
-    """Follow a notification: it is read now, and its alert's account page opens (the list, without an alert).
+    """Follow a notification: it is read now, and the page of the account it is about opens (else the list).
 
     Another member's or tenant's notification is not found.
     """
@@ -236,9 +236,10 @@ def notification_open(request, notification_id):
     notifications = member_notifications(tenant, request.user).select_related("alert")
     notification = get_object_or_404(notifications, pk=notification_id)
     notifications_mark_read(tenant=tenant, user=request.user, notification_ids=[notification.pk])
-    if notification.alert is None:
+    account_id = notification.alert.account_id if notification.alert else notification.account_id
+    if account_id is None:
         return redirect(notifications_url(tenant))
-    return redirect("account-detail", tenant_slug=tenant.slug, account_id=notification.alert.account_id)
+    return redirect("account-detail", tenant_slug=tenant.slug, account_id=account_id)
 
 
 @tenant_page

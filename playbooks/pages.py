@@ -487,6 +487,7 @@ def account_task_add(request, account_id):
         title=form.cleaned_data["title"],
         due_at=due_at_for(form.cleaned_data["due"]),
         source="manual",
+        given_by=request.user,
     )
     messages.success(request, f"Task added: {form.cleaned_data['title']}")
     return account_redirect(tenant, account)

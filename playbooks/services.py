@@ -6,6 +6,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, Max, OuterRef, Q, Subquery
 from django.utils import timezone
 
+from alerts.notifications import member_tell
 from alerts.webhooks import account_payload, webhooks_emit
 from csplatform.customers.models import Account, UsageEvent
 from csplatform.sql import OneOf
@@ -513,8 +514,11 @@ def _task_webhooks_emit(tenant, task, action):
 
 
 @transaction.atomic
-def task_create_once(*, tenant, key, account, owner, title, due_at, source, description=""):
-    """The task for `key`, created (and task.created emitted) the first time only."""
+def task_create_once(*, tenant, key, account, owner, title, due_at, source, description="", given_by=None):
+    """The task for `key`, created (and task.created emitted) the first time only.
+
+    A task a member (`given_by`) gives to another is told to its owner in the app.
+    """
     task, created = Task.objects.for_tenant(tenant).get_or_create(
         key=key,
         defaults={
@@ -529,6 +533,8 @@ def task_create_once(*, tenant, key, account, owner, title, due_at, source, desc
     )
     if created:
         _task_webhooks_emit(tenant, task, "created")
+        if given_by is not None and owner is not None:
+            _task_given_tell(tenant, task, given_by, key=f"task:{task.pk}:given")
     return task
 
 
@@ -559,11 +565,32 @@ def task_change(*, tenant, task, owner, due_at, actor=None):
         raise ValidationError({"task": "The task is done; a done task keeps its owner and date."})
     if owner is not None and not Membership.objects.for_tenant(tenant).filter(user=owner).exists():
         raise ValidationError({"owner": "Give a member of this tenant."})
+    given = owner is not None and owner.pk != task.owner_id
     before = _task_snapshot(task)
     task.owner, task.due_at = owner, due_at
     task.save(update_fields=["owner", "due_at"])
-    audit_record(tenant=tenant, actor=actor, action="task.changed", obj=task, before=before, after=_task_snapshot(task))
+    entry = audit_record(
+        tenant=tenant, actor=actor, action="task.changed", obj=task, before=before, after=_task_snapshot(task)
+    )
+    if given:
+        _task_given_tell(tenant, task, actor, key=f"task:{task.pk}:given:{entry.pk}")
     return task
+
+
+def _task_given_tell(tenant, task, giver, key):
+    """Tell a task's new owner in the app, unless they gave it to themselves."""
+    if getattr(giver, "pk", None) == task.owner_id:
+        return
+    who = (giver.name or giver.email) if getattr(giver, "pk", None) else "Someone"
+    about = f" for {task.account.name}" if task.account_id else ""
+    member_tell(
+        tenant=tenant,
+        user=task.owner,
+        subject=f"{who} gave you a task{about}: {task.title}",
+        text=f"{who} gave you a task{about}: {task.title}",
+        key=key,
+        account=task.account,
+    )
 
 
 # Outbox: emails held for review

@@ -7,6 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from alerts.models import Notification
 from alerts.services import alert_raise, alert_rule_create, alerts_evaluate
 from csplatform.tenancy.models import Role
+from playbooks.models import Task
 
 from ..factories import AccountFactory, MembershipFactory
 
@@ -114,3 +115,42 @@ def test_the_notifications_page_costs_the_same_queries_for_one_and_sixty_notific
 
     assert len(few.captured_queries) == len(many.captured_queries)
     assert "Page 1 of 2" in html
+
+
+def test_a_task_a_teammate_gives_a_member_is_in_their_notifications_and_opens_its_account(client, tenant, alice, bob):
+    account = AccountFactory(tenant=tenant, name="Acme Rockets", owner=alice)
+    client.force_login(alice)
+    client.post(
+        f"/t/alpha/accounts/{account.pk}/tasks/",
+        {"title": "Prepare the QBR deck", "owner": bob.pk, "token": "00000000-0000-4000-8000-000000000002"},
+    )
+    client.post(
+        f"/t/alpha/accounts/{account.pk}/tasks/",
+        {"title": "My own follow-up", "owner": alice.pk, "token": "00000000-0000-4000-8000-000000000003"},
+    )
+    client.force_login(bob)
+
+    html = client.get(URL).content.decode()
+    (notification,) = Notification.objects.for_tenant(tenant).filter(user=bob)
+
+    assert "Alice Admin gave you a task for Acme Rockets: Prepare the QBR deck" in html
+    assert not Notification.objects.for_tenant(tenant).filter(user=alice).exists()
+    assert client.get(f"{URL}{notification.pk}/")["Location"] == f"/t/alpha/accounts/{account.pk}/"
+
+
+def test_a_task_handed_on_tells_its_new_owner_each_time_and_not_who_took_it_themselves(client, tenant, alice, bob):
+    account = AccountFactory(tenant=tenant, name="Acme Rockets", owner=alice)
+    task = Task.objects.create(tenant=tenant, account=account, owner=alice, title="Renewal call")
+    change = f"/t/alpha/tasks/{task.pk}/change/"
+    client.force_login(alice)
+    client.post(change, {"owner": bob.pk})
+    client.force_login(bob)
+    client.post(change, {"owner": alice.pk})
+    client.post(change, {"owner": bob.pk})
+
+    told = Notification.objects.for_tenant(tenant).order_by("pk").values_list("user__email", "subject")
+
+    assert list(told) == [
+        ("bob@alpha.example", "Alice Admin gave you a task for Acme Rockets: Renewal call"),
+        ("alice@alpha.example", "Bob CSM gave you a task for Acme Rockets: Renewal call"),
+    ]
