@@ -27,6 +27,7 @@ urlpatterns = [
     path("notifications/read/", alert_views.notifications_read_all, name="notifications-read"),
     path("notifications/<int:notification_id>/", alert_views.notification_open, name="notification-open"),
     path("tasks/", playbook_pages.my_tasks, name="tasks"),
+    path("tasks/complete/", playbook_pages.tasks_bulk_complete, name="tasks-complete"),
     path("tasks/<int:task_id>/complete/", playbook_pages.task_complete_page, name="task-complete"),
     path("tasks/<int:task_id>/change/", playbook_pages.task_change_page, name="task-change"),
     path("outbox/", playbook_pages.outbox, name="outbox"),

@@ -44,6 +44,7 @@ from .services import (
     task_change,
     task_complete,
     task_create_once,
+    tasks_complete,
 )
 
 TASKS_SHOWN = 200
@@ -98,6 +99,7 @@ def my_tasks(request):
         "is_admin": is_admin,
         "can_change": can_change(request),
         "task_members": list(User.objects.members_of(tenant)) if can_change(request) else [],
+        "bulk": can_change(request) and bool(listed),
         "show_account": True,
     }
     return render(request, "playbooks/tasks.html", context)
@@ -132,6 +134,7 @@ def _task_answer(request, task, done, error=None):
             "task": task_rows(tenant).get(pk=task.pk),
             "task_members": User.objects.members_of(tenant),
             "can_change": True,
+            "bulk": request.POST.get("context") != "account",
             "show_account": request.POST.get("context") != "account",
             "row_context": request.POST.get("context", ""),
             "done": None if error else done,
@@ -168,6 +171,29 @@ def task_change_page(request, task_id):
     except ValidationError as exc:
         return _task_answer(request, task, None, " ".join(exc.messages))
     return _task_answer(request, task, "Saved")
+
+
+class TasksBulkForm(forms.Form):
+    task = IdListField(error_messages={"required": "Select the tasks first.", "invalid": "Select tasks from the list."})
+
+
+@tenant_page
+@require_POST
+def tasks_bulk_complete(request):
+    """Complete the tasks ticked on the task list; those done meanwhile are counted apart."""
+    refuse_viewers(request)
+    tenant = request.tenant
+    back = back_to(request, reverse("tasks", kwargs={"tenant_slug": tenant.slug}))
+    form = TasksBulkForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
+        return redirect(back)
+    selected = set(form.cleaned_data["task"])
+    completed = tasks_complete(tenant=tenant, task_ids=selected, user=request.user)
+    tell_bulk_outcome(
+        request, done="Completed", noun="task", changed=len(completed), selected=len(selected), rest="done already"
+    )
+    return redirect(back)
 
 
 # Outbox

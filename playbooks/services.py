@@ -508,9 +508,11 @@ def _task_event(action):
     return event
 
 
-def _task_webhooks_emit(tenant, task, action):
-    tasks = Task.objects.for_tenant(tenant).filter(pk=task.pk).select_related("account", "owner", "completed_by")
-    webhooks_emit(tenant=tenant, event_type=f"task.{action}", rows=tasks, event=_task_event(action))
+def _task_webhooks_emit(tenant, task_ids, action):
+    tasks = Task.objects.for_tenant(tenant).filter(OneOf("pk", list(task_ids))).select_related(
+        "account", "owner", "completed_by"
+    )
+    webhooks_emit(tenant=tenant, event_type=f"task.{action}", rows=tasks.order_by("pk"), event=_task_event(action))
 
 
 @transaction.atomic
@@ -532,22 +534,29 @@ def task_create_once(*, tenant, key, account, owner, title, due_at, source, desc
         },
     )
     if created:
-        _task_webhooks_emit(tenant, task, "created")
+        _task_webhooks_emit(tenant, [task.pk], "created")
         if given_by is not None and owner is not None:
             _task_given_tell(tenant, task, given_by, key=f"task:{task.pk}:given")
     return task
 
 
 @transaction.atomic
+def tasks_complete(*, tenant, task_ids, user=None):
+    """Mark those of these tasks of the tenant that are open done by `user`, each emitting task.completed;
+    returns their ids. A task done already stays as it was done."""
+    open_tasks = Task.objects.for_tenant(tenant).filter(OneOf("pk", sorted(set(task_ids))), completed_at__isnull=True)
+    ids = list(open_tasks.select_for_update().order_by("pk").values_list("pk", flat=True))
+    if ids:
+        Task.objects.for_tenant(tenant).filter(OneOf("pk", ids)).update(completed_at=timezone.now(), completed_by=user)
+        _task_webhooks_emit(tenant, ids, "completed")
+    return ids
+
+
+@transaction.atomic
 def task_complete(*, tenant, task, user=None):
-    """Mark the task done by `user` (and emit task.completed); a task done already stays as it was."""
-    completed = Task.objects.for_tenant(tenant).filter(pk=task.pk, completed_at__isnull=True).update(
-        completed_at=timezone.now(), completed_by=user
-    )
-    if completed:
-        _task_webhooks_emit(tenant, task, "completed")
-    task.refresh_from_db()
-    return task
+    """Mark the task done by `user` (see tasks_complete); returns it as stored."""
+    tasks_complete(tenant=tenant, task_ids=[task.pk], user=user)
+    return Task.objects.for_tenant(tenant).get(pk=task.pk)
 
 
 def _task_snapshot(task):

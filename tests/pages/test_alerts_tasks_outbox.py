@@ -772,3 +772,29 @@ def test_account_page_query_count_does_not_grow_with_runs_tasks_alerts_and_email
 
     small, large = same_query_count(signed_in, f"/t/alpha/accounts/{acme.pk}/", grow)
     assert small == large
+
+
+def test_a_csm_completes_the_ticked_tasks_at_once_and_is_told_of_those_done_already(as_bob, tenant, bob, acme):
+    first, second = make_task(acme, bob, "Kickoff call", None), make_task(acme, bob, "Send the deck", None)
+    done = make_task(acme, bob, "Done already", None)
+    Task.objects.for_tenant(tenant).filter(pk=done.pk).update(completed_at=timezone.now())
+    page = as_bob.get("/t/alpha/tasks/").content.decode()
+    assert f'name="task" value="{first.pk}" form="tasks-bulk"' in page and "Complete selected" in page
+
+    response = as_bob.post("/t/alpha/tasks/complete/", {"task": [first.pk, second.pk, done.pk]}, follow=True)
+
+    assert "Completed 2 of the 3 tasks selected; the rest were done already." in response.content.decode()
+    completed = Task.objects.for_tenant(tenant).filter(pk__in=[first.pk, second.pk], completed_by=bob)
+    assert completed.count() == 2
+
+
+def test_bulk_completion_wants_tasks_refuses_viewers_and_never_reaches_another_tenant(
+    as_bob, client, viv, bob, acme, other_tenant
+):
+    theirs = make_task(AccountFactory(tenant=other_tenant), None, "Theirs", None)
+    assert "Select the tasks first." in as_bob.post("/t/alpha/tasks/complete/", follow=True).content.decode()
+    as_bob.post("/t/alpha/tasks/complete/", {"task": [theirs.pk]})
+    client.force_login(viv)
+    ours = make_task(acme, bob, "Ours", None)
+    assert client.post("/t/alpha/tasks/complete/", {"task": [ours.pk]}).status_code == 403
+    assert not Task.objects.dangerously_all_tenants().filter(completed_at__isnull=False).exists()
