@@ -17,9 +17,10 @@ from csplatform.tenancy.decorators import (
     back_to,
     can_change,
     object_to_change,
-    refuse_viewers,
     tell_bulk_outcome,
+    tell_form_errors,
     tenant_page,
+    ticked_rows_action,
 )
 from lifecycle.views import is_htmx
 
@@ -188,8 +189,7 @@ BULK_ACTIONS = {
 }
 
 
-@tenant_page
-@require_POST
+@ticked_rows_action("alerts")
 def alerts_bulk_page(request):
     """Acknowledge or resolve the alerts ticked in the inbox, with one note for all of them.
 
@@ -197,18 +197,14 @@ def alerts_bulk_page(request):
     are and counted apart; ids that are not the tenant's alerts are counted
     with them, so the answer tells nothing of other tenants.
     """
-    refuse_viewers(request)
-    tenant = request.tenant
-    inbox = back_to(request, reverse("alerts", kwargs={"tenant_slug": tenant.slug}))
     form = AlertsBulkForm(request.POST)
     if not form.is_valid():
-        messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
-        return redirect(inbox)
+        return tell_form_errors(request, form)
     service, done, rest = BULK_ACTIONS[form.cleaned_data["action"]]
     selected = set(form.cleaned_data["alert"])
-    changed = service(tenant=tenant, alert_ids=selected, user=request.user, note=form.cleaned_data["note"].strip())
+    note = form.cleaned_data["note"].strip()
+    changed = service(tenant=request.tenant, alert_ids=selected, user=request.user, note=note)
     tell_bulk_outcome(request, done=done, noun="alert", changed=len(changed), selected=len(selected), rest=rest)
-    return redirect(inbox)
 
 
 # The member's in-app notifications

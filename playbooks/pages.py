@@ -14,7 +14,6 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -24,9 +23,10 @@ from csplatform.tenancy.decorators import (
     back_to,
     can_change,
     object_to_change,
-    refuse_viewers,
     tell_bulk_outcome,
+    tell_form_errors,
     tenant_page,
+    ticked_rows_action,
 )
 from csplatform.tenancy.models import Role, User
 from csplatform.tenancy.timezones import local_day_start
@@ -177,23 +177,17 @@ class TasksBulkForm(forms.Form):
     task = IdListField(error_messages={"required": "Select the tasks first.", "invalid": "Select tasks from the list."})
 
 
-@tenant_page
-@require_POST
+@ticked_rows_action("tasks")
 def tasks_bulk_complete(request):
     """Complete the tasks ticked on the task list; those done meanwhile are counted apart."""
-    refuse_viewers(request)
-    tenant = request.tenant
-    back = back_to(request, reverse("tasks", kwargs={"tenant_slug": tenant.slug}))
     form = TasksBulkForm(request.POST)
     if not form.is_valid():
-        messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
-        return redirect(back)
+        return tell_form_errors(request, form)
     selected = set(form.cleaned_data["task"])
-    completed = tasks_complete(tenant=tenant, task_ids=selected, user=request.user)
+    completed = tasks_complete(tenant=request.tenant, task_ids=selected, user=request.user)
     tell_bulk_outcome(
         request, done="Completed", noun="task", changed=len(completed), selected=len(selected), rest="done already"
     )
-    return redirect(back)
 
 
 # Outbox
@@ -317,19 +311,14 @@ class OutboxBulkForm(forms.Form):
     )
 
 
-@tenant_page
-@require_POST
+@ticked_rows_action("outbox")
 def outbox_bulk(request):
     """Approve or skip the emails ticked in the outbox; those already decided are counted apart."""
-    refuse_viewers(request)
-    tenant = request.tenant
-    back = back_to(request, reverse("outbox", kwargs={"tenant_slug": tenant.slug}))
     form = OutboxBulkForm(request.POST)
     if not form.is_valid():
-        messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
-        return redirect(back)
+        return tell_form_errors(request, form)
     approve, selected = form.cleaned_data["action"] == "approve", set(form.cleaned_data["email"])
-    decided = outbox_decide_many(tenant=tenant, email_ids=selected, approve=approve, actor=request.user)
+    decided = outbox_decide_many(tenant=request.tenant, email_ids=selected, approve=approve, actor=request.user)
     tell_bulk_outcome(
         request,
         done="Approved" if approve else "Skipped",
@@ -338,7 +327,6 @@ def outbox_bulk(request):
         selected=len(selected),
         rest="no longer waiting for review",
     )
-    return redirect(back)
 
 
 # The account page's playbooks section
@@ -453,19 +441,14 @@ class AccountsPlaybookForm(forms.Form):
         self.fields["playbook"].queryset = Playbook.objects.for_tenant(tenant)
 
 
-@tenant_page
-@require_POST
+@ticked_rows_action("portfolio")
 def accounts_playbook_start(request):
     """Start a playbook by hand for the accounts ticked in the portfolio; those it may not enter are counted."""
-    refuse_viewers(request)
-    tenant = request.tenant
-    back = back_to(request, reverse("portfolio", kwargs={"tenant_slug": tenant.slug}))
-    form = AccountsPlaybookForm(request.POST, tenant=tenant)
+    form = AccountsPlaybookForm(request.POST, tenant=request.tenant)
     if not form.is_valid():
-        messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
-        return redirect(back)
+        return tell_form_errors(request, form)
     playbook, selected = form.cleaned_data["playbook"], set(form.cleaned_data["account"])
-    started = runs_start_by_hand(tenant=tenant, playbook=playbook, account_ids=selected, actor=request.user)
+    started = runs_start_by_hand(tenant=request.tenant, playbook=playbook, account_ids=selected, actor=request.user)
     tell_bulk_outcome(
         request,
         done=f"Started {playbook.name} for",
@@ -474,7 +457,6 @@ def accounts_playbook_start(request):
         selected=len(selected),
         rest="in it already or may not enter it again yet",
     )
-    return redirect(back)
 
 
 @tenant_page

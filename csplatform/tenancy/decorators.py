@@ -1,13 +1,15 @@
 from functools import wraps
 
-from django.contrib.auth.decorators import login_required
 from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
 from django.template.defaultfilters import pluralize
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
 
 from .models import Role
 from .rls import dangerously_bypass_rls, tenant_context
@@ -90,3 +92,26 @@ def tell_bulk_outcome(request, *, done, noun, changed, selected, rest):
         return
     report = messages.success if changed else messages.error
     report(request, f"{done} {changed} of the {selected} {noun}s selected; the rest were {rest}.")
+
+
+def ticked_rows_action(list_name):
+    """Make `view(request)` the POST action on rows ticked in a list page: for editors only, and answered
+    with a redirect back to the page the form came from (else the list page named `list_name`). The view
+    returns nothing; it tells what it did in messages (tell_bulk_outcome, tell_form_errors)."""
+
+    def decorate(view):
+        @tenant_page
+        @require_POST
+        @wraps(view)
+        def wrapper(request):
+            refuse_viewers(request)
+            view(request)
+            return redirect(back_to(request, reverse(list_name, kwargs={"tenant_slug": request.tenant.slug})))
+
+        return wrapper
+
+    return decorate
+
+
+def tell_form_errors(request, form):
+    messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
