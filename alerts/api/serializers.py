@@ -122,6 +122,23 @@ class AlertActionSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, default="")
 
 
+class AlertsActionSerializer(AlertActionSerializer):
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        allow_empty=False,
+        max_length=1000,
+        help_text="The alerts to act on (at most 1,000), by id.",
+    )
+
+
+class AlertsActionResultSerializer(serializers.Serializer):
+    changed = serializers.ListField(child=serializers.IntegerField(), help_text="The ids of the alerts acted on.")
+    unchanged = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="The ids left as they were: past that step already, or not an alert of this tenant.",
+    )
+
+
 class WebhookSubscriptionSerializer(serializers.ModelSerializer):
     event_types = serializers.ListField(child=serializers.ChoiceField(choices=webhooks.EVENT_TYPES), allow_empty=False)
 

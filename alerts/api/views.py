@@ -21,6 +21,8 @@ from .serializers import (
     AlertActionSerializer,
     AlertRuleSerializer,
     AlertSerializer,
+    AlertsActionResultSerializer,
+    AlertsActionSerializer,
     SegmentMemberSerializer,
     SegmentPreviewSerializer,
     SegmentSerializer,
@@ -159,6 +161,27 @@ class AlertViewSet(TenantReadOnlyViewSet):
     def resolve(self, request, pk):
         """Close an open or acknowledged alert by hand, with a note."""
         return self._act(services.alert_resolve)
+
+    def _act_on_many(self, service):
+        serializer = AlertsActionSerializer(data=self.request.data)
+        serializer.is_valid(raise_exception=True)
+        ids = sorted(set(serializer.validated_data["ids"]))
+        changed = service(
+            tenant=self.tenant, alert_ids=ids, user=acting_user(self.request), note=serializer.validated_data["note"]
+        )
+        return Response({"changed": changed, "unchanged": sorted(set(ids) - set(changed))})
+
+    @extend_schema(request=AlertsActionSerializer, responses=AlertsActionResultSerializer)
+    @action(detail=False, methods=["post"], url_path="acknowledge", filterset_class=None)
+    def acknowledge_many(self, request):
+        """Acknowledge the open ones of these alerts, with one note; the others are left as they were."""
+        return self._act_on_many(services.alerts_acknowledge)
+
+    @extend_schema(request=AlertsActionSerializer, responses=AlertsActionResultSerializer)
+    @action(detail=False, methods=["post"], url_path="resolve", filterset_class=None)
+    def resolve_many(self, request):
+        """Resolve by hand the open or acknowledged ones of these alerts, with one note."""
+        return self._act_on_many(services.alerts_resolve)
 
 
 class WebhookSubscriptionViewSet(TenantModelViewSet):

@@ -4,6 +4,7 @@ import csv
 import io
 
 import pytest
+from django.utils import timezone
 
 from alerts.models import Alert, WebhookDelivery
 from alerts.services import alert_rule_create, alerts_evaluate, segments_refresh
@@ -104,6 +105,38 @@ def test_alerts_are_filtered_acknowledged_and_resolved_through_the_api(api, tena
     assert (resolved.json()["status"], resolved.json()["resolution"], resolved.json()["note"]) == ("resolved", "manual", "Converted to pro.")
     assert again.status_code == 400
     assert len(api.get("/api/v1/alerts/", {"status": "open"}).json()["results"]) == 1
+
+
+def test_many_alerts_are_acknowledged_then_resolved_in_one_call_each(api, tenant, other_tenant):
+    alert_rule_create(tenant=tenant, actor=None, key="trial", name="On trial", condition_text='account.plan == "trial"')
+    AccountFactory.create_batch(3, tenant=tenant, plan="trial")
+    alerts_evaluate(tenant=tenant, account_ids=all_ids(tenant))
+    first, second, third = Alert.objects.for_tenant(tenant).order_by("pk").values_list("pk", flat=True)
+    theirs = Alert.objects.create(
+        tenant=other_tenant, account=AccountFactory(tenant=other_tenant), title="Theirs", opened_at=timezone.now()
+    )
+
+    seen = api.post("/api/v1/alerts/acknowledge/", {"ids": [first, second, theirs.pk], "note": "On it"}, format="json")
+    closed = api.post("/api/v1/alerts/resolve/", {"ids": [first, second, third]}, format="json")
+    again = api.post("/api/v1/alerts/resolve/", {"ids": [first]}, format="json")
+
+    assert seen.json() == {"changed": [first, second], "unchanged": [theirs.pk]}
+    assert closed.json() == {"changed": [first, second, third], "unchanged": []}
+    assert again.json() == {"changed": [], "unchanged": [first]}
+    stored = Alert.objects.for_tenant(tenant).get(pk=first)
+    assert (stored.status, stored.resolution, stored.note) == ("resolved", "manual", "On it")
+    assert Alert.objects.for_tenant(other_tenant).get(pk=theirs.pk).status == "open"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"ids": []}, "ids"), ({"ids": ["x"]}, "ids[0]"), ({"ids": [0]}, "ids[0]"), ({}, "ids"), ({"ids": [1] * 1001}, "ids")],
+)
+def test_a_call_on_many_alerts_without_fitting_ids_answers_400_naming_them(api, body, field):
+    response = api.post("/api/v1/alerts/acknowledge/", body, format="json")
+
+    assert response.status_code == 400
+    assert [error["field"] for error in response.json()["error"]["fields"]] == [field]
 
 
 def test_invalid_alert_rules_answer_400(api):
