@@ -142,16 +142,9 @@ def account_segments_context(request, account):
     return {"account_segments": list(segments)}
 
 
-def _act(request, alert_id, service, done):
-    """Run `service` on the tenant's alert, then answer with its row (htmx) or a redirect back."""
+def alert_row_answer(request, alert, done, error=None):
+    """The answer to an action on an alert's row: the row re-rendered (htmx), else a redirect back with a message."""
     tenant = request.tenant
-    alert = object_to_change(request, Alert.objects.for_tenant(tenant), alert_id)
-    note = request.POST.get("note", "").strip()
-    error = None
-    try:
-        service(tenant=tenant, alert=alert, user=request.user, note=note)
-    except ValidationError as exc:
-        error = " ".join(exc.messages)
     if is_htmx(request):
         context = {
             "alert": alert_rows(tenant).get(pk=alert.pk),
@@ -164,10 +157,22 @@ def _act(request, alert_id, service, done):
         }
         return render(request, "alerts/_alert_row.html", context, status=400 if error else 200)
     if error:
-        messages.error(request, error)
+        messages.error(request, f"{alert.title}: {error}")
     else:
         messages.success(request, f"{done}: {alert.title}")
     return redirect(back_to(request, f"/t/{tenant.slug}/alerts/"))
+
+
+def _act(request, alert_id, service, done):
+    """Run `service` on the tenant's alert, then answer with its row."""
+    tenant = request.tenant
+    alert = object_to_change(request, Alert.objects.for_tenant(tenant), alert_id)
+    note = request.POST.get("note", "").strip()
+    try:
+        service(tenant=tenant, alert=alert, user=request.user, note=note)
+    except ValidationError as exc:
+        return alert_row_answer(request, alert, done, " ".join(exc.messages))
+    return alert_row_answer(request, alert, done)
 
 
 @tenant_page

@@ -23,6 +23,7 @@ urlpatterns = [
     path("alerts/bulk/", alert_views.alerts_bulk_page, name="alerts-bulk"),
     path("alerts/<int:alert_id>/acknowledge/", alert_views.alert_acknowledge_page, name="alert-acknowledge"),
     path("alerts/<int:alert_id>/resolve/", alert_views.alert_resolve_page, name="alert-resolve"),
+    path("alerts/<int:alert_id>/task/", playbook_pages.alert_task_add, name="alert-task-add"),
     path("notifications/", alert_views.notification_list, name="notifications"),
     path("notifications/read/", alert_views.notifications_read_all, name="notifications-read"),
     path("notifications/<int:notification_id>/", alert_views.notification_open, name="notification-open"),

@@ -30,6 +30,9 @@ from csplatform.tenancy.decorators import (
 )
 from csplatform.tenancy.models import Role, User
 from csplatform.tenancy.timezones import local_day_start
+from alerts.models import Alert, AlertStatus
+from alerts.services import alerts_acknowledge
+from alerts.views import alert_row_answer
 from lifecycle.views import is_htmx
 
 from .models import EmailStatus, ExpansionOpportunity, OutboundEmail, Playbook, Run, StepKind, StepRun, Task
@@ -188,6 +191,41 @@ def tasks_bulk_complete(request):
     tell_bulk_outcome(
         request, done="Completed", noun="task", changed=len(completed), selected=len(selected), rest="done already"
     )
+
+
+class AlertTaskForm(forms.Form):
+    title = forms.CharField(max_length=300, error_messages={"required": "Name the task."})
+    due = forms.DateField(required=False, label="Due on", widget=forms.DateInput(attrs={"type": "date"}))
+    # A token written into the form makes a double submit create the task once.
+    token = forms.UUIDField(widget=forms.HiddenInput)
+
+
+@tenant_page
+@require_POST
+def alert_task_add(request, alert_id):
+    """Follow an alert up with a task on its account, for the account's owner (else for whoever adds it).
+
+    An open alert is acknowledged then, the task's title as its note: someone is on it.
+    """
+    tenant = request.tenant
+    alert = object_to_change(request, Alert.objects.for_tenant(tenant).select_related("account"), alert_id)
+    form = AlertTaskForm(request.POST)
+    if not form.is_valid():
+        return alert_row_answer(request, alert, None, " ".join(e for errors in form.errors.values() for e in errors))
+    title = form.cleaned_data["title"]
+    task_create_once(
+        tenant=tenant,
+        key=f"alert:{alert.pk}:{form.cleaned_data['token']}",
+        account=alert.account,
+        owner=alert.account.owner or request.user,
+        title=title,
+        due_at=due_at_for(form.cleaned_data["due"]),
+        source=f"alert:{alert.pk}",
+        given_by=request.user,
+    )
+    if alert.status == AlertStatus.OPEN:
+        alerts_acknowledge(tenant=tenant, alert_ids=[alert.pk], user=request.user, note=f"Follow-up task: {title}")
+    return alert_row_answer(request, alert, "Task added")
 
 
 # Outbox

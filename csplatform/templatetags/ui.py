@@ -1,8 +1,11 @@
-"""The small pieces of markup that pages repeat in every row: a stage, a health badge, a sparkline, a delta.
+"""The small pieces of markup that pages repeat in every row: a stage, a health badge, a sparkline, a delta,
+and the once-only token of a row's form.
 
 Simple tags rather than `{% include %}`: a table row renders each of them,
 and an include costs a template render of its own per row.
 """
+
+import uuid
 
 from django import template
 from django.template.defaultfilters import floatformat, title
@@ -78,3 +81,9 @@ def delta(value):
         sign=sign,
         points=floatformat(value, "-1"),
     )
+
+
+@register.simple_tag
+def new_token():
+    """A fresh UUID for a form that must take effect once, however often it is sent."""
+    return uuid.uuid4()

@@ -798,3 +798,40 @@ def test_bulk_completion_wants_tasks_refuses_viewers_and_never_reaches_another_t
     ours = make_task(acme, bob, "Ours", None)
     assert client.post("/t/alpha/tasks/complete/", {"task": [ours.pk]}).status_code == 403
     assert not Task.objects.dangerously_all_tenants().filter(completed_at__isnull=False).exists()
+
+
+def test_an_alert_is_followed_up_with_a_task_for_the_accounts_owner_and_acknowledged(as_bob, tenant, bob, acme):
+    alert = make_alert(acme, title="Logins dropped")
+    html = as_bob.get("/t/alpha/alerts/").content.decode()
+    assert f'action="/t/alpha/alerts/{alert.pk}/task/"' in html and 'value="Follow up: Logins dropped"' in html
+
+    response = as_bob.post(
+        f"/t/alpha/alerts/{alert.pk}/task/",
+        {"title": "Call the champion about logins", "due": "", "token": "00000000-0000-4000-8000-000000000009"},
+        HTTP_HX_REQUEST="true",
+    )
+    again = as_bob.post(
+        f"/t/alpha/alerts/{alert.pk}/task/",
+        {"title": "Call the champion about logins", "token": "00000000-0000-4000-8000-000000000009"},
+        HTTP_HX_REQUEST="true",
+    )
+
+    assert response.status_code == 200 and "Task added." in response.content.decode()
+    assert again.status_code == 200
+    (task,) = Task.objects.for_tenant(tenant).filter(account=acme)
+    assert (task.title, task.owner, task.source) == ("Call the champion about logins", bob, f"alert:{alert.pk}")
+    stored = Alert.objects.for_tenant(tenant).get(pk=alert.pk)
+    assert (stored.status, stored.note) == (AlertStatus.ACKNOWLEDGED, "Follow-up task: Call the champion about logins")
+
+
+def test_an_alert_task_without_a_title_is_refused_in_the_row_and_viewers_cannot_add_one(as_bob, client, viv, acme):
+    alert = make_alert(acme)
+    token = "00000000-0000-4000-8000-000000000010"
+
+    refused = as_bob.post(f"/t/alpha/alerts/{alert.pk}/task/", {"title": "", "token": token}, HTTP_HX_REQUEST="true")
+    client.force_login(viv)
+    viewer = client.post(f"/t/alpha/alerts/{alert.pk}/task/", {"title": "Sneaky", "token": token})
+
+    assert refused.status_code == 400 and "Name the task." in refused.content.decode()
+    assert viewer.status_code == 403
+    assert not Task.objects.for_tenant(acme.tenant).exists()
