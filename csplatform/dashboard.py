@@ -19,8 +19,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from alerts.models import Segment, SegmentMembership, Subject
-from csplatform.activity import KINDS, Cursor, account_activity
 from alerts.views import account_alerts_context, account_segments_context
+from csplatform.activity import KINDS, Cursor, account_activity
 from csplatform.customers.filtersets import AccountFilterSet
 from csplatform.customers.models import Account, ContactRole
 from csplatform.customers.views import (

@@ -17,8 +17,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from csplatform.customers.models import Account
+from alerts.models import Alert, AlertStatus
+from alerts.services import alerts_acknowledge
+from alerts.views import alert_row_answer
 from csplatform.customers.forms import IdListField, TickedAccountsField
+from csplatform.customers.models import Account
 from csplatform.tenancy.decorators import (
     back_to,
     can_change,
@@ -30,9 +33,6 @@ from csplatform.tenancy.decorators import (
 )
 from csplatform.tenancy.models import Role, User
 from csplatform.tenancy.timezones import local_day_start
-from alerts.models import Alert, AlertStatus
-from alerts.services import alerts_acknowledge
-from alerts.views import alert_row_answer
 from lifecycle.views import is_htmx
 
 from .models import EmailStatus, ExpansionOpportunity, OutboundEmail, Playbook, Run, StepKind, StepRun, Task

@@ -20,9 +20,9 @@ from .filtersets import AlertFilterSet, SegmentMemberFilterSet, WebhookDeliveryF
 from .serializers import (
     AlertActionSerializer,
     AlertRuleSerializer,
-    AlertSerializer,
     AlertsActionResultSerializer,
     AlertsActionSerializer,
+    AlertSerializer,
     SegmentMemberSerializer,
     SegmentPreviewSerializer,
     SegmentSerializer,
