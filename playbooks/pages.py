@@ -243,12 +243,23 @@ def is_demo_invitation(email):
 def outbox(request):
     """Emails and demo invitations, newest first; filter by owner (mine or all), status and kind.
 
-    Counts per status under the owner and kind filters (one grouped query), then one page.
+    Counts per status under the owner and kind filters (one grouped query), then one page. A filter value
+    that is none of its choices is named as an error, and the other filters still apply.
     """
     tenant = request.tenant
-    scope = "mine" if request.GET.get("scope") == "mine" else ""
-    status = request.GET.get("status") if request.GET.get("status") in EmailStatus.values else ""
-    kind = request.GET.get("kind") if request.GET.get("kind") in dict(OUTBOX_KINDS) else ""
+    errors = {}
+
+    def chosen(name, choices):
+        """The query's value for `name` when it is one of `choices`; another is named as an error, and unfiltered."""
+        value = request.GET.get(name, "")
+        if value and value not in choices:
+            errors[name] = f"Select a valid choice. {value} is not one of the available choices."
+            return ""
+        return value
+
+    scope = chosen("scope", ["mine"])
+    status = chosen("status", EmailStatus.values)
+    kind = chosen("kind", dict(OUTBOX_KINDS))
     emails = email_rows(tenant)
     if scope == "mine":
         emails = emails.filter(owner=request.user)
@@ -271,6 +282,7 @@ def outbox(request):
         ],
         "total": sum(counts.values()),
         "kinds": OUTBOX_KINDS,
+        "errors": errors,
         "can_change": can_change(request),
         # Emails held for review are ticked for the bulk actions, when the page shows any.
         "bulk": can_change(request) and counts.get(EmailStatus.PENDING_REVIEW, 0) > 0,

@@ -502,6 +502,17 @@ def test_outbox_lists_emails_and_demo_invitations_with_filters(signed_in, acme):
     assert "Waiting for review <strong>1</strong>" in held
 
 
+def test_the_outbox_names_each_filter_value_it_does_not_know_and_still_applies_the_others(signed_in, acme):
+    make_email(acme, subject="Welcome aboard")
+    make_email(acme, subject="Check this draft", status=EmailStatus.PENDING_REVIEW)
+
+    html = signed_in.get("/t/alpha/outbox/?status=pending_review&kind=fax&scope=theirs").content.decode()
+
+    assert "Check this draft" in html and "Welcome aboard" not in html
+    for value in ("fax", "theirs"):
+        assert f"Select a valid choice. {value} is not one of the available choices." in html
+
+
 def test_outbox_shows_my_accounts_emails_or_everyones_and_keeps_the_other_filters(as_bob, acme, globex):
     make_email(acme, subject="Acme draft", status=EmailStatus.PENDING_REVIEW)
     make_email(acme, subject="Acme welcome")
