@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from csplatform.tenancy.decorators import (
+    QueryChoices,
     back_to,
     can_change,
     object_to_change,
@@ -53,15 +54,8 @@ def alert_inbox(request):
     3. The page of alerts with account, owner and rule joined: one query (plus the paginator's count).
     """
     tenant = request.tenant
-    errors = {}
-
-    def chosen(name, choices, default=None):
-        """What the query's value for `name` means among `choices` ({value: meaning}), else `default`."""
-        value = request.GET.get(name, "")
-        if value and value not in choices:
-            errors[name] = f"Select a valid choice. {value} is not one of the available choices."
-        return choices.get(value, default)
-
+    query = QueryChoices(request)
+    chosen = query.chosen
     tab = chosen("tab", {value: value for value in AlertStatus.values}, AlertStatus.OPEN)
     severity = chosen("severity", {value: value for value in Severity.values}, "")
     owner = chosen("owner", {"mine": "mine", "all": "all"}, default_owner_scope(request))
@@ -101,7 +95,7 @@ def alert_inbox(request):
         "severities": Severity.choices,
         "rules": rules,
         "segments": segments,
-        "errors": errors,
+        "errors": query.errors,
         "can_change": can_change(request),
         # Rows are ticked for the bulk actions; a resolved alert has none left.
         "bulk": can_change(request) and tab != AlertStatus.RESOLVED,

@@ -23,6 +23,7 @@ from alerts.views import alert_row_answer
 from csplatform.customers.forms import IdListField, TickedAccountsField
 from csplatform.customers.models import Account
 from csplatform.tenancy.decorators import (
+    QueryChoices,
     back_to,
     can_change,
     object_to_change,
@@ -247,19 +248,10 @@ def outbox(request):
     that is none of its choices is named as an error, and the other filters still apply.
     """
     tenant = request.tenant
-    errors = {}
-
-    def chosen(name, choices):
-        """The query's value for `name` when it is one of `choices`; another is named as an error, and unfiltered."""
-        value = request.GET.get(name, "")
-        if value and value not in choices:
-            errors[name] = f"Select a valid choice. {value} is not one of the available choices."
-            return ""
-        return value
-
-    scope = chosen("scope", ["mine"])
-    status = chosen("status", EmailStatus.values)
-    kind = chosen("kind", dict(OUTBOX_KINDS))
+    query = QueryChoices(request)
+    scope = query.chosen("scope", {"mine": "mine"}, "")
+    status = query.chosen("status", {value: value for value in EmailStatus.values}, "")
+    kind = query.chosen("kind", {value: value for value, _ in OUTBOX_KINDS}, "")
     emails = email_rows(tenant)
     if scope == "mine":
         emails = emails.filter(owner=request.user)
@@ -282,7 +274,7 @@ def outbox(request):
         ],
         "total": sum(counts.values()),
         "kinds": OUTBOX_KINDS,
-        "errors": errors,
+        "errors": query.errors,
         "can_change": can_change(request),
         # Emails held for review are ticked for the bulk actions, when the page shows any.
         "bulk": can_change(request) and counts.get(EmailStatus.PENDING_REVIEW, 0) > 0,

@@ -115,3 +115,23 @@ def ticked_rows_action(list_name):
 
 def tell_form_errors(request, form):
     messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
+
+
+class QueryChoices:
+    """The filters a list page reads from its query string, each one of its choices.
+
+    A value that is none of them is named in `errors` (shown beside its
+    filter, in the words a form uses) and the filter falls back to its
+    default, so the page still answers with the other filters applied.
+    """
+
+    def __init__(self, request):
+        self.query = request.GET
+        self.errors = {}
+
+    def chosen(self, name, choices, default=None):
+        """What the query's value for `name` means among `choices` ({value: meaning}), else `default`."""
+        value = self.query.get(name, "")
+        if value and value not in choices:
+            self.errors[name] = f"Select a valid choice. {value} is not one of the available choices."
+        return choices.get(value, default)
