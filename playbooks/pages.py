@@ -71,11 +71,12 @@ def my_tasks(request):
     """Open tasks in three groups: overdue, due today, upcoming (later or no date).
 
     One query reads them all (capped), sorted by due date; grouping is done here.
-    Everyone sees their own; admins may switch to everyone's.
+    Everyone sees their own; admins may switch to everyone's (another value is named as an error).
     """
     tenant = request.tenant
     is_admin = request.membership.role == Role.ADMIN
-    scope = "all" if is_admin and request.GET.get("owner") == "all" else "mine"
+    query = QueryChoices(request)
+    scope = query.chosen("owner", {"mine": "mine", **({"all": "all"} if is_admin else {})}, "mine")
     tasks = task_rows(tenant).filter(completed_at__isnull=True)
     if scope == "mine":
         tasks = tasks.filter(owner=request.user)
@@ -100,6 +101,7 @@ def my_tasks(request):
         "more": len(listed) > TASKS_SHOWN,
         "tasks_shown": TASKS_SHOWN,
         "scope": scope,
+        "errors": query.errors,
         "is_admin": is_admin,
         "can_change": can_change(request),
         "task_members": list(User.objects.members_of(tenant)) if can_change(request) else [],

@@ -371,7 +371,9 @@ def test_admins_can_see_everyones_tasks_and_csms_cannot(client, tenant, alice, b
     assert "Bob&#x27;s task" in client.get("/t/alpha/tasks/?owner=all").content.decode()
     make_task(acme, alice, "Alice's task", None)
     client.force_login(bob)
-    assert "Alice&#x27;s task" not in client.get("/t/alpha/tasks/?owner=all").content.decode()
+    refused = client.get("/t/alpha/tasks/?owner=all").content.decode()
+    assert "Alice&#x27;s task" not in refused and "Bob&#x27;s task" in refused
+    assert "Select a valid choice. all is not one of the available choices." in refused
 
 
 def test_complete_a_task_in_place(as_bob, bob, acme):
