@@ -28,6 +28,7 @@ from csplatform.customers.views import (
     account_notes_context,
     account_owner_context,
     can_assign,
+    member_saved_views,
     recent_events,
     sort_headers,
     usage_per_day,
@@ -143,6 +144,9 @@ def portfolio(request):
     scores = snapshot_scores(tenant, [account.pk for account in page], first_day, today)
     for account in page:
         account.spark = sparkline(scores.get(account.pk, {}), first_day, SPARK_DAYS)
+    # The page's view as a saved one stores it: its query string without the page number.
+    view_params = request.GET.copy()
+    view_params.pop("page", None)
     context = {
         "filterset": filterset,
         "page": page,
@@ -156,6 +160,8 @@ def portfolio(request):
         "current_stage": request.GET.get("stage", ""),
         "current_health": request.GET.get("health", ""),
         "assign_to": filterset.members if can_assign(request) else None,
+        "saved_views": member_saved_views(request),
+        "current_query": view_params.urlencode(),
         # The playbooks an editor may start for the ticked accounts; read only for those who may.
         "start_playbooks": list(Playbook.objects.for_tenant(tenant).only("pk", "name", "enabled"))
         if can_change(request)

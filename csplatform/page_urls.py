@@ -12,6 +12,8 @@ from playbooks import pages as playbook_pages
 urlpatterns = [
     path("", dashboard.portfolio, name="portfolio"),
     path("accounts.csv", dashboard.portfolio_export, name="portfolio-export"),
+    path("views/", customer_views.saved_view_add, name="saved-view-add"),
+    path("views/<int:view_id>/delete/", customer_views.saved_view_remove, name="saved-view-delete"),
     path("accounts/<int:account_id>/", dashboard.account_detail, name="account-detail"),
     path("accounts/<int:account_id>/activity/", dashboard.account_activity_page, name="account-activity"),
     path("accounts/<int:account_id>/move/", lifecycle_views.account_move, name="account-move"),

@@ -2,7 +2,7 @@ import uuid
 
 from django import forms
 
-from .models import AccountNote, Contact
+from .models import AccountNote, Contact, SavedView
 
 
 class NoteForm(forms.Form):
@@ -80,3 +80,12 @@ class ContactEditForm(forms.ModelForm):
         model = Contact
         fields = ["title", "role", "unsubscribed"]
         labels = {"unsubscribed": "Unsubscribed: send no playbook emails"}
+
+
+class SavedViewForm(forms.Form):
+    name = forms.CharField(
+        label="Name",
+        max_length=80,
+        error_messages={"required": "Name the view.", "max_length": "Keep the name to 80 characters."},
+    )
+    query = forms.CharField(required=False, max_length=SavedView.MAX_QUERY_LENGTH, widget=forms.HiddenInput)

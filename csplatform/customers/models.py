@@ -232,3 +232,22 @@ class DailyValueRollup(TenantModel):
                 fields=["tenant", "account", "day", "event", "prop", "value"], name="value_rollup_unique_key"
             )
         ]
+
+
+class SavedView(TenantModel):
+    """A member's own named portfolio view: its filters, scope and sort, as the page's query string."""
+
+    MAX_PER_MEMBER = 30
+    MAX_QUERY_LENGTH = 2000
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=80)
+    query = models.CharField(max_length=MAX_QUERY_LENGTH, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "user", "name"], name="savedview_unique_name")]
+
+    def __str__(self):
+        return self.name

@@ -2,13 +2,14 @@ from django.conf import settings
 from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import connection, transaction
 from django.db.models import F
+from django.http import QueryDict
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from csplatform.sql import OneOf
 from csplatform.tenancy.models import Role, User
 
-from .models import Account, AccountNote, Contact, DirtyAccount
+from .models import Account, AccountNote, Contact, DirtyAccount, SavedView
 
 
 @transaction.atomic
@@ -308,3 +309,23 @@ def note_update(*, tenant, note, **changes):
 
 def note_delete(*, tenant, note):
     AccountNote.objects.for_tenant(tenant).filter(pk=note.pk).delete()
+
+
+def saved_view_save(*, tenant, user, name, query):
+    """Save a member's portfolio view under `name`: `query` is the page's query string (its page number is
+    dropped). A view of the same name is replaced. Returns `(view, created)`."""
+    params = QueryDict(query, mutable=True)
+    params.pop("page", None)
+    query = params.urlencode()
+    if len(query) > SavedView.MAX_QUERY_LENGTH:
+        raise ValidationError({"query": "These filters are too long to save as a view."})
+    views = SavedView.objects.for_tenant(tenant).filter(user=user)
+    if not views.filter(name=name).exists() and views.count() >= SavedView.MAX_PER_MEMBER:
+        raise ValidationError({"name": f"Keep at most {SavedView.MAX_PER_MEMBER} views: delete one first."})
+    return views.update_or_create(
+        user=user, name=name, defaults={"query": query}, create_defaults={"tenant": tenant, "query": query}
+    )
+
+
+def saved_view_delete(*, tenant, view):
+    SavedView.objects.for_tenant(tenant).filter(pk=view.pk).delete()

@@ -16,12 +16,28 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from csplatform.tenancy.decorators import back_to, can_change, object_to_change, refuse_viewers, tenant_page
+from csplatform.tenancy.decorators import (
+    back_to,
+    can_change,
+    object_to_change,
+    refuse_viewers,
+    tell_form_errors,
+    tenant_page,
+)
 from csplatform.tenancy.models import Role, User
 
-from .forms import ContactEditForm, NoteAddForm, NoteForm, OwnerAssignForm
-from .models import Account, AccountNote, Contact, DailyRollup, UsageEvent
-from .services import accounts_assign_owner, contact_update, note_add, note_delete, note_editable_by, note_update
+from .forms import ContactEditForm, NoteAddForm, NoteForm, OwnerAssignForm, SavedViewForm
+from .models import Account, AccountNote, Contact, DailyRollup, SavedView, UsageEvent
+from .services import (
+    accounts_assign_owner,
+    contact_update,
+    note_add,
+    note_delete,
+    note_editable_by,
+    note_update,
+    saved_view_delete,
+    saved_view_save,
+)
 
 RECENT_EVENTS = 25
 ACTIVITY_DAYS = 30
@@ -250,3 +266,42 @@ def account_contact_edit(request, account_id, contact_id):
         problems = " ".join(f"{form[name].label}: {' '.join(errors)}" for name, errors in form.errors.items())
         messages.error(request, f"{contact} was not changed. {problems}")
     return redirect("account-detail", tenant_slug=tenant.slug, account_id=contact.account_id)
+
+
+# Saved views of the portfolio
+
+
+def member_saved_views(request):
+    """The member's own saved portfolio views, by name."""
+    return list(SavedView.objects.for_tenant(request.tenant).filter(user=request.user))
+
+
+@tenant_page
+@require_POST
+def saved_view_add(request):
+    """Save the portfolio's filters, scope and sort under a name, then show them; any member keeps their own."""
+    tenant = request.tenant
+    portfolio = reverse("portfolio", kwargs={"tenant_slug": tenant.slug})
+    form = SavedViewForm(request.POST)
+    if not form.is_valid():
+        tell_form_errors(request, form)
+        return redirect(portfolio)
+    try:
+        view, created = saved_view_save(
+            tenant=tenant, user=request.user, name=form.cleaned_data["name"], query=form.cleaned_data["query"]
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect(portfolio)
+    messages.success(request, f"{'Saved' if created else 'Updated'} the view {view.name}.")
+    return redirect(f"{portfolio}?{view.query}" if view.query else portfolio)
+
+
+@tenant_page
+@require_POST
+def saved_view_remove(request, view_id):
+    """Delete one of the member's own saved views (another's, or another tenant's, is not found)."""
+    view = get_object_or_404(SavedView.objects.for_tenant(request.tenant).filter(user=request.user), pk=view_id)
+    saved_view_delete(tenant=request.tenant, view=view)
+    messages.success(request, f"Deleted the view {view.name}.")
+    return redirect(back_to(request, reverse("portfolio", kwargs={"tenant_slug": request.tenant.slug})))

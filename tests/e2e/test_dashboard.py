@@ -66,6 +66,21 @@ def test_filtering_the_portfolio_puts_the_filter_in_the_url(page):
     page.screenshot(path=str(SCREENSHOTS / "portfolio-filtered.png"), full_page=True)
 
 
+def test_a_filtered_portfolio_saved_as_a_view_opens_again_from_its_chip(page, live_server):
+    page.get_by_label("Health", exact=True).select_option(label="Red")
+    page.get_by_role("button", name="Apply filters").click()
+    page.wait_for_url("**/t/alpha/?*health=red*")
+    page.locator("summary").filter(has_text="Save this view").click()
+    page.get_by_label("Name", exact=True).fill("Accounts in the red")
+    page.get_by_role("button", name="Save", exact=True).click()
+    page.get_by_role("status").filter(has_text="Saved the view Accounts in the red.").wait_for()
+    page.goto(f"{live_server.url}/t/alpha/")
+    page.get_by_role("list", name="My saved views").get_by_role("link", name="Accounts in the red").click()
+    page.wait_for_url("**/t/alpha/?*health=red*")
+    assert page.locator("table.accounts tbody th[scope=row] a").all_inner_texts() == ["Juniper Health"]
+    page.screenshot(path=str(SCREENSHOTS / "portfolio-saved-view.png"), full_page=False)
+
+
 def test_the_filtered_portfolio_downloads_as_a_csv_file_of_its_rows(page):
     page.get_by_label("Stage", exact=True).select_option(label="Adoption")
     page.get_by_role("button", name="Apply filters").click()

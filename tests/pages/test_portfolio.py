@@ -3,6 +3,8 @@ from html import unescape
 
 import pytest
 
+from csplatform.customers.models import SavedView
+from csplatform.customers.services import saved_view_save
 from lifecycle.models import Stage
 from playbooks.models import Run
 from playbooks.services import playbook_templates_install, run_start
@@ -182,3 +184,46 @@ def test_ticked_accounts_of_another_tenant_start_nothing_and_viewers_are_refused
     ours = AccountFactory(tenant=tenant)
     assert client.post(start, {"playbook": playbook.pk, "account": [ours.pk]}).status_code == 403
     assert not Run.objects.dangerously_all_tenants().exists()
+
+
+def test_a_member_saves_the_filtered_sorted_portfolio_as_a_view_and_opens_it_again(client, bob, tenant, stages):
+    client.force_login(bob)
+    page = client.get("/t/alpha/?health=red&sort=-mrr&page=2").content.decode()
+    assert '<input type="hidden" name="query" value="health=red&amp;sort=-mrr">' in page
+
+    saved = client.post("/t/alpha/views/", {"name": "Red by MRR", "query": "health=red&sort=-mrr&page=2"}, follow=True)
+
+    assert saved.redirect_chain[-1][0] == "/t/alpha/?health=red&sort=-mrr"
+    html = saved.content.decode()
+    assert "Saved the view Red by MRR." in html
+    assert '<a class="chip" href="?health=red&amp;sort=-mrr" aria-current="true">Red by MRR</a>' in html
+    updated = client.post("/t/alpha/views/", {"name": "Red by MRR", "query": "health=red"}, follow=True)
+    assert "Updated the view Red by MRR." in updated.content.decode()
+    assert list(SavedView.objects.for_tenant(tenant).values_list("name", "query")) == [("Red by MRR", "health=red")]
+
+
+def test_saved_views_are_each_members_own_and_deleted_by_them_only(client, alice, bob, tenant, stages):
+    mine = saved_view_save(tenant=tenant, user=bob, name="Mine", query="scope=mine")[0]
+    alices = saved_view_save(tenant=tenant, user=alice, name="Alice's", query="health=red")[0]
+    client.force_login(bob)
+
+    html = client.get("/t/alpha/").content.decode()
+    refused = client.post(f"/t/alpha/views/{alices.pk}/delete/")
+    deleted = client.post(f"/t/alpha/views/{mine.pk}/delete/", follow=True)
+
+    assert ">Mine</a>" in html and "Alice" not in html.split('aria-label="My saved views"')[1].split("</ul>")[0]
+    assert refused.status_code == 404
+    assert "Deleted the view Mine." in deleted.content.decode()
+    assert list(SavedView.objects.for_tenant(tenant).values_list("name", flat=True)) == ["Alice's"]
+
+
+def test_a_view_without_a_name_or_past_the_limit_is_refused_with_the_reason(client, bob, tenant, stages):
+    client.force_login(bob)
+    nameless = client.post("/t/alpha/views/", {"name": "", "query": "health=red"}, follow=True).content.decode()
+    for number in range(SavedView.MAX_PER_MEMBER):
+        saved_view_save(tenant=tenant, user=bob, name=f"View {number}", query="health=red")
+    one_more = client.post("/t/alpha/views/", {"name": "One more", "query": "health=red"}, follow=True)
+
+    assert "Name the view." in nameless
+    assert f"Keep at most {SavedView.MAX_PER_MEMBER} views: delete one first." in one_more.content.decode()
+    assert SavedView.objects.for_tenant(tenant).count() == SavedView.MAX_PER_MEMBER
