@@ -498,7 +498,10 @@ def alert_payload(alert):
             "status": alert.status,
             "rule": alert.rule.key if alert.rule_id else None,
             "opened_at": alert.opened_at,
+            "acknowledged_at": alert.acknowledged_at,
+            "acknowledged_by": alert.acknowledged_by.email if alert.acknowledged_by else None,
             "resolved_at": alert.resolved_at,
+            "resolved_by": alert.resolved_by.email if alert.resolved_by else None,
             "resolution": alert.resolution,
             "note": alert.note,
         },
@@ -506,16 +509,17 @@ def alert_payload(alert):
     }
 
 
-def alert_webhooks_emit(*, tenant, opened=(), resolved=()):
-    """Emit alert.opened / alert.resolved for these alert ids; the keys make a second call send nothing."""
-    for event_type, ids in (("alert.opened", opened), ("alert.resolved", resolved)):
+def alert_webhooks_emit(*, tenant, opened=(), acknowledged=(), resolved=()):
+    """Emit alert.opened, alert.acknowledged and alert.resolved for these alert ids; the keys make a second
+    call send nothing."""
+    for action, ids in (("opened", opened), ("acknowledged", acknowledged), ("resolved", resolved)):
         if not ids:
             continue
-        action = event_type.split(".")[1]
+        alerts = Alert.objects.for_tenant(tenant).filter(pk__in=list(ids))
         webhooks_emit(
             tenant=tenant,
-            event_type=event_type,
-            rows=Alert.objects.for_tenant(tenant).filter(pk__in=list(ids)).select_related("account", "rule"),
+            event_type=f"alert.{action}",
+            rows=alerts.select_related("account", "rule", "acknowledged_by", "resolved_by"),
             event=lambda alert: (alert_payload(alert), f"alert:{alert.pk}:{action}"),
         )
 
@@ -576,13 +580,16 @@ def _member_or_none(user):
 
 @transaction.atomic
 def alerts_acknowledge(*, tenant, alert_ids, user, note=""):
-    """Someone is on them: those of the alerts that are open become acknowledged. Returns their ids."""
+    """Someone is on them: those of the alerts that are open become acknowledged. Returns their ids; each
+    emits alert.acknowledged."""
     changes = {
         "status": AlertStatus.ACKNOWLEDGED,
         "acknowledged_by": _member_or_none(user),
         "acknowledged_at": timezone.now(),
     }
-    return _alerts_change(tenant, alert_ids, [AlertStatus.OPEN], changes, note)
+    ids = _alerts_change(tenant, alert_ids, [AlertStatus.OPEN], changes, note)
+    alert_webhooks_emit(tenant=tenant, acknowledged=ids)
+    return ids
 
 
 @transaction.atomic

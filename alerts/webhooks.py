@@ -67,6 +67,7 @@ EVENT_TYPES = [
     "account.health_changed",
     "account.expansion_flagged",
     "alert.opened",
+    "alert.acknowledged",
     "alert.resolved",
     "playbook.step_completed",
     "task.created",

@@ -9,7 +9,8 @@ import pytest
 from django.utils import timezone
 
 from alerts.account_events import account_changes_emit
-from alerts.models import DeliveryStatus, Notification, WebhookDelivery, WebhookSubscription
+from alerts.models import Alert, DeliveryStatus, Notification, WebhookDelivery, WebhookSubscription
+from alerts.services import alerts_acknowledge
 from alerts.notifications import notifications_send_due
 from alerts.webhooks import (
     SignatureError,
@@ -280,3 +281,23 @@ def test_a_task_added_on_the_account_page_and_completed_through_the_api_reaches_
     assert (created["title"], created["owner"], created["completed_at"]) == ("Call the champion", "bob@alpha.example", None)
     assert completed["completed_at"] is not None
     assert events[1][1]["account"] == {"id": account.pk, "external_id": "acme", "name": "Acme Rockets"}
+
+
+def test_alerts_acknowledged_together_each_reach_the_subscriber_once_naming_who(tenant, bob, receiver):
+    subscribe(tenant, receiver.url, event_types=["alert.acknowledged"])
+    accounts = AccountFactory.create_batch(2, tenant=tenant)
+    alerts = [
+        Alert.objects.create(tenant=tenant, account=account, title=f"Check {account.name}", opened_at=timezone.now())
+        for account in accounts
+    ]
+    ids = [alert.pk for alert in alerts]
+
+    alerts_acknowledge(tenant=tenant, alert_ids=ids, user=bob, note="Looking")
+    alerts_acknowledge(tenant=tenant, alert_ids=ids, user=bob)
+    webhook_deliver_due()
+
+    events = sorted((request["json"]["data"]["alert"] for request in receiver.requests), key=lambda alert: alert["id"])
+    assert [event["id"] for event in events] == ids
+    assert {(event["status"], event["acknowledged_by"], event["note"]) for event in events} == {
+        ("acknowledged", "bob@alpha.example", "Looking")
+    }
