@@ -171,13 +171,19 @@ class AlertViewSet(TenantReadOnlyViewSet):
         )
         return Response({"changed": changed, "unchanged": sorted(set(ids) - set(changed))})
 
-    @extend_schema(request=AlertsActionSerializer, responses=AlertsActionResultSerializer)
+    @extend_schema(
+        operation_id="v1_alerts_acknowledge_many",
+        request=AlertsActionSerializer,
+        responses=AlertsActionResultSerializer,
+    )
     @action(detail=False, methods=["post"], url_path="acknowledge", filterset_class=None)
     def acknowledge_many(self, request):
         """Acknowledge the open ones of these alerts, with one note; the others are left as they were."""
         return self._act_on_many(services.alerts_acknowledge)
 
-    @extend_schema(request=AlertsActionSerializer, responses=AlertsActionResultSerializer)
+    @extend_schema(
+        operation_id="v1_alerts_resolve_many", request=AlertsActionSerializer, responses=AlertsActionResultSerializer
+    )
     @action(detail=False, methods=["post"], url_path="resolve", filterset_class=None)
     def resolve_many(self, request):
         """Resolve by hand the open or acknowledged ones of these alerts, with one note."""
