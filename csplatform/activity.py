@@ -160,6 +160,16 @@ def _alerts_opened(tenant, account, cursor, limit, source):
     ]
 
 
+def _alerts_acknowledged(tenant, account, cursor, limit, source):
+    # Without the alert's note: the one it has now may be the one written when it was resolved.
+    alerts = Alert.objects.for_tenant(tenant).filter(account=account, acknowledged_at__isnull=False)
+    return [
+        Entry(alert.acknowledged_at, "alert", f"Alert acknowledged: {alert.title}", "",
+              _name(alert.acknowledged_by), source=source, pk=alert.pk)
+        for alert in _latest(alerts.select_related("acknowledged_by"), "acknowledged_at", cursor, source, limit)
+    ]
+
+
 def _alerts_resolved(tenant, account, cursor, limit, source):
     alerts = Alert.objects.for_tenant(tenant).filter(account=account, resolved_at__isnull=False)
     entries = []
@@ -253,6 +263,8 @@ SOURCES = (
     ("playbook", _runs_ended),
     ("segment", _segment_stays("entered_at", "entered")),
     ("segment", _segment_stays("left_at", "left")),
+    # Added after the others, so that the cursors already handed out keep their sources' places.
+    ("alert", _alerts_acknowledged),
 )
 
 

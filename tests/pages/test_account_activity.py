@@ -9,7 +9,7 @@ import time_machine
 from django.utils import timezone
 
 from alerts.models import Alert, Subject
-from alerts.services import alert_raise, alert_resolve, segment_create, segments_refresh
+from alerts.services import alert_acknowledge, alert_raise, alert_resolve, segment_create, segments_refresh
 from csplatform import activity, dashboard
 from csplatform.customers.services import note_add
 from health.models import HealthSnapshot
@@ -37,8 +37,9 @@ def page(client, account, query=""):
 
 @pytest.fixture
 def story(tenant, stages, alice, bob):
-    """An account's month, one event a day from November 2: placed, a note, an alert opened and resolved, a task
-    added and done, a playbook started, an email sent, a stage move, a contact in a segment, health changes."""
+    """An account's month, one event a day from November 2: placed, a note, an alert opened, acknowledged and
+    resolved, a task added and done, a playbook started, an email sent, a stage move, a contact in a segment,
+    health changes."""
     account = AccountFactory(tenant=tenant, name="Granite Labs", owner=bob)
     ContactFactory(account=account, name="Uma Champion", role="champion")
     days = iter(range(30))
@@ -52,6 +53,8 @@ def story(tenant, stages, alice, bob):
         note_add(tenant=tenant, account=account, author=bob, body="Kickoff went well.\nThey want SSO.")
     with day():
         alert = alert_raise(tenant=tenant, account=account, title="Logins dropped", severity="warning")
+    with day():
+        alert_acknowledge(tenant=tenant, alert=alert, user=bob)
     with day():
         alert_resolve(tenant=tenant, alert=alert, user=bob, note="Called them; holiday week.")
     with day():
@@ -99,6 +102,7 @@ def test_the_page_tells_the_accounts_story_newest_first_from_every_app(signed_in
         "Task done: Send the SSO guide",
         "Task added: Send the SSO guide",
         "Alert resolved: Logins dropped",
+        "Alert acknowledged: Logins dropped",
         "Alert opened: Logins dropped",
         "Note",
         "Placed in Onboarding",
@@ -125,6 +129,7 @@ def test_kinds_narrow_the_list_and_stay_in_the_url(signed_in, story):
         "Task done: Send the SSO guide",
         "Task added: Send the SSO guide",
         "Alert resolved: Logins dropped",
+        "Alert acknowledged: Logins dropped",
         "Alert opened: Logins dropped",
     ]
     assert 'value="alert" id="id_kind_2" checked' in html
