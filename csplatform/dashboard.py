@@ -22,7 +22,7 @@ from alerts.models import Segment, SegmentMembership, Subject
 from alerts.views import account_alerts_context, account_segments_context
 from csplatform.activity import KINDS, Cursor, account_activity
 from csplatform.customers.filtersets import AccountFilterSet
-from csplatform.customers.models import Account, ContactRole
+from csplatform.customers.models import Account, ContactRole, SavedView
 from csplatform.customers.views import (
     account_contacts,
     account_notes_context,
@@ -144,9 +144,6 @@ def portfolio(request):
     scores = snapshot_scores(tenant, [account.pk for account in page], first_day, today)
     for account in page:
         account.spark = sparkline(scores.get(account.pk, {}), first_day, SPARK_DAYS)
-    # The page's view as a saved one stores it: its query string without the page number.
-    view_params = request.GET.copy()
-    view_params.pop("page", None)
     context = {
         "filterset": filterset,
         "page": page,
@@ -161,7 +158,7 @@ def portfolio(request):
         "current_health": request.GET.get("health", ""),
         "assign_to": filterset.members if can_assign(request) else None,
         "saved_views": member_saved_views(request),
-        "current_query": view_params.urlencode(),
+        "current_query": SavedView.query_of(request.GET),
         # The playbooks an editor may start for the ticked accounts; read only for those who may.
         "start_playbooks": list(Playbook.objects.for_tenant(tenant).only("pk", "name", "enabled"))
         if can_change(request)

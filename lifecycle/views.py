@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from csplatform.customers.models import Account
-from csplatform.tenancy.decorators import can_change, object_to_change, refuse_viewers, tenant_page
+from csplatform.tenancy.decorators import can_change, form_errors_text, object_to_change, refuse_viewers, tenant_page
 from csplatform.tenancy.summaries import tenant_summaries_forget, tenant_summary
 from csplatform.tenancy.timezones import tenant_today
 
@@ -270,5 +270,5 @@ def account_move(request, account_id):
     if is_htmx(request):
         context = account_lifecycle_context(request, account, form=form, stages=stages)
         return render(request, "lifecycle/_account_lifecycle.html", context)
-    messages.error(request, "The account was not moved: " + " ".join(e for errors in form.errors.values() for e in errors))
+    messages.error(request, "The account was not moved: " + form_errors_text(form))
     return redirect("account-detail", tenant_slug=tenant.slug, account_id=account.pk)

@@ -26,6 +26,7 @@ from csplatform.tenancy.decorators import (
     QueryChoices,
     back_to,
     can_change,
+    form_errors_text,
     object_to_change,
     tell_bulk_outcome,
     tell_form_errors,
@@ -170,7 +171,7 @@ def task_change_page(request, task_id):
     task = object_to_change(request, Task.objects.for_tenant(tenant).filter(completed_at__isnull=True), task_id)
     form = TaskChangeForm(request.POST, members=User.objects.members_of(tenant))
     if not form.is_valid():
-        return _task_answer(request, task, None, " ".join(e for errors in form.errors.values() for e in errors))
+        return _task_answer(request, task, None, form_errors_text(form))
     due_at = due_at_for(form.cleaned_data["due"], kept=task.due_at)
     try:
         task_change(tenant=tenant, task=task, owner=form.cleaned_data["owner"], due_at=due_at, actor=request.user)
@@ -196,11 +197,17 @@ def tasks_bulk_complete(request):
     )
 
 
-class AlertTaskForm(forms.Form):
-    title = forms.CharField(max_length=300, error_messages={"required": "Name the task."})
+class TaskForm(forms.Form):
+    """A new task's title and day."""
+
+    title = forms.CharField(max_length=300)
     due = forms.DateField(required=False, label="Due on", widget=forms.DateInput(attrs={"type": "date"}))
     # A token written into the form makes a double submit create the task once.
     token = forms.UUIDField(widget=forms.HiddenInput)
+
+
+class AlertTaskForm(TaskForm):
+    title = forms.CharField(max_length=300, error_messages={"required": "Name the task."})
 
 
 @tenant_page
@@ -214,7 +221,7 @@ def alert_task_add(request, alert_id):
     alert = object_to_change(request, Alert.objects.for_tenant(tenant).select_related("account"), alert_id)
     form = AlertTaskForm(request.POST)
     if not form.is_valid():
-        return alert_row_answer(request, alert, None, " ".join(e for errors in form.errors.values() for e in errors))
+        return alert_row_answer(request, alert, None, form_errors_text(form))
     title = form.cleaned_data["title"]
     task_create_once(
         tenant=tenant,
@@ -376,12 +383,8 @@ def outbox_bulk(request):
 # The account page's playbooks section
 
 
-class TaskAddForm(forms.Form):
-    title = forms.CharField(max_length=300)
-    due = forms.DateField(required=False, label="Due on", widget=forms.DateInput(attrs={"type": "date"}))
+class TaskAddForm(TaskForm):
     owner = forms.ModelChoiceField(queryset=None, required=False, empty_label="The account's owner")
-    # A token written into the form makes a double submit create the task once.
-    token = forms.UUIDField(widget=forms.HiddenInput)
 
     def __init__(self, *args, members, **kwargs):
         super().__init__(*args, **kwargs)

@@ -251,3 +251,10 @@ class SavedView(TenantModel):
 
     def __str__(self):
         return self.name
+
+    @staticmethod
+    def query_of(params):
+        """The query string a view keeps of a portfolio page's `params` (a QueryDict): all but the page number."""
+        params = params.copy()
+        params.pop("page", None)
+        return params.urlencode()

@@ -314,9 +314,7 @@ def note_delete(*, tenant, note):
 def saved_view_save(*, tenant, user, name, query):
     """Save a member's portfolio view under `name`: `query` is the page's query string (its page number is
     dropped). A view of the same name is replaced. Returns `(view, created)`."""
-    params = QueryDict(query, mutable=True)
-    params.pop("page", None)
-    query = params.urlencode()
+    query = SavedView.query_of(QueryDict(query))
     if len(query) > SavedView.MAX_QUERY_LENGTH:
         raise ValidationError({"query": "These filters are too long to save as a view."})
     views = SavedView.objects.for_tenant(tenant).filter(user=user)

@@ -235,7 +235,7 @@ def accounts_assign(request):
         raise PermissionDenied("Only admins assign accounts to owners.")
     form = OwnerAssignForm(request.POST, members=User.objects.members_of(tenant))
     if not form.is_valid():
-        messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
+        tell_form_errors(request, form)
         return redirect(back_to(request, portfolio))
     owner = form.cleaned_data["owner"]
     try:
@@ -256,8 +256,7 @@ def accounts_assign(request):
 def account_contact_edit(request, account_id, contact_id):
     """Change a contact's title, role or email consent from the account page; the account is recomputed."""
     tenant = request.tenant
-    contacts = Contact.objects.for_tenant(tenant).filter(account_id=account_id).select_related("account")
-    contact = object_to_change(request, contacts, contact_id)
+    contact = object_to_change(request, Contact.objects.for_tenant(tenant).filter(account_id=account_id), contact_id)
     form = ContactEditForm(request.POST, instance=contact)
     if form.is_valid():
         contact_update(tenant=tenant, contact=contact, fields=form.cleaned_data)

@@ -113,8 +113,13 @@ def ticked_rows_action(list_name):
     return decorate
 
 
+def form_errors_text(form):
+    """Every error of an invalid form, in one line for a message or a row."""
+    return " ".join(error for errors in form.errors.values() for error in errors)
+
+
 def tell_form_errors(request, form):
-    messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
+    messages.error(request, form_errors_text(form))
 
 
 class QueryChoices:
