@@ -33,6 +33,7 @@ what it had not read of them, so up to a group of emails marked sent can
 be lost. The default is 1, exactly once but for the one commit above.
 """
 
+import logging
 import re
 import smtplib
 import socket
@@ -54,8 +55,12 @@ from csplatform.sql import parameters
 
 from .models import EmailStatus, OutboundEmail
 
+logger = logging.getLogger(__name__)
+
 # SMTP transparency (RFC 5321 4.5.2): a line starting with "." gets a second one.
 LEADING_DOT = re.compile(rb"(?m)^\.")
+# Ends the Message-ID of every email the Outbox holds, and of no other.
+OUTBOX_MESSAGE_ID_SUFFIX = "@outbox.csplatform>"
 
 
 class _MessagePolicy(Compat32):
@@ -93,9 +98,21 @@ class TransientSendError(Exception):
 
 
 class StoreOnlyBackend(BaseEmailBackend):
-    """For the embedded demo: nothing leaves the machine; the Outbox page reads OutboundEmail."""
+    """For the embedded demo: nothing leaves the machine.
+
+    The Outbox page reads the playbooks' emails from OutboundEmail. The
+    platform's own emails to its users (invitations, password links,
+    notifications, digests) are written to the log instead, so whoever runs
+    the demo can follow their links.
+    """
 
     def send_messages(self, email_messages):
+        for message in email_messages:
+            if not message.extra_headers.get("Message-ID", "").endswith(OUTBOX_MESSAGE_ID_SUFFIX):
+                logger.info(
+                    "Not sent, the embedded demo sends no email. To %s: %s\n%s",
+                    ", ".join(message.to), message.subject, message.body,
+                )
         return len(email_messages)
 
 
@@ -121,7 +138,7 @@ def message_of(email, connection=None):
         reply_to=[email.reply_to] if email.reply_to else None,
         connection=connection,
         # A stable Message-ID lets receiving systems recognise the same email.
-        headers={"Message-ID": f"<{email.idempotency_key.replace(':', '.')}.{email.tenant_id}@csplatform>"},
+        headers={"Message-ID": f"<{email.idempotency_key.replace(':', '.')}.{email.tenant_id}{OUTBOX_MESSAGE_ID_SUFFIX}"},
     )
     if email.html:
         message.attach_alternative(email.html, "text/html")

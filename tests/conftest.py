@@ -4,11 +4,19 @@ alice is the tenant's admin, bob its CSM, and charlie belongs to another
 tenant and must never see the first tenant's data.
 """
 
+import email
+import email.policy
+import threading
+
 import psycopg2
 import pytest
+from aiosmtpd.controller import Controller
+from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
+from bench.processes import free_port
+from bench.smtp_sink import OffersPipelining
 from csplatform.tenancy.models import Role
 from csplatform.tenancy.services import api_key_create
 
@@ -96,3 +104,48 @@ def worker_database(tmp_path, django_db_blocker):
     with admin.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
+
+
+class Inbox(OffersPipelining):
+    """An aiosmtpd handler that keeps every accepted message, parsed; it offers PIPELINING if asked."""
+
+    def __init__(self, pipelining=False):
+        self.messages = []
+        self.lock = threading.Lock()
+        self.pipelining = pipelining
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+        with self.lock:
+            self.messages.append(message)
+        return "250 Message accepted for delivery"
+
+    def subjects(self):
+        return sorted(str(message["Subject"]) for message in self.messages)
+
+
+@pytest.fixture
+def smtp_server(request, settings):
+    """A real SMTP server on a free loopback port; Django's SMTP backend sends to it.
+
+    Parametrized indirectly with True, it offers PIPELINING.
+    """
+    inbox = Inbox(pipelining=getattr(request, "param", False))
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = controller.port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_TIMEOUT = 5
+    yield inbox
+    controller.stop()
+
+
+@pytest.fixture
+def private_cache(settings):
+    """A cache of this test process alone, so throttle budgets never mix with another run's."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "security"}}
+    cache.clear()
+    yield
+    cache.clear()

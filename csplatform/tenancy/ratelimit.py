@@ -1,27 +1,80 @@
-"""Sign-in attempt limits, per client address and per account, kept in the cache.
+"""Limits on sign-in attempts and password-reset requests, per client address and per account, kept in the cache.
 
-Failed attempts count against both the address they came from and the email
+Failed sign-ins count against both the address they came from and the email
 they tried, so neither one address guessing many passwords nor many
 addresses guessing one account's password get far. A successful sign-in
-clears the account's count. While the cache is unreachable sign-in still
-works without a limit, as a cache outage must not lock everyone out.
+clears the account's count. Requests for a password-reset link count the
+same way, so nobody can fill a member's inbox with links. While the cache is
+unreachable both still work without a limit, as a cache outage must not lock
+everyone out.
 """
 
 import hashlib
 import logging
+from dataclasses import dataclass
 
 import redis
+from django.contrib.auth.forms import PasswordResetForm
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 
 from .forms import EmailAuthenticationForm
+from .models import User
 
 logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 15 * 60
-MAX_FAILURES_PER_ADDRESS = 20
-MAX_FAILURES_PER_ACCOUNT = 5
 CACHE_ERRORS = (redis.exceptions.RedisError, OSError)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """How many of one kind of attempt an address and an account may make in the window."""
+
+    key: str
+    per_address: int
+    per_account: int
+
+    def keys(self, request, email):
+        """The (cache key, allowed attempts) pairs one attempt counts against."""
+        account = hashlib.sha256((email or "").strip().lower().encode()).hexdigest()
+        return [
+            (f"{self.key}:address:{client_address(request)}", self.per_address),
+            (f"{self.key}:account:{account}", self.per_account),
+        ]
+
+    def reached(self, request, email):
+        """True when the address or the account has used up its attempts for the window."""
+        pairs = self.keys(request, email)
+        try:
+            counts = cache.get_many([key for key, _ in pairs])
+        except CACHE_ERRORS as exc:
+            logger.warning("%s limit skipped, the cache is unreachable: %s", self.key, exc)
+            return False
+        return any(counts.get(key, 0) >= allowed for key, allowed in pairs)
+
+    def count(self, request, email):
+        try:
+            for key, _ in self.keys(request, email):
+                # add() starts the window; incr() counts within it. A count that
+                # expired between the two starts a new window.
+                if not cache.add(key, 1, timeout=WINDOW_SECONDS):
+                    try:
+                        cache.incr(key)
+                    except ValueError:
+                        cache.add(key, 1, timeout=WINDOW_SECONDS)
+        except CACHE_ERRORS as exc:
+            logger.warning("%s attempt not counted, the cache is unreachable: %s", self.key, exc)
+
+    def clear_account(self, request, email):
+        try:
+            cache.delete(self.keys(request, email)[1][0])
+        except CACHE_ERRORS as exc:
+            logger.warning("%s count not cleared, the cache is unreachable: %s", self.key, exc)
+
+
+SIGN_IN_FAILURES = Limit("signin:failures", per_address=20, per_account=5)
+PASSWORD_RESET_REQUESTS = Limit("password-reset:requests", per_address=10, per_account=3)
 
 
 def client_address(request):
@@ -31,47 +84,6 @@ def client_address(request):
     proxy in front of the app is the one to set REMOTE_ADDR.
     """
     return request.META.get("REMOTE_ADDR", "") if request is not None else ""
-
-
-def limits(request, email):
-    """The (cache key, allowed failures) pairs one sign-in attempt counts against."""
-    account = hashlib.sha256((email or "").strip().lower().encode()).hexdigest()
-    return [
-        (f"signin:failures:address:{client_address(request)}", MAX_FAILURES_PER_ADDRESS),
-        (f"signin:failures:account:{account}", MAX_FAILURES_PER_ACCOUNT),
-    ]
-
-
-def signin_blocked(request, email):
-    """True when the address or the account has used up its failed attempts for the window."""
-    pairs = limits(request, email)
-    try:
-        counts = cache.get_many([key for key, _ in pairs])
-    except CACHE_ERRORS as exc:
-        logger.warning("Sign-in limit skipped, the cache is unreachable: %s", exc)
-        return False
-    return any(counts.get(key, 0) >= allowed for key, allowed in pairs)
-
-
-def signin_failed(request, email):
-    try:
-        for key, _ in limits(request, email):
-            # add() starts the window; incr() counts within it. A count that
-            # expired between the two starts a new window.
-            if not cache.add(key, 1, timeout=WINDOW_SECONDS):
-                try:
-                    cache.incr(key)
-                except ValueError:
-                    cache.add(key, 1, timeout=WINDOW_SECONDS)
-    except CACHE_ERRORS as exc:
-        logger.warning("Sign-in failure not counted, the cache is unreachable: %s", exc)
-
-
-def signin_succeeded(request, email):
-    try:
-        cache.delete(limits(request, email)[1][0])
-    except CACHE_ERRORS as exc:
-        logger.warning("Sign-in count not cleared, the cache is unreachable: %s", exc)
 
 
 class RateLimitedAuthenticationForm(EmailAuthenticationForm):
@@ -84,12 +96,38 @@ class RateLimitedAuthenticationForm(EmailAuthenticationForm):
 
     def clean(self):
         email = self.cleaned_data.get("username", "")
-        if signin_blocked(self.request, email):
+        if SIGN_IN_FAILURES.reached(self.request, email):
             raise ValidationError(self.error_messages["too_many_attempts"], code="too_many_attempts")
         try:
             cleaned = super().clean()
         except ValidationError:
-            signin_failed(self.request, email)
+            SIGN_IN_FAILURES.count(self.request, email)
             raise
-        signin_succeeded(self.request, email)
+        SIGN_IN_FAILURES.clear_account(self.request, email)
         return cleaned
+
+
+class RateLimitedPasswordResetForm(PasswordResetForm):
+    """Ask for a link that sets a new password; counted so that nobody can fill a member's inbox with links."""
+
+    error_messages = {"too_many_requests": "Too many requests for a new password. Wait 15 minutes and try again."}
+
+    def __init__(self, *args, request, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.request = request
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].lower()
+        if PASSWORD_RESET_REQUESTS.reached(self.request, email):
+            raise ValidationError(self.error_messages["too_many_requests"], code="too_many_requests")
+        PASSWORD_RESET_REQUESTS.count(self.request, email)
+        return email
+
+    def get_users(self, email):
+        """The active user of that email, whether or not they have set a password.
+
+        Django leaves out users with no usable password; here they are
+        members invited whose link expired before they used it, and the
+        same link lets them in.
+        """
+        return User.objects.filter(email__iexact=email, is_active=True)

@@ -4,14 +4,13 @@ import json
 from functools import wraps
 
 from django.contrib import messages
-from django.contrib.auth import views as auth_views
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
-from django.urls import reverse, reverse_lazy
+from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from django.views.decorators.cache import never_cache
@@ -22,6 +21,7 @@ from .members import member_hours_change, member_invite, member_remove, member_r
 from .models import ApiKey, AuditLogEntry, Membership, Role, Tenant
 from .services import InvalidScopes, api_key_create, api_key_revoke
 from .settings_forms import ApiKeyForm, AuditFilterForm, InviteForm, RoleForm, WorkingHoursForm, add_service_errors
+from .views import PasswordSetView
 
 AUDIT_PAGE_SIZE = 50
 # The raw key of a key just created waits here until the result page shows it, once.
@@ -167,20 +167,13 @@ def member_delete(request, pk):
     return back(request, "settings-members")
 
 
-class JoinView(auth_views.PasswordResetConfirmView):
+class JoinView(PasswordSetView):
     """Where an invited user sets a password, from the link in the invitation email."""
-
-    template_name = "settings/join.html"
-    success_url = reverse_lazy("login")
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context["tenant"] = Tenant.objects.filter(slug=self.kwargs["tenant_slug"]).first()
         return context
-
-    def form_valid(self, form):
-        messages.success(self.request, "Your password is set. Sign in with your email and the new password.")
-        return super().form_valid(form)
 
 
 @settings_page

@@ -107,3 +107,24 @@ def test_a_member_opens_todays_digest_from_the_user_menu_and_follows_an_account_
     page.get_by_role("link", name=f"{live_server.url}/t/alpha/accounts/{account.pk}/").click()
     assert page.get_by_role("heading", level=1).inner_text().startswith("Granite Labs")
     assert page.console_errors == []
+
+
+def test_a_member_changes_their_password_from_the_profile_and_signs_in_with_it(sign_in, live_server, alice):
+    page = sign_in(alice)
+
+    page.locator(".user-menu summary").click()
+    page.get_by_role("link", name="Your profile").click()
+    page.get_by_label("Old password").fill("password")
+    page.get_by_label("New password", exact=True).fill("a brand new secret 42")
+    page.get_by_label("New password confirmation").fill("a brand new secret 42")
+    page.get_by_role("button", name="Change password").click()
+
+    assert "Your password is changed." in page.locator(".messages").inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "profile.png"), full_page=True)
+    page.locator(".user-menu summary").click()
+    page.get_by_role("button", name="Sign out").click()
+    page.goto(f"{live_server.url}/login/")
+    page.get_by_label("Email").fill(alice.email)
+    page.get_by_label("Password").fill("a brand new secret 42")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{live_server.url}/t/*/")

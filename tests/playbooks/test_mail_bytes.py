@@ -1,14 +1,16 @@
 """The runner writes each email's bytes and envelope itself, faster than Django; they must be exactly Django's."""
 
+import logging
 from email.errors import HeaderParseError
 from email.policy import compat32
 
+from django.core.mail import EmailMessage
 from django.core.mail.message import sanitize_address
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from csplatform.tenancy.models import User
-from playbooks.mail import MESSAGE_POLICY, message_bytes, message_of, sender
+from playbooks.mail import MESSAGE_POLICY, StoreOnlyBackend, message_bytes, message_of, sender
 from playbooks.models import OutboundEmail
 
 # Any text a template may render, astral and combining characters included; and plain ASCII, the common case.
@@ -67,3 +69,15 @@ def test_every_header_is_folded_or_refused_as_the_legacy_policy_does_it(name, va
 @given(address=st.emails())
 def test_a_bare_address_makes_the_envelope_recipient_the_full_parse_makes(address):
     assert sanitize_address(("", address), "utf-8") == sanitize_address(address, "utf-8")
+
+
+def test_the_demos_backend_logs_the_platforms_own_emails_and_keeps_the_outboxs_out_of_the_log(caplog):
+    own = EmailMessage("Set a new csplatform password", "Choose it here: http://x/password/reset/a/b/", to=["a@b.c"])
+    stored = OutboundEmail(tenant_id=7, idempotency_key="steprun:1:email:2", subject="Welcome", text="Hello from your CSM")
+    outbox = message_of(stored)
+
+    with caplog.at_level(logging.INFO, logger="playbooks.mail"):
+        assert StoreOnlyBackend().send_messages([own, outbox]) == 2
+
+    assert "To a@b.c: Set a new csplatform password" in caplog.text and "/password/reset/a/b/" in caplog.text
+    assert "Hello from your CSM" not in caplog.text

@@ -9,6 +9,7 @@ from django.urls import include, path
 from alerts.models import Alert, WebhookDelivery
 from alerts.services import segment_create, segments_refresh
 from alerts.webhooks import webhook_subscription_create
+from bench.processes import free_port
 from csplatform.customers.ingest import events_ingest
 from csplatform.customers.models import ContactRole, UsageEvent
 from csplatform.tenancy.timezones import tenant_today
@@ -30,7 +31,6 @@ from playbooks.runner import step_execute, step_runs_claim, steps_run_due
 from playbooks.services import playbook_create, playbooks_enroll, playbooks_enroll_dates, run_start
 from playbooks.steps import PermanentStepError, StepContext
 from tests.factories import AccountFactory, ContactFactory
-from tests.playbooks.conftest import free_port
 
 pytestmark = pytest.mark.django_db
 

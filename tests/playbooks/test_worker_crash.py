@@ -43,8 +43,8 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from bench.processes import BIN
-from tests.playbooks.conftest import Inbox, free_port
+from bench.processes import BIN, free_port
+from tests.conftest import Inbox
 from tests.security.conftest import record_figure
 
 pytestmark = pytest.mark.e2e

@@ -1,7 +1,6 @@
 """Figures the security and fault tests measure, printed in pytest's terminal summary."""
 
 import pytest
-from django.core.cache import cache
 
 FIGURES = []
 
@@ -22,9 +21,5 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture(autouse=True)
-def private_cache(settings):
-    """A cache of this test process alone, so throttle budgets never mix with another run's."""
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "security"}}
-    cache.clear()
-    yield
-    cache.clear()
+def security_cache(private_cache):
+    """Every test here (and in the fault tests) counts its throttles and sign-in limits from zero."""

@@ -135,7 +135,7 @@ def signed_in(response):
 
 
 def test_sign_in_is_refused_after_too_many_failures_for_one_account(alice, client):
-    for n in range(ratelimit.MAX_FAILURES_PER_ACCOUNT):
+    for n in range(ratelimit.SIGN_IN_FAILURES.per_account):
         # From a different address each time: the account's own limit applies.
         assert not signed_in(sign_in(client, alice.email, "wrong", address=f"198.51.100.{n}"))
 
@@ -147,7 +147,7 @@ def test_sign_in_is_refused_after_too_many_failures_for_one_account(alice, clien
 
 
 def test_sign_in_is_refused_after_too_many_failures_from_one_address(alice, bob, client):
-    for n in range(ratelimit.MAX_FAILURES_PER_ADDRESS):
+    for n in range(ratelimit.SIGN_IN_FAILURES.per_address):
         sign_in(client, f"guess{n}@alpha.example", "wrong")
 
     assert not signed_in(sign_in(client, alice.email, "password"))
@@ -155,11 +155,11 @@ def test_sign_in_is_refused_after_too_many_failures_from_one_address(alice, bob,
 
 
 def test_a_successful_sign_in_clears_the_accounts_failures(alice, client):
-    for _ in range(ratelimit.MAX_FAILURES_PER_ACCOUNT - 1):
+    for _ in range(ratelimit.SIGN_IN_FAILURES.per_account - 1):
         sign_in(client, alice.email, "wrong")
     assert signed_in(sign_in(client, alice.email, "password"))
     client.logout()
 
-    for _ in range(ratelimit.MAX_FAILURES_PER_ACCOUNT - 1):
+    for _ in range(ratelimit.SIGN_IN_FAILURES.per_account - 1):
         sign_in(client, alice.email, "wrong")
     assert signed_in(sign_in(client, alice.email, "password"))
