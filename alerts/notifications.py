@@ -1,4 +1,5 @@
-"""The notification outbox: in-app, email and Slack messages about alerts and endpoint failures.
+"""The notification outbox: in-app, email and Slack messages about alerts, endpoint failures, and the tasks and
+notes teammates address to a member.
 
 Rows are written in the transaction that caused them, with an idempotency
 key per alert, channel and recipient, and sent by a worker after commit.
@@ -18,6 +19,7 @@ from django.core.mail import EmailMessage
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.text import Truncator
 
 from csplatform.tenancy.rls import dangerously_bypass_rls, tenant_context
 
@@ -29,6 +31,8 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 BACKOFF_BASE_SECONDS = 60
 CLAIM_LEASE = dt.timedelta(minutes=5)
+# How much of a note its notification's subject quotes.
+NOTE_EXCERPT_LENGTH = 120
 
 
 def _enqueue(notification_ids):
@@ -67,10 +71,8 @@ def notifications_enqueue(*, tenant, notifications):
     return pending
 
 
-def member_tell(*, tenant, user, subject, text, key, account=None):
-    """Tell a member something in the app (their notifications page), once per `key`; `account` is what it is
-    about, which following the notification opens."""
-    notification = Notification(
+def in_app_notification(*, tenant, user, subject, text, key, account=None):
+    return Notification(
         tenant=tenant,
         user=user,
         account=account,
@@ -80,7 +82,27 @@ def member_tell(*, tenant, user, subject, text, key, account=None):
         text=text,
         idempotency_key=key[:300],
     )
+
+
+def member_tell(*, tenant, user, subject, text, key, account=None):
+    """Tell a member something in the app (their notifications page), once per `key`; `account` is what it is
+    about, which following the notification opens."""
+    notification = in_app_notification(tenant=tenant, user=user, subject=subject, text=text, key=key, account=account)
     notifications_enqueue(tenant=tenant, notifications=[notification])
+
+
+def note_tell(*, tenant, note, users):
+    """Tell each of `users` in the app of a note on an account, once per note and member."""
+    excerpt = Truncator(" ".join(note.body.split())).chars(NOTE_EXCERPT_LENGTH)
+    subject = f'{note.author} wrote on {note.account.name}: "{excerpt}"'
+    notifications = [
+        in_app_notification(
+            tenant=tenant, user=user, subject=subject, text=note.body, key=f"note:{note.pk}:user:{user.pk}",
+            account=note.account,
+        )
+        for user in users
+    ]
+    notifications_enqueue(tenant=tenant, notifications=notifications)
 
 
 def member_notifications(tenant, user):

@@ -1,4 +1,5 @@
-"""The CSM dashboard pages that bring every app's data together: the portfolio, its CSV file and the account page.
+"""The CSM dashboard pages that bring every app's data together: the portfolio, its CSV file, the account page
+and its notes.
 
 They sit above the apps, beside the URLs that route to them, so that each app's
 own views read only that app and the ones below it. Every page runs a fixed
@@ -11,6 +12,7 @@ import django_filters
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -19,21 +21,29 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from alerts.models import Segment, SegmentMembership, Subject
+from alerts.notifications import note_tell
 from alerts.views import account_alerts_context, account_segments_context
 from csplatform.activity import KINDS, Cursor, account_activity
 from csplatform.customers.filtersets import AccountFilterSet
+from csplatform.customers.forms import NoteAddForm
 from csplatform.customers.models import Account, ContactRole, SavedView
+from csplatform.customers.services import note_add
 from csplatform.customers.views import (
+    NOTES_PER_PAGE,
     account_contacts,
+    account_notes,
     account_notes_context,
     account_owner_context,
     can_assign,
     member_saved_views,
+    notes_url,
     recent_events,
     sort_headers,
+    teammates_of,
     usage_per_day,
+    with_edit_rights,
 )
-from csplatform.tenancy.decorators import can_change, object_to_change, tenant_page
+from csplatform.tenancy.decorators import back_to, can_change, object_to_change, refuse_viewers, tenant_page
 from csplatform.tenancy.models import User
 from csplatform.tenancy.summaries import tenant_summaries_forget, tenant_summary
 from csplatform.tenancy.timezones import tenant_today
@@ -242,7 +252,7 @@ def account_page(request, account_id, *, override_form=None, status=200):
         **account_alerts_context(request, account),
         **account_segments_context(request, account),
         **account_playbooks_context(request, account, members),
-        **account_notes_context(request, account),
+        **account_notes_context(request, account, members),
         **account_owner_context(request, members),
         "contacts": contacts[:CONTACTS_SHOWN],
         "contacts_more": len(contacts) > CONTACTS_SHOWN,
@@ -259,6 +269,47 @@ def account_page(request, account_id, *, override_form=None, status=200):
 @tenant_page
 def account_detail(request, account_id):
     return account_page(request, account_id)
+
+
+@tenant_page
+def account_notes_page(request, account_id):
+    """Every note on the account, pinned first, then newest first; a POST adds one and tells the teammates ticked.
+
+    An invalid note comes back on this page with its text and the reason,
+    whichever page its form was on.
+    """
+    tenant = request.tenant
+    account = get_object_or_404(Account.objects.for_tenant(tenant), pk=account_id)
+    teammates = teammates_of(request, User.objects.members_of(tenant))
+    form, status = NoteAddForm.blank(teammates), 200
+    if request.method == "POST":
+        refuse_viewers(request)
+        form = NoteAddForm(request.POST, teammates=teammates)
+        if form.is_valid():
+            data, told = form.cleaned_data, form.told()
+            with transaction.atomic():
+                note = note_add(
+                    tenant=tenant,
+                    account=account,
+                    author=request.user,
+                    body=data["body"],
+                    pinned=data["pinned"],
+                    key=f"page:{data['token']}",
+                )
+                note_tell(tenant=tenant, note=note, users=told)
+            messages.success(request, f"Note added; {names(told)} told." if told else "Note added.")
+            return redirect(back_to(request, notes_url(tenant, account)))
+        status = 400
+    page = Paginator(account_notes(tenant, account), NOTES_PER_PAGE).get_page(request.GET.get("page"))
+    page.object_list = with_edit_rights(request, page.object_list)
+    context = {"account": account, "page": page, "note_form": form, "can_change": can_change(request)}
+    return render(request, "customers/account_notes.html", context, status=status)
+
+
+def names(users):
+    """The users named as a sentence does: "Ann", "Ann and Bo", "Ann, Bo and Cy"."""
+    named = [str(user) for user in users]
+    return " and ".join(filter(None, [", ".join(named[:-1]), named[-1]]))
 
 
 @tenant_page

@@ -50,7 +50,7 @@ urlpatterns = [
     path("accounts/<int:account_id>/tasks/", playbook_pages.account_task_add, name="account-task-add"),
     path("accounts/assign/", customer_views.accounts_assign, name="accounts-assign"),
     path("accounts/playbooks/start/", playbook_pages.accounts_playbook_start, name="accounts-playbook-start"),
-    path("accounts/<int:account_id>/notes/", customer_views.account_notes_page, name="account-notes"),
+    path("accounts/<int:account_id>/notes/", dashboard.account_notes_page, name="account-notes"),
     path(
         "accounts/<int:account_id>/notes/<int:note_id>/",
         customer_views.account_note_edit,

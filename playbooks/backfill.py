@@ -10,7 +10,7 @@ writes no second copy of their logic. Segments fill and alerts open and
 resolve at each day's close as the live pipeline's would, without notifying
 anyone today of the past. Webhooks are not replayed: they start from today.
 `team_work_replay` then plays the people's part: the tasks and alerts the
-team dealt with over those days.
+team dealt with over those days, and the notes they wrote.
 """
 
 import datetime as dt
@@ -19,10 +19,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from alerts.models import Alert, AlertStatus, SegmentMembership
+from alerts.notifications import note_tell
 from alerts.services import alerts_evaluate, segments_refresh
-from csplatform.customers.models import Account
+from csplatform.customers.models import Account, AccountNote
+from csplatform.customers.services import note_add
 from csplatform.rules.metrics import metrics_compute
-from csplatform.tenancy.timezones import day_start, tenant_today
+from csplatform.tenancy.models import Membership, Role
+from csplatform.tenancy.timezones import day_start, tenant_today, tenant_zone
 from health.services import health_score
 from lifecycle.services import lifecycle_advance
 
@@ -125,12 +128,19 @@ def history_replay(*, tenant, days=90, now=None):
 def team_work_replay(*, tenant, now=None):
     """Play what the team did over the replayed past, which no service replays, being people's work.
 
-    Each owner completed most of their tasks that fell due before the last
-    few days, a few hours after each fell due, and acknowledged most of the
-    alerts still open on their accounts that opened before then, a few hours
-    after each opened. Every tenth task and every third alert (by id) are left
-    open, as a busy team leaves some. Returns `(tasks completed, alerts
-    acknowledged)`; safe to run again, as only open tasks and alerts change.
+    1. Each owner completed most of their tasks that fell due before the last
+       few days, a few hours after each fell due. Every tenth task (by id)
+       is left open, as a busy team leaves some.
+    2. Each owner acknowledged most of the alerts still open on their
+       accounts that opened before then, a few hours after each opened, and
+       after every other one wrote a note on the account of what they heard
+       from the customer. Every third alert is left open.
+    3. An admin nudged the owners of a few accounts with an alert left open
+       that long: a note on the account that tells its owner, so each such
+       owner finds it among their notifications.
+
+    Returns what each step did; safe to run again, as only open tasks and
+    alerts change and each note has a key.
     """
     now = now or timezone.now()
     before = now - dt.timedelta(days=TEAM_BEHIND_DAYS)
@@ -141,18 +151,73 @@ def team_work_replay(*, tenant, now=None):
         if pk % 10
     ]
     Task.objects.for_tenant(tenant).bulk_update(completed, ["completed_at", "completed_by"])
-    alerts = Alert.objects.for_tenant(tenant).filter(
-        status=AlertStatus.OPEN, opened_at__lt=before, account__owner__isnull=False
+    alerts = list(
+        Alert.objects.for_tenant(tenant)
+        .filter(status=AlertStatus.OPEN, opened_at__lt=before, account__owner__isnull=False)
+        .select_related("account__owner", "rule")
     )
-    acknowledged = [
-        Alert(
-            pk=pk,
-            status=AlertStatus.ACKNOWLEDGED,
-            acknowledged_at=opened_at + dt.timedelta(hours=2 + pk % 20),
-            acknowledged_by_id=owner_id,
-        )
-        for pk, opened_at, owner_id in alerts.values_list("pk", "opened_at", "account__owner_id")
-        if pk % 3
-    ]
+    acknowledged, notes = [], []
+    for alert in alerts:
+        if not alert.pk % 3:
+            continue
+        alert.status = AlertStatus.ACKNOWLEDGED
+        alert.acknowledged_at = alert.opened_at + dt.timedelta(hours=2 + alert.pk % 20)
+        alert.acknowledged_by = alert.account.owner
+        acknowledged.append(alert)
+        if alert.pk % 2:
+            written = alert.acknowledged_at + dt.timedelta(minutes=20)
+            notes.append(
+                AccountNote(
+                    tenant=tenant, account=alert.account, author=alert.account.owner, key=f"demo:alert:{alert.pk}",
+                    body=f"{rule_name(alert)}: {CUSTOMER_ANSWERS[alert.pk % len(CUSTOMER_ANSWERS)]}",
+                    created_at=written, updated_at=written,
+                )
+            )
     Alert.objects.for_tenant(tenant).bulk_update(acknowledged, ["status", "acknowledged_at", "acknowledged_by"])
-    return len(completed), len(acknowledged)
+    AccountNote.objects.for_tenant(tenant).bulk_create(notes, ignore_conflicts=True)
+    left_open = [alert for alert in alerts if not alert.pk % 3]
+    return {
+        "tasks_completed": len(completed),
+        "alerts_acknowledged": len(acknowledged),
+        "notes_written": len(notes),
+        "accounts_nudged": owners_nudge(tenant, left_open),
+    }
+
+
+# What owners heard when they called about an alert, as their notes put it.
+CUSTOMER_ANSWERS = [
+    "called the champion; they are rolling out to a second team next month and expect usage to pick up.",
+    "their admin says usage dipped while they moved to SSO; it should recover this week.",
+    "budget review pending on their side; they asked for a usage summary before the renewal talk.",
+    "our champion moved to another role; the new admin wants a walkthrough, booked for next week.",
+    "they had not found the reporting; sent a short guide and they are trying it with their team.",
+    "the import ticket was the cause; support fixed it and they are back on track.",
+]
+NUDGED_ACCOUNTS = 5
+
+
+def rule_name(alert):
+    return alert.rule.name if alert.rule else alert.title
+
+
+def owners_nudge(tenant, alerts):
+    """An admin's note on a few accounts whose alert stayed open, telling each account's owner; on how many."""
+    admin = (
+        Membership.objects.for_tenant(tenant).filter(role=Role.ADMIN).select_related("user").order_by("pk").first()
+    )
+    if admin is None:
+        return 0
+    nudged = {}
+    for alert in sorted(alerts, key=lambda alert: alert.opened_at):
+        owner = alert.account.owner
+        if owner != admin.user and alert.account_id not in nudged and len(nudged) < NUDGED_ACCOUNTS:
+            nudged[alert.account_id] = (alert, owner)
+    for alert, owner in nudged.values():
+        opened = alert.opened_at.astimezone(tenant_zone(tenant))
+        note = note_add(
+            tenant=tenant, account=alert.account, author=admin.user, key=f"demo:nudge:{alert.pk}",
+            body=f"The alert “{rule_name(alert)}” has been open since {opened:%b} {opened.day}. "
+            "Can you call them before Monday's review and note here what you hear?",
+        )
+        note_tell(tenant=tenant, note=note, users=[owner])
+    return len(nudged)

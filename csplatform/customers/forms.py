@@ -18,10 +18,27 @@ class NoteForm(forms.Form):
 class NoteAddForm(NoteForm):
     # A token written into the form makes a double submit add the note once.
     token = forms.UUIDField(widget=forms.HiddenInput)
+    tell = forms.TypedMultipleChoiceField(
+        label="Tell teammates",
+        coerce=int,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"invalid_choice": "Choose teammates from the list: %(value)s is not one of them."},
+    )
+
+    def __init__(self, *args, teammates=(), **kwargs):
+        """`teammates`: the members who may be told of the note, the author left out."""
+        super().__init__(*args, **kwargs)
+        self.teammates = {user.pk: user for user in teammates}
+        self.fields["tell"].choices = [(user.pk, str(user)) for user in teammates]
 
     @classmethod
-    def blank(cls):
-        return cls(initial={"token": uuid.uuid4()})
+    def blank(cls, teammates=()):
+        return cls(initial={"token": uuid.uuid4()}, teammates=teammates)
+
+    def told(self):
+        """The teammates ticked, as users."""
+        return [self.teammates[pk] for pk in self.cleaned_data["tell"]]
 
 
 class IdListField(forms.Field):
@@ -89,3 +106,4 @@ class SavedViewForm(forms.Form):
         error_messages={"required": "Name the view.", "max_length": "Keep the name to 80 characters."},
     )
     query = forms.CharField(required=False, max_length=SavedView.MAX_QUERY_LENGTH, widget=forms.HiddenInput)
+

@@ -1,16 +1,15 @@
-"""Building blocks of the pages that show accounts, and the account notes pages.
+"""Building blocks of the pages that show accounts, and the pages that change a note.
 
 The dashboard pages themselves live where every app they read is below them
-(csplatform.dashboard for the portfolio and the account page, lifecycle.views
-for the board), since a lower app never imports a higher one. These helpers read
-only customer data, and so do the notes pages, which live here.
+(csplatform.dashboard for the portfolio, the account page and its notes, whose
+form tells teammates; lifecycle.views for the board), since a lower app never
+imports a higher one. These helpers read only customer data.
 """
 
 import datetime as dt
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery, Sum
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -20,18 +19,16 @@ from csplatform.tenancy.decorators import (
     back_to,
     can_change,
     object_to_change,
-    refuse_viewers,
     tell_form_errors,
     tenant_page,
 )
 from csplatform.tenancy.models import Role, User
 
 from .forms import ContactEditForm, NoteAddForm, NoteForm, OwnerAssignForm, SavedViewForm
-from .models import Account, AccountNote, Contact, DailyRollup, SavedView, UsageEvent
+from .models import AccountNote, Contact, DailyRollup, SavedView, UsageEvent
 from .services import (
     accounts_assign_owner,
     contact_update,
-    note_add,
     note_delete,
     note_editable_by,
     note_update,
@@ -129,7 +126,12 @@ def with_edit_rights(request, notes):
     return notes
 
 
-def account_notes_context(request, account):
+def teammates_of(request, members):
+    """The members (users) other than the one making the request: whom a note can tell."""
+    return [member for member in members if member.pk != request.user.pk]
+
+
+def account_notes_context(request, account, members):
     """The account page's notes: the pinned and latest few, how many in all, and the form to add one."""
     notes = account_notes(request.tenant, account)
     shown = notes[: NOTES_SHOWN + 1]
@@ -137,44 +139,12 @@ def account_notes_context(request, account):
     return {
         "notes": with_edit_rights(request, shown[:NOTES_SHOWN]),
         "notes_total": total,
-        "note_form": NoteAddForm.blank(),
+        "note_form": NoteAddForm.blank(teammates_of(request, members)),
     }
 
 
 def notes_url(tenant, account):
     return reverse("account-notes", kwargs={"tenant_slug": tenant.slug, "account_id": account.pk})
-
-
-@tenant_page
-def account_notes_page(request, account_id):
-    """Every note on the account, pinned first, then newest first; a POST adds one.
-
-    An invalid note comes back on this page with its text and the reason,
-    whichever page its form was on.
-    """
-    tenant = request.tenant
-    account = get_object_or_404(Account.objects.for_tenant(tenant), pk=account_id)
-    form, status = NoteAddForm.blank(), 200
-    if request.method == "POST":
-        refuse_viewers(request)
-        form = NoteAddForm(request.POST)
-        if form.is_valid():
-            data = form.cleaned_data
-            note_add(
-                tenant=tenant,
-                account=account,
-                author=request.user,
-                body=data["body"],
-                pinned=data["pinned"],
-                key=f"page:{data['token']}",
-            )
-            messages.success(request, "Note added.")
-            return redirect(back_to(request, notes_url(tenant, account)))
-        status = 400
-    page = Paginator(account_notes(tenant, account), NOTES_PER_PAGE).get_page(request.GET.get("page"))
-    page.object_list = with_edit_rights(request, page.object_list)
-    context = {"account": account, "page": page, "note_form": form, "can_change": can_change(request)}
-    return render(request, "customers/account_notes.html", context, status=status)
 
 
 def _editable_note(request, account_id, note_id):

@@ -3,6 +3,7 @@ import uuid
 
 import pytest
 
+from alerts.models import Notification
 from csplatform.customers.models import AccountNote
 from csplatform.customers.services import note_add
 
@@ -190,3 +191,53 @@ def test_the_notes_page_pages_through_fifty_at_a_time(client, alice, account):
 
     assert "Entry 50" in first and "Page 1 of 2" in first and '<a href="?page=2">Older</a>' in first
     assert "Entry 00" in second and "Entry 50" not in second
+
+
+def notifications_of(user):
+    return list(Notification.objects.filter(user=user).values_list("subject", flat=True))
+
+
+def test_a_note_tells_the_teammates_ticked_in_their_notifications(client, alice, bob, account):
+    client.force_login(bob)
+    response = add(client, account, "Dana asked   for a call\nabout SSO", tell=[alice.pk], next=page_url(account))
+
+    assert response.status_code == 302
+    assert notifications_of(alice) == ['Bob CSM wrote on Juniper Health: "Dana asked for a call about SSO"']
+    assert "Note added; Alice Admin told." in html(client.get(page_url(account)))
+    client.force_login(alice)
+    assert 'Bob CSM wrote on Juniper Health' in html(client.get("/t/alpha/notifications/"))
+
+
+def test_a_note_sent_twice_tells_each_teammate_once(client, alice, bob, account):
+    client.force_login(bob)
+    form = {"body": "Kick-off done", "token": str(uuid.uuid4()), "tell": [alice.pk]}
+
+    client.post(page_url(account, "notes/"), form)
+    client.post(page_url(account, "notes/"), form)
+
+    assert len(notifications_of(alice)) == 1
+
+
+def test_the_note_form_offers_every_teammate_but_the_author(client, alice, bob, account):
+    client.force_login(bob)
+    page = html(client.get(page_url(account)))
+
+    assert f'name="tell" value="{alice.pk}"' in page
+    assert f'name="tell" value="{bob.pk}"' not in page
+
+
+def test_a_note_cannot_tell_someone_outside_the_team_and_keeps_its_text(client, bob, charlie, account):
+    client.force_login(bob)
+    response = add(client, account, "Renewal risk", tell=[charlie.pk])
+
+    assert response.status_code == 400
+    assert f"{charlie.pk} is not one of them" in html(response) and "Renewal risk" in html(response)
+    assert notes_of(account) == [] and notifications_of(charlie) == []
+
+
+def test_a_note_with_a_malformed_teammate_is_refused_on_its_field(client, bob, account):
+    client.force_login(bob)
+    response = add(client, account, "Renewal risk", tell=["bob"])
+
+    assert response.status_code == 400
+    assert "bob is not one of them" in html(response)

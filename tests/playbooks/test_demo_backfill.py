@@ -14,6 +14,7 @@ from django.utils import timezone
 from icalendar import Calendar
 
 from alerts.models import Alert, AlertStatus, Notification, Resolution, SegmentMembership
+from csplatform.customers.models import AccountNote
 from csplatform.tenancy.models import Tenant, User
 from csplatform.tenancy.timezones import day_start, tenant_today
 from health.models import HealthSnapshot
@@ -208,3 +209,18 @@ def test_the_team_completed_most_past_tasks_and_acknowledged_most_past_alerts_af
         assert alert.opened_at < alert.acknowledged_at < timezone.now()
     # The last few days' work is still the team's to do.
     assert not Task.objects.for_tenant(demo).filter(due_at__gte=before, completed_at__isnull=False).exists()
+
+
+def test_the_team_noted_what_customers_said_and_an_admin_nudged_owners_through_their_notifications(demo):
+    notes = AccountNote.objects.for_tenant(demo).select_related("account", "author")
+    answered = notes.filter(key__startswith="demo:alert:")
+    assert answered.exists()
+    for note in answered:
+        assert note.author_id == note.account.owner_id and note.created_at < timezone.now()
+
+    nudges = notes.filter(key__startswith="demo:nudge:")
+    told = Notification.objects.for_tenant(demo).filter(idempotency_key__startswith="note:").select_related("account")
+    assert nudges.exists() and told.count() == nudges.count()
+    for notification in told:
+        assert notification.user_id == notification.account.owner_id and notification.read_at is None
+    assert {note.author.email for note in nudges} == {"admin@demo.example"}

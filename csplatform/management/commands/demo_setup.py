@@ -47,12 +47,13 @@ class Command(BaseCommand):
         scorecards_apply_defaults(tenant=tenant)
         starter_alerts_install(tenant=tenant)
         replay = history_replay(tenant=tenant, days=days)
-        tasks_done, alerts_seen = team_work_replay(tenant=tenant)
+        team = team_work_replay(tenant=tenant)
         pipeline.mark_all_dirty(tenant=tenant)
         totals = pipeline.recompute_dirty(tenant=tenant)
         self.stdout.write(
             f"Demo lifecycle ready in {time.monotonic() - started:.1f}s: {days} days replayed "
-            f"({replay['steps_executed']} playbook steps executed at their past times, {tasks_done} tasks "
-            f"completed and {alerts_seen} alerts acknowledged by the team), "
+            f"({replay['steps_executed']} playbook steps executed at their past times; the team completed "
+            f"{team['tasks_completed']} tasks, acknowledged {team['alerts_acknowledged']} alerts, wrote "
+            f"{team['notes_written']} notes and nudged the owners of {team['accounts_nudged']} accounts), "
             f"{totals['accounts']} accounts recomputed for today, {totals['moved']} moved in a stage today."
         )
