@@ -11,6 +11,7 @@ from django.urls import path
 
 from alerts import settings_views as alerts
 from csplatform import settings_views as csplatform_views
+from csplatform.customers import settings_views as customers
 from csplatform.rules import settings_views as rules
 from csplatform.tenancy import settings_views as tenancy
 from health import settings_views as health
@@ -34,6 +35,8 @@ urlpatterns = [
         health.scorecard_version_publish_view,
         name="settings-scorecard-publish",
     ),
+    path("import/", customers.data_import, name="settings-import"),
+    path("import/template/<slug:kind>/", customers.import_template, name="settings-import-template"),
     path("metrics/", rules.metrics, name="settings-metrics"),
     path("metrics/new/", rules.metric_edit, name="settings-metric-new"),
     path("metrics/<int:pk>/", rules.metric_edit, name="settings-metric"),

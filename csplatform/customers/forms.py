@@ -2,6 +2,7 @@ import uuid
 
 from django import forms
 
+from .imports import MAX_IMPORT_BYTES, too_large_message
 from .models import AccountNote, Contact, SavedView
 
 
@@ -107,3 +108,23 @@ class SavedViewForm(forms.Form):
     )
     query = forms.CharField(required=False, max_length=SavedView.MAX_QUERY_LENGTH, widget=forms.HiddenInput)
 
+
+class CsvImportForm(forms.Form):
+    kind = forms.ChoiceField(
+        label="What the file holds",
+        choices=[("accounts", "Accounts"), ("contacts", "Contacts")],
+        widget=forms.RadioSelect,
+        initial="accounts",
+        error_messages={"required": "Choose accounts or contacts.", "invalid_choice": "Choose accounts or contacts."},
+    )
+    file = forms.FileField(
+        label="CSV file",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
+        error_messages={"required": "Choose the CSV file to import.", "empty": "The file is empty."},
+    )
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > MAX_IMPORT_BYTES:
+            raise forms.ValidationError(too_large_message(), code="too_large")
+        return upload

@@ -23,6 +23,7 @@ import dataclasses
 import io
 
 from django.db import transaction
+from rest_framework import serializers
 
 from . import services
 from .api.serializers import AccountUpsertSerializer, ContactUpsertSerializer, validate_upsert_batch
@@ -72,8 +73,7 @@ def csv_import(*, tenant, kind, content):
     4. Otherwise upsert every row and return the counts.
     """
     serializer_class, bulk_upsert = KINDS[kind]
-    writable = [name for name, field in serializer_class().fields.items() if not field.read_only]
-    rows, problems = read_rows(decode(content), writable)
+    rows, problems = read_rows(decode(content), list(writable_fields(kind)))
     valid, errors = validate_upsert_batch(serializer_class, [item for _, item in rows], tenant=tenant)
     problems += [problem(rows[e["index"]][0], e["field"], e["code"], e["message"]) for e in errors]
     if problems:
@@ -82,6 +82,44 @@ def csv_import(*, tenant, kind, content):
         raise CsvImportError(f"{bad_rows} row(s) have errors; nothing was imported.", problems)
     created, updated = bulk_upsert(tenant=tenant, items=valid)
     return ImportResult(rows=len(valid), created=created, updated=updated)
+
+
+def writable_fields(kind):
+    """{name: serializer field} of the columns a file of `kind` may have (besides `attributes.<key>`)."""
+    serializer_class, _ = KINDS[kind]
+    return {name: field for name, field in serializer_class().fields.items() if not field.read_only}
+
+
+def column_guide(kind):
+    """What each column of a file of `kind` holds, for people writing one: `[(column, required, meaning)]`."""
+    guide = []
+    for name, field in writable_fields(kind).items():
+        if name == "attributes":
+            name, meaning = f"{ATTRIBUTE_PREFIX}<key>", "Any other fact, as text, merged into the stored attributes."
+        else:
+            meaning = " ".join(filter(None, [field_format(field), field.help_text]))
+        # Every row names its record by external id; the other columns may be left out.
+        guide.append((name, name == "external_id", meaning))
+    return guide
+
+
+def field_format(field):
+    """How a cell of this serializer field is written."""
+    if isinstance(field, serializers.ChoiceField):
+        return f"One of: {', '.join(map(str, field.choices))}."
+    formats = [
+        (serializers.DateTimeField, "A date and time, ISO 8601 (2026-03-01T09:00:00Z)."),
+        (serializers.DateField, "A date, YYYY-MM-DD."),
+        (serializers.DecimalField, "A number (1250.00)."),
+        (serializers.BooleanField, "true or false."),
+        (serializers.EmailField, "An email address."),
+    ]
+    return next((text for kind, text in formats if isinstance(field, kind)), "")
+
+
+def header_row(kind):
+    """The header row of an empty file of `kind`, every column in the order the guide lists them."""
+    return [name for name in writable_fields(kind) if name != "attributes"]
 
 
 def decode(content):

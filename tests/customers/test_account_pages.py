@@ -146,7 +146,7 @@ def test_portfolio_query_count_does_not_grow_with_the_data(signed_in, tenant, bo
 def test_empty_portfolio_explains_how_to_send_accounts(signed_in, tenant):
     html = signed_in.get("/t/alpha/").content.decode()
     assert "No accounts yet" in html
-    assert "create_api_key alpha" in html
+    assert 'href="/t/alpha/settings/api-keys/"' in html
     assert 'href="/api/docs/"' in html
 
 

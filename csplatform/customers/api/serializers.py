@@ -73,6 +73,8 @@ class MemberField(PreloadedSlugMixin, TenantMemberField):
 
 
 class AccountRefField(PreloadedSlugMixin, TenantRelatedField):
+    default_error_messages = {"does_not_exist": "No account has the external id {value}."}
+
     @staticmethod
     def preload(tenant, values):
         accounts = Account.objects.for_tenant(tenant).filter(external_id__in=storable_strings(values))

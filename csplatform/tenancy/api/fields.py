@@ -17,6 +17,8 @@ class TenantRelatedField(serializers.SlugRelatedField):
 class TenantMemberField(serializers.SlugRelatedField):
     """A user by email, accepted only if they are a member of the request tenant."""
 
+    default_error_messages = {"does_not_exist": "{value} is not a member of this team."}
+
     def __init__(self, **kwargs):
         kwargs.setdefault("slug_field", "email")
         kwargs.setdefault("queryset", User.objects.all())
