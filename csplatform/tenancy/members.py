@@ -1,11 +1,19 @@
-"""Writes on a tenant's members: invite, change role or working hours, remove. Each is audited.
+"""Writes on a tenant's members: invite (and the invitation email), change role or working hours, remove. Each write is
+audited.
 
 A tenant always keeps at least one admin, so nobody can lock the team out
 of its own settings.
 """
 
+from django.conf import settings
+from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 from .models import Membership, Role, User
 from .services import audit_record, membership_snapshot
@@ -37,6 +45,41 @@ def member_invite(*, tenant, email, role, actor, name=""):
         tenant=tenant, actor=actor, action="member.invited", obj=membership, after=membership_snapshot(membership)
     )
     return membership, created_user
+
+
+def link_valid_days():
+    """For how many days a link that sets a password works, as its pages and emails say."""
+    return max(1, settings.PASSWORD_RESET_TIMEOUT // (24 * 3600))
+
+
+def invitation_send(*, membership, created_user, inviter, base_url):
+    """Email a new member: a set-password link for a new user, a sign-in link for an existing one.
+
+    `base_url` is the site's address the links start with; `inviter` is the
+    member who invited them, or None for an operator's command. Returns the link.
+    """
+    user, tenant = membership.user, membership.tenant
+    if created_user:
+        uid = urlsafe_base64_encode(force_bytes(user.pk))
+        path = reverse("settings-join", args=[tenant.slug, uid, default_token_generator.make_token(user)])
+    else:
+        path = reverse("portfolio", args=[tenant.slug])
+    link = f"{base_url}{path}"
+    context = {
+        "tenant": tenant,
+        "inviter": inviter,
+        "role": membership.get_role_display(),
+        "link": link,
+        "created_user": created_user,
+        "valid_days": link_valid_days(),
+    }
+    send_mail(
+        subject=f"You have been added to {tenant.name} on csplatform",
+        message=render_to_string("settings/emails/invitation.txt", context),
+        from_email=None,
+        recipient_list=[user.email],
+    )
+    return link
 
 
 @transaction.atomic

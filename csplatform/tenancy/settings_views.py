@@ -1,27 +1,25 @@
 """Settings pages of the tenancy app: the admin gate, members, API keys and the audit log."""
 
 import json
+import logging
+import smtplib
 from functools import wraps
 
 from django.contrib import messages
-from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.loader import render_to_string
-from django.urls import reverse
-from django.utils.encoding import force_bytes
-from django.utils.http import urlsafe_base64_encode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from .decorators import tenant_page
-from .members import member_hours_change, member_invite, member_remove, member_role_change
+from .members import invitation_send, member_hours_change, member_invite, member_remove, member_role_change
 from .models import ApiKey, AuditLogEntry, Membership, Role, Tenant
 from .services import InvalidScopes, api_key_create, api_key_revoke
 from .settings_forms import ApiKeyForm, AuditFilterForm, InviteForm, RoleForm, WorkingHoursForm, add_service_errors
 from .views import PasswordSetView
+
+logger = logging.getLogger(__name__)
 
 AUDIT_PAGE_SIZE = 50
 # The raw key of a key just created waits here until the result page shows it, once.
@@ -70,32 +68,27 @@ def members(request):
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
-            send_invitation(request, membership, created_user)
-            messages.success(request, f"Invited {membership.user.email} as {membership.get_role_display()}.")
+            invited = f"Invited {membership.user.email} as {membership.get_role_display()}"
+            try:
+                invitation_send(
+                    membership=membership, created_user=created_user, inviter=request.user,
+                    base_url=request.build_absolute_uri("/").rstrip("/"),
+                )
+            except (smtplib.SMTPException, OSError) as exc:
+                logger.warning("Invitation to %s not sent: %s", membership.user.email, exc)
+                messages.warning(
+                    request,
+                    f"{invited}, but the invitation email could not be sent. Once email works, they can get in "
+                    "with \"Forgot your password?\" on the sign-in page.",
+                )
+            else:
+                messages.success(request, f"{invited}.")
             return back(request, "settings-members")
     memberships = (
         Membership.objects.for_tenant(request.tenant).select_related("user").order_by("user__name", "user__email")
     )
     return render(
         request, "settings/members.html", {"form": form, "memberships": memberships, "roles": Role.choices}
-    )
-
-
-def send_invitation(request, membership, created_user):
-    """Email the new member: a set-password link for a new user, a sign-in link for an existing one."""
-    user, tenant = membership.user, membership.tenant
-    if created_user:
-        uid = urlsafe_base64_encode(force_bytes(user.pk))
-        token = default_token_generator.make_token(user)
-        link = request.build_absolute_uri(reverse("settings-join", args=[tenant.slug, uid, token]))
-    else:
-        link = request.build_absolute_uri(reverse("portfolio", args=[tenant.slug]))
-    context = {"tenant": tenant, "inviter": request.user, "link": link, "created_user": created_user}
-    send_mail(
-        subject=f"You have been added to {tenant.name} on csplatform",
-        message=render_to_string("settings/emails/invitation.txt", context),
-        from_email=None,
-        recipient_list=[user.email],
     )
 
 

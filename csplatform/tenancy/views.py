@@ -1,7 +1,6 @@
 import logging
 import smtplib
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth import views as auth_views
@@ -15,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from .decorators import user_memberships
 from .forms import PasswordChangeForm, ProfileForm
+from .members import link_valid_days
 from .ratelimit import SIGN_IN_FAILURES, RateLimitedAuthenticationForm, RateLimitedPasswordResetForm
 
 logger = logging.getLogger(__name__)
@@ -93,11 +93,6 @@ def tell_password_changed(request, user):
         )
     except (smtplib.SMTPException, OSError):
         logger.exception("Could not tell user %s that their password changed", user.pk)
-
-
-def link_valid_days():
-    """For how many days a link that sets a password works, as its pages and emails say."""
-    return max(1, settings.PASSWORD_RESET_TIMEOUT // (24 * 3600))
 
 
 class LinkLifetimeMixin:

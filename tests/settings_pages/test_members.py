@@ -94,3 +94,14 @@ def test_a_member_of_another_tenant_cannot_be_touched(admin_client, other_tenant
     membership = Membership.objects.create(tenant=other_tenant, user=outsider, role=Role.CSM)
     assert admin_client.post(f"{URL}{membership.pk}/role/", {"role": "admin"}).status_code == 404
     assert admin_client.post(f"{URL}{membership.pk}/remove/").status_code == 404
+
+
+def test_an_invitation_the_mail_server_refuses_keeps_the_member_and_says_how_they_get_in(admin_client, tenant, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2
+
+    response = admin_client.post(URL, {"email": "nina@alpha.example", "role": "csm"}, follow=True)
+
+    assert "Invited nina@alpha.example as CSM, but the invitation email could not be sent." in page(response)
+    assert "Forgot your password?" in page(response)
+    assert Membership.objects.for_tenant(tenant).filter(user__email="nina@alpha.example").exists()
