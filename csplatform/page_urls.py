@@ -16,6 +16,7 @@ urlpatterns = [
     path("views/<int:view_id>/delete/", customer_views.saved_view_remove, name="saved-view-delete"),
     path("accounts/<int:account_id>/", dashboard.account_detail, name="account-detail"),
     path("accounts/<int:account_id>/activity/", dashboard.account_activity_page, name="account-activity"),
+    path("accounts/<int:account_id>/details/", customer_views.account_details, name="account-details"),
     path("accounts/<int:account_id>/move/", lifecycle_views.account_move, name="account-move"),
     path("accounts/<int:account_id>/health/", dashboard.account_health_override, name="account-health-override"),
     path("board/", lifecycle_views.board, name="board"),

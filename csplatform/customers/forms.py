@@ -3,7 +3,7 @@ import uuid
 from django import forms
 
 from .imports import MAX_IMPORT_BYTES, too_large_message
-from .models import AccountNote, Contact, SavedView
+from .models import Account, AccountNote, Contact, SavedView, currency_code, renewal_after_contract
 
 
 class NoteForm(forms.Form):
@@ -98,6 +98,36 @@ class ContactEditForm(forms.ModelForm):
         model = Contact
         fields = ["title", "role", "unsubscribed"]
         labels = {"unsubscribed": "Unsubscribed: send no playbook emails"}
+
+
+class AccountDetailsForm(forms.ModelForm):
+    """What the team corrects of an account by hand; its owner has a form of its own, its external id stays."""
+
+    mrr = forms.DecimalField(label="MRR", min_value=0, max_digits=14, decimal_places=2)
+
+    class Meta:
+        model = Account
+        fields = [
+            "name", "domain", "plan", "mrr", "currency",
+            "signup_date", "contract_start", "renewal_date", "trial_ends_at", "card_expires_at",
+        ]
+        labels = {"trial_ends_at": "Trial ends"}
+        widgets = {
+            **{name: forms.DateInput(attrs={"type": "date"}) for name in
+               ["signup_date", "contract_start", "renewal_date", "card_expires_at"]},
+            "trial_ends_at": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        }
+
+    def clean_currency(self):
+        return currency_code(self.cleaned_data["currency"])
+
+    def clean(self):
+        cleaned = super().clean()
+        try:
+            renewal_after_contract(cleaned.get("contract_start"), cleaned.get("renewal_date"))
+        except forms.ValidationError as exc:
+            self.add_error(None, exc)
+        return cleaned
 
 
 class SavedViewForm(forms.Form):

@@ -1,3 +1,6 @@
+import re
+
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -44,6 +47,19 @@ class Account(TenantModel):
 
     def __str__(self):
         return self.name
+
+
+def currency_code(value):
+    """`value` as a currency code: three letters (ISO 4217), upper case; a ValidationError otherwise."""
+    if not re.fullmatch(r"[A-Za-z]{3}", value or ""):
+        raise ValidationError("Must be a three-letter currency code such as USD.", code="invalid")
+    return value.upper()
+
+
+def renewal_after_contract(contract_start, renewal_date):
+    """An account renews on or after its contract starts."""
+    if contract_start and renewal_date and renewal_date < contract_start:
+        raise ValidationError({"renewal_date": "Must not be before the contract start."}, code="invalid")
 
 
 def ingest_account_key(related_name="+"):

@@ -24,9 +24,10 @@ from csplatform.tenancy.decorators import (
 )
 from csplatform.tenancy.models import Role, User
 
-from .forms import ContactEditForm, NoteAddForm, NoteForm, OwnerAssignForm, SavedViewForm
-from .models import AccountNote, Contact, DailyRollup, SavedView, UsageEvent
+from .forms import AccountDetailsForm, ContactEditForm, NoteAddForm, NoteForm, OwnerAssignForm, SavedViewForm
+from .models import Account, AccountNote, Contact, DailyRollup, SavedView, UsageEvent
 from .services import (
+    account_update,
     accounts_assign_owner,
     contact_update,
     note_delete,
@@ -216,6 +217,26 @@ def accounts_assign(request):
     accounts = f"{changed} account{'s' if changed != 1 else ''}"
     messages.success(request, f"{accounts} given to {owner}." if owner else f"{accounts} left unassigned.")
     return redirect(back_to(request, portfolio))
+
+
+# Details
+
+
+@tenant_page
+def account_details(request, account_id):
+    """Correct an account's name, plan, revenue and dates by hand; editors only. The account is recomputed."""
+    tenant = request.tenant
+    account = object_to_change(request, Account.objects.for_tenant(tenant), account_id)
+    name = account.name
+    form = AccountDetailsForm(request.POST or None, instance=account)
+    if request.method == "POST" and form.is_valid():
+        if form.has_changed():
+            account_update(tenant=tenant, account=account, fields={f: form.cleaned_data[f] for f in form.changed_data})
+            messages.success(request, f"Saved the details of {account}.")
+        return redirect("account-detail", tenant_slug=tenant.slug, account_id=account.pk)
+    status = 400 if form.is_bound else 200
+    return render(request, "customers/account_details.html", {"account": account, "name": name, "form": form},
+                  status=status)
 
 
 # Contacts

@@ -1,5 +1,3 @@
-import re
-
 from django.utils.encoding import smart_str
 from rest_framework import serializers
 
@@ -9,7 +7,7 @@ from csplatform.tenancy.api.fields import TenantMemberField, TenantRelatedField
 from csplatform.tenancy.models import User
 
 from .. import services
-from ..models import Account, AccountNote, Contact
+from ..models import Account, AccountNote, Contact, currency_code, renewal_after_contract
 from .ingest_serializers import json_problem, string_problem
 
 BULK_MAX_ITEMS = 1000
@@ -138,9 +136,7 @@ class AccountSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
         return validate_unique_external_id(self, Account, value)
 
     def validate_currency(self, value):
-        if not re.fullmatch(r"[A-Za-z]{3}", value):
-            raise serializers.ValidationError("Must be a three-letter currency code such as USD.")
-        return value.upper()
+        return currency_code(value)
 
     def validate_attributes(self, value):
         return validate_attributes_object(value)
@@ -153,10 +149,7 @@ class AccountSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
         return services.account_update(tenant=self.context["tenant"], account=instance, fields=validated_data)
 
     def validate(self, attrs):
-        contract_start = self._current(attrs, "contract_start")
-        renewal_date = self._current(attrs, "renewal_date")
-        if contract_start and renewal_date and renewal_date < contract_start:
-            raise serializers.ValidationError({"renewal_date": "Must not be before contract_start."})
+        renewal_after_contract(self._current(attrs, "contract_start"), self._current(attrs, "renewal_date"))
         return attrs
 
     def _current(self, attrs, name):
