@@ -66,6 +66,7 @@ urlpatterns = [
     path("playbooks/<int:pk>/toggle/", playbooks.playbook_toggle, name="settings-playbook-toggle"),
     path("playbooks/<int:pk>/simulate/", playbooks.playbook_simulate, name="settings-playbook-simulate"),
     path("members/", tenancy.members, name="settings-members"),
+    path("members/<int:pk>/invite/", tenancy.member_reinvite, name="settings-member-reinvite"),
     path("members/<int:pk>/role/", tenancy.member_role, name="settings-member-role"),
     path("members/<int:pk>/remove/", tenancy.member_delete, name="settings-member-remove"),
     path("members/<int:pk>/hours/", tenancy.member_hours, name="settings-member-hours"),

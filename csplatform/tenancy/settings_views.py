@@ -68,21 +68,9 @@ def members(request):
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
-            invited = f"Invited {membership.user.email} as {membership.get_role_display()}"
-            try:
-                invitation_send(
-                    membership=membership, created_user=created_user, inviter=request.user,
-                    base_url=request.build_absolute_uri("/").rstrip("/"),
-                )
-            except (smtplib.SMTPException, OSError) as exc:
-                logger.warning("Invitation to %s not sent: %s", membership.user.email, exc)
-                messages.warning(
-                    request,
-                    f"{invited}, but the invitation email could not be sent. Once email works, they can get in "
-                    "with \"Forgot your password?\" on the sign-in page.",
-                )
-            else:
-                messages.success(request, f"{invited}.")
+            invite_and_tell(
+                request, membership, created_user, f"Invited {membership.user.email} as {membership.get_role_display()}"
+            )
             return back(request, "settings-members")
     memberships = (
         Membership.objects.for_tenant(request.tenant).select_related("user").order_by("user__name", "user__email")
@@ -90,6 +78,24 @@ def members(request):
     return render(
         request, "settings/members.html", {"form": form, "memberships": memberships, "roles": Role.choices}
     )
+
+
+def invite_and_tell(request, membership, created_user, done):
+    """Email the member their invitation and tell the admin `done`, or that the email could not be sent."""
+    try:
+        invitation_send(
+            membership=membership, created_user=created_user, inviter=request.user,
+            base_url=request.build_absolute_uri("/").rstrip("/"),
+        )
+    except (smtplib.SMTPException, OSError) as exc:
+        logger.warning("Invitation to %s not sent: %s", membership.user.email, exc)
+        messages.warning(
+            request,
+            f"{done}, but the invitation email could not be sent. Once email works, send it again, or they can "
+            "get in with \"Forgot your password?\" on the sign-in page.",
+        )
+    else:
+        messages.success(request, f"{done}.")
 
 
 def _membership(request, pk):
@@ -142,6 +148,18 @@ def member_hours(request, pk):
                 return back(request, "settings-members")
             return back(request, "settings-member-hours", membership.pk)
     return render(request, "settings/member_hours.html", {"form": form, "membership": membership})
+
+
+@require_POST
+@settings_page
+def member_reinvite(request, pk):
+    """Send a member who has not set a password yet a new invitation, its link valid from now."""
+    membership = _membership(request, pk)
+    if membership.user.has_usable_password():
+        messages.error(request, f"{membership.user.email} has set a password already; they sign in as usual.")
+    else:
+        invite_and_tell(request, membership, True, f"Sent {membership.user.email} a new invitation")
+    return back(request, "settings-members")
 
 
 @require_POST

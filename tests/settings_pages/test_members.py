@@ -105,3 +105,31 @@ def test_an_invitation_the_mail_server_refuses_keeps_the_member_and_says_how_the
     assert "Invited nina@alpha.example as CSM, but the invitation email could not be sent." in page(response)
     assert "Forgot your password?" in page(response)
     assert Membership.objects.for_tenant(tenant).filter(user__email="nina@alpha.example").exists()
+
+
+def test_a_member_who_set_no_password_yet_is_sent_the_invitation_again_with_a_working_link(admin_client, tenant, client):
+    admin_client.post(URL, {"email": "nina@alpha.example", "role": "csm"})
+    membership = Membership.objects.for_tenant(tenant).get(user__email="nina@alpha.example")
+    assert "Send the invitation again" in page(admin_client.get(URL))
+
+    response = admin_client.post(f"{URL}{membership.pk}/invite/", follow=True)
+
+    assert "Sent nina@alpha.example a new invitation." in page(response)
+    assert len(mail.outbox) == 2
+    link = re.search(r"http://testserver(/t/alpha/settings/join/\S+/)", mail.outbox[1].body).group(1)
+    assert "Welcome to Alpha Software" in page(client.get(link, follow=True))
+
+
+def test_a_member_with_a_password_is_not_sent_an_invitation_again(admin_client, tenant, bob):
+    membership = Membership.objects.for_tenant(tenant).get(user=bob)
+
+    response = admin_client.post(f"{URL}{membership.pk}/invite/", follow=True)
+
+    assert "bob@alpha.example has set a password already" in page(response)
+    assert mail.outbox == []
+
+
+def test_another_tenants_member_cannot_be_sent_an_invitation(admin_client, other_tenant, charlie):
+    membership = Membership.objects.for_tenant(other_tenant).get(user=charlie)
+    assert admin_client.post(f"{URL}{membership.pk}/invite/").status_code == 404
+    assert mail.outbox == []
