@@ -1,7 +1,9 @@
 """The daily digest: one email to each member, as their working day starts, of what needs them on their accounts.
 
 It lists the open alerts on the accounts they own, their tasks overdue or due
-that day, and their accounts renewing within 30 days, each with its page. A
+that day, their accounts renewing within 30 days, each with its page, and
+what teammates addressed to them in the app that they have not read (notes
+written for them, tasks given to them), each with its notification. A
 member with none of these gets no email. It is written to the notification
 outbox under a key of the member and their day, so a day has one digest
 however often the sweep runs, and it is sent and retried like an alert's
@@ -18,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alerts.models import Alert, AlertStatus, Channel, Notification
-from alerts.notifications import notifications_enqueue
+from alerts.notifications import member_notifications, notifications_enqueue
 from csplatform.customers.models import Account
 from csplatform.tenancy.models import Membership, Role
 from csplatform.tenancy.rls import dangerously_bypass_rls, tenant_context
@@ -91,7 +93,14 @@ def digest_build(*, tenant, membership, day):
         .filter(owner=user, renewal_date__gte=day, renewal_date__lte=day + dt.timedelta(days=RENEWAL_DAYS))
         .order_by("renewal_date", "name", "id")
     )
-    counts = {"alerts": alerts.count(), "tasks": tasks.count(), "renewals": renewals.count()}
+    # Alerts are listed above whether or not a rule also told the member in the app.
+    unread = member_notifications(tenant, user).filter(read_at__isnull=True, alert__isnull=True)
+    counts = {
+        "alerts": alerts.count(),
+        "tasks": tasks.count(),
+        "renewals": renewals.count(),
+        "unread": unread.count(),
+    }
     if not any(counts.values()):
         return None
     sections = []
@@ -121,12 +130,21 @@ def digest_build(*, tenant, membership, day):
         ]
         mine = page_url("portfolio", tenant, query=f"?scope=mine&renewal={RENEWAL_DAYS}&sort=renewal")
         sections.append(section(f"Your accounts renewing within {RENEWAL_DAYS} days", rows, counts["renewals"], mine))
+    if counts["unread"]:
+        rows = [
+            f"{notification.subject}: {page_url('notification-open', tenant, notification.pk)}"
+            for notification in unread[:LISTED]
+        ]
+        sections.append(
+            section("Unread from your teammates", rows, counts["unread"], page_url("notifications", tenant))
+        )
     summary = ", ".join(
         counted(counts[key], one, many)
         for key, one, many in (
             ("alerts", "open alert", "open alerts"),
             ("tasks", "task due", "tasks due"),
             ("renewals", "renewal", "renewals"),
+            ("unread", "unread from teammates", "unread from teammates"),
         )
         if counts[key]
     )

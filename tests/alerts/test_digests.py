@@ -6,8 +6,9 @@ import zoneinfo
 import pytest
 
 from alerts.models import Alert, AlertStatus, Notification
-from alerts.notifications import notifications_send_due
-from csplatform.digests import digests_send_due
+from alerts.notifications import member_notifications, note_tell, notifications_mark_read, notifications_send_due
+from csplatform.customers.services import note_add
+from csplatform.digests import digest_build, digests_send_due
 from csplatform.tenancy.models import AuditLogEntry, Membership, Role
 from playbooks.models import Task
 
@@ -223,3 +224,29 @@ def test_a_digest_page_is_its_members_and_the_admins_only(client, tenant, other_
 
     client.force_login(alice)
     assert client.get(digest_page(tenant, bob)).status_code == 200
+
+
+def test_a_digest_names_what_teammates_wrote_for_the_member_that_they_have_not_read(tenant, alice, bob, settings):
+    settings.CSP_PUBLIC_URL = "https://cs.alpha.example"
+    account = AccountFactory(tenant=tenant, owner=bob, name="Granite Labs")
+    unread = note_add(tenant=tenant, account=account, author=alice, body="Can you call them before Friday?")
+    read = note_add(tenant=tenant, account=account, author=alice, body="Nice work on the QBR")
+    note_tell(tenant=tenant, note=unread, users=[bob])
+    note_tell(tenant=tenant, note=read, users=[bob])
+    read_ids = member_notifications(tenant, bob).filter(idempotency_key__startswith=f"note:{read.pk}:")
+    notifications_mark_read(tenant=tenant, user=bob, notification_ids=read_ids.values_list("pk", flat=True))
+    Notification.objects.create(
+        tenant=tenant, user=bob, account=account, alert=open_alert(account, "Health dropped"), channel="in_app",
+        recipient=bob.email, subject="Health dropped", text="", idempotency_key="alert-in-app",
+    )
+    membership = Membership.objects.for_tenant(tenant).get(user=bob)
+
+    digest = digest_build(tenant=tenant, membership=membership, day=MONDAY)
+
+    notification = member_notifications(tenant, bob).get(idempotency_key=f"note:{unread.pk}:user:{bob.pk}")
+    assert digest.subject == "Alpha Software: 1 open alert, 1 unread from teammates"
+    assert (
+        'Unread from your teammates (1)\n- Alice Admin wrote on Granite Labs: "Can you call them before Friday?": '
+        f"https://cs.alpha.example/t/alpha/notifications/{notification.pk}/"
+    ) in digest.text
+    assert "Nice work" not in digest.text
