@@ -1,15 +1,21 @@
-"""The endpoints that read every app: how fresh the key's tenant's results are, and an account's activity."""
+"""The endpoints that reach across apps: how fresh the key's tenant's results are, an account's activity, and the
+notes, which tell the members they name."""
 
+from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
+from alerts.notifications import note_tell
 from csplatform.activity import DETAIL_CHARS, KINDS, Cursor, account_activity
+from csplatform.customers.api import serializers as customer_serializers
+from csplatform.customers.api import views as customer_views
 from csplatform.customers.models import Account
 from csplatform.models import PassStatus
 from csplatform.pipeline import pipeline_freshness
+from csplatform.tenancy.api.fields import TenantMemberField
 from csplatform.tenancy.api.viewsets import TenantAPIView
 
 ACTIVITY_PAGE_SIZE = 50
@@ -102,3 +108,34 @@ class AccountActivityView(TenantAPIView):
         )
         after = replace_query_param(request.build_absolute_uri(), "before", entries[-1].cursor) if more else None
         return Response(ActivityPageSerializer({"next": after, "results": entries}).data)
+
+
+class AccountNoteSerializer(customer_serializers.AccountNoteSerializer):
+    tell = TenantMemberField(
+        many=True,
+        required=False,
+        write_only=True,
+        help_text="Optional, on create: the emails of members to tell of the note in the app (their notifications).",
+    )
+
+    class Meta(customer_serializers.AccountNoteSerializer.Meta):
+        fields = [*customer_serializers.AccountNoteSerializer.Meta.fields, "tell"]
+
+    def validate(self, attrs):
+        if self.instance is not None and "tell" in attrs:
+            raise serializers.ValidationError({"tell": "Members are told of a note when it is written."})
+        return super().validate(attrs)
+
+    def create(self, validated_data):
+        told = validated_data.pop("tell", [])
+        with transaction.atomic():
+            note = super().create(validated_data)
+            note_tell(tenant=self.context["tenant"], note=note, users=[user for user in told if user != note.author])
+        return note
+
+
+class AccountNoteViewSet(customer_views.AccountNoteViewSet):
+    """Notes on accounts, pinned first, then newest first; notes sent here are written by the key's creator, and a
+    new note tells the members named in `tell` in the app."""
+
+    serializer_class = AccountNoteSerializer

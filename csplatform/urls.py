@@ -1,8 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.routers import SimpleRouter
 
 from . import api, monitoring, views
+
+notes = SimpleRouter()
+notes.register("notes", api.AccountNoteViewSet, basename="note")
 
 api_v1 = [
     path("", include("csplatform.tenancy.api.urls")),
@@ -15,6 +19,7 @@ api_v1 = [
     path("", include("alerts.api.urls")),
     path("pipeline/", api.PipelineFreshnessView.as_view(), name="api-pipeline"),
     path("accounts/<int:account_id>/activity/", api.AccountActivityView.as_view(), name="api-account-activity"),
+    *notes.urls,
 ]
 
 urlpatterns = [

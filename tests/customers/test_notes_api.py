@@ -1,5 +1,6 @@
 import pytest
 
+from alerts.models import Notification
 from csplatform.customers.models import AccountNote
 from csplatform.customers.services import note_add
 from tests.conftest import make_api_client
@@ -91,3 +92,33 @@ def test_a_read_only_key_lists_notes_but_cannot_write_them(tenant, account):
 
     assert reader.get(URL).status_code == 200
     assert reader.post(URL, {"account": "acme", "body": "x"}, format="json").status_code == 403
+
+
+def told(user):
+    return list(Notification.objects.filter(user=user).values_list("subject", flat=True))
+
+
+def test_a_note_tells_the_members_it_names_once_however_often_it_is_sent(api, account, bob):
+    note = {"account": "acme", "body": "Renewal call moved to Friday", "key": "crm-7", "tell": ["Bob@Alpha.example"]}
+
+    assert api.post(URL, note, format="json").status_code == 201
+    api.post(URL, note, format="json")
+
+    assert len(told(bob)) == 1 and "Renewal call moved to Friday" in told(bob)[0]
+
+
+def test_a_note_cannot_tell_someone_outside_the_team_and_is_not_stored(api, account, charlie):
+    response = api.post(URL, {"account": "acme", "body": "x", "tell": [charlie.email]}, format="json")
+
+    assert response.status_code == 400 and fields_in_error(response) == {"tell"}
+    assert "charlie@beta.example is not a member of this team." in str(response.json())
+    assert AccountNote.objects.count() == 0 and told(charlie) == []
+
+
+def test_members_are_told_of_a_note_only_when_it_is_written(api, tenant, alice, bob, account):
+    note = note_add(tenant=tenant, account=account, author=alice, body="Budget approved")
+
+    response = api.patch(f"{URL}{note.pk}/", {"tell": [bob.email]}, format="json")
+
+    assert response.status_code == 400 and fields_in_error(response) == {"tell"}
+    assert told(bob) == []

@@ -5,6 +5,5 @@ from . import views
 router = SimpleRouter()
 router.register("accounts", views.AccountViewSet, basename="account")
 router.register("contacts", views.ContactViewSet, basename="contact")
-router.register("notes", views.AccountNoteViewSet, basename="note")
 
 urlpatterns = router.urls
