@@ -3,6 +3,7 @@ import uuid
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils import timezone
 
 from csplatform.customers.models import Account, Contact
 from csplatform.tenancy.models import TenantModel, TenantQuerySet, User
@@ -145,6 +146,14 @@ class AlertQuerySet(TenantQuerySet):
     def active(self):
         return self.filter(status__in=ACTIVE_STATUSES)
 
+    def snoozed(self, now):
+        """Active alerts put out of sight until a later moment; each comes back by itself when it passes."""
+        return self.active().filter(snoozed_until__gt=now)
+
+    def awake(self, now):
+        """Alerts not snoozed at `now`: never, or no longer."""
+        return self.exclude(snoozed_until__gt=now)
+
 
 class Alert(TenantModel):
     """Something about an account a CSM should look at: open -> acknowledged -> resolved."""
@@ -160,6 +169,9 @@ class Alert(TenantModel):
     resolved_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolution = models.CharField(max_length=10, choices=Resolution.choices, blank=True)
+    # Out of the inbox's open and acknowledged lists, the nav count and the digest until then.
+    snoozed_until = models.DateTimeField(null=True, blank=True)
+    snoozed_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     note = models.TextField(blank=True)
     details = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
     source = models.CharField(max_length=200, blank=True)
@@ -188,6 +200,10 @@ class Alert(TenantModel):
 
     def __str__(self):
         return self.title
+
+    @property
+    def snoozed_now(self):
+        return self.status in ACTIVE_STATUSES and self.snoozed_until is not None and self.snoozed_until > timezone.now()
 
 
 class DeliveryStatus(models.TextChoices):

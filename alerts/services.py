@@ -609,6 +609,33 @@ def alerts_resolve(*, tenant, alert_ids, user, note=""):
     return ids
 
 
+# The longest an alert may be put out of sight: past it, the situation deserves a fresh look or a resolution.
+SNOOZE_LONGEST = dt.timedelta(days=90)
+
+
+@transaction.atomic
+def alerts_snooze(*, tenant, alert_ids, until, user):
+    """Put those of the alerts that are open or acknowledged out of sight until `until`; returns their ids.
+
+    They keep their status; each comes back to the inbox, the counts and the
+    digest by itself once `until` passes.
+    """
+    now = timezone.now()
+    if not now < until <= now + SNOOZE_LONGEST:
+        raise ValidationError({"until": f"Snooze until a moment in the next {SNOOZE_LONGEST.days} days."})
+    changes = {"snoozed_until": until, "snoozed_by": _member_or_none(user)}
+    return _alerts_change(tenant, alert_ids, ACTIVE_STATUSES, changes, note="")
+
+
+@transaction.atomic
+def alerts_wake(*, tenant, alert_ids):
+    """Bring those of the alerts that are snoozed back now; returns their ids."""
+    snoozed = Alert.objects.for_tenant(tenant).snoozed(timezone.now()).filter(OneOf("pk", sorted(set(alert_ids))))
+    ids = list(snoozed.select_for_update().order_by("pk").values_list("pk", flat=True))
+    Alert.objects.for_tenant(tenant).filter(OneOf("pk", ids)).update(snoozed_until=None, snoozed_by=None)
+    return ids
+
+
 def _stored(tenant, alert):
     return Alert.objects.for_tenant(tenant).get(pk=alert.pk)
 

@@ -4,13 +4,16 @@ Actions answer an htmx request with the alert's row re-rendered, and a plain
 form post with a redirect back, so the inbox works without JavaScript too.
 """
 
+import datetime as dt
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Exists, Min, OuterRef
+from django.db.models import Count, Exists, Min, OuterRef, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from csplatform.tenancy.decorators import (
@@ -25,20 +28,42 @@ from csplatform.tenancy.decorators import (
 )
 from lifecycle.views import is_htmx
 
-from .forms import AlertsBulkForm
-from .models import Alert, AlertRule, AlertStatus, Segment, SegmentMembership, Severity
+from .forms import SNOOZE_CHOICES, AlertsBulkForm
+from .models import ACTIVE_STATUSES, Alert, AlertRule, AlertStatus, Segment, SegmentMembership, Severity
 from .notifications import member_notifications, notifications_mark_read
-from .services import alert_acknowledge, alert_resolve, alerts_acknowledge, alerts_resolve
+from .services import (
+    alert_acknowledge,
+    alert_resolve,
+    alerts_acknowledge,
+    alerts_resolve,
+    alerts_snooze,
+    alerts_wake,
+)
 
 INBOX_PAGE_SIZE = 50
 NOTIFICATIONS_PAGE_SIZE = 50
-TABS = [(status.value, status.label) for status in AlertStatus]
+TABS = [
+    (AlertStatus.OPEN, "Open"),
+    (AlertStatus.ACKNOWLEDGED, "Acknowledged"),
+    ("snoozed", "Snoozed"),
+    (AlertStatus.RESOLVED, "Resolved"),
+]
 ACCOUNT_ALERTS_SHOWN = 20
 
 
 def alert_rows(tenant):
     """Alerts with everything a row shows, joined in the one query."""
-    return Alert.objects.for_tenant(tenant).select_related("account__owner", "rule", "acknowledged_by", "resolved_by")
+    return Alert.objects.for_tenant(tenant).select_related(
+        "account__owner", "rule", "acknowledged_by", "resolved_by", "snoozed_by"
+    )
+
+
+def in_tab(tab, now):
+    """The alerts an inbox tab lists: a snoozed alert is under Snoozed until then, not under its status."""
+    snoozed = Q(status__in=ACTIVE_STATUSES, snoozed_until__gt=now)
+    if tab == "snoozed":
+        return snoozed
+    return Q(status=tab) & ~snoozed
 
 
 def default_owner_scope(request):
@@ -50,13 +75,13 @@ def default_owner_scope(request):
 def alert_inbox(request):
     """1. Filters (tab, severity, owner, rule, segment) narrow one queryset; a value that is none of a
        filter's choices is named as an error beside it, and the other filters still apply.
-    2. Counts per tab under the same filters: one grouped query.
+    2. Counts per tab under the same filters: one query.
     3. The page of alerts with account, owner and rule joined: one query (plus the paginator's count).
     """
     tenant = request.tenant
     query = QueryChoices(request)
     chosen = query.chosen
-    tab = chosen("tab", {value: value for value in AlertStatus.values}, AlertStatus.OPEN)
+    tab = chosen("tab", {key: key for key, _ in TABS}, AlertStatus.OPEN)
     severity = chosen("severity", {value: value for value in Severity.values}, "")
     owner = chosen("owner", {"mine": "mine", "all": "all"}, default_owner_scope(request))
     rules = list(AlertRule.objects.for_tenant(tenant).only("pk", "name"))
@@ -74,11 +99,11 @@ def alert_inbox(request):
     if segment is not None:
         stays = SegmentMembership.objects.for_tenant(tenant).current().filter(segment=segment)
         alerts = alerts.filter(Exists(stays.filter(account_id=OuterRef("account_id"))))
-    counts = dict(alerts.order_by().values_list("status").annotate(n=Count("pk")))
-    listed = alerts.filter(status=tab)
-    # Resolved alerts read newest resolution first; active ones newest opened first.
-    newest_first = ("-resolved_at", "-id") if tab == AlertStatus.RESOLVED else ("-opened_at", "-id")
-    listed = listed.order_by(*newest_first)
+    now = timezone.now()
+    counts = alerts.aggregate(**{key: Count("pk", filter=in_tab(key, now)) for key, _ in TABS})
+    # Resolved alerts read newest resolution first, snoozed ones soonest back first, the others newest opened first.
+    order = {AlertStatus.RESOLVED: ("-resolved_at", "-id"), "snoozed": ("snoozed_until", "id")}
+    listed = alerts.filter(in_tab(tab, now)).order_by(*order.get(tab, ("-opened_at", "-id")))
     page = Paginator(listed, INBOX_PAGE_SIZE).get_page(request.GET.get("page"))
     filters = {
         "severity": severity,
@@ -99,6 +124,7 @@ def alert_inbox(request):
         "can_change": can_change(request),
         # Rows are ticked for the bulk actions; a resolved alert has none left.
         "bulk": can_change(request) and tab != AlertStatus.RESOLVED,
+        "snooze_choices": SNOOZE_CHOICES,
         "show_account": True,
     }
     return render(request, "alerts/inbox.html", context)
@@ -114,7 +140,7 @@ def account_alerts_context(request, account):
         Alert.objects.for_tenant(request.tenant)
         .active()
         .filter(account=account)
-        .select_related("rule", "acknowledged_by")
+        .select_related("rule", "acknowledged_by", "snoozed_by")
         .order_by("-opened_at", "-id")
     )
     return {"account_alerts": list(alerts[:ACCOUNT_ALERTS_SHOWN])}
@@ -181,16 +207,35 @@ def alert_resolve_page(request, alert_id):
     return _act(request, alert_id, alert_resolve, "Resolved")
 
 
+def _acknowledge(request, ids, data):
+    return alerts_acknowledge(tenant=request.tenant, alert_ids=ids, user=request.user, note=data["note"].strip())
+
+
+def _resolve(request, ids, data):
+    return alerts_resolve(tenant=request.tenant, alert_ids=ids, user=request.user, note=data["note"].strip())
+
+
+def _snooze(request, ids, data):
+    until = timezone.now() + dt.timedelta(days=data["days"])
+    return alerts_snooze(tenant=request.tenant, alert_ids=ids, until=until, user=request.user)
+
+
+def _wake(request, ids, data):
+    return alerts_wake(tenant=request.tenant, alert_ids=ids)
+
+
 # What each bulk action runs, what it says it did, and the state of the alerts it leaves alone.
 BULK_ACTIONS = {
-    "acknowledge": (alerts_acknowledge, "Acknowledged", "not open"),
-    "resolve": (alerts_resolve, "Resolved", "already resolved"),
+    "acknowledge": (_acknowledge, "Acknowledged", "not open"),
+    "resolve": (_resolve, "Resolved", "already resolved"),
+    "snooze": (_snooze, "Snoozed", "already resolved"),
+    "wake": (_wake, "Woke", "not snoozed"),
 }
 
 
 @ticked_rows_action("alerts")
 def alerts_bulk_page(request):
-    """Acknowledge or resolve the alerts ticked in the inbox, with one note for all of them.
+    """Acknowledge, resolve, snooze or wake the alerts ticked in the inbox; a note goes with the first two.
 
     Alerts already past that step (someone else was quicker) are left as they
     are and counted apart; ids that are not the tenant's alerts are counted
@@ -199,10 +244,9 @@ def alerts_bulk_page(request):
     form = AlertsBulkForm(request.POST)
     if not form.is_valid():
         return tell_form_errors(request, form)
-    service, done, rest = BULK_ACTIONS[form.cleaned_data["action"]]
+    action, done, rest = BULK_ACTIONS[form.cleaned_data["action"]]
     selected = set(form.cleaned_data["alert"])
-    note = form.cleaned_data["note"].strip()
-    changed = service(tenant=request.tenant, alert_ids=selected, user=request.user, note=note)
+    changed = action(request, selected, form.cleaned_data)
     tell_bulk_outcome(request, done=done, noun="alert", changed=len(changed), selected=len(selected), rest=rest)
 
 

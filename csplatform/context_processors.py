@@ -37,7 +37,7 @@ def _bounded_counts(querysets):
 
 def _counts(request):
     tenant, user = request.tenant, request.user
-    alerts = Alert.objects.for_tenant(tenant).filter(status=AlertStatus.OPEN)
+    alerts = Alert.objects.for_tenant(tenant).filter(status=AlertStatus.OPEN).awake(timezone.now())
     # The same scope as the inbox opens with: a CSM's own accounts, everything for the others.
     if request.membership.role == Role.CSM:
         alerts = alerts.filter(account__owner=user)

@@ -1,6 +1,6 @@
 """The daily digest: one email to each member, as their working day starts, of what needs them on their accounts.
 
-It lists the open alerts on the accounts they own, their tasks overdue or due
+It lists the open alerts on the accounts they own (but those snoozed), their tasks overdue or due
 that day, their accounts renewing within 30 days, each with its page, and
 what teammates addressed to them in the app that they have not read (notes
 written for them, tasks given to them), each with its notification. A
@@ -79,6 +79,7 @@ def digest_build(*, tenant, membership, day):
     alerts = (
         Alert.objects.for_tenant(tenant)
         .filter(account__owner=user, status=AlertStatus.OPEN)
+        .awake(timezone.now())
         .select_related("account")
         .order_by("-opened_at", "-id")
     )

@@ -1,4 +1,5 @@
 import django_filters
+from django.utils import timezone
 
 from csplatform.tenancy.api.filters import DateTimeFilter, EmailFilter, IdFilter
 
@@ -12,10 +13,17 @@ class AlertFilterSet(django_filters.FilterSet):
     rule = django_filters.CharFilter(field_name="rule__key", help_text="Alert rule key.")
     account = IdFilter(field_name="account_id")
     opened_since = DateTimeFilter(field_name="opened_at", lookup_expr="gte")
+    snoozed = django_filters.BooleanFilter(
+        method="filter_snoozed", help_text="true: snoozed now; false: not snoozed now (never, or no longer)."
+    )
 
     class Meta:
         model = Alert
-        fields = ["status", "severity", "owner", "rule", "account", "opened_since"]
+        fields = ["status", "severity", "owner", "rule", "account", "opened_since", "snoozed"]
+
+    def filter_snoozed(self, queryset, name, value):
+        now = timezone.now()
+        return queryset.snoozed(now) if value else queryset.awake(now)
 
 
 class SegmentMemberFilterSet(django_filters.FilterSet):

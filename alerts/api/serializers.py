@@ -5,7 +5,16 @@ from csplatform.tenancy.models import Role
 from lifecycle.api.serializers import api_actor, raise_as_api_error
 
 from .. import services, webhooks
-from ..models import Alert, AlertRule, Channel, Segment, SegmentMembership, Subject, WebhookDelivery, WebhookSubscription
+from ..models import (
+    Alert,
+    AlertRule,
+    Channel,
+    Segment,
+    SegmentMembership,
+    Subject,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 
 
 class ServiceWriteMixin:
@@ -109,12 +118,13 @@ class AlertSerializer(serializers.ModelSerializer):
     owner = serializers.EmailField(source="account.owner.email", default=None, read_only=True)
     acknowledged_by = serializers.EmailField(source="acknowledged_by.email", default=None, read_only=True)
     resolved_by = serializers.EmailField(source="resolved_by.email", default=None, read_only=True)
+    snoozed_by = serializers.EmailField(source="snoozed_by.email", default=None, read_only=True)
 
     class Meta:
         model = Alert
         fields = ["id", "rule", "account", "account_name", "owner", "title", "severity", "status", "opened_at",
-                  "acknowledged_by", "acknowledged_at", "resolved_by", "resolved_at", "resolution", "note", "details",
-                  "source"]
+                  "acknowledged_by", "acknowledged_at", "resolved_by", "resolved_at", "resolution", "snoozed_until",
+                  "snoozed_by", "note", "details", "source"]
         read_only_fields = fields
 
 
@@ -122,12 +132,22 @@ class AlertActionSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, default="")
 
 
-class AlertsActionSerializer(AlertActionSerializer):
+class AlertIdsSerializer(serializers.Serializer):
     ids = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
         allow_empty=False,
         max_length=1000,
         help_text="The alerts to act on (at most 1,000), by id.",
+    )
+
+
+class AlertsActionSerializer(AlertActionSerializer, AlertIdsSerializer):
+    pass
+
+
+class AlertsSnoozeSerializer(AlertIdsSerializer):
+    until = serializers.DateTimeField(
+        help_text="When they come back by themselves: a moment within the next 90 days. Their status stays."
     )
 
 

@@ -19,10 +19,12 @@ from ..models import Alert, AlertRule, Segment, SegmentMembership, WebhookDelive
 from .filtersets import AlertFilterSet, SegmentMemberFilterSet, WebhookDeliveryFilterSet
 from .serializers import (
     AlertActionSerializer,
+    AlertIdsSerializer,
     AlertRuleSerializer,
     AlertsActionResultSerializer,
     AlertsActionSerializer,
     AlertSerializer,
+    AlertsSnoozeSerializer,
     SegmentMemberSerializer,
     SegmentPreviewSerializer,
     SegmentSerializer,
@@ -130,9 +132,12 @@ class AlertRuleViewSet(TenantModelViewSet):
 
 
 class AlertViewSet(TenantReadOnlyViewSet):
-    """Alerts, newest first: filter by `status`, `severity`, `owner` (email), `rule` (key), `account` (id)."""
+    """Alerts, newest first: filter by `status`, `severity`, `owner` (email), `rule` (key), `account` (id),
+    `snoozed`."""
 
-    queryset = Alert.objects.select_related("rule", "account", "account__owner", "acknowledged_by", "resolved_by")
+    queryset = Alert.objects.select_related(
+        "rule", "account", "account__owner", "acknowledged_by", "resolved_by", "snoozed_by"
+    )
     serializer_class = AlertSerializer
     filterset_class = AlertFilterSet
 
@@ -162,13 +167,16 @@ class AlertViewSet(TenantReadOnlyViewSet):
         """Close an open or acknowledged alert by hand, with a note."""
         return self._act(services.alert_resolve)
 
-    def _act_on_many(self, service):
-        serializer = AlertsActionSerializer(data=self.request.data)
+    def _act_on_many(self, service, serializer_class=AlertsActionSerializer, **fixed):
+        """Run `service` on the posted ids with the posted fields besides them; answer which changed."""
+        serializer = serializer_class(data=self.request.data)
         serializer.is_valid(raise_exception=True)
-        ids = sorted(set(serializer.validated_data["ids"]))
-        changed = service(
-            tenant=self.tenant, alert_ids=ids, user=acting_user(self.request), note=serializer.validated_data["note"]
-        )
+        fields = dict(serializer.validated_data)
+        ids = sorted(set(fields.pop("ids")))
+        try:
+            changed = service(tenant=self.tenant, alert_ids=ids, **fields, **fixed)
+        except DjangoValidationError as exc:
+            raise_as_api_error(exc)
         return Response({"changed": changed, "unchanged": sorted(set(ids) - set(changed))})
 
     @extend_schema(
@@ -179,7 +187,7 @@ class AlertViewSet(TenantReadOnlyViewSet):
     @action(detail=False, methods=["post"], url_path="acknowledge", filterset_class=None)
     def acknowledge_many(self, request):
         """Acknowledge the open ones of these alerts, with one note; the others are left as they were."""
-        return self._act_on_many(services.alerts_acknowledge)
+        return self._act_on_many(services.alerts_acknowledge, user=acting_user(request))
 
     @extend_schema(
         operation_id="v1_alerts_resolve_many", request=AlertsActionSerializer, responses=AlertsActionResultSerializer
@@ -187,7 +195,23 @@ class AlertViewSet(TenantReadOnlyViewSet):
     @action(detail=False, methods=["post"], url_path="resolve", filterset_class=None)
     def resolve_many(self, request):
         """Resolve by hand the open or acknowledged ones of these alerts, with one note."""
-        return self._act_on_many(services.alerts_resolve)
+        return self._act_on_many(services.alerts_resolve, user=acting_user(request))
+
+    @extend_schema(
+        operation_id="v1_alerts_snooze_many", request=AlertsSnoozeSerializer, responses=AlertsActionResultSerializer
+    )
+    @action(detail=False, methods=["post"], url_path="snooze", filterset_class=None)
+    def snooze_many(self, request):
+        """Put the open or acknowledged ones of these alerts out of sight until `until`; they keep their status."""
+        return self._act_on_many(services.alerts_snooze, AlertsSnoozeSerializer, user=acting_user(request))
+
+    @extend_schema(
+        operation_id="v1_alerts_wake_many", request=AlertIdsSerializer, responses=AlertsActionResultSerializer
+    )
+    @action(detail=False, methods=["post"], url_path="wake", filterset_class=None)
+    def wake_many(self, request):
+        """Bring the snoozed ones of these alerts back now."""
+        return self._act_on_many(services.alerts_wake, AlertIdsSerializer)
 
 
 class WebhookSubscriptionViewSet(TenantModelViewSet):

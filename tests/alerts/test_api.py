@@ -1,6 +1,7 @@
 """The alerts API: segments, alert rules, alerts and webhook endpoints, scoped to the key's tenant."""
 
 import csv
+import datetime as dt
 import io
 
 import pytest
@@ -126,6 +127,39 @@ def test_many_alerts_are_acknowledged_then_resolved_in_one_call_each(api, tenant
     stored = Alert.objects.for_tenant(tenant).get(pk=first)
     assert (stored.status, stored.resolution, stored.note) == ("resolved", "manual", "On it")
     assert Alert.objects.for_tenant(other_tenant).get(pk=theirs.pk).status == "open"
+
+
+def test_alerts_are_snoozed_until_a_moment_and_woken_through_the_api(api, tenant, other_tenant):
+    first, second = (
+        Alert.objects.create(tenant=tenant, account=AccountFactory(tenant=tenant), title=title, opened_at=timezone.now())
+        for title in ("First", "Second")
+    )
+    theirs = Alert.objects.create(
+        tenant=other_tenant, account=AccountFactory(tenant=other_tenant), title="Theirs", opened_at=timezone.now()
+    )
+    until = (timezone.now() + dt.timedelta(days=2)).isoformat()
+
+    snoozed = api.post("/api/v1/alerts/snooze/", {"ids": [first.pk, theirs.pk], "until": until}, format="json")
+
+    assert snoozed.json() == {"changed": [first.pk], "unchanged": [theirs.pk]}
+    assert [a["id"] for a in api.get("/api/v1/alerts/", {"snoozed": "true"}).json()["results"]] == [first.pk]
+    assert [a["id"] for a in api.get("/api/v1/alerts/", {"snoozed": "false"}).json()["results"]] == [second.pk]
+    assert api.get(f"/api/v1/alerts/{first.pk}/").json()["snoozed_until"] is not None
+    assert Alert.objects.for_tenant(other_tenant).get(pk=theirs.pk).snoozed_until is None
+
+    woken = api.post("/api/v1/alerts/wake/", {"ids": [first.pk, second.pk]}, format="json")
+    assert woken.json() == {"changed": [first.pk], "unchanged": [second.pk]}
+
+
+@pytest.mark.parametrize("days", [-1, 91])
+def test_a_snooze_outside_the_next_ninety_days_answers_400_on_until(api, tenant, days):
+    alert = Alert.objects.create(tenant=tenant, account=AccountFactory(tenant=tenant), title="A", opened_at=timezone.now())
+    until = (timezone.now() + dt.timedelta(days=days)).isoformat()
+
+    response = api.post("/api/v1/alerts/snooze/", {"ids": [alert.pk], "until": until}, format="json")
+
+    assert response.status_code == 400
+    assert [error["field"] for error in response.json()["error"]["fields"]] == ["until"]
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ import datetime as dt
 import zoneinfo
 
 import pytest
+import time_machine
 
 from alerts.models import Alert, AlertStatus, Notification
 from alerts.notifications import member_notifications, note_tell, notifications_mark_read, notifications_send_due
@@ -250,3 +251,15 @@ def test_a_digest_names_what_teammates_wrote_for_the_member_that_they_have_not_r
         f"https://cs.alpha.example/t/alpha/notifications/{notification.pk}/"
     ) in digest.text
     assert "Nice work" not in digest.text
+
+
+def test_a_snoozed_alert_stays_out_of_the_digest_until_its_time_comes(tenant, bob):
+    account = AccountFactory(tenant=tenant, owner=bob)
+    alert = open_alert(account, "Health dropped")
+    Alert.objects.for_tenant(tenant).filter(pk=alert.pk).update(snoozed_until=at(MONDAY, 12))
+    membership = Membership.objects.for_tenant(tenant).get(user=bob)
+
+    with time_machine.travel(at(MONDAY, 9, 10), tick=False):
+        assert digest_build(tenant=tenant, membership=membership, day=MONDAY) is None
+    with time_machine.travel(at(MONDAY, 12, 1), tick=False):
+        assert "Health dropped" in digest_build(tenant=tenant, membership=membership, day=MONDAY).text

@@ -4,12 +4,13 @@ import datetime as dt
 import itertools
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from alerts.models import Alert, AlertRule, AlertStatus
-from alerts.services import segment_create, segments_refresh
+from alerts.services import alerts_snooze, segment_create, segments_refresh
 from csplatform.tenancy.models import AuditLogEntry
 from csplatform.tenancy.timezones import tenant_today, tenant_zone
 from playbooks.models import EmailStatus, OutboundEmail, Playbook, Run, RunStatus, Step, StepRun, Task
@@ -306,7 +307,7 @@ def test_bulk_acknowledge_leaves_alerts_that_are_no_longer_open_as_they_were(as_
         ({"action": "acknowledge"}, "Select the alerts first."),
         ({"action": "acknowledge", "alert": ["abc"]}, "Select alerts from the list."),
         ({"action": "acknowledge", "alert": [str(2**64)]}, "Select alerts from the list."),
-        ({"action": "archive", "alert": ["1"]}, "Choose to acknowledge or resolve the selected alerts."),
+        ({"action": "archive", "alert": ["1"]}, "Choose to acknowledge, resolve, snooze or wake the selected alerts."),
         ({"alert": ["1"]}, "Choose what to do with the selected alerts."),
     ],
 )
@@ -330,6 +331,60 @@ def test_a_bulk_action_never_reaches_another_tenants_alerts_and_viewers_are_refu
     another = make_alert(acme)
     assert client.post("/t/alpha/alerts/bulk/", {"action": "resolve", "alert": [another.pk]}).status_code == 403
     assert statuses(another) == [AlertStatus.OPEN]
+
+
+def snoozed_until(alert):
+    return Alert.objects.for_tenant(alert.tenant).get(pk=alert.pk).snoozed_until
+
+
+def test_a_snoozed_alert_leaves_the_open_list_and_the_counts_until_its_time_comes(as_bob, bob, acme):
+    alert, other = make_alert(acme, title="Logins dropped"), make_alert(acme, title="Card expires soon")
+
+    response = bulk(as_bob, "snooze", [alert], days="3")
+
+    assert "Snoozed 1 alert." in response.content.decode()
+    until = snoozed_until(alert)
+    assert dt.timedelta(days=3) - dt.timedelta(minutes=1) < until - timezone.now() <= dt.timedelta(days=3)
+    assert statuses(alert) == [AlertStatus.OPEN]
+    open_tab = as_bob.get("/t/alpha/alerts/").content.decode()
+    assert "Logins dropped" not in open_tab and "Card expires soon" in open_tab
+    assert 'Open <span class="count">1</span>' in open_tab and 'Snoozed <span class="count">1</span>' in open_tab
+    assert 'Alerts <span class="nav-count">1<span class="visually-hidden"> open</span>' in open_tab
+    snoozed_tab = as_bob.get("/t/alpha/alerts/?tab=snoozed").content.decode()
+    assert "Logins dropped" in snoozed_tab and "Snoozed until" in snoozed_tab and "by Bob CSM" in snoozed_tab
+    assert "Wake selected" in snoozed_tab
+
+    Alert.objects.for_tenant(acme.tenant).filter(pk=alert.pk).update(snoozed_until=timezone.now())
+    assert "Logins dropped" in as_bob.get("/t/alpha/alerts/").content.decode()
+
+
+def test_waking_a_snoozed_alert_brings_it_back_now(as_bob, acme):
+    alert = make_alert(acme)
+    bulk(as_bob, "snooze", [alert], days="7")
+
+    response = bulk(as_bob, "wake", [alert])
+
+    assert "Woke 1 alert." in response.content.decode()
+    assert snoozed_until(alert) is None
+
+
+def test_snoozing_needs_a_length_offered_and_skips_resolved_alerts(as_bob, acme):
+    alert, resolved = make_alert(acme), make_alert(acme, status=AlertStatus.RESOLVED)
+
+    assert "Choose how long to snooze" in bulk(as_bob, "snooze", [alert]).content.decode()
+    assert "Snooze for one of the lengths offered." in bulk(as_bob, "snooze", [alert], days="365").content.decode()
+    assert snoozed_until(alert) is None
+
+    response = bulk(as_bob, "snooze", [alert, resolved], days="1")
+    assert "Snoozed 1 of the 2 alerts selected; the rest were already resolved." in response.content.decode()
+    assert snoozed_until(resolved) is None
+
+
+def test_a_snooze_lasts_from_a_moment_ahead_to_ninety_days(acme, bob):
+    alert = make_alert(acme)
+    for until in (timezone.now() - dt.timedelta(minutes=1), timezone.now() + dt.timedelta(days=91)):
+        with pytest.raises(ValidationError, match="next 90 days"):
+            alerts_snooze(tenant=acme.tenant, alert_ids=[alert.pk], until=until, user=bob)
 
 
 def test_a_row_acted_on_in_place_keeps_its_checkbox_column(as_bob, acme):
