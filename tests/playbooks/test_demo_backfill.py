@@ -83,6 +83,10 @@ def test_every_account_that_entered_onboarding_in_the_window_got_each_step_once_
         }
 
         welcome_step = steps[StepKind.SEND_EMAIL]
+        if welcome_step.status == StepRunStatus.PENDING:
+            # Entered after the last business hours went by: the welcome waits for the next ones.
+            assert welcome_step.due_at > now and not emails.filter(step_run=welcome_step).exists()
+            continue
         welcome = the_one(emails.filter(step_run=welcome_step))
         assert welcome.status == EmailStatus.SENT
         assert welcome.sent_at == welcome_step.finished_at
@@ -149,12 +153,15 @@ def test_alerts_open_and_resolve_at_the_past_days_closes_and_nobody_is_notified_
     past = alerts.filter(opened_at__lt=today_start)
 
     assert past.exists() and alerts.filter(status=AlertStatus.RESOLVED, resolution=Resolution.AUTO).exists()
-    # Opened and resolved at a day's close, inside the window.
+    # Opened at a day's close inside the window; resolved at a later day's close, or today by the live pipeline.
     for alert in past:
         assert window_start <= alert.opened_at
         assert alert.opened_at.astimezone(zone_of(demo)).time() == dt.time(23, 59, 59)
-        if alert.resolved_at:
-            assert alert.opened_at < alert.resolved_at < today_start
+        if alert.resolved_at and alert.resolved_at < today_start:
+            assert alert.opened_at < alert.resolved_at
+            assert alert.resolved_at.astimezone(zone_of(demo)).time() == dt.time(23, 59, 59)
+        elif alert.resolved_at:
+            assert alert.resolved_at <= timezone.now()
     assert not Notification.objects.for_tenant(demo).filter(alert__in=past).exists()
 
 
@@ -196,10 +203,13 @@ def test_outbox_and_account_page_show_the_past_welcome_invitation_and_usage_chec
 
 def test_the_team_completed_most_past_tasks_and_acknowledged_most_past_alerts_after_they_fell_due(demo):
     before = timezone.now() - dt.timedelta(days=3)
-    past_tasks = Task.objects.for_tenant(demo).filter(due_at__lt=before, owner__isnull=False)
+    # A few minutes' margin: the setup's own "three days ago" was a moment earlier than this test's.
+    past_tasks = Task.objects.for_tenant(demo).filter(due_at__lt=before - dt.timedelta(minutes=5), owner__isnull=False)
     done = past_tasks.filter(completed_at__isnull=False)
 
-    assert past_tasks.exists() and done.count() >= 0.8 * past_tasks.count()
+    # Every past task is done but every tenth (by id), which a busy team leaves open.
+    assert past_tasks.exists()
+    assert set(done.values_list("pk", flat=True)) == {pk for pk in past_tasks.values_list("pk", flat=True) if pk % 10}
     for task in done:
         assert task.completed_by_id == task.owner_id and task.due_at < task.completed_at < timezone.now()
     seen = Alert.objects.for_tenant(demo).filter(status=AlertStatus.ACKNOWLEDGED)
