@@ -142,17 +142,21 @@ class Resolution(models.TextChoices):
 ACTIVE_STATUSES = (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED)
 
 
+def snoozed_at(now):
+    """Active alerts put out of sight until a later moment than `now`; each comes back by itself when it passes."""
+    return models.Q(status__in=ACTIVE_STATUSES, snoozed_until__gt=now)
+
+
 class AlertQuerySet(TenantQuerySet):
     def active(self):
         return self.filter(status__in=ACTIVE_STATUSES)
 
     def snoozed(self, now):
-        """Active alerts put out of sight until a later moment; each comes back by itself when it passes."""
-        return self.active().filter(snoozed_until__gt=now)
+        return self.filter(snoozed_at(now))
 
     def awake(self, now):
-        """Alerts not snoozed at `now`: never, or no longer."""
-        return self.exclude(snoozed_until__gt=now)
+        """Alerts not snoozed at `now`: never, no longer, or resolved since."""
+        return self.exclude(snoozed_at(now))
 
 
 class Alert(TenantModel):

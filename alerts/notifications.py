@@ -92,7 +92,7 @@ def member_tell(*, tenant, user, subject, text, key, account=None):
 
 
 def note_tell(*, tenant, note, users):
-    """Tell each of `users` in the app of a note on an account, once per note and member."""
+    """Tell each of `users` in the app of a note on an account, once per note and member; never its author."""
     excerpt = Truncator(" ".join(note.body.split())).chars(NOTE_EXCERPT_LENGTH)
     subject = f'{note.author} wrote on {note.account.name}: "{excerpt}"'
     notifications = [
@@ -101,6 +101,7 @@ def note_tell(*, tenant, note, users):
             account=note.account,
         )
         for user in users
+        if user != note.author
     ]
     notifications_enqueue(tenant=tenant, notifications=notifications)
 

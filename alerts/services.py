@@ -33,6 +33,7 @@ from .models import (
     Segment,
     SegmentMembership,
     Subject,
+    snoozed_at,
 )
 from .notifications import notifications_enqueue
 from .webhooks import account_payload, webhooks_emit
@@ -557,13 +558,13 @@ def alert_raise(*, tenant, account, title, severity, details=None, source="", de
     return alert
 
 
-def _alerts_change(tenant, alert_ids, statuses, changes, note):
-    """Apply `changes` (and `note`, unless blank) to those of the tenant's alerts `alert_ids` whose status is
-    one of `statuses`, and return their ids; the rows are locked in id order first, so that two members acting
+def _alerts_change(tenant, alert_ids, eligible, changes, note=""):
+    """Apply `changes` (and `note`, unless blank) to those of the tenant's alerts `alert_ids` that match
+    `eligible` (a Q), and return their ids; the rows are locked in id order first, so that two members acting
     on overlapping selections take turns and the second skips what the first changed."""
     ids = list(
         Alert.objects.for_tenant(tenant)
-        .filter(OneOf("pk", sorted(set(alert_ids))), status__in=statuses)
+        .filter(eligible, OneOf("pk", sorted(set(alert_ids))))
         .select_for_update()
         .order_by("pk")
         .values_list("pk", flat=True)
@@ -587,7 +588,7 @@ def alerts_acknowledge(*, tenant, alert_ids, user, note=""):
         "acknowledged_by": _member_or_none(user),
         "acknowledged_at": timezone.now(),
     }
-    ids = _alerts_change(tenant, alert_ids, [AlertStatus.OPEN], changes, note)
+    ids = _alerts_change(tenant, alert_ids, Q(status=AlertStatus.OPEN), changes, note)
     alert_webhooks_emit(tenant=tenant, acknowledged=ids)
     return ids
 
@@ -604,7 +605,7 @@ def alerts_resolve(*, tenant, alert_ids, user, note=""):
         "resolved_by": _member_or_none(user),
         "resolved_at": timezone.now(),
     }
-    ids = _alerts_change(tenant, alert_ids, [AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED], changes, note)
+    ids = _alerts_change(tenant, alert_ids, Q(status__in=ACTIVE_STATUSES), changes, note)
     alert_webhooks_emit(tenant=tenant, resolved=ids)
     return ids
 
@@ -624,16 +625,13 @@ def alerts_snooze(*, tenant, alert_ids, until, user):
     if not now < until <= now + SNOOZE_LONGEST:
         raise ValidationError({"until": f"Snooze until a moment in the next {SNOOZE_LONGEST.days} days."})
     changes = {"snoozed_until": until, "snoozed_by": _member_or_none(user)}
-    return _alerts_change(tenant, alert_ids, ACTIVE_STATUSES, changes, note="")
+    return _alerts_change(tenant, alert_ids, Q(status__in=ACTIVE_STATUSES), changes)
 
 
 @transaction.atomic
 def alerts_wake(*, tenant, alert_ids):
     """Bring those of the alerts that are snoozed back now; returns their ids."""
-    snoozed = Alert.objects.for_tenant(tenant).snoozed(timezone.now()).filter(OneOf("pk", sorted(set(alert_ids))))
-    ids = list(snoozed.select_for_update().order_by("pk").values_list("pk", flat=True))
-    Alert.objects.for_tenant(tenant).filter(OneOf("pk", ids)).update(snoozed_until=None, snoozed_by=None)
-    return ids
+    return _alerts_change(tenant, alert_ids, snoozed_at(timezone.now()), {"snoozed_until": None, "snoozed_by": None})
 
 
 def _stored(tenant, alert):

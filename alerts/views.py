@@ -29,7 +29,7 @@ from csplatform.tenancy.decorators import (
 from lifecycle.views import is_htmx
 
 from .forms import SNOOZE_CHOICES, AlertsBulkForm
-from .models import ACTIVE_STATUSES, Alert, AlertRule, AlertStatus, Segment, SegmentMembership, Severity
+from .models import Alert, AlertRule, AlertStatus, Segment, SegmentMembership, Severity, snoozed_at
 from .notifications import member_notifications, notifications_mark_read
 from .services import (
     alert_acknowledge,
@@ -60,10 +60,9 @@ def alert_rows(tenant):
 
 def in_tab(tab, now):
     """The alerts an inbox tab lists: a snoozed alert is under Snoozed until then, not under its status."""
-    snoozed = Q(status__in=ACTIVE_STATUSES, snoozed_until__gt=now)
     if tab == "snoozed":
-        return snoozed
-    return Q(status=tab) & ~snoozed
+        return snoozed_at(now)
+    return Q(status=tab) & ~snoozed_at(now)
 
 
 def default_owner_scope(request):

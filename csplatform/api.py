@@ -130,7 +130,7 @@ class AccountNoteSerializer(customer_serializers.AccountNoteSerializer):
         told = validated_data.pop("tell", [])
         with transaction.atomic():
             note = super().create(validated_data)
-            note_tell(tenant=self.context["tenant"], note=note, users=[user for user in told if user != note.author])
+            note_tell(tenant=self.context["tenant"], note=note, users=told)
         return note
 
 

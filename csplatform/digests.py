@@ -1,13 +1,13 @@
 """The daily digest: one email to each member, as their working day starts, of what needs them on their accounts.
 
-It lists the open alerts on the accounts they own (but those snoozed), their tasks overdue or due
-that day, their accounts renewing within 30 days, each with its page, and
-what teammates addressed to them in the app that they have not read (notes
-written for them, tasks given to them), each with its notification. A
-member with none of these gets no email. It is written to the notification
-outbox under a key of the member and their day, so a day has one digest
-however often the sweep runs, and it is sent and retried like an alert's
-email. Members choose it on their working-hours page; viewers, who own
+It lists the open alerts on the accounts they own (except those snoozed),
+their tasks overdue or due that day, their accounts renewing within 30 days,
+each with its page, and what teammates addressed to them in the app that
+they have not read (notes written for them, tasks given to them), each with
+its notification. A member with none of these gets no email. It is written
+to the notification outbox under a key of the member and their day, so a day
+has one digest however often the sweep runs, and it is sent and retried like
+an alert's email. Members choose it on their working-hours page; viewers, who own
 nothing, get none.
 """
 
