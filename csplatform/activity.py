@@ -9,14 +9,17 @@ a cursor pages on to older events without skipping any that share an instant.
 
 import datetime as dt
 from dataclasses import dataclass
+from decimal import Decimal
 
-from django.db.models import F, Q, Value, Window
+from django.db.models import DateField, F, Q, Value, Window
 from django.db.models.functions import Lag
 from django.urls import reverse
-from django.utils.text import Truncator
+from django.utils.dateformat import format as date_format
+from django.utils.text import Truncator, capfirst, get_text_list
 
 from alerts.models import Alert, SegmentMembership
-from csplatform.customers.models import AccountNote
+from csplatform.customers.models import Account, AccountChange, AccountNote
+from csplatform.tenancy.models import User
 from csplatform.tenancy.timezones import day_start, tenant_zone
 from health.models import HealthSnapshot
 from lifecycle.models import StageTransition, TransitionKind
@@ -31,6 +34,7 @@ KINDS = {
     "task": "Tasks",
     "playbook": "Playbooks",
     "segment": "Segments",
+    "change": "Account changes",
 }
 DETAIL_CHARS = 300
 
@@ -249,6 +253,45 @@ def _segment_stays(field, verb):
     return read
 
 
+def _field_label(name):
+    return Account._meta.get_field(name).verbose_name
+
+
+def _shown_value(tenant, name, value, owners):
+    """A changed field's stored JSON value as the timeline shows it."""
+    if value is None or value == "":
+        return "none"
+    if name == "owner":
+        return owners.get(value, "a former member")
+    if name == "mrr":
+        return f"{Decimal(value):,.2f}"
+    if name == "trial_ends_at":
+        return date_format(dt.datetime.fromisoformat(value).astimezone(tenant_zone(tenant)), "M j, Y H:i")
+    if isinstance(Account._meta.get_field(name), DateField):
+        return date_format(dt.date.fromisoformat(value), "M j, Y")
+    return value
+
+
+def _account_changes(tenant, account, cursor, limit, source):
+    changes = list(_latest(AccountChange.objects.for_tenant(tenant).filter(account=account), "at", cursor, source,
+                           limit))
+    # Owners are kept by id: the page's owners are named in one query, as they are called now.
+    owner_ids = {owner for change in changes for owner in change.fields.get("owner", ()) if owner is not None}
+    owners = {user.pk: str(user) for user in User.objects.filter(pk__in=owner_ids)} if owner_ids else {}
+    entries = []
+    for change in changes:
+        names = [name for name in AccountChange.FIELDS if name in change.fields]
+        text = f"Changed {get_text_list([_field_label(name) for name in names], 'and')}"
+        detail = " · ".join(
+            f"{capfirst(_field_label(name))}: " + " → ".join(_shown_value(tenant, name, value, owners)
+                                                             for value in change.fields[name])
+            for name in names
+        )
+        entries.append(Entry(change.at, "change", text, _clip(detail), change.actor_label, source=source,
+                             pk=change.pk))
+    return entries
+
+
 # (kind, reader) of each source; an entry's source is its place here, so this order is part of every cursor.
 SOURCES = (
     ("stage", _stage_moves),
@@ -265,6 +308,7 @@ SOURCES = (
     ("segment", _segment_stays("left_at", "left")),
     # Added after the others, so that the cursors already handed out keep their sources' places.
     ("alert", _alerts_acknowledged),
+    ("change", _account_changes),
 )
 
 

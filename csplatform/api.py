@@ -1,5 +1,5 @@
-"""The endpoints that reach across apps: how fresh the key's tenant's results are, an account's activity, and the
-notes, which tell the members they name."""
+"""The endpoints that reach across apps: how fresh the key's tenant's results are, the portfolio, an account's
+activity, and the notes, which tell the members they name."""
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
@@ -12,11 +12,18 @@ from alerts.notifications import note_tell
 from csplatform.activity import DETAIL_CHARS, KINDS, Cursor, account_activity
 from csplatform.customers.api import serializers as customer_serializers
 from csplatform.customers.api import views as customer_views
+from csplatform.customers.filtersets import RENEWAL_WINDOWS, UNASSIGNED, UNSCORED, AccountFilterSet
 from csplatform.customers.models import Account
+from csplatform.dashboard import portfolio_listing
 from csplatform.models import PassStatus
 from csplatform.pipeline import pipeline_freshness
+from csplatform.sql import OneOf
+from csplatform.tenancy.api.authentication import acting_user
 from csplatform.tenancy.api.fields import TenantMemberField
+from csplatform.tenancy.api.pagination import StandardPagination
 from csplatform.tenancy.api.viewsets import TenantAPIView
+from health.exports import ROW_FIELDS
+from health.models import Colour
 
 ACTIVITY_PAGE_SIZE = 50
 ACTIVITY_MAX_PAGE_SIZE = 200
@@ -54,6 +61,81 @@ class PipelineFreshnessView(TenantAPIView):
         return Response(FreshnessSerializer(pipeline_freshness(tenant=self.tenant)).data)
 
 
+class PortfolioAccountSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="pk")
+    external_id = serializers.CharField()
+    name = serializers.CharField()
+    domain = serializers.CharField()
+    plan = serializers.CharField()
+    stage = serializers.CharField(
+        source="lifecycle__stage__key", allow_null=True, help_text="The current stage's key; null until placed."
+    )
+    stage_name = serializers.CharField(source="lifecycle__stage__name", allow_null=True)
+    days_in_stage = serializers.IntegerField(allow_null=True)
+    health_colour = serializers.CharField(
+        source="health__colour", allow_null=True, help_text="green, yellow or red; empty or null when not scored."
+    )
+    health_score = serializers.FloatField(source="health__score", allow_null=True, help_text="0 to 100.")
+    health_delta_30d = serializers.FloatField(
+        source="health__delta_30d", allow_null=True, help_text="Points gained (or lost) in 30 days."
+    )
+    mrr = serializers.DecimalField(max_digits=14, decimal_places=2)
+    currency = serializers.CharField()
+    renewal_date = serializers.DateField(allow_null=True)
+    trial_ends_at = serializers.DateTimeField(allow_null=True)
+    owner = serializers.EmailField(source="owner__email", allow_null=True, help_text="The owner's email.")
+    owner_name = serializers.CharField(source="owner__name", allow_null=True)
+    last_activity_at = serializers.DateTimeField(
+        source="last_activity", allow_null=True, help_text="The latest usage event's time."
+    )
+
+
+class PortfolioPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = PortfolioAccountSerializer(many=True)
+
+
+PORTFOLIO_FIELDS = (*ROW_FIELDS, "lifecycle__stage__key")
+PORTFOLIO_SORTS = list(AccountFilterSet.base_filters["sort"].param_map)
+
+
+class PortfolioView(TenantAPIView):
+    """The portfolio as the dashboard lists it: each account with its stage, days in stage, health, MRR, renewal,
+    owner and last activity. The filters and sort keys are the portfolio page's, so a saved view's query string
+    reads the same accounts here."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("q", str, description="Text in the name, domain or external id."),
+            OpenApiParameter("stage", str, description="A stage's key."),
+            OpenApiParameter("health", str, enum=[*Colour.values, UNSCORED]),
+            OpenApiParameter("plan", str, description="A plan in use."),
+            OpenApiParameter("owner", str, description=f"A member's id, or `{UNASSIGNED}` for unassigned accounts."),
+            OpenApiParameter("renewal", str, enum=list(RENEWAL_WINDOWS)),
+            OpenApiParameter("segment", str, description="A segment's key: the accounts in it (or with a contact in "
+                                                         "it, for a contact segment)."),
+            OpenApiParameter("scope", str, enum=["all", "mine"], description="`mine`: the key creator's accounts."),
+            OpenApiParameter("sort", str, enum=[*PORTFOLIO_SORTS, *(f"-{key}" for key in PORTFOLIO_SORTS)],
+                             description="By name unless given; `-` for high to low; empty values last."),
+            OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int, description=f"1 to {StandardPagination.max_page_size}."),
+        ],
+        responses=PortfolioPageSerializer,
+    )
+    def get(self, request):
+        _, _, accounts, filterset = portfolio_listing(self.tenant, request.query_params, acting_user(request))
+        if not filterset.is_valid():
+            raise serializers.ValidationError(filterset.errors)
+        paginator = StandardPagination()
+        # The page's ids first, then its rows: the joins and the last activity are read for this page only.
+        ids = paginator.paginate_queryset(filterset.qs.values_list("pk", flat=True), request, view=self)
+        rows = {row["pk"]: row for row in accounts.filter(OneOf("pk", ids)).values(*PORTFOLIO_FIELDS)}
+        page = [rows[pk] for pk in ids if pk in rows]
+        return paginator.get_paginated_response(PortfolioAccountSerializer(page, many=True).data)
+
+
 class ActivityQuerySerializer(serializers.Serializer):
     kind = serializers.ListField(
         child=serializers.ChoiceField(choices=list(KINDS)), required=False, help_text="Only these kinds; repeat it."
@@ -86,7 +168,7 @@ class ActivityPageSerializer(serializers.Serializer):
 
 class AccountActivityView(TenantAPIView):
     """The account's activity, newest first: stage moves, health colour changes, alerts, notes, emails, tasks,
-    playbook runs and segments; another tenant's account is 404."""
+    playbook runs, segments, and who changed the account's owner or details; another tenant's account is 404."""
 
     @extend_schema(
         parameters=[

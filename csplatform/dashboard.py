@@ -112,18 +112,18 @@ class PortfolioFilterSet(AccountFilterSet):
         return queryset.filter(Exists(stays.filter(segment_id=self.segment_ids[value], account_id=OuterRef("pk"))))
 
 
-def portfolio_listing(request):
-    """What the portfolio page and its CSV file share: the stages, the whole-portfolio figures, the rows'
-    queryset and the filterset of the request's filters (its `today` is the tenant's)."""
-    tenant = request.tenant
+def portfolio_listing(tenant, params, user):
+    """What the portfolio page, its CSV file and the portfolio API share: the stages, the whole-portfolio figures,
+    the rows' queryset and the filterset of the query's `params` ("my accounts" being `user`'s; its `today` is the
+    tenant's)."""
     stages = stages_in_order(tenant=tenant)
     figures = tenant_summary(tenant, "portfolio", lambda: portfolio_figures(tenant))
     accounts = portfolio_accounts(tenant)
     filterset = PortfolioFilterSet(
-        request.GET,
+        params,
         accounts,
         tenant=tenant,
-        user=request.user,
+        user=user,
         today=tenant_today(tenant),
         stages=[(stage.key, stage.name) for stage in stages],
         colours=Colour.choices,
@@ -136,7 +136,7 @@ def portfolio_listing(request):
 @tenant_page
 def portfolio(request):
     tenant = request.tenant
-    stages, figures, accounts, filterset = portfolio_listing(request)
+    stages, figures, accounts, filterset = portfolio_listing(tenant, request.GET, request.user)
     today = filterset.today
     summary = portfolio_summary(figures, stages)
     filters_active = any(request.GET.get(name) for name in FILTER_PARAMS)
@@ -181,7 +181,7 @@ def portfolio(request):
 def portfolio_export(request):
     """The portfolio's accounts as a CSV file, with the page's filters, scope and sort, every page of them."""
     tenant = request.tenant
-    _, _, accounts, filterset = portfolio_listing(request)
+    _, _, accounts, filterset = portfolio_listing(tenant, request.GET, request.user)
     if not filterset.is_valid():
         # A filter the page would show as an error is not left out of the file in silence.
         problems = [f"{name}: {' '.join(errors)}" for name, errors in filterset.errors.items()]

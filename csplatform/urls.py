@@ -18,6 +18,7 @@ api_v1 = [
     path("", include("playbooks.api.urls")),
     path("", include("alerts.api.urls")),
     path("pipeline/", api.PipelineFreshnessView.as_view(), name="api-pipeline"),
+    path("portfolio/", api.PortfolioView.as_view(), name="api-portfolio"),
     path("accounts/<int:account_id>/activity/", api.AccountActivityView.as_view(), name="api-account-activity"),
     *notes.urls,
 ]

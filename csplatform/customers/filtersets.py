@@ -110,7 +110,10 @@ class AccountFilterSet(django_filters.FilterSet):
         )
 
     def filter_scope(self, queryset, name, value):
-        return queryset.filter(owner=self.user) if value == "mine" else queryset
+        if value != "mine":
+            return queryset
+        # An API key made from the command line acts for no one, so it has no accounts of its own.
+        return queryset.filter(owner=self.user) if self.user is not None else queryset.none()
 
     def filter_owner(self, queryset, name, value):
         return queryset.filter(owner__isnull=True) if value == UNASSIGNED else queryset.filter(owner_id=value)

@@ -111,7 +111,6 @@ class AccountDetailsForm(forms.ModelForm):
             "name", "domain", "plan", "mrr", "currency",
             "signup_date", "contract_start", "renewal_date", "trial_ends_at", "card_expires_at",
         ]
-        labels = {"trial_ends_at": "Trial ends"}
         widgets = {
             **{name: forms.DateInput(attrs={"type": "date"}) for name in
                ["signup_date", "contract_start", "renewal_date", "card_expires_at"]},

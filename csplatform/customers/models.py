@@ -1,6 +1,7 @@
 import re
 
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
 
@@ -18,13 +19,13 @@ class Account(TenantModel):
     domain = models.CharField(max_length=253, blank=True)
     owner = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     plan = models.CharField(max_length=100, blank=True)
-    mrr = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    mrr = models.DecimalField("MRR", max_digits=14, decimal_places=2, default=0)
     currency = models.CharField(max_length=3, default="USD")
     signup_date = models.DateField(null=True, blank=True)
-    trial_ends_at = models.DateTimeField(null=True, blank=True)
+    trial_ends_at = models.DateTimeField("trial end", null=True, blank=True)
     contract_start = models.DateField(null=True, blank=True)
     renewal_date = models.DateField(null=True, blank=True)
-    card_expires_at = models.DateField(null=True, blank=True)
+    card_expires_at = models.DateField("card expiry", null=True, blank=True)
     attributes = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -47,6 +48,48 @@ class Account(TenantModel):
 
     def __str__(self):
         return self.name
+
+
+class AccountChange(TenantModel):
+    """Fields of an account that a member, an integration or an import changed in one write.
+
+    `fields` maps each changed field to `[old, new]` in JSON form (dates as
+    ISO text, amounts as decimal text, the owner as a user id or null). Only
+    the fields people read an account by are kept (FIELDS): not its
+    attributes, which integrations rewrite all the time.
+    """
+
+    FIELDS = (
+        "name", "domain", "owner", "plan", "mrr", "currency",
+        "signup_date", "trial_ends_at", "contract_start", "renewal_date", "card_expires_at",
+    )
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="changes")
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Who, in words, as the audit log says it: an API change names its key too.
+    actor_label = models.CharField(max_length=200, blank=True)
+    fields = models.JSONField(encoder=DjangoJSONEncoder)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "account", "at"])]
+
+    def __str__(self):
+        return f"{', '.join(self.fields)} of account {self.account_id} at {self.at:%Y-%m-%d %H:%M}"
+
+    @classmethod
+    def of(cls, account, values):
+        """`{field: [old, new]}` of the FIELDS that setting `values` (model values) on `account` would change."""
+        changed = {}
+        for name in cls.FIELDS:
+            if name not in values:
+                continue
+            old, new = getattr(account, Account._meta.get_field(name).attname), values[name]
+            if name == "owner":
+                new = getattr(new, "pk", None)
+            if old != new:
+                changed[name] = [old, new]
+        return changed
 
 
 def currency_code(value):

@@ -8,17 +8,19 @@ from django.utils.module_loading import import_string
 
 from csplatform.sql import OneOf
 from csplatform.tenancy.models import Role, User
+from csplatform.tenancy.services import audit_actor_label
 
-from .models import Account, AccountNote, Contact, DirtyAccount, SavedView
+from .models import Account, AccountChange, AccountNote, Contact, DirtyAccount, SavedView
 
 
 @transaction.atomic
-def account_upsert(*, tenant, external_id, fields):
+def account_upsert(*, tenant, external_id, fields, actor=None):
     """Create or update the tenant's account with this external id.
 
     `fields` are already-validated model values; `attributes` are merged into
     the stored ones rather than replacing them, as CRMs send partial traits.
-    Returns `(account, created)`. The account is marked for recompute.
+    Returns `(account, created)`. The account is marked for recompute, and
+    what changed of an existing account is recorded as `actor`'s change.
     """
     fields = dict(fields)
     attributes = fields.pop("attributes", None)
@@ -26,11 +28,13 @@ def account_upsert(*, tenant, external_id, fields):
     created = account is None
     if created:
         account = Account(tenant=tenant, external_id=external_id, name=fields.pop("name", None) or external_id)
+    changes = {} if created else {account.pk: AccountChange.of(account, fields)}
     for name, value in fields.items():
         setattr(account, name, value)
     if attributes:
         account.attributes = {**account.attributes, **attributes}
     account.save()
+    account_changes_record(tenant=tenant, changes=changes, actor=actor)
     account_mark_dirty(tenant=tenant, account_ids=[account.pk])
     return account, created
 
@@ -60,6 +64,24 @@ def contact_upsert(*, tenant, external_id, account, fields):
 # Batches look rows up in chunks: SQLite caps the parameters of one query.
 LOOKUP_CHUNK = 1000
 WRITE_BATCH = 500
+
+
+def account_changes_record(*, tenant, changes, actor, at=None):
+    """Keep `changes`, `{account id: {field: [old, new]}}`, as made by `actor` (a user, or None for the platform).
+
+    Accounts whose fields did not change are left out, so an integration sending the same values again
+    records nothing.
+    """
+    at = at or timezone.now()
+    user = actor if getattr(actor, "pk", None) else None
+    # As the activity names no one for what the platform did.
+    label = audit_actor_label(actor) if actor is not None else ""
+    rows = [
+        AccountChange(tenant=tenant, account_id=account_id, at=at, actor=user, actor_label=label, fields=fields)
+        for account_id, fields in changes.items()
+        if fields
+    ]
+    AccountChange.objects.bulk_create(rows, batch_size=WRITE_BATCH)
 
 
 def rows_by_external_id(queryset, external_ids):
@@ -95,7 +117,7 @@ def _bulk_write(model, tenant, to_create, to_update, changed, now):
 
 
 @transaction.atomic
-def account_bulk_upsert(*, tenant, items):
+def account_bulk_upsert(*, tenant, items, actor=None):
     """Upsert many accounts as `account_upsert` does one, in a fixed number of queries.
 
     `items` are validated field dicts, each with a distinct `external_id`.
@@ -105,7 +127,7 @@ def account_bulk_upsert(*, tenant, items):
     existing = rows_by_external_id(
         Account.objects.for_tenant(tenant).select_for_update(), [item["external_id"] for item in items]
     )
-    to_create, to_update, changed = [], [], set()
+    to_create, to_update, changed, changes = [], [], set(), {}
     for item in items:
         fields = dict(item)
         external_id = fields.pop("external_id")
@@ -114,9 +136,11 @@ def account_bulk_upsert(*, tenant, items):
             account = Account(tenant=tenant, external_id=external_id, name=fields.pop("name", None) or external_id)
             to_create.append(account)
         else:
+            changes[account.pk] = AccountChange.of(account, fields)
             to_update.append(account)
         changed |= _apply_fields(account, fields)
     _bulk_write(Account, tenant, to_create, to_update, changed, now)
+    account_changes_record(tenant=tenant, changes=changes, actor=actor, at=now)
     account_mark_dirty(tenant=tenant, account_ids=[account.pk for account in to_create + to_update], now=now)
     return len(to_create), len(to_update)
 
@@ -227,18 +251,24 @@ def account_create(*, tenant, fields):
 
 
 @transaction.atomic
-def account_update(*, tenant, account, fields):
-    """Set the given fields; `attributes`, when given, replaces the stored object."""
+def account_update(*, tenant, account, fields, actor=None):
+    """Set the given fields, recorded as `actor`'s change; `attributes`, when given, replaces the stored object.
+
+    What changed is read against the stored row, as a form may have set its values on `account` already.
+    """
+    stored = Account.objects.for_tenant(tenant).select_for_update().get(pk=account.pk)
+    changes = {account.pk: AccountChange.of(stored, fields)}
     for name, value in fields.items():
         setattr(account, name, value)
     account.save()
+    account_changes_record(tenant=tenant, changes=changes, actor=actor)
     dirty_marks_set(tenant=tenant, accounts=Account.objects.for_tenant(tenant).filter(pk=account.pk))
     return account
 
 
 @transaction.atomic
-def accounts_assign_owner(*, tenant, account_ids, owner):
-    """Give these accounts of the tenant to `owner`, a member (None leaves them unassigned).
+def accounts_assign_owner(*, tenant, account_ids, owner, actor=None):
+    """Give these accounts of the tenant to `owner`, a member (None leaves them unassigned), as `actor`.
 
     Returns how many changed hands; the owner is in the criteria language, so those are marked dirty.
     """
@@ -246,10 +276,15 @@ def accounts_assign_owner(*, tenant, account_ids, owner):
         raise ValidationError({"owner": "Choose a member of this team."})
     accounts = Account.objects.for_tenant(tenant).filter(OneOf("pk", list(account_ids)))
     moving = accounts.exclude(owner__isnull=True) if owner is None else accounts.exclude(owner=owner)
-    ids = list(moving.values_list("pk", flat=True))
-    if not ids:
+    previous_owners = dict(moving.select_for_update().values_list("pk", "owner_id"))
+    if not previous_owners:
         return 0
-    Account.objects.for_tenant(tenant).filter(OneOf("pk", ids)).update(owner=owner, updated_at=timezone.now())
+    now = timezone.now()
+    ids = list(previous_owners)
+    Account.objects.for_tenant(tenant).filter(OneOf("pk", ids)).update(owner=owner, updated_at=now)
+    new_owner = owner.pk if owner else None
+    changes = {pk: {"owner": [old, new_owner]} for pk, old in previous_owners.items()}
+    account_changes_record(tenant=tenant, changes=changes, actor=actor, at=now)
     account_mark_dirty(tenant=tenant, account_ids=ids)
     return len(ids)
 

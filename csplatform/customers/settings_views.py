@@ -25,7 +25,9 @@ def data_import(request):
         if form.is_valid():
             kind = form.cleaned_data["kind"]
             try:
-                result = csv_import(tenant=request.tenant, kind=kind, content=form.cleaned_data["file"].read())
+                result = csv_import(
+                    tenant=request.tenant, kind=kind, content=form.cleaned_data["file"].read(), actor=request.user
+                )
             except CsvImportError as exc:
                 refusal = {"message": exc.message, "problems": exc.problems[:PROBLEMS_SHOWN],
                            "more": max(0, len(exc.problems) - PROBLEMS_SHOWN)}

@@ -210,7 +210,9 @@ def accounts_assign(request):
         return redirect(back_to(request, portfolio))
     owner = form.cleaned_data["owner"]
     try:
-        changed = accounts_assign_owner(tenant=tenant, account_ids=form.cleaned_data["account"], owner=owner)
+        changed = accounts_assign_owner(
+            tenant=tenant, account_ids=form.cleaned_data["account"], owner=owner, actor=request.user
+        )
     except ValidationError as exc:  # the member left between the form's read and the write
         messages.error(request, " ".join(exc.messages))
         return redirect(back_to(request, portfolio))
@@ -231,7 +233,8 @@ def account_details(request, account_id):
     form = AccountDetailsForm(request.POST or None, instance=account)
     if request.method == "POST" and form.is_valid():
         if form.has_changed():
-            account_update(tenant=tenant, account=account, fields={f: form.cleaned_data[f] for f in form.changed_data})
+            fields = {name: form.cleaned_data[name] for name in form.changed_data}
+            account_update(tenant=tenant, account=account, fields=fields, actor=request.user)
             messages.success(request, f"Saved the details of {account}.")
         return redirect("account-detail", tenant_slug=tenant.slug, account_id=account.pk)
     status = 400 if form.is_bound else 200

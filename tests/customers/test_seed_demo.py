@@ -11,7 +11,15 @@ from django.db.models import Count, Max, Sum
 from django.test import override_settings
 
 from csplatform.customers.demo.generate import build_accounts, pattern_list
-from csplatform.customers.models import Account, AccountNote, Contact, DailyPropertyRollup, DailyRollup, UsageEvent
+from csplatform.customers.models import (
+    Account,
+    AccountChange,
+    AccountNote,
+    Contact,
+    DailyPropertyRollup,
+    DailyRollup,
+    UsageEvent,
+)
 from csplatform.tenancy.models import Membership, Role, Tenant
 from csplatform.tenancy.timezones import tenant_today, tenant_zone
 
@@ -259,3 +267,14 @@ class TestDemoPatterns:
             assert note.created_at < dt.datetime.now(dt.timezone.utc) and not note.edited
         champions = set(Contact.objects.for_tenant(shared_demo).filter(role="champion").values_list("name", flat=True))
         assert any(name in note.body for note in notes for name in champions)
+
+    def test_some_accounts_were_handed_over_by_the_admin_from_another_csm_since_signup(self, shared_demo):
+        handovers = AccountChange.objects.for_tenant(shared_demo).select_related("account", "actor")
+        assert handovers.exists()
+        csms = set(Membership.objects.for_tenant(shared_demo).filter(role=Role.CSM).values_list("user_id", flat=True))
+        for handover in handovers:
+            previous, owner = handover.fields["owner"]
+            assert handover.actor.email == "admin@demo.example" and handover.actor_label == str(handover.actor)
+            assert owner == handover.account.owner_id and previous != owner and {previous, owner} <= csms
+            day = handover.at.astimezone(tenant_zone(shared_demo)).date()
+            assert handover.account.signup_date <= day < tenant_today(shared_demo)

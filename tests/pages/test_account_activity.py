@@ -11,7 +11,7 @@ from django.utils import timezone
 from alerts.models import Alert, Subject
 from alerts.services import alert_acknowledge, alert_raise, alert_resolve, segment_create, segments_refresh
 from csplatform import activity, dashboard
-from csplatform.customers.services import note_add
+from csplatform.customers.services import account_update, accounts_assign_owner, note_add
 from health.models import HealthSnapshot
 from lifecycle.services import account_move_stage
 from playbooks.models import EmailStatus, OutboundEmail, Playbook, Step, Task
@@ -39,7 +39,7 @@ def page(client, account, query=""):
 def story(tenant, stages, alice, bob):
     """An account's month, one event a day from November 2: placed, a note, an alert opened, acknowledged and
     resolved, a task added and done, a playbook started, an email sent, a stage move, a contact in a segment,
-    health changes."""
+    its plan and MRR corrected, a new owner, health changes."""
     account = AccountFactory(tenant=tenant, name="Granite Labs", owner=bob)
     ContactFactory(account=account, name="Uma Champion", role="champion")
     days = iter(range(30))
@@ -79,6 +79,10 @@ def story(tenant, stages, alice, bob):
         segment_create(tenant=tenant, actor=alice, key="champions", name="Champions",
                        criteria_text='contact.role == "champion"', subject=Subject.CONTACT)
         segments_refresh(tenant=tenant, account_ids=[account.pk])
+    with day():
+        account_update(tenant=tenant, account=account, fields={"plan": "enterprise", "mrr": 2400}, actor=bob)
+    with day():
+        accounts_assign_owner(tenant=tenant, account_ids=[account.pk], owner=alice, actor=alice)
     for offset, (score, colour) in enumerate([(80, "green"), (81, "green"), (35, "red"), (36, "red"), (75, "green")]):
         HealthSnapshot.objects.create(
             tenant=tenant, account=account, day=dt.date(2026, 11, 20) + dt.timedelta(days=offset), score=score,
@@ -95,6 +99,8 @@ def test_the_page_tells_the_accounts_story_newest_first_from_every_app(signed_in
         "Health turned Green (75), from Red",
         "Health turned Red (35), from Green",
         "Health first scored Green (80)",
+        "Changed owner",
+        "Changed plan and MRR",
         "Uma Champion entered the segment Champions",
         "Moved from Onboarding to Adoption",
         "Email sent to uma@granite.example",
@@ -112,6 +118,8 @@ def test_the_page_tells_the_accounts_story_newest_first_from_every_app(signed_in
     assert '<time datetime="2026-11-24">Nov 24, 2026</time>' in html
     assert "Called them; holiday week." in html and "by Bob CSM" in html
     assert "Moved by hand · Live" in html
+    assert "Plan: pro → enterprise · MRR: 500.00 → 2,400.00" in html
+    assert "Owner: Bob CSM → Alice Admin" in html and "by Alice Admin" in html
     email = OutboundEmail.objects.get(idempotency_key="e1")
     assert f'<a href="/t/alpha/outbox/{email.pk}/">Email sent to uma@granite.example</a>' in html
 
@@ -139,7 +147,7 @@ def test_kinds_narrow_the_list_and_stay_in_the_url(signed_in, story):
 def test_older_events_page_on_without_skipping_or_repeating_any(signed_in, story, monkeypatch):
     everything = texts(page(signed_in, story)[1])
     monkeypatch.setattr(dashboard, "ACTIVITY_PAGE_SIZE", 2)
-    seen, query = [], "?kind=stage&kind=alert&kind=note&kind=email&kind=task&kind=playbook&kind=segment&kind=health"
+    seen, query = [], "?" + "&".join(f"kind={kind}" for kind in activity.KINDS)
     while True:
         response, html = page(signed_in, story, query)
         assert response.status_code == 200
@@ -186,8 +194,9 @@ def test_a_page_reads_one_query_per_source_whatever_the_history(
         note_add(tenant=tenant, account=story, author=None, body=f"Note {number}")
         alert_raise(tenant=tenant, account=story, title=f"Alert {number}", severity="info")
 
-    # The session, the user, the memberships, the account, the navigation's counts, and the sources.
-    with django_assert_max_num_queries(6 + len(activity.SOURCES)):
+    # The session, the user, the memberships, the account, the navigation's counts, the sources, and the owners
+    # named by the account's changes.
+    with django_assert_max_num_queries(7 + len(activity.SOURCES)):
         response, _ = page(signed_in, story)
     assert response.status_code == 200
 

@@ -36,7 +36,7 @@ from rest_framework import authentication, exceptions, serializers
 from rest_framework.response import Response
 
 from csplatform.sql import OneOf
-from csplatform.tenancy.api.authentication import ApiKeyAuthentication
+from csplatform.tenancy.api.authentication import ApiKeyAuthentication, acting_user
 from csplatform.tenancy.api.viewsets import TenantAPIView
 from csplatform.tenancy.models import Scope
 
@@ -273,8 +273,8 @@ VALIDATORS = {
 EVENT_TYPES = ("track", "page")
 
 
-def segment_messages_ingest(*, tenant, messages, errors, shared_context=None):
-    """Validate and apply Segment messages, reporting into `errors`; returns the `IngestResult`.
+def segment_messages_ingest(*, tenant, messages, errors, actor=None, shared_context=None):
+    """Validate and apply Segment messages from `actor`, reporting into `errors`; returns the `IngestResult`.
 
     1. Validate each message with the validator of its type.
     2. Apply groups, then identifies, through the account and contact services.
@@ -309,12 +309,12 @@ def segment_messages_ingest(*, tenant, messages, errors, shared_context=None):
     grouped = {}
     for index, kind, data in parsed:
         if kind == "group":
-            account_upsert(tenant=tenant, external_id=data["groupId"], fields=data["account_fields"])
+            account_upsert(tenant=tenant, external_id=data["groupId"], fields=data["account_fields"], actor=actor)
             if data.get("userId"):
                 grouped[data["userId"]] = data["groupId"]
     for index, kind, data in parsed:
         if kind == "identify":
-            identify_apply(tenant, index, data, errors, grouped.get(data["userId"]))
+            identify_apply(tenant, index, data, errors, grouped.get(data["userId"]), actor)
 
     still_valid = [(index, data) for index, data in event_messages if index not in errors.bad]
     events = events_resolve(tenant, still_valid, errors)
@@ -322,10 +322,12 @@ def segment_messages_ingest(*, tenant, messages, errors, shared_context=None):
     return events_ingest(tenant=tenant, events=events)
 
 
-def identify_apply(tenant, index, data, errors, grouped_account_ref):
+def identify_apply(tenant, index, data, errors, grouped_account_ref, actor):
     account_ref = data["account_ref"] or grouped_account_ref
     if account_ref:
-        account, _ = account_upsert(tenant=tenant, external_id=account_ref, fields=data["company_fields"])
+        account, _ = account_upsert(
+            tenant=tenant, external_id=account_ref, fields=data["company_fields"], actor=actor
+        )
     else:
         contacts = Contact.objects.for_tenant(tenant).select_related("account")
         existing = contacts.filter(external_id=data["userId"]).first()
@@ -390,7 +392,8 @@ class SegmentView(TenantAPIView):
 
     def respond(self, messages, errors, shared_context=None):
         result = segment_messages_ingest(
-            tenant=self.tenant, messages=messages, errors=errors, shared_context=shared_context
+            tenant=self.tenant, messages=messages, errors=errors, actor=acting_user(self.request),
+            shared_context=shared_context,
         )
         if messages and len(errors.bad) == len(messages):
             raise errors.as_validation_error()

@@ -146,7 +146,10 @@ class AccountSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
         return services.account_create(tenant=tenant, fields=validated_data)
 
     def update(self, instance, validated_data):
-        return services.account_update(tenant=self.context["tenant"], account=instance, fields=validated_data)
+        return services.account_update(
+            tenant=self.context["tenant"], account=instance, fields=validated_data,
+            actor=acting_user(self.context["request"]),
+        )
 
     def validate(self, attrs):
         renewal_after_contract(self._current(attrs, "contract_start"), self._current(attrs, "renewal_date"))

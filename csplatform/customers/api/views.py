@@ -6,6 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
+from csplatform.tenancy.api.authentication import acting_user
 from csplatform.tenancy.api.errors import PayloadTooLarge, error_body
 from csplatform.tenancy.api.viewsets import TenantModelViewSet
 
@@ -101,7 +102,9 @@ class UpsertActionsMixin:
         if upload.size > imports.MAX_IMPORT_BYTES:
             raise PayloadTooLarge(imports.too_large_message())
         try:
-            result = imports.csv_import(tenant=self.tenant, kind=self.kind, content=upload.read())
+            result = imports.csv_import(
+                tenant=self.tenant, kind=self.kind, content=upload.read(), actor=acting_user(request)
+            )
         except imports.CsvImportError as exc:
             fields = [{**problem, "field": problem_path(problem)} for problem in exc.problems]
             return Response(error_body(400, exc.code, exc.message, fields), status=status.HTTP_400_BAD_REQUEST)
@@ -151,10 +154,12 @@ class AccountViewSet(UpsertActionsMixin, TenantModelViewSet):
     kind = "accounts"
 
     def upsert_one(self, external_id, instance, fields):
-        return services.account_upsert(tenant=self.tenant, external_id=external_id, fields=fields)
+        return services.account_upsert(
+            tenant=self.tenant, external_id=external_id, fields=fields, actor=acting_user(self.request)
+        )
 
     def bulk_write(self, items):
-        return services.account_bulk_upsert(tenant=self.tenant, items=items)
+        return services.account_bulk_upsert(tenant=self.tenant, items=items, actor=acting_user(self.request))
 
 
 @extend_schema_view(

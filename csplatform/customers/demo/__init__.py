@@ -25,7 +25,7 @@ from django.contrib.auth.hashers import make_password
 from django.db import transaction
 
 from csplatform.customers.ingest import events_ingest
-from csplatform.customers.models import Account, AccountNote, Contact
+from csplatform.customers.models import Account, AccountChange, AccountNote, Contact
 from csplatform.tenancy.models import Role, Tenant
 from csplatform.tenancy.services import membership_set, tenant_create, user_get_or_create
 from csplatform.tenancy.timezones import tenant_today, tenant_zone
@@ -59,10 +59,11 @@ class DemoTenantExists(Exception):
     pass
 
 
-def accounts_store(*, tenant, specs, owners):
+def accounts_store(*, tenant, specs, owners, admin):
     """Store the specs' accounts, contacts and events. Returns the number of events.
 
-    1. Accounts, their owners' notes and contacts with bulk inserts, to learn their ids.
+    1. Accounts, their owners' notes, the `admin`'s handovers of some of them and contacts with bulk inserts,
+       to learn their ids.
     2. Events through the ingest service, a few accounts at a time: it also
        writes the daily rollups, moves contacts' last seen and marks the
        accounts dirty, exactly as for events that arrive through the API.
@@ -117,6 +118,18 @@ def accounts_store(*, tenant, specs, owners):
         for account, spec in zip(accounts, specs)
         for note in spec.notes
     )
+    AccountChange.objects.bulk_create(
+        AccountChange(
+            tenant=tenant,
+            account=account,
+            at=spec.handover.at,
+            actor=admin,
+            actor_label=str(admin),
+            fields={"owner": [owners[spec.handover.previous_owner_index].pk, account.owner_id]},
+        )
+        for account, spec in zip(accounts, specs)
+        if spec.handover
+    )
     contact_ids = iter(contact.pk for contact in contacts)
     batch, stored = [], 0
     for account, spec in zip(accounts, specs):
@@ -157,10 +170,11 @@ def _seed_tenant(*, slug, name, timezone_name, rng, count, members, password_has
             user.save(update_fields=["password"])
         membership_set(tenant=tenant, user=user, role=role)
         users.append((user, role))
-    owners = [user for user, role in users if role == Role.CSM] or [users[0][0]]
+    admin = next(user for user, role in users if role == Role.ADMIN)
+    owners = [user for user, role in users if role == Role.CSM] or [admin]
     zone = tenant_zone(tenant)
     specs = build_accounts(rng, count=count, today=tenant_today(tenant), zone=zone, owners=len(owners))
-    return tenant, len(specs), accounts_store(tenant=tenant, specs=specs, owners=owners)
+    return tenant, len(specs), accounts_store(tenant=tenant, specs=specs, owners=owners, admin=admin)
 
 
 @transaction.atomic

@@ -107,6 +107,9 @@ NOTES = {
 }
 # About this share of accounts has notes.
 NOTED_SHARE = 0.4
+# About this share of owned accounts came from another CSM, handed over this many days ago at most.
+HANDED_OVER_SHARE = 0.12
+HANDOVER_DAYS = 75
 
 
 @dataclass
@@ -134,6 +137,14 @@ class EventSpec:
 
 
 @dataclass
+class HandoverSpec:
+    """The account's previous owner (an index into the owners) and when an admin gave it to its owner."""
+
+    previous_owner_index: int
+    at: dt.datetime
+
+
+@dataclass
 class AccountSpec:
     external_id: str
     name: str
@@ -151,6 +162,7 @@ class AccountSpec:
     contacts: list = field(default_factory=list)
     events: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    handover: HandoverSpec | None = None
 
 
 def pattern_list(count, rng):
@@ -303,6 +315,17 @@ def notes_for(spec, today, zone):
     ]
 
 
+def handover_for(spec, owners, today, zone):
+    """Whether another CSM owned the account before, from a random source of its own as for the notes."""
+    rng = random.Random(f"{spec.external_id}:handover")
+    oldest = min(HANDOVER_DAYS, (today - spec.signup_date).days)
+    if spec.owner_index is None or owners < 2 or oldest < 1 or rng.random() >= HANDED_OVER_SHARE:
+        return None
+    previous = rng.choice([index for index in range(owners) if index != spec.owner_index])
+    days_ago = rng.randint(1, oldest)
+    return HandoverSpec(previous, local_datetime(today - dt.timedelta(days=days_ago), zone, rng))
+
+
 def events_for(spec, rng, today, zone):
     """90 days of events shaped by the account's pattern, oldest first."""
     weights = [ROLE_ACTIVITY[c.role] for c in spec.contacts]
@@ -369,6 +392,7 @@ def build_accounts(rng, *, count, today, zone, owners):
         spec.contacts = contacts_for(spec, rng)
         spec.events = events_for(spec, rng, today, zone)
         spec.notes = notes_for(spec, today, zone)
+        spec.handover = handover_for(spec, owners, today, zone)
         spec.attributes.pop("_quiet_since", None)
         specs.append(spec)
     return specs
