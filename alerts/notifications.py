@@ -21,6 +21,8 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.text import Truncator
 
+from csplatform.tenancy.links import page_url
+from csplatform.tenancy.models import Membership
 from csplatform.tenancy.rls import dangerously_bypass_rls, tenant_context
 
 from . import http
@@ -84,26 +86,57 @@ def in_app_notification(*, tenant, user, subject, text, key, account=None):
     )
 
 
-def member_tell(*, tenant, user, subject, text, key, account=None):
-    """Tell a member something in the app (their notifications page), once per `key`; `account` is what it is
-    about, which following the notification opens."""
-    notification = in_app_notification(tenant=tenant, user=user, subject=subject, text=text, key=key, account=account)
-    notifications_enqueue(tenant=tenant, notifications=[notification])
+def _told_email_text(tenant, membership, text, account):
+    """What a teammate addressed to a member, as the email of it says: the text, the account's page, and how to
+    stop these emails."""
+    parts = [text]
+    if account is not None:
+        parts.append(f"{account.name}: {page_url('account-detail', tenant, account.pk)}")
+    parts.append(
+        f"You get this email as a teammate at {tenant.name} addressed this to you; it is among your notifications "
+        f"in the app too. Choose which emails you get: {page_url('settings-member-hours', tenant, membership.pk)}"
+    )
+    return "\n\n".join(parts)
 
 
-def note_tell(*, tenant, note, users):
-    """Tell each of `users` in the app of a note on an account, once per note and member; never its author."""
-    excerpt = Truncator(" ".join(note.body.split())).chars(NOTE_EXCERPT_LENGTH)
-    subject = f'{note.author} wrote on {note.account.name}: "{excerpt}"'
+def _tell(tenant, users, subject, text, key_of, account, by_email):
+    """Tell each of `users` in the app, once per `key_of(user)`; by email too those who asked for it."""
+    subject = " ".join(subject.split())
     notifications = [
-        in_app_notification(
-            tenant=tenant, user=user, subject=subject, text=note.body, key=f"note:{note.pk}:user:{user.pk}",
-            account=note.account,
-        )
+        in_app_notification(tenant=tenant, user=user, subject=subject, text=text, key=key_of(user), account=account)
         for user in users
-        if user != note.author
     ]
+    if by_email and users:
+        wanting = Membership.objects.for_tenant(tenant).filter(user__in=users, user__is_active=True, email_when_told=True)
+        notifications += [
+            Notification(
+                tenant=tenant,
+                user=membership.user,
+                account=account,
+                channel=Channel.EMAIL,
+                recipient=membership.user.email,
+                subject=subject[:300],
+                text=_told_email_text(tenant, membership, text, account),
+                idempotency_key=f"{key_of(membership.user)}:email"[:300],
+            )
+            for membership in wanting.select_related("user")
+        ]
     notifications_enqueue(tenant=tenant, notifications=notifications)
+
+
+def member_tell(*, tenant, user, subject, text, key, account=None):
+    """Tell a member something, once per `key`: in the app (their notifications page), and by email if they asked
+    for what teammates address to them; `account` is what it is about, which following the notification opens."""
+    _tell(tenant, [user], subject, text, lambda _: key, account, by_email=True)
+
+
+def note_tell(*, tenant, note, users, by_email=True):
+    """Tell each of `users` of a note on an account, once per note and member, as `member_tell` does; never its
+    author. Without `by_email`, in the app only."""
+    excerpt = Truncator(" ".join(note.body.split())).chars(NOTE_EXCERPT_LENGTH)
+    subject = f'{note.author or "Someone"} wrote on {note.account.name}: "{excerpt}"'
+    users = [user for user in users if user != note.author]
+    _tell(tenant, users, subject, note.body, lambda user: f"note:{note.pk}:user:{user.pk}", note.account, by_email)
 
 
 def member_notifications(tenant, user):

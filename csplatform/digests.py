@@ -14,14 +14,13 @@ nothing, get none.
 import datetime as dt
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import transaction
-from django.urls import reverse
 from django.utils import timezone
 
 from alerts.models import Alert, AlertStatus, Channel, Notification
 from alerts.notifications import member_notifications, notifications_enqueue
 from csplatform.customers.models import Account
+from csplatform.tenancy.links import page_url
 from csplatform.tenancy.models import Membership, Role
 from csplatform.tenancy.rls import dangerously_bypass_rls, tenant_context
 from csplatform.tenancy.timezones import local_day_start
@@ -54,10 +53,6 @@ def digest_day(tenant, membership, now):
     if local.weekday() in workdays and start <= local < start + SEND_WINDOW:
         return local.date()
     return None
-
-
-def page_url(name, tenant, *args, query=""):
-    return f"{settings.CSP_PUBLIC_URL.rstrip('/')}{reverse(name, args=[tenant.slug, *args])}{query}"
 
 
 def counted(number, one, many):

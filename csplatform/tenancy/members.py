@@ -19,7 +19,7 @@ from .models import Membership, Role, User
 from .services import audit_record, membership_snapshot
 
 LAST_ADMIN = "A team needs at least one admin; make someone else admin first."
-HOURS_FIELDS = ("timezone", "work_start_hour", "work_end_hour", "work_days", "daily_digest")
+HOURS_FIELDS = ("timezone", "work_start_hour", "work_end_hour", "work_days", "daily_digest", "email_when_told")
 
 
 def _other_admins(tenant, membership):
@@ -101,10 +101,10 @@ def member_role_change(*, tenant, membership, role, actor):
 
 @transaction.atomic
 def member_hours_change(
-    *, tenant, membership, actor, timezone, work_start_hour, work_end_hour, work_days, daily_digest
+    *, tenant, membership, actor, timezone, work_start_hour, work_end_hour, work_days, daily_digest, email_when_told
 ):
     """Set when a member works: their time zone ('' for the tenant's), start and end hour, and weekdays (Monday = 0);
-    and whether their daily digest is sent as that day starts.
+    whether their daily digest is sent as that day starts, and whether what teammates address to them is emailed.
 
     The model validates the values (a known zone, the end after the start,
     at least one day) and raises ValidationError naming the field.
@@ -116,6 +116,7 @@ def member_hours_change(
     membership.work_end_hour = work_end_hour
     membership.work_days = sorted(set(work_days))
     membership.daily_digest = daily_digest
+    membership.email_when_told = email_when_told
     after = membership_snapshot(membership, HOURS_FIELDS)
     if after == before:
         return membership

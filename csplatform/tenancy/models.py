@@ -141,6 +141,8 @@ class Membership(TenantModel):
     work_days = models.JSONField(default=default_work_days, validators=[validate_work_days])
     # The daily digest email at the start of the member's working day (csplatform.digests).
     daily_digest = models.BooleanField(default=True)
+    # An email too, besides the notification in the app, when a teammate tells them of a note or gives them a task.
+    email_when_told = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -46,6 +46,12 @@ class WorkingHoursForm(forms.ModelForm):
         help_text="Open alerts on the member's accounts, their tasks due by that day and renewals within 30 days; "
         "no email on a day with none of these.",
     )
+    email_when_told = forms.BooleanField(
+        label="Email notes and tasks from teammates as they come",
+        required=False,
+        help_text="A note a teammate tells the member of, a task a teammate gives them: by email as well as among "
+        "the notifications in the app.",
+    )
 
     class Meta:
         model = Membership

@@ -3,7 +3,7 @@ import uuid
 
 import pytest
 
-from alerts.models import Notification
+from alerts.models import Channel, Notification
 from csplatform.customers.models import AccountNote
 from csplatform.customers.services import note_add
 
@@ -194,7 +194,8 @@ def test_the_notes_page_pages_through_fifty_at_a_time(client, alice, account):
 
 
 def notifications_of(user):
-    return list(Notification.objects.filter(user=user).values_list("subject", flat=True))
+    """The subjects of the member's notifications in the app (each has its email copy as well)."""
+    return list(Notification.objects.filter(user=user, channel=Channel.IN_APP).values_list("subject", flat=True))
 
 
 def test_a_note_tells_the_teammates_ticked_in_their_notifications(client, alice, bob, account):

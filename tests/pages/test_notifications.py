@@ -4,7 +4,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from alerts.models import Notification
+from alerts.models import Channel, Notification
 from alerts.services import alert_raise, alert_rule_create, alerts_evaluate
 from csplatform.tenancy.models import Role
 from playbooks.models import Task
@@ -131,7 +131,7 @@ def test_a_task_a_teammate_gives_a_member_is_in_their_notifications_and_opens_it
     client.force_login(bob)
 
     html = client.get(URL).content.decode()
-    (notification,) = Notification.objects.for_tenant(tenant).filter(user=bob)
+    (notification,) = Notification.objects.for_tenant(tenant).filter(user=bob, channel=Channel.IN_APP)
 
     assert "Alice Admin gave you a task for Acme Rockets: Prepare the QBR deck" in html
     assert not Notification.objects.for_tenant(tenant).filter(user=alice).exists()
@@ -148,7 +148,10 @@ def test_a_task_handed_on_tells_its_new_owner_each_time_and_not_who_took_it_them
     client.post(change, {"owner": alice.pk})
     client.post(change, {"owner": bob.pk})
 
-    told = Notification.objects.for_tenant(tenant).order_by("pk").values_list("user__email", "subject")
+    told = (
+        Notification.objects.for_tenant(tenant).filter(channel=Channel.IN_APP).order_by("pk")
+        .values_list("user__email", "subject")
+    )
 
     assert list(told) == [
         ("bob@alpha.example", "Alice Admin gave you a task for Acme Rockets: Renewal call"),

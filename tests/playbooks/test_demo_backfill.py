@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from icalendar import Calendar
 
-from alerts.models import Alert, AlertStatus, Notification, Resolution, SegmentMembership
+from alerts.models import Alert, AlertStatus, Channel, Notification, Resolution, SegmentMembership
 from csplatform.customers.models import AccountNote
 from csplatform.tenancy.models import Tenant, User
 from csplatform.tenancy.timezones import day_start, tenant_today
@@ -231,6 +231,8 @@ def test_the_team_noted_what_customers_said_and_an_admin_nudged_owners_through_t
     nudges = notes.filter(key__startswith="demo:nudge:")
     told = Notification.objects.for_tenant(demo).filter(idempotency_key__startswith="note:").select_related("account")
     assert nudges.exists() and told.count() == nudges.count()
+    # In the app only: nobody is emailed of the demo's past.
+    assert set(told.values_list("channel", flat=True)) == {Channel.IN_APP}
     for notification in told:
         assert notification.user_id == notification.account.owner_id and notification.read_at is None
     assert {note.author.email for note in nudges} == {"admin@demo.example"}

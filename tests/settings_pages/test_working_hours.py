@@ -8,7 +8,8 @@ from .conftest import page
 pytestmark = pytest.mark.django_db
 
 PARIS_MORNINGS = {
-    "timezone": "Europe/Paris", "work_start_hour": 8, "work_end_hour": 12, "work_days": [0, 2, 4], "daily_digest": True
+    "timezone": "Europe/Paris", "work_start_hour": 8, "work_end_hour": 12, "work_days": [0, 2, 4], "daily_digest": True,
+    "email_when_told": True,
 }
 
 
@@ -24,7 +25,8 @@ def hours_of(tenant, user):
 
 def test_a_new_member_works_nine_to_five_monday_to_friday_in_the_teams_zone(tenant, bob):
     assert hours_of(tenant, bob) == {
-        "timezone": "", "work_start_hour": 9, "work_end_hour": 17, "work_days": [0, 1, 2, 3, 4], "daily_digest": True
+        "timezone": "", "work_start_hour": 9, "work_end_hour": 17, "work_days": [0, 1, 2, 3, 4], "daily_digest": True,
+        "email_when_told": True,
     }
 
 

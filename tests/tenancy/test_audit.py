@@ -51,6 +51,6 @@ def test_working_hours_that_end_before_they_start_are_refused_by_the_service(ten
     with pytest.raises(ValidationError, match="end after they start"):
         member_hours_change(
             tenant=tenant, membership=membership, actor=alice, timezone="", work_start_hour=17, work_end_hour=9,
-            work_days=[0], daily_digest=True,
+            work_days=[0], daily_digest=True, email_when_told=True,
         )
     assert entries(tenant, "member.hours_changed") == []
