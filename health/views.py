@@ -6,15 +6,18 @@ page) are csplatform.dashboard, above the apps.
 """
 
 import datetime as dt
+from decimal import Decimal
 
-from django.db.models import Count, Sum
+from django.db.models import Count, DateField, DecimalField, Q, Sum
+from django.db.models.fields.json import KT
+from django.db.models.functions import Abs, Cast, TruncMonth
 from django.shortcuts import render
 
-from csplatform.customers.models import Account
+from csplatform.customers.models import Account, AccountChange
 from csplatform.customers.views import with_last_activity
 from csplatform.tenancy.decorators import tenant_page
 from csplatform.tenancy.models import User
-from csplatform.tenancy.timezones import tenant_today
+from csplatform.tenancy.timezones import day_start, tenant_today, tenant_zone
 from lifecycle.selectors import kpi_accounts_per_stage, kpi_conversion, kpi_time_to_onboard, stages_in_order
 from lifecycle.sla import days_in_stage_expression
 
@@ -31,6 +34,8 @@ COLOUR_NAMES = {"green": "Green", "yellow": "Yellow", "red": "Red", "unscored": 
 # Chart colours; the legend and the table under each chart carry the same words.
 COLOUR_HEX = {"green": "#1a7f37", "yellow": "#b88400", "red": "#c62828", "unscored": "#8a94a6"}
 ACCENT = "#2456c7"
+MRR_MONTHS = 3
+LARGEST_MRR_CHANGES = 10
 
 
 def sparkline(scores, first_day, days, *, width=96, height=24, pad=2):
@@ -246,6 +251,69 @@ def report_mrr_by_stage(accounts, stages):
     return {"rows": rows, "chart": chart}
 
 
+def month_starts(today, count):
+    """The first days of the `count` months that end with today's, oldest first."""
+    firsts = [today.replace(day=1)]
+    while len(firsts) < count:
+        firsts.insert(0, (firsts[0] - dt.timedelta(days=1)).replace(day=1))
+    return firsts
+
+
+def _recorded_mrr(position):
+    """The MRR before (0) or after (1) a recorded change, from its JSON."""
+    return Cast(KT(f"fields__mrr__{position}"), DecimalField(max_digits=14, decimal_places=2))
+
+
+def report_mrr_movements(tenant, accounts, today):
+    """The MRR that accounts gained and lost in each of the last MRR_MONTHS months, this one included, from the
+    recorded changes of their MRR (through the API, imports or by hand), and the largest of those changes.
+
+    Two queries whatever the number of changes: the months' sums, and the largest changes.
+    """
+    months = month_starts(today, MRR_MONTHS)
+    changes = (
+        AccountChange.objects.for_tenant(tenant)
+        .filter(fields__has_key="mrr", at__gte=day_start(tenant, months[0]))
+        .annotate(delta=_recorded_mrr(1) - _recorded_mrr(0))
+    )
+    if accounts is not None:
+        changes = changes.filter(account__in=accounts)
+    sums = {
+        row["month"]: row
+        for row in changes.annotate(month=TruncMonth("at", tzinfo=tenant_zone(tenant), output_field=DateField()))
+        .values("month")
+        .annotate(
+            gained=Sum("delta", filter=Q(delta__gt=0)),
+            lost=Sum("delta", filter=Q(delta__lt=0)),
+            expanded=Count("account", distinct=True, filter=Q(delta__gt=0)),
+            contracted=Count("account", distinct=True, filter=Q(delta__lt=0)),
+        )
+        .order_by()
+    }
+    rows = []
+    for first in months:
+        found = sums.get(first, {})
+        gained, lost = found.get("gained") or 0, found.get("lost") or 0
+        rows.append({"month": first, "gained": gained, "lost": lost, "net": gained + lost,
+                     "expanded": found.get("expanded", 0), "contracted": found.get("contracted", 0)})
+    biggest = changes.annotate(size=Abs("delta")).select_related("account").order_by("-size", "-at", "-pk")
+    largest = [
+        {"change": change, "old": Decimal(change.fields["mrr"][0]), "new": Decimal(change.fields["mrr"][1])}
+        for change in biggest[:LARGEST_MRR_CHANGES]
+    ]
+
+    def dataset(label, key, colour):
+        return {"label": label, "data": [float(row[key]) for row in rows], "backgroundColor": COLOUR_HEX[colour]}
+
+    chart = bar_chart(
+        [row["month"].strftime("%B %Y") for row in rows],
+        [dataset("Expansion", "gained", "green"), dataset("Contraction", "lost", "red")],
+        stacked=True,
+        y_title="MRR",
+    )
+    return {"rows": rows, "largest": largest, "chart": chart, "any": bool(largest)}
+
+
 @tenant_page
 def reports(request):
     """The lifecycle and health reports over every account, or over a member's (or no one's) accounts.
@@ -267,6 +335,7 @@ def reports(request):
             health_over_time=report_health_over_time(tenant, owned, today),
             renewals=report_renewals(accounts, today),
             mrr=report_mrr_by_stage(accounts, stages),
+            mrr_movements=report_mrr_movements(tenant, owned, today),
         )
     return render(request, "health/reports.html", context)
 

@@ -72,7 +72,8 @@ class AccountChange(TenantModel):
     fields = models.JSONField(encoder=DjangoJSONEncoder)
 
     class Meta:
-        indexes = [models.Index(fields=["tenant", "account", "at"])]
+        # An account's story reads its changes; the reports read a tenant's latest ones.
+        indexes = [models.Index(fields=["tenant", "account", "at"]), models.Index(fields=["tenant", "at"])]
 
     def __str__(self):
         return f"{', '.join(self.fields)} of account {self.account_id} at {self.at:%Y-%m-%d %H:%M}"

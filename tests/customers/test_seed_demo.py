@@ -2,6 +2,7 @@ import datetime as dt
 import io
 import random
 from collections import Counter
+from decimal import Decimal
 
 import pytest
 import time_machine
@@ -269,7 +270,8 @@ class TestDemoPatterns:
         assert any(name in note.body for note in notes for name in champions)
 
     def test_some_accounts_were_handed_over_by_the_admin_from_another_csm_since_signup(self, shared_demo):
-        handovers = AccountChange.objects.for_tenant(shared_demo).select_related("account", "actor")
+        handovers = AccountChange.objects.for_tenant(shared_demo).filter(fields__has_key="owner")
+        handovers = handovers.select_related("account", "actor")
         assert handovers.exists()
         csms = set(Membership.objects.for_tenant(shared_demo).filter(role=Role.CSM).values_list("user_id", flat=True))
         for handover in handovers:
@@ -278,3 +280,22 @@ class TestDemoPatterns:
             assert owner == handover.account.owner_id and previous != owner and {previous, owner} <= csms
             day = handover.at.astimezone(tenant_zone(shared_demo)).date()
             assert handover.account.signup_date <= day < tenant_today(shared_demo)
+
+    def test_churned_accounts_lost_their_mrr_the_day_they_churned_and_some_others_grew_or_shrank(self, shared_demo):
+        changes = AccountChange.objects.for_tenant(shared_demo).filter(fields__has_key="mrr").select_related("account")
+        zone, today = tenant_zone(shared_demo), tenant_today(shared_demo)
+        patterns = set()
+        for change in changes:
+            account, (previous, now) = change.account, change.fields["mrr"]
+            pattern = account.attributes["demo_pattern"]
+            patterns.add(pattern)
+            assert Decimal(now) == account.mrr and Decimal(previous) != account.mrr
+            assert change.actor is None and change.actor_label == ""
+            day = change.at.astimezone(zone).date()
+            assert account.signup_date <= day < today and "_mrr_before_churn" not in account.attributes
+            if pattern == "churned":
+                assert account.mrr == 0 and day.isoformat() == account.attributes["churned_at"]
+            else:
+                grew = Decimal(now) > Decimal(previous)
+                assert (pattern, grew) in {("healthy", True), ("declining", False)}
+        assert {"churned", "healthy", "declining"} <= patterns

@@ -1,10 +1,13 @@
 import datetime as dt
 import json
 import re
+from decimal import Decimal
 
 import pytest
+import time_machine
 from django.utils import timezone
 
+from csplatform.customers.services import account_update, accounts_assign_owner
 from csplatform.tenancy.timezones import tenant_today
 from lifecycle.models import StageTransition, TransitionKind
 
@@ -127,14 +130,69 @@ def test_reports_run_the_same_number_of_queries_for_few_and_many_accounts(
 ):
     make_accounts(tenant, stages, 3)
     for url in ("/t/alpha/reports/", "/t/alpha/reports/?owner=none"):
-        with django_assert_max_num_queries(16):
+        with django_assert_max_num_queries(17):
             assert signed_in.get(url).status_code == 200
     make_accounts(tenant, stages, 60, prefix="More")
     for url in ("/t/alpha/reports/", "/t/alpha/reports/?owner=none"):
-        with django_assert_max_num_queries(16):
+        with django_assert_max_num_queries(17):
             assert signed_in.get(url).status_code == 200
 
 
 def test_reports_of_a_tenant_you_do_not_belong_to_are_not_found(client, charlie, tenant, stages):
     client.force_login(charlie)
     assert client.get("/t/alpha/reports/").status_code == 404
+
+
+def mrr_changed(tenant, account, mrr, at, actor=None):
+    with time_machine.travel(at, tick=False):
+        account_update(tenant=tenant, account=account, fields={"mrr": Decimal(mrr)}, actor=actor)
+
+
+def test_mrr_gained_and_lost_is_reported_per_month_of_the_tenant_with_the_largest_changes(
+    signed_in, tenant, stages, bob
+):
+    tenant.timezone = "America/New_York"
+    tenant.save()
+    ada, bolt, cyan, dune = (AccountFactory(tenant=tenant, name=name, mrr=mrr) for name, mrr in
+                             (("Ada", 100), ("Bolt", 300), ("Cyan", 1000), ("Dune", 50)))
+    mrr_changed(tenant, dune, 80, dt.datetime(2026, 8, 20, 15, tzinfo=dt.UTC))  # before the three months
+    mrr_changed(tenant, ada, 250, dt.datetime(2026, 10, 10, 15, tzinfo=dt.UTC), actor=bob)
+    mrr_changed(tenant, bolt, 200, dt.datetime(2026, 11, 5, 15, tzinfo=dt.UTC))
+    # Half past eleven on November 30 in New York: still November there.
+    mrr_changed(tenant, cyan, 0, dt.datetime(2026, 12, 1, 4, 30, tzinfo=dt.UTC))
+    mrr_changed(tenant, ada, 400, dt.datetime(2026, 12, 2, 15, tzinfo=dt.UTC))
+    accounts_assign_owner(tenant=tenant, account_ids=[bolt.pk], owner=bob)
+
+    with time_machine.travel(dt.datetime(2026, 12, 15, 15, tzinfo=dt.UTC), tick=False):
+        html = signed_in.get("/t/alpha/reports/").content.decode()
+
+    chart = chart_config(html, "chart-mrr-movements")
+    assert chart["data"]["labels"] == ["October 2026", "November 2026", "December 2026"]
+    assert [(d["label"], d["data"]) for d in chart["data"]["datasets"]] == [
+        ("Expansion", [150.0, 0.0, 150.0]), ("Contraction", [0.0, -1100.0, 0.0])
+    ]
+    cells = re.sub(r"\s+", " ", html)
+    assert ('<th scope="row">November 2026</th><td class="num">0</td><td class="num">0</td>'
+            '<td class="num">-1,100</td><td class="num">2</td><td class="num">-1,100</td>') in cells
+    largest = re.findall(r'accounts/\d+/activity/\?kind=change">(\w+)</a>', html)
+    assert largest == ["Cyan", "Ada", "Ada", "Bolt"]
+    assert "Bob CSM" in cells and '<td class="num">1,000.00</td> <td class="num">0.00</td> <td class="num">-1,000.00</td>' in cells
+
+
+def test_mrr_changes_count_only_the_chosen_members_accounts(signed_in, tenant, stages, bob):
+    mine, theirs = AccountFactory(tenant=tenant, mrr=100, owner=bob), AccountFactory(tenant=tenant, mrr=100)
+    now = timezone.now()
+    mrr_changed(tenant, mine, 160, now)
+    mrr_changed(tenant, theirs, 900, now)
+
+    html = signed_in.get(f"/t/alpha/reports/?owner={bob.pk}").content.decode()
+
+    assert chart_config(html, "chart-mrr-movements")["data"]["datasets"][0]["data"][-1] == 60.0
+
+
+def test_without_mrr_changes_the_report_says_so(signed_in, tenant, stages):
+    AccountFactory(tenant=tenant, mrr=100)
+
+    html = signed_in.get("/t/alpha/reports/").content.decode()
+
+    assert "No account's MRR has changed in the last 3 months." in html

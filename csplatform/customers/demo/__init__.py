@@ -20,6 +20,7 @@ patterns the dashboard must show. Every account records its pattern in
 import os
 import random
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.contrib.auth.hashers import make_password
 from django.db import transaction
@@ -62,8 +63,8 @@ class DemoTenantExists(Exception):
 def accounts_store(*, tenant, specs, owners, admin):
     """Store the specs' accounts, contacts and events. Returns the number of events.
 
-    1. Accounts, their owners' notes, the `admin`'s handovers of some of them and contacts with bulk inserts,
-       to learn their ids.
+    1. Accounts, their owners' notes, the `admin`'s handovers of some of them, the changes of some of their
+       MRR (as an integration records them) and contacts with bulk inserts, to learn their ids.
     2. Events through the ingest service, a few accounts at a time: it also
        writes the daily rollups, moves contacts' last seen and marks the
        accounts dirty, exactly as for events that arrive through the API.
@@ -129,6 +130,16 @@ def accounts_store(*, tenant, specs, owners, admin):
         )
         for account, spec in zip(accounts, specs)
         if spec.handover
+    )
+    AccountChange.objects.bulk_create(
+        AccountChange(
+            tenant=tenant,
+            account=account,
+            at=spec.mrr_change.at,
+            fields={"mrr": [Decimal(spec.mrr_change.previous), Decimal(spec.mrr)]},
+        )
+        for account, spec in zip(accounts, specs)
+        if spec.mrr_change
     )
     contact_ids = iter(contact.pk for contact in contacts)
     batch, stored = [], 0

@@ -110,6 +110,11 @@ NOTED_SHARE = 0.4
 # About this share of owned accounts came from another CSM, handed over this many days ago at most.
 HANDED_OVER_SHARE = 0.12
 HANDOVER_DAYS = 75
+# About this share of healthy accounts grew into a bigger contract, and of declining ones cut seats, in the last
+# MRR_CHANGE_DAYS: their MRR then was the present one times a factor within these bounds.
+MRR_CHANGED_SHARE = 0.4
+MRR_CHANGE_DAYS = 85
+MRR_BEFORE = {"healthy": (0.5, 0.8), "declining": (1.25, 1.6)}
 
 
 @dataclass
@@ -145,6 +150,14 @@ class HandoverSpec:
 
 
 @dataclass
+class MrrChangeSpec:
+    """The account's MRR before its present one, and when it changed."""
+
+    previous: int
+    at: dt.datetime
+
+
+@dataclass
 class AccountSpec:
     external_id: str
     name: str
@@ -163,6 +176,7 @@ class AccountSpec:
     events: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     handover: HandoverSpec | None = None
+    mrr_change: MrrChangeSpec | None = None
 
 
 def pattern_list(count, rng):
@@ -272,6 +286,7 @@ def plan_and_dates(spec, rng, today, zone):
         spec.attributes["churned_at"] = churned_at.isoformat()
         spec.renewal_date = churned_at
         spec.card_expires_at = None
+        spec.attributes["_mrr_before_churn"] = spec.mrr
         spec.mrr = 0
     elif pattern == "dormant":
         spec.attributes["_quiet_since"] = today - dt.timedelta(days=rng.randint(21, 60))
@@ -324,6 +339,21 @@ def handover_for(spec, owners, today, zone):
     previous = rng.choice([index for index in range(owners) if index != spec.owner_index])
     days_ago = rng.randint(1, oldest)
     return HandoverSpec(previous, local_datetime(today - dt.timedelta(days=days_ago), zone, rng))
+
+
+def mrr_change_for(spec, today, zone):
+    """Whether the account's MRR changed lately, from a random source of its own as for the notes: a churned
+    account's fell to zero the day it churned; some healthy ones grew, some declining ones shrank."""
+    rng = random.Random(f"{spec.external_id}:mrr")
+    if spec.pattern == "churned":
+        day, previous = dt.date.fromisoformat(spec.attributes["churned_at"]), spec.attributes["_mrr_before_churn"]
+    else:
+        oldest = min(MRR_CHANGE_DAYS, (today - spec.signup_date).days)
+        if spec.pattern not in MRR_BEFORE or not spec.mrr or oldest < 1 or rng.random() >= MRR_CHANGED_SHARE:
+            return None
+        previous = round(spec.mrr * rng.uniform(*MRR_BEFORE[spec.pattern]), -1)
+        day = today - dt.timedelta(days=rng.randint(1, oldest))
+    return MrrChangeSpec(previous, local_datetime(day, zone, rng)) if previous != spec.mrr else None
 
 
 def events_for(spec, rng, today, zone):
@@ -393,7 +423,9 @@ def build_accounts(rng, *, count, today, zone, owners):
         spec.events = events_for(spec, rng, today, zone)
         spec.notes = notes_for(spec, today, zone)
         spec.handover = handover_for(spec, owners, today, zone)
+        spec.mrr_change = mrr_change_for(spec, today, zone)
         spec.attributes.pop("_quiet_since", None)
+        spec.attributes.pop("_mrr_before_churn", None)
         specs.append(spec)
     return specs
 

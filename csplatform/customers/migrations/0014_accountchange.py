@@ -43,7 +43,7 @@ class Migration(migrations.Migration):
                 ('tenant', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenancy.tenant')),
             ],
             options={
-                'indexes': [models.Index(fields=['tenant', 'account', 'at'], name='customers_a_tenant__238ecb_idx')],
+                'indexes': [models.Index(fields=['tenant', 'account', 'at'], name='customers_a_tenant__238ecb_idx'), models.Index(fields=['tenant', 'at'], name='customers_a_tenant__e21095_idx')],
             },
         ),
     ]
