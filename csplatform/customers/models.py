@@ -1,4 +1,5 @@
 import re
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
@@ -85,12 +86,20 @@ class AccountChange(TenantModel):
         for name in cls.FIELDS:
             if name not in values:
                 continue
-            old, new = getattr(account, Account._meta.get_field(name).attname), values[name]
+            field = Account._meta.get_field(name)
+            old, new = getattr(account, field.attname), values[name]
             if name == "owner":
                 new = getattr(new, "pk", None)
             if old != new:
-                changed[name] = [old, new]
+                changed[name] = [_stored_form(field, old), _stored_form(field, new)]
         return changed
+
+
+def _stored_form(field, value):
+    """`value` as a change keeps it: an amount with its field's decimal places, whatever the input had."""
+    if isinstance(value, Decimal):
+        return value.quantize(Decimal(1).scaleb(-field.decimal_places))
+    return value
 
 
 def currency_code(value):

@@ -6,6 +6,7 @@ import datetime as dt
 import io
 
 import pytest
+import time_machine
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from rest_framework.test import APIClient
@@ -13,6 +14,7 @@ from rest_framework.test import APIClient
 from csplatform.customers.models import AccountChange
 from csplatform.tenancy.services import api_key_create
 
+from ..conftest import make_api_client
 from ..factories import AccountFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -172,3 +174,80 @@ def test_an_import_from_the_command_line_names_no_one(tmp_path, account, api):
     call_command("import_csv", "alpha", "accounts", str(csv_path), stdout=io.StringIO())
 
     assert changes_of(api, account) == [("Changed plan", "Plan: pro → team", "")]
+
+
+# The feed of changes, for integrations that keep another system in step.
+
+FEED = "/api/v1/account-changes/"
+
+
+def test_the_feed_lists_changes_newest_first_with_their_values_as_the_accounts_api_writes_them(
+    client, crm, crm_key, alice, bob, tenant, account
+):
+    crm.patch(f"/api/v1/accounts/{account.pk}/", {"mrr": "640.50", "renewal_date": "2027-03-01"}, format="json")
+    client.force_login(alice)
+    client.post("/t/alpha/accounts/assign/", {"account": [account.pk], "owner": alice.pk})
+
+    body = crm.get(FEED).json()
+
+    owner, details = body["results"]
+    assert owner["account"] == "acme" and owner["account_id"] == account.pk
+    assert (owner["by"], owner["by_email"]) == ("Alice Admin", "alice@alpha.example")
+    assert owner["changes"] == {"owner": {"from": "bob@alpha.example", "to": "alice@alpha.example"}}
+    assert details["by"] == key_label(crm_key)
+    assert details["changes"] == {
+        "mrr": {"from": "500.00", "to": "640.50"}, "renewal_date": {"from": None, "to": "2027-03-01"}
+    }
+    assert body["next"] is None
+
+
+def test_the_feed_reads_one_accounts_changes_of_one_field_since_a_moment(crm, tenant, account):
+    other = AccountFactory(tenant=tenant, external_id="bolt", plan="pro")
+    with time_machine.travel(dt.datetime(2026, 11, 2, 9, tzinfo=dt.UTC), tick=False):
+        crm.patch(f"/api/v1/accounts/{account.pk}/", {"plan": "team"}, format="json")
+    with time_machine.travel(dt.datetime(2026, 11, 9, 9, tzinfo=dt.UTC), tick=False):
+        crm.patch(f"/api/v1/accounts/{account.pk}/", {"plan": "enterprise"}, format="json")
+        crm.patch(f"/api/v1/accounts/{account.pk}/", {"name": "Acme Inc."}, format="json")
+        crm.patch(f"/api/v1/accounts/{other.pk}/", {"plan": "team"}, format="json")
+
+    listed = crm.get(FEED, {"account": "acme", "field": "plan", "since": "2026-11-05T00:00:00Z"}).json()["results"]
+
+    assert [change["changes"] for change in listed] == [{"plan": {"from": "team", "to": "enterprise"}}]
+
+
+def test_the_feed_pages_on_by_its_next_links_without_repeating_a_change(crm, account):
+    for mrr in range(501, 506):
+        crm.patch(f"/api/v1/accounts/{account.pk}/", {"mrr": str(mrr)}, format="json")
+
+    seen, url = [], f"{FEED}?page_size=2"
+    while url:
+        body = crm.get(url).json()
+        seen += [change["changes"]["mrr"]["to"] for change in body["results"]]
+        url = body["next"]
+
+    assert seen == ["505.00", "504.00", "503.00", "502.00", "501.00"]
+
+
+@pytest.mark.parametrize("query, field", [("since=yesterday", "since"), ("field=attributes", "field")])
+def test_a_bad_filter_is_a_400_naming_it(crm, query, field):
+    response = crm.get(f"{FEED}?{query}")
+
+    assert response.status_code == 400
+    assert [error["field"] for error in response.json()["error"]["fields"]] == [field]
+
+
+def test_the_feed_holds_only_the_keys_tenant_and_needs_the_read_scope(crm, other_api, other_tenant, tenant, account):
+    crm.patch(f"/api/v1/accounts/{account.pk}/", {"plan": "team"}, format="json")
+
+    assert other_api.get(FEED).json()["results"] == []
+    assert make_api_client(tenant, scopes=["ingest"]).get(FEED).status_code == 403
+
+
+def test_an_amount_typed_without_cents_is_kept_with_them(client, bob, crm, account):
+    client.force_login(bob)
+    details = {"name": "Acme", "domain": account.domain, "plan": "pro", "mrr": "2400", "currency": "USD",
+               "signup_date": account.signup_date.isoformat()}
+
+    client.post(f"/t/alpha/accounts/{account.pk}/details/", details)
+
+    assert crm.get(FEED).json()["results"][0]["changes"] == {"mrr": {"from": "500.00", "to": "2400.00"}}

@@ -3,7 +3,7 @@ from django.db.models import Q
 
 from csplatform.tenancy.api.filters import DateTimeFilter, EmailFilter
 
-from ..models import Account, AccountNote, Contact, ContactRole
+from ..models import Account, AccountChange, AccountNote, Contact, ContactRole
 
 
 class StableOrderingFilter(django_filters.OrderingFilter):
@@ -99,3 +99,19 @@ class AccountNoteFilterSet(django_filters.FilterSet):
     def filter_queryset(self, queryset):
         # Each note shows its account's external id and its author's email.
         return super().filter_queryset(queryset).select_related("account", "author")
+
+
+class AccountChangeFilterSet(django_filters.FilterSet):
+    account = django_filters.CharFilter(field_name="account__external_id", help_text="The account's external id.")
+    since = DateTimeFilter(field_name="at", lookup_expr="gte", help_text="Made at or after this ISO 8601 time.")
+    field = django_filters.ChoiceFilter(
+        choices=[(name, name) for name in AccountChange.FIELDS], method="filter_field",
+        help_text="Only the changes of this field.",
+    )
+
+    class Meta:
+        model = AccountChange
+        fields = []
+
+    def filter_field(self, queryset, name, value):
+        return queryset.filter(fields__has_key=value)

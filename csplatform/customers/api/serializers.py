@@ -1,4 +1,6 @@
 from django.utils.encoding import smart_str
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from csplatform.tenancy.api.authentication import acting_user
@@ -7,7 +9,7 @@ from csplatform.tenancy.api.fields import TenantMemberField, TenantRelatedField
 from csplatform.tenancy.models import User
 
 from .. import services
-from ..models import Account, AccountNote, Contact, currency_code, renewal_after_contract
+from ..models import Account, AccountChange, AccountNote, Contact, currency_code, renewal_after_contract
 from .ingest_serializers import json_problem, string_problem
 
 BULK_MAX_ITEMS = 1000
@@ -345,3 +347,32 @@ def validate_upsert_batch(serializer_class, items, *, tenant):
         except serializers.ValidationError as exc:
             errors.extend(item_error(index, e["field"], e["code"], e["message"]) for e in flatten_errors(exc.detail))
     return valid, errors
+
+
+class AccountChangeSerializer(serializers.ModelSerializer):
+    """A change of an account's owner or details; the owners are named by email, as the accounts API names them.
+
+    The context's `owner_emails` maps the owners' user ids to their emails.
+    """
+
+    account = serializers.SlugRelatedField(slug_field="external_id", read_only=True, help_text="Its external id.")
+    by = serializers.CharField(source="actor_label", help_text="Who made it, and through which API key; empty "
+                               "when the platform did.")
+    by_email = serializers.EmailField(source="actor.email", allow_null=True, default=None)
+    changes = serializers.SerializerMethodField(help_text="Each changed field: its value before (`from`) and after "
+                                                "(`to`), as the accounts API writes them.")
+
+    class Meta:
+        model = AccountChange
+        fields = ["id", "account", "account_id", "at", "by", "by_email", "changes"]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_changes(self, change):
+        emails = self.context["owner_emails"]
+
+        def written(name, value):
+            return emails.get(value) if name == "owner" and value is not None else value
+
+        return {
+            name: {"from": written(name, old), "to": written(name, new)} for name, (old, new) in change.fields.items()
+        }

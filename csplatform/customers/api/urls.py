@@ -5,5 +5,6 @@ from . import views
 router = SimpleRouter()
 router.register("accounts", views.AccountViewSet, basename="account")
 router.register("contacts", views.ContactViewSet, basename="contact")
+router.register("account-changes", views.AccountChangeViewSet, basename="account-change")
 
 urlpatterns = router.urls

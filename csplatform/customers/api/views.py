@@ -1,20 +1,24 @@
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins
 from rest_framework import serializers as drf_serializers
-from rest_framework import status
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from csplatform.tenancy.api.authentication import acting_user
 from csplatform.tenancy.api.errors import PayloadTooLarge, error_body
-from csplatform.tenancy.api.viewsets import TenantModelViewSet
+from csplatform.tenancy.api.pagination import NewestFirstCursorPagination
+from csplatform.tenancy.api.viewsets import TenantModelViewSet, TenantScopedMixin
+from csplatform.tenancy.models import User
 
 from .. import imports, services
-from ..models import Account, AccountNote, Contact
-from .filtersets import AccountFilterSet, AccountNoteFilterSet, ContactFilterSet
+from ..models import Account, AccountChange, AccountNote, Contact
+from .filtersets import AccountChangeFilterSet, AccountFilterSet, AccountNoteFilterSet, ContactFilterSet
 from .serializers import (
     BULK_MAX_ITEMS,
+    AccountChangeSerializer,
     AccountNoteSerializer,
     AccountSerializer,
     AccountUpsertSerializer,
@@ -194,3 +198,29 @@ class AccountNoteViewSet(TenantModelViewSet):
 
     def perform_destroy(self, instance):
         services.note_delete(tenant=self.tenant, note=instance)
+
+
+class ChangeCursorPagination(NewestFirstCursorPagination):
+    ordering = ("-at", "-id")
+
+
+class AccountChangeViewSet(TenantScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Who changed which account's owner or details, from what to what, newest first: through the pages, the API,
+    imports or the Segment API. Keep the time of the latest change read and pass it as `since` next time to read
+    only the newer ones."""
+
+    queryset = AccountChange.objects
+    serializer_class = AccountChangeSerializer
+    filterset_class = AccountChangeFilterSet
+    pagination_class = ChangeCursorPagination
+
+    def filter_queryset(self, queryset):
+        return super().filter_queryset(queryset).select_related("account", "actor")
+
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        # The page's owners by email, in one query.
+        owner_ids = {value for change in page for value in change.fields.get("owner", ()) if value is not None}
+        emails = dict(User.objects.filter(pk__in=owner_ids).values_list("pk", "email")) if owner_ids else {}
+        context = {**self.get_serializer_context(), "owner_emails": emails}
+        return self.get_paginated_response(self.get_serializer(page, many=True, context=context).data)

@@ -20,7 +20,6 @@ patterns the dashboard must show. Every account records its pattern in
 import os
 import random
 from dataclasses import dataclass
-from decimal import Decimal
 
 from django.contrib.auth.hashers import make_password
 from django.db import transaction
@@ -136,7 +135,7 @@ def accounts_store(*, tenant, specs, owners, admin):
             tenant=tenant,
             account=account,
             at=spec.mrr_change.at,
-            fields={"mrr": [Decimal(spec.mrr_change.previous), Decimal(spec.mrr)]},
+            fields={"mrr": [f"{spec.mrr_change.previous:.2f}", f"{spec.mrr:.2f}"]},
         )
         for account, spec in zip(accounts, specs)
         if spec.mrr_change
