@@ -174,6 +174,8 @@ def test_an_import_from_the_command_line_names_no_one(tmp_path, account, api):
     call_command("import_csv", "alpha", "accounts", str(csv_path), stdout=io.StringIO())
 
     assert changes_of(api, account) == [("Changed plan", "Plan: pro → team", "")]
+    (change,) = api.get("/api/v1/account-changes/").json()["results"]
+    assert (change["by"], change["by_email"]) == ("", None)
 
 
 # The feed of changes, for integrations that keep another system in step.
