@@ -107,7 +107,9 @@ def _tell(tenant, users, subject, text, key_of, account, by_email):
         for user in users
     ]
     if by_email and users:
-        wanting = Membership.objects.for_tenant(tenant).filter(user__in=users, user__is_active=True, email_when_told=True)
+        wanting = Membership.objects.for_tenant(tenant).filter(
+            user__in=users, user__is_active=True, email_when_told=True
+        )
         notifications += [
             Notification(
                 tenant=tenant,

@@ -19,7 +19,6 @@ from django.utils.text import Truncator, capfirst, get_text_list
 
 from alerts.models import Alert, SegmentMembership
 from csplatform.customers.models import Account, AccountChange, AccountNote
-from csplatform.tenancy.models import User
 from csplatform.tenancy.timezones import day_start, tenant_zone
 from health.models import HealthSnapshot
 from lifecycle.models import StageTransition, TransitionKind
@@ -262,7 +261,7 @@ def _shown_value(tenant, name, value, owners):
     if value is None or value == "":
         return "none"
     if name == "owner":
-        return owners.get(value, "a former member")
+        return str(owners[value]) if value in owners else "a former member"
     if name == "mrr":
         return f"{Decimal(value):,.2f}"
     if name == "trial_ends_at":
@@ -272,23 +271,24 @@ def _shown_value(tenant, name, value, owners):
     return value
 
 
+def _change_line(tenant, name, values, owners):
+    """`Plan: pro → team`: a field's values before and after a change."""
+    return f"{capfirst(_field_label(name))}: " + " → ".join(_shown_value(tenant, name, v, owners) for v in values)
+
+
 def _account_changes(tenant, account, cursor, limit, source):
-    changes = list(_latest(AccountChange.objects.for_tenant(tenant).filter(account=account), "at", cursor, source,
-                           limit))
-    # Owners are kept by id: the page's owners are named in one query, as they are called now.
-    owner_ids = {owner for change in changes for owner in change.fields.get("owner", ()) if owner is not None}
-    owners = {user.pk: str(user) for user in User.objects.filter(pk__in=owner_ids)} if owner_ids else {}
+    changes = AccountChange.objects.for_tenant(tenant).filter(account=account)
+    changes = list(_latest(changes, "at", cursor, source, limit))
+    # Named as they are called now.
+    owners = AccountChange.owners_named(changes)
     entries = []
     for change in changes:
         names = [name for name in AccountChange.FIELDS if name in change.fields]
         text = f"Changed {get_text_list([_field_label(name) for name in names], 'and')}"
-        detail = " · ".join(
-            f"{capfirst(_field_label(name))}: " + " → ".join(_shown_value(tenant, name, value, owners)
-                                                             for value in change.fields[name])
-            for name in names
+        detail = " · ".join(_change_line(tenant, name, change.fields[name], owners) for name in names)
+        entries.append(
+            Entry(change.at, "change", text, _clip(detail), change.actor_label, source=source, pk=change.pk)
         )
-        entries.append(Entry(change.at, "change", text, _clip(detail), change.actor_label, source=source,
-                             pk=change.pk))
     return entries
 
 

@@ -17,12 +17,11 @@ from csplatform.customers.models import Account
 from csplatform.dashboard import portfolio_listing
 from csplatform.models import PassStatus
 from csplatform.pipeline import pipeline_freshness
-from csplatform.sql import OneOf
 from csplatform.tenancy.api.authentication import acting_user
 from csplatform.tenancy.api.fields import TenantMemberField
 from csplatform.tenancy.api.pagination import StandardPagination
 from csplatform.tenancy.api.viewsets import TenantAPIView
-from health.exports import ROW_FIELDS
+from health.exports import portfolio_rows
 from health.models import Colour
 
 ACTIVITY_PAGE_SIZE = 50
@@ -97,7 +96,6 @@ class PortfolioPageSerializer(serializers.Serializer):
     results = PortfolioAccountSerializer(many=True)
 
 
-PORTFOLIO_FIELDS = (*ROW_FIELDS, "lifecycle__stage__key")
 PORTFOLIO_SORTS = list(AccountFilterSet.base_filters["sort"].param_map)
 
 
@@ -131,9 +129,8 @@ class PortfolioView(TenantAPIView):
         paginator = StandardPagination()
         # The page's ids first, then its rows: the joins and the last activity are read for this page only.
         ids = paginator.paginate_queryset(filterset.qs.values_list("pk", flat=True), request, view=self)
-        rows = {row["pk"]: row for row in accounts.filter(OneOf("pk", ids)).values(*PORTFOLIO_FIELDS)}
-        page = [rows[pk] for pk in ids if pk in rows]
-        return paginator.get_paginated_response(PortfolioAccountSerializer(page, many=True).data)
+        rows = portfolio_rows(accounts, ids)
+        return paginator.get_paginated_response(PortfolioAccountSerializer(rows, many=True).data)
 
 
 class ActivityQuerySerializer(serializers.Serializer):

@@ -94,6 +94,13 @@ class AccountChange(TenantModel):
                 changed[name] = [_stored_form(field, old), _stored_form(field, new)]
         return changed
 
+    @staticmethod
+    def owners_named(changes):
+        """`{user id: user}` of the owners before and after `changes`, which keep them by id: one query, or none
+        when no owner changed. A user deleted since is missing."""
+        ids = {value for change in changes for value in change.fields.get("owner", ()) if value is not None}
+        return User.objects.in_bulk(ids) if ids else {}
+
 
 def _stored_form(field, value):
     """`value` as a change keeps it: an amount with its field's decimal places, whatever the input had."""

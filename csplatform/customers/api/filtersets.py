@@ -115,3 +115,7 @@ class AccountChangeFilterSet(django_filters.FilterSet):
 
     def filter_field(self, queryset, name, value):
         return queryset.filter(fields__has_key=value)
+
+    def filter_queryset(self, queryset):
+        # Each change names its account's external id and its author's email.
+        return super().filter_queryset(queryset).select_related("account", "actor")

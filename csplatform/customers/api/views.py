@@ -11,7 +11,6 @@ from csplatform.tenancy.api.authentication import acting_user
 from csplatform.tenancy.api.errors import PayloadTooLarge, error_body
 from csplatform.tenancy.api.pagination import NewestFirstCursorPagination
 from csplatform.tenancy.api.viewsets import TenantModelViewSet, TenantScopedMixin
-from csplatform.tenancy.models import User
 
 from .. import imports, services
 from ..models import Account, AccountChange, AccountNote, Contact
@@ -214,13 +213,8 @@ class AccountChangeViewSet(TenantScopedMixin, mixins.ListModelMixin, viewsets.Ge
     filterset_class = AccountChangeFilterSet
     pagination_class = ChangeCursorPagination
 
-    def filter_queryset(self, queryset):
-        return super().filter_queryset(queryset).select_related("account", "actor")
-
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        # The page's owners by email, in one query.
-        owner_ids = {value for change in page for value in change.fields.get("owner", ()) if value is not None}
-        emails = dict(User.objects.filter(pk__in=owner_ids).values_list("pk", "email")) if owner_ids else {}
+        emails = {pk: user.email for pk, user in AccountChange.owners_named(page).items()}
         context = {**self.get_serializer_context(), "owner_emails": emails}
         return self.get_paginated_response(self.get_serializer(page, many=True, context=context).data)

@@ -119,26 +119,7 @@ def accounts_store(*, tenant, specs, owners, admin):
         for note in spec.notes
     )
     AccountChange.objects.bulk_create(
-        AccountChange(
-            tenant=tenant,
-            account=account,
-            at=spec.handover.at,
-            actor=admin,
-            actor_label=str(admin),
-            fields={"owner": [owners[spec.handover.previous_owner_index].pk, account.owner_id]},
-        )
-        for account, spec in zip(accounts, specs)
-        if spec.handover
-    )
-    AccountChange.objects.bulk_create(
-        AccountChange(
-            tenant=tenant,
-            account=account,
-            at=spec.mrr_change.at,
-            fields={"mrr": [f"{spec.mrr_change.previous:.2f}", f"{spec.mrr:.2f}"]},
-        )
-        for account, spec in zip(accounts, specs)
-        if spec.mrr_change
+        change for account, spec in zip(accounts, specs) for change in past_changes(account, spec, owners, admin)
     )
     contact_ids = iter(contact.pk for contact in contacts)
     batch, stored = [], 0
@@ -162,6 +143,18 @@ def accounts_store(*, tenant, specs, owners, admin):
     if batch:
         stored += events_ingest(tenant=tenant, events=batch).stored
     return stored
+
+
+def past_changes(account, spec, owners, admin):
+    """The account's recorded changes: the `admin` handing it over from another CSM, and its MRR changing as an
+    integration records it (by no one)."""
+    if spec.handover:
+        previous = owners[spec.handover.previous_owner_index]
+        yield AccountChange(tenant=account.tenant, account=account, at=spec.handover.at, actor=admin,
+                            actor_label=str(admin), fields={"owner": [previous.pk, account.owner_id]})
+    if spec.mrr_change:
+        yield AccountChange(tenant=account.tenant, account=account, at=spec.mrr_change.at,
+                            fields={"mrr": [f"{spec.mrr_change.previous:.2f}", f"{spec.mrr:.2f}"]})
 
 
 def demo_password():

@@ -286,7 +286,8 @@ def plan_and_dates(spec, rng, today, zone):
         spec.attributes["churned_at"] = churned_at.isoformat()
         spec.renewal_date = churned_at
         spec.card_expires_at = None
-        spec.attributes["_mrr_before_churn"] = spec.mrr
+        # Its MRR fell to zero as it churned, at noon that day.
+        spec.mrr_change = MrrChangeSpec(spec.mrr, dt.datetime.combine(churned_at, dt.time(12), tzinfo=zone))
         spec.mrr = 0
     elif pattern == "dormant":
         spec.attributes["_quiet_since"] = today - dt.timedelta(days=rng.randint(21, 60))
@@ -342,17 +343,14 @@ def handover_for(spec, owners, today, zone):
 
 
 def mrr_change_for(spec, today, zone):
-    """Whether the account's MRR changed lately, from a random source of its own as for the notes: a churned
-    account's fell to zero the day it churned; some healthy ones grew, some declining ones shrank."""
+    """Whether a healthy account grew or a declining one shrank lately, from a random source of its own as for
+    the notes."""
     rng = random.Random(f"{spec.external_id}:mrr")
-    if spec.pattern == "churned":
-        day, previous = dt.date.fromisoformat(spec.attributes["churned_at"]), spec.attributes["_mrr_before_churn"]
-    else:
-        oldest = min(MRR_CHANGE_DAYS, (today - spec.signup_date).days)
-        if spec.pattern not in MRR_BEFORE or not spec.mrr or oldest < 1 or rng.random() >= MRR_CHANGED_SHARE:
-            return None
-        previous = round(spec.mrr * rng.uniform(*MRR_BEFORE[spec.pattern]), -1)
-        day = today - dt.timedelta(days=rng.randint(1, oldest))
+    oldest = min(MRR_CHANGE_DAYS, (today - spec.signup_date).days)
+    if spec.pattern not in MRR_BEFORE or not spec.mrr or oldest < 1 or rng.random() >= MRR_CHANGED_SHARE:
+        return None
+    previous = round(spec.mrr * rng.uniform(*MRR_BEFORE[spec.pattern]), -1)
+    day = today - dt.timedelta(days=rng.randint(1, oldest))
     return MrrChangeSpec(previous, local_datetime(day, zone, rng)) if previous != spec.mrr else None
 
 
@@ -423,9 +421,8 @@ def build_accounts(rng, *, count, today, zone, owners):
         spec.events = events_for(spec, rng, today, zone)
         spec.notes = notes_for(spec, today, zone)
         spec.handover = handover_for(spec, owners, today, zone)
-        spec.mrr_change = mrr_change_for(spec, today, zone)
+        spec.mrr_change = spec.mrr_change or mrr_change_for(spec, today, zone)
         spec.attributes.pop("_quiet_since", None)
-        spec.attributes.pop("_mrr_before_churn", None)
         specs.append(spec)
     return specs
 
