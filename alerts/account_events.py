@@ -1,9 +1,15 @@
-"""Webhook events about accounts that the pipeline changed: stage moves and health colour changes."""
+"""Webhook events about accounts: the stage moves and health colour changes that the pipeline made, and the
+changes of owner or details that people and integrations made."""
 
+from csplatform.customers.api.serializers import AccountChangeSerializer
+from csplatform.customers.models import AccountChange
+from csplatform.sql import OneOf
 from health.models import HealthScore
 from lifecycle.models import StageTransition
 
 from .webhooks import account_payload, webhooks_emit
+
+CHANGES_PER_EMIT = 1000
 
 
 def _stage_changed(transition):
@@ -50,4 +56,44 @@ def account_changes_emit(*, tenant, moved_ids, colour_changed_ids, since):
             event_type="account.health_changed",
             rows=scores.select_related("account"),
             event=_health_changed,
+        )
+
+
+def _account_updated(change_and_emails):
+    change, owner_emails = change_and_emails
+    data = AccountChangeSerializer(change, context={"owner_emails": owner_emails}).data
+    payload = {
+        "account": account_payload(change.account),
+        "change": change.pk,
+        **{name: data[name] for name in ("at", "by", "by_email", "changes")},
+    }
+    return payload, f"account_change:{change.pk}"
+
+
+def _with_owner_emails(tenant, change_ids):
+    """The changes, each with the emails of the owners they name, as the feed of changes names them."""
+    changes = list(
+        AccountChange.objects.for_tenant(tenant)
+        .filter(OneOf("pk", change_ids))
+        .select_related("account", "actor")
+        .order_by("pk")
+    )
+    owner_emails = {pk: user.email for pk, user in AccountChange.owners_named(changes).items()}
+    for change in changes:
+        yield change, owner_emails
+
+
+def account_updates_emit(*, tenant, change_ids):
+    """Emit account.updated for each of these recorded changes of an account's owner or details, in the
+    form of the API's feed of changes (CSP_ACCOUNT_CHANGES_HOOK).
+
+    The changes are read only when some endpoint subscribes, a thousand at a time (SQLite caps the parameters
+    of one query, and an import may change a hundred thousand accounts), and each is announced once.
+    """
+    for start in range(0, len(change_ids), CHANGES_PER_EMIT):
+        webhooks_emit(
+            tenant=tenant,
+            event_type="account.updated",
+            rows=_with_owner_emails(tenant, change_ids[start : start + CHANGES_PER_EMIT]),
+            event=_account_updated,
         )

@@ -66,6 +66,7 @@ EVENT_TYPES = [
     "account.stage_changed",
     "account.health_changed",
     "account.expansion_flagged",
+    "account.updated",
     "alert.opened",
     "alert.acknowledged",
     "alert.resolved",

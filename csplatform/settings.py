@@ -211,6 +211,8 @@ CELERY_BEAT_SCHEDULE = {
 }
 # What customers calls after it marks accounts dirty: the pipeline's scheduler.
 CSP_ACCOUNTS_CHANGED_HOOK = "csplatform.tasks.schedule_recompute"
+# What customers calls with the changes of accounts' owner or details it records: their webhooks.
+CSP_ACCOUNT_CHANGES_HOOK = "alerts.account_events.account_updates_emit"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["csplatform.tenancy.api.authentication.ApiKeyAuthentication"],

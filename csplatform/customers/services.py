@@ -70,7 +70,9 @@ def account_changes_record(*, tenant, changes, actor, at=None):
     """Keep `changes`, `{account id: {field: [old, new]}}`, as made by `actor` (a user, or None for the platform).
 
     Accounts whose fields did not change are left out, so an integration sending the same values again
-    records nothing.
+    records nothing. The webhooks that announce the changes sit above this app, so their hook is named in
+    settings (CSP_ACCOUNT_CHANGES_HOOK); it runs in this transaction, so a change is announced if and only
+    if it is kept.
     """
     at = at or timezone.now()
     user = actor if getattr(actor, "pk", None) else None
@@ -81,7 +83,9 @@ def account_changes_record(*, tenant, changes, actor, at=None):
         for account_id, fields in changes.items()
         if fields
     ]
-    AccountChange.objects.bulk_create(rows, batch_size=WRITE_BATCH)
+    recorded = AccountChange.objects.bulk_create(rows, batch_size=WRITE_BATCH)
+    if recorded and settings.CSP_ACCOUNT_CHANGES_HOOK:
+        import_string(settings.CSP_ACCOUNT_CHANGES_HOOK)(tenant=tenant, change_ids=[row.pk for row in recorded])
 
 
 def rows_by_external_id(queryset, external_ids):

@@ -8,10 +8,10 @@ from urllib.parse import urlsplit
 import pytest
 from django.utils import timezone
 
-from alerts.account_events import account_changes_emit
+from alerts.account_events import account_changes_emit, account_updates_emit
 from alerts.models import Alert, DeliveryStatus, Notification, WebhookDelivery, WebhookSubscription
-from alerts.services import alerts_acknowledge
 from alerts.notifications import notifications_send_due
+from alerts.services import alerts_acknowledge
 from alerts.webhooks import (
     SignatureError,
     sign,
@@ -19,9 +19,11 @@ from alerts.webhooks import (
     webhook_deliver_due,
     webhook_emit,
     webhook_secret_rotate,
-    webhooks_emit,
     webhook_subscription_create,
+    webhooks_emit,
 )
+from csplatform.customers.models import AccountChange
+from csplatform.customers.services import account_bulk_upsert
 from csplatform.tenancy.models import AuditLogEntry
 from tests.factories import AccountFactory
 
@@ -301,3 +303,54 @@ def test_alerts_acknowledged_together_each_reach_the_subscriber_once_naming_who(
     assert {(event["status"], event["acknowledged_by"], event["note"]) for event in events} == {
         ("acknowledged", "bob@alpha.example", "Looking")
     }
+
+
+def test_an_owner_handed_over_on_a_page_and_an_mrr_changed_through_the_api_reach_their_subscriber(
+    client, api, tenant, alice, bob, receiver
+):
+    subscribe(tenant, receiver.url, event_types=["account.updated"])
+    account = AccountFactory(tenant=tenant, owner=bob, name="Acme Rockets", external_id="acme", mrr=500)
+    client.force_login(alice)
+
+    client.post("/t/alpha/accounts/assign/", {"account": [account.pk], "owner": alice.pk})
+    for _ in range(2):
+        assert api.patch(f"/api/v1/accounts/{account.pk}/", {"mrr": "2400"}, format="json").status_code == 200
+    webhook_deliver_due()
+
+    events = [request["json"] for request in receiver.requests]
+    assert [event["type"] for event in events] == ["account.updated", "account.updated"]
+    handover, expansion = sorted((event["data"] for event in events), key=lambda data: data["change"])
+    assert handover["account"] == {"id": account.pk, "external_id": "acme", "name": "Acme Rockets"}
+    assert (handover["by"], handover["by_email"]) == ("Alice Admin", "alice@alpha.example")
+    assert handover["changes"] == {"owner": {"from": "bob@alpha.example", "to": "alice@alpha.example"}}
+    # The unchanged second PATCH changed nothing, and announced nothing.
+    assert expansion["changes"] == {"mrr": {"from": "500.00", "to": "2400.00"}}
+    assert expansion["change"] == AccountChange.objects.for_tenant(tenant).latest("pk").pk
+    assert expansion["at"] == AccountChange.objects.for_tenant(tenant).latest("pk").at.isoformat().replace("+00:00", "Z")
+
+
+def test_each_change_is_announced_once_however_often_it_is_emitted(tenant, receiver):
+    subscribe(tenant, receiver.url, event_types=["account.updated"])
+    account_bulk_upsert(tenant=tenant, items=[{"external_id": "acme", "name": "Acme"}])
+    account_bulk_upsert(tenant=tenant, items=[{"external_id": "acme", "plan": "team"}])
+    (change,) = AccountChange.objects.for_tenant(tenant)
+
+    account_updates_emit(tenant=tenant, change_ids=[change.pk])
+    webhook_deliver_due()
+
+    (request,) = receiver.requests
+    assert request["json"]["data"]["changes"] == {"plan": {"from": "", "to": "team"}}
+    # Changed by an integration's code, not by a member or a key: no one is named.
+    assert (request["json"]["data"]["by"], request["json"]["data"]["by_email"]) == ("", None)
+
+
+def test_account_changes_read_no_changes_for_a_tenant_without_an_endpoint_for_them(
+    tenant, receiver, django_assert_num_queries
+):
+    subscribe(tenant, receiver.url, event_types=["account.stage_changed"])
+    account = AccountFactory(tenant=tenant)
+    change = AccountChange.objects.create(tenant=tenant, account=account, fields={"plan": ["", "team"]})
+
+    # A look at the endpoints, and nothing else.
+    with django_assert_num_queries(1):
+        account_updates_emit(tenant=tenant, change_ids=[change.pk])
