@@ -116,6 +116,10 @@ class AlertRule(TenantModel):
     cooldown_minutes = models.PositiveIntegerField(
         default=0, help_text="After a resolve, do not open again for the same account within this time."
     )
+    # A customer in a terminal stage (Churned) has left: rules leave it alone unless they are about such customers.
+    include_terminal_stages = models.BooleanField(
+        default=False, help_text="Also watch accounts in a terminal stage, such as Churned."
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

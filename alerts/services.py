@@ -261,6 +261,7 @@ RULE_FIELDS = (
     "channels",
     "slack_webhook_url",
     "cooldown_minutes",
+    "include_terminal_stages",
     "enabled",
 )
 
@@ -351,7 +352,8 @@ def alerts_evaluate(*, tenant, account_ids, now=None, notify=True):
     3. One query: the rules' active alerts on the chunk, and their alerts
        resolved within the longest cooldown (each rule's own is applied after).
     4. Open alerts for matches with neither (at most one active alert per
-       rule and account, which a partial unique constraint also enforces),
+       rule and account, which a partial unique constraint also enforces;
+       an account in a terminal stage matches only a rule that includes them),
        resolve active alerts whose account no longer matches, and queue the
        notifications of the new ones (unless `notify` is off: a replay of
        past days tells nobody today of what happened then).
@@ -382,12 +384,12 @@ def _evaluate_chunk(tenant, rules, account_ids, now, notify):
     conditions = {f"rule_{rule.pk}": criteria for rule, criteria in rules}
     accounts = Account.objects.for_tenant(tenant).filter(OneOf("pk", account_ids)).order_by("pk")
     matched = {rule_id: {} for rule_id in by_id}
-    for account_id, account_name, *matches in annotate_matches(accounts, conditions, now=now).values_list(
-        "pk", "name", *conditions
+    for account_id, account_name, departed, *matches in annotate_matches(accounts, conditions, now=now).values_list(
+        "pk", "name", "lifecycle__stage__is_terminal", *conditions
     ):
-        for rule_id, match in zip(by_id, matches):
-            if match:
-                matched[rule_id][account_id] = account_name
+        for rule, match in zip(by_id.values(), matches):
+            if match and (rule.include_terminal_stages or not departed):
+                matched[rule.pk][account_id] = account_name
 
     longest_cooldown = max(rule.cooldown_minutes for rule in by_id.values())
     known = (

@@ -65,6 +65,11 @@ class AlertRuleForm(KeyedForm):
         label="Cooldown (minutes)", min_value=0, initial=0,
         help_text="After an alert resolves, do not open another for the same account within this time.",
     )
+    include_terminal_stages = forms.BooleanField(
+        label="Also watch accounts in a terminal stage, such as Churned", required=False,
+        help_text="Customers who left open no alerts unless this is ticked, as for a rule about winning them back. "
+        "Their open alerts resolve when they leave.",
+    )
     enabled = forms.BooleanField(label="Enabled", required=False, initial=True)
 
     def clean_notify_emails(self):
@@ -76,7 +81,7 @@ class AlertRuleForm(KeyedForm):
             name: getattr(rule, name)
             for name in (
                 "key", "name", "description", "condition_text", "severity", "notify_owner", "notify_roles", "channels",
-                "slack_webhook_url", "cooldown_minutes", "enabled",
+                "slack_webhook_url", "cooldown_minutes", "include_terminal_stages", "enabled",
             )
         }
         initial["notify_emails"] = "\n".join(rule.notify_emails)

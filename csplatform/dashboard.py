@@ -50,9 +50,9 @@ from csplatform.tenancy.timezones import tenant_today
 from health.exports import portfolio_csv_lines
 from health.forms import HealthOverrideForm
 from health.models import Colour
+from health.reports import ACCENT
 from health.services import health_override_clear, health_override_set
 from health.views import (
-    ACCENT,
     SPARK_DAYS,
     health_context,
     portfolio_accounts,

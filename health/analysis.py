@@ -150,7 +150,8 @@ def scorecard_preview(*, tenant, scorecard, measures):
     }
 
 
-def _churn_day(attributes):
+def churn_day(attributes):
+    """The day an account churned, from its `churned_at` attribute; None without a date there."""
     value = attributes.get("churned_at")
     if not isinstance(value, str):
         return None
@@ -188,7 +189,7 @@ def scorecard_backtest(*, tenant, measures, days=90, today=None):
     churned = {
         row["pk"]: (row["name"], day)
         for row in Account.objects.for_tenant(tenant).filter(attributes__has_key="churned_at").values("pk", "name", "attributes")
-        if (day := _churn_day(row["attributes"])) is not None
+        if (day := churn_day(row["attributes"])) is not None
     }
     timelines = {}
     seen_sources = set()
@@ -228,15 +229,15 @@ def scorecard_backtest(*, tenant, measures, days=90, today=None):
             "precision": round(caught / (caught + alarms), 3) if caught + alarms else None,
         }
     accounts = []
-    for account_id, (name, churn_day) in sorted(churned.items(), key=lambda item: item[1][1]):
+    for account_id, (name, churned_at) in sorted(churned.items(), key=lambda item: item[1][1]):
         timeline = timelines.get(account_id, [])
         red_start = _final_run_start(timeline, LEVELS["red"]) if timeline else None
         flag_start = _final_run_start(timeline, LEVELS["red_or_yellow"]) if timeline else None
         accounts.append(
             {
-                "account_id": account_id, "name": name, "churned_at": churn_day, "snapshots": len(timeline),
-                "red_days_before_churn": (churn_day - red_start).days if red_start else None,
-                "flagged_days_before_churn": (churn_day - flag_start).days if flag_start else None,
+                "account_id": account_id, "name": name, "churned_at": churned_at, "snapshots": len(timeline),
+                "red_days_before_churn": (churned_at - red_start).days if red_start else None,
+                "flagged_days_before_churn": (churned_at - flag_start).days if flag_start else None,
             }
         )
     return {

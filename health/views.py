@@ -1,41 +1,31 @@
 """The health pages and the parts of the dashboard pages that health owns: the sparklines, the whole-portfolio
-figures, the portfolio's rows, the account page's health card, and the reports.
+figures, the portfolio's rows, the account page's health card, and the reports page (its figures are in reports).
 
 The pages that bring every app's data together (the portfolio, the account
 page) are csplatform.dashboard, above the apps.
 """
 
 import datetime as dt
-from decimal import Decimal
 
-from django.db.models import Count, DateField, DecimalField, Q, Sum
-from django.db.models.fields.json import KT
-from django.db.models.functions import Abs, Cast, TruncMonth
+from django.db.models import Count
 from django.shortcuts import render
 
-from csplatform.customers.models import Account, AccountChange
+from csplatform.customers.models import Account
 from csplatform.customers.views import with_last_activity
 from csplatform.tenancy.decorators import tenant_page
 from csplatform.tenancy.models import User
-from csplatform.tenancy.timezones import day_start, tenant_today, tenant_zone
-from lifecycle.selectors import kpi_accounts_per_stage, kpi_conversion, kpi_time_to_onboard, stages_in_order
+from csplatform.tenancy.timezones import tenant_today
+from lifecycle.selectors import stages_in_order
 from lifecycle.sla import days_in_stage_expression
 
+from . import reports as report
 from .analysis import health_why
 from .forms import HealthOverrideForm, ReportScopeForm
 from .models import HealthSnapshot
+from .reports import COLOUR_KEYS, COLOUR_NAMES
 
 SPARK_DAYS = 30
 TREND_DAYS = 90
-REPORT_DAYS = 90
-RENEWAL_WINDOWS = ((0, 30), (31, 60), (61, 90))
-COLOUR_KEYS = ("green", "yellow", "red", "unscored")
-COLOUR_NAMES = {"green": "Green", "yellow": "Yellow", "red": "Red", "unscored": "Not scored"}
-# Chart colours; the legend and the table under each chart carry the same words.
-COLOUR_HEX = {"green": "#1a7f37", "yellow": "#b88400", "red": "#c62828", "unscored": "#8a94a6"}
-ACCENT = "#2456c7"
-MRR_MONTHS = 3
-LARGEST_MRR_CHANGES = 10
 
 
 def sparkline(scores, first_day, days, *, width=96, height=24, pad=2):
@@ -136,184 +126,6 @@ def health_context(request, account, today, *, override_form=None):
     }
 
 
-def bar_chart(labels, datasets, *, stacked=False, horizontal=False, y_title=""):
-    options = {"scales": {"x": {"stacked": stacked}, "y": {"stacked": stacked, "beginAtZero": True}}}
-    value_axis = "x" if horizontal else "y"
-    options["scales"][value_axis]["title"] = {"display": bool(y_title), "text": y_title}
-    options["scales"][value_axis]["ticks"] = {"precision": 0}
-    if horizontal:
-        options["indexAxis"] = "y"
-    return {"type": "bar", "data": {"labels": labels, "datasets": datasets}, "options": options}
-
-
-def colour_datasets(rows_by_colour):
-    return [
-        {"label": COLOUR_NAMES[key], "data": rows_by_colour[key], "backgroundColor": COLOUR_HEX[key]}
-        for key in COLOUR_KEYS
-    ]
-
-
-def report_onboarding(tenant, accounts):
-    result = kpi_time_to_onboard(tenant=tenant, accounts=accounts)
-    cohorts = result["cohorts"]
-    chart = bar_chart(
-        [row["cohort"] for row in cohorts],
-        [{"label": "Median days to onboard", "data": [row["median_days"] for row in cohorts], "backgroundColor": ACCENT}],
-        y_title="Days",
-    )
-    return {"stage": result["stage"], "rows": cohorts, "chart": chart}
-
-
-def report_funnel(tenant, accounts):
-    per_stage = kpi_accounts_per_stage(tenant=tenant, accounts=accounts)
-    conversion = {row["from_stage"]: row for row in kpi_conversion(tenant=tenant, accounts=accounts)}
-    rows = [{**row, "conversion": conversion.get(row["stage"])} for row in per_stage]
-    chart = bar_chart(
-        [row["name"] for row in rows],
-        [{"label": "Accounts now", "data": [row["accounts"] for row in rows], "backgroundColor": ACCENT}],
-        horizontal=True,
-        y_title="Accounts",
-    )
-    return {"rows": rows, "chart": chart}
-
-
-def report_health_over_time(tenant, accounts, today):
-    """Accounts per colour on each day that has snapshots (one grouped query)."""
-    first_day = today - dt.timedelta(days=REPORT_DAYS - 1)
-    counts = {}
-    snapshots = HealthSnapshot.objects.for_tenant(tenant)
-    if accounts is not None:
-        snapshots = snapshots.filter(account_id__in=accounts.values("pk"))
-    rows = (
-        snapshots.filter(day__gte=first_day, day__lte=today)
-        .values("day", "colour")
-        .annotate(n=Count("pk"))
-        .order_by()
-    )
-    for row in rows:
-        counts.setdefault(row["day"], dict.fromkeys(COLOUR_KEYS, 0))[row["colour"] or "unscored"] += row["n"]
-    days = sorted(counts)
-    table = [{"day": day, "counts": [counts[day][key] for key in COLOUR_KEYS]} for day in days]
-    chart = bar_chart(
-        [day.strftime("%b %-d") for day in days],
-        colour_datasets({key: [counts[day][key] for day in days] for key in COLOUR_KEYS}),
-        stacked=True,
-        y_title="Accounts",
-    )
-    return {"rows": table, "chart": chart, "days": REPORT_DAYS}
-
-
-def report_renewals(accounts, today):
-    """Accounts renewing in the next 90 days, by window and visible colour, with their MRR (one query)."""
-    rows = (
-        accounts.filter(renewal_date__gte=today, renewal_date__lte=today + dt.timedelta(days=RENEWAL_WINDOWS[-1][1]))
-        .values("renewal_date", "health__colour")
-        .annotate(n=Count("pk"), mrr=Sum("mrr"))
-        .order_by()
-    )
-    windows = [
-        {"label": f"{start}–{end} days", "counts": dict.fromkeys(COLOUR_KEYS, 0), "mrr": 0} for start, end in RENEWAL_WINDOWS
-    ]
-    for row in rows:
-        days = (row["renewal_date"] - today).days
-        window = next(w for w, (start, end) in zip(windows, RENEWAL_WINDOWS) if start <= days <= end)
-        window["counts"][row["health__colour"] or "unscored"] += row["n"]
-        window["mrr"] += row["mrr"] or 0
-    for window in windows:
-        window["cells"] = [window["counts"][key] for key in COLOUR_KEYS]
-    chart = bar_chart(
-        [window["label"] for window in windows],
-        colour_datasets({key: [window["counts"][key] for window in windows] for key in COLOUR_KEYS}),
-        stacked=True,
-        y_title="Accounts",
-    )
-    return {"rows": windows, "chart": chart, "accounts": sum(sum(window["cells"]) for window in windows)}
-
-
-def report_mrr_by_stage(accounts, stages):
-    totals = {
-        row["lifecycle__stage_id"]: row
-        for row in accounts.values("lifecycle__stage_id")
-        .annotate(mrr=Sum("mrr"), n=Count("pk"))
-        .order_by()
-    }
-    rows = [
-        {"name": stage.name, "accounts": totals.get(stage.pk, {}).get("n", 0), "mrr": totals.get(stage.pk, {}).get("mrr") or 0}
-        for stage in stages
-    ]
-    if None in totals:
-        rows.append({"name": "No stage yet", "accounts": totals[None]["n"], "mrr": totals[None]["mrr"] or 0})
-    chart = bar_chart(
-        [row["name"] for row in rows],
-        [{"label": "MRR", "data": [float(row["mrr"]) for row in rows], "backgroundColor": ACCENT}],
-        y_title="MRR",
-    )
-    return {"rows": rows, "chart": chart}
-
-
-def month_starts(today, count):
-    """The first days of the `count` months that end with today's, oldest first."""
-    firsts = [today.replace(day=1)]
-    while len(firsts) < count:
-        firsts.insert(0, (firsts[0] - dt.timedelta(days=1)).replace(day=1))
-    return firsts
-
-
-def _recorded_mrr(position):
-    """The MRR before (0) or after (1) a recorded change, from its JSON."""
-    return Cast(KT(f"fields__mrr__{position}"), DecimalField(max_digits=14, decimal_places=2))
-
-
-def report_mrr_movements(tenant, accounts, today):
-    """The MRR that accounts gained and lost in each of the last MRR_MONTHS months, this one included, from the
-    recorded changes of their MRR (through the API, imports or by hand), and the largest of those changes.
-
-    Two queries whatever the number of changes: the months' sums, and the largest changes.
-    """
-    months = month_starts(today, MRR_MONTHS)
-    changes = (
-        AccountChange.objects.for_tenant(tenant)
-        .filter(fields__has_key="mrr", at__gte=day_start(tenant, months[0]))
-        .annotate(delta=_recorded_mrr(1) - _recorded_mrr(0))
-    )
-    if accounts is not None:
-        changes = changes.filter(account__in=accounts)
-    sums = {
-        row["month"]: row
-        for row in changes.annotate(month=TruncMonth("at", tzinfo=tenant_zone(tenant), output_field=DateField()))
-        .values("month")
-        .annotate(
-            gained=Sum("delta", filter=Q(delta__gt=0)),
-            lost=Sum("delta", filter=Q(delta__lt=0)),
-            expanded=Count("account", distinct=True, filter=Q(delta__gt=0)),
-            contracted=Count("account", distinct=True, filter=Q(delta__lt=0)),
-        )
-        .order_by()
-    }
-    rows = []
-    for first in months:
-        found = sums.get(first, {})
-        gained, lost = found.get("gained") or 0, found.get("lost") or 0
-        rows.append({"month": first, "gained": gained, "lost": lost, "net": gained + lost,
-                     "expanded": found.get("expanded", 0), "contracted": found.get("contracted", 0)})
-    biggest = changes.annotate(size=Abs("delta")).select_related("account").order_by("-size", "-at", "-pk")
-    largest = [
-        {"change": change, "old": Decimal(change.fields["mrr"][0]), "new": Decimal(change.fields["mrr"][1])}
-        for change in biggest[:LARGEST_MRR_CHANGES]
-    ]
-
-    def dataset(label, key, colour):
-        return {"label": label, "data": [float(row[key]) for row in rows], "backgroundColor": COLOUR_HEX[colour]}
-
-    chart = bar_chart(
-        [row["month"].strftime("%B %Y") for row in rows],
-        [dataset("Expansion", "gained", "green"), dataset("Contraction", "lost", "red")],
-        stacked=True,
-        y_title="MRR",
-    )
-    return {"rows": rows, "largest": largest, "chart": chart, "any": bool(largest)}
-
-
 @tenant_page
 def reports(request):
     """The lifecycle and health reports over every account, or over a member's (or no one's) accounts.
@@ -330,12 +142,13 @@ def reports(request):
     context = {"stages": stages, "colour_names": [COLOUR_NAMES[key] for key in COLOUR_KEYS], "scope": scope}
     if stages:
         context.update(
-            onboarding=report_onboarding(tenant, owned),
-            funnel=report_funnel(tenant, owned),
-            health_over_time=report_health_over_time(tenant, owned, today),
-            renewals=report_renewals(accounts, today),
-            mrr=report_mrr_by_stage(accounts, stages),
-            mrr_movements=report_mrr_movements(tenant, owned, today),
+            onboarding=report.onboarding(tenant, owned),
+            funnel=report.funnel(tenant, owned),
+            health_over_time=report.health_over_time(tenant, owned, today),
+            renewals=report.renewals(accounts, today),
+            mrr=report.mrr_by_stage(accounts, stages),
+            mrr_movements=report.mrr_movements(tenant, owned, today),
+            departures=report.departures(tenant, owned, today),
         )
     return render(request, "health/reports.html", context)
 

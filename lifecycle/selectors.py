@@ -105,9 +105,9 @@ def _stay_medians_in_python(tenant):
 
 def kpi_conversion(*, tenant, accounts=None):
     """For each pair of consecutive stages, the share of accounts (of `accounts` when given) that entered the
-    first and later the second."""
+    first and later the second. Leaving for a terminal stage, such as Churned, is not going on."""
     stages = stages_in_order(tenant=tenant)
-    pairs = list(zip(stages, stages[1:]))
+    pairs = [(stage, following) for stage, following in zip(stages, stages[1:]) if not following.is_terminal]
     if not pairs:
         return []
     next_stage = Case(

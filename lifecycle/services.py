@@ -392,8 +392,9 @@ def _advance_chunk(tenant, account_ids, stages, initial, criteria, now):
 
 
 @transaction.atomic
-def account_move_stage(*, tenant, account, to_stage, actor, reason, kind=TransitionKind.MANUAL):
-    """Move an account to any stage by hand; the reason is required and recorded."""
+def account_move_stage(*, tenant, account, to_stage, actor, reason, kind=TransitionKind.MANUAL, now=None):
+    """Move an account to any stage by hand; the reason is required and recorded. `now` stamps a move of the
+    past, as a replay of the tenant's history makes."""
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": "Say why the account moves; the reason is kept in its history."})
@@ -406,7 +407,7 @@ def account_move_stage(*, tenant, account, to_stage, actor, reason, kind=Transit
         raise ValidationError({"stage": f"The account is already in {to_stage.name}."})
     criteria = _stage_criteria(tenant, to_stage)
     (transition,) = _record_moves(
-        tenant, [(state, to_stage, _explain(criteria, account))], kind=kind, reason=reason, by_user=actor
+        tenant, [(state, to_stage, _explain(criteria, account))], kind=kind, reason=reason, by_user=actor, now=now
     )
     return transition
 

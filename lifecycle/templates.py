@@ -4,7 +4,10 @@ Each follows a lifecycle described in customer success practice, with entry
 criteria over the built-in metrics that a tenant then tunes to its product.
 A stage without criteria is entered only by hand (or is where accounts start).
 A renewal stage is entered by date from whichever stage an account is in:
-a customer renews whether or not it ever expanded.
+a customer renews whether or not it ever expanded. Every set ends with
+Churned, where a customer who leaves is moved by hand with the reason, so
+that the board and the portfolio tell it from the customers still there and
+the reports count who left and why.
 """
 
 from dataclasses import dataclass, field
@@ -109,6 +112,7 @@ TEMPLATES = [
                 "#f59e0b",
                 "metric.days_since_signup >= 180 and metric.active_contacts_30d >= 10 and metric.events_30d >= 500",
             ),
+            CHURNED,
         ],
     ),
     StageTemplate(
@@ -147,6 +151,7 @@ TEMPLATES = [
                 expected_days=90,
                 entered_from_any_earlier=True,
             ),
+            CHURNED,
         ],
     ),
     StageTemplate(
@@ -194,6 +199,7 @@ TEMPLATES = [
                 "#16a34a",
                 "metric.days_since_signup >= 180 and metric.active_contacts_30d >= 10 and metric.events_90d >= 1000",
             ),
+            CHURNED,
         ],
     ),
     StageTemplate(
@@ -313,6 +319,7 @@ TEMPLATES = [
                 "#ec4899",
                 "metric.active_contacts_30d >= 10 and metric.events_30d >= 1000",
             ),
+            CHURNED,
         ],
     ),
 ]

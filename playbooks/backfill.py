@@ -9,11 +9,15 @@ been enabled all along. It reuses the live services with a past clock; it
 writes no second copy of their logic. Segments fill and alerts open and
 resolve at each day's close as the live pipeline's would, without notifying
 anyone today of the past. Webhooks are not replayed: they start from today.
-`team_work_replay` then plays the people's part: the tasks and alerts the
-team dealt with over those days, and the notes they wrote.
+The customers that left in the window (their `churned_at` attribute, as
+the health backtest reads it) are moved to the churned stage on their day,
+as a team does when it hears. `team_work_replay` then plays the rest of the
+people's part: the tasks and alerts the team dealt with over those days,
+and the notes they wrote.
 """
 
 import datetime as dt
+from dataclasses import dataclass
 
 from django.db.models import Q
 from django.utils import timezone
@@ -26,8 +30,10 @@ from csplatform.customers.services import note_add
 from csplatform.rules.metrics import metrics_compute
 from csplatform.tenancy.models import Membership, Role
 from csplatform.tenancy.timezones import day_start, tenant_today, tenant_zone
+from health.analysis import churn_day
 from health.services import health_score
-from lifecycle.services import lifecycle_advance
+from lifecycle.models import Stage
+from lifecycle.services import account_move_stage, lifecycle_advance
 
 from .models import StepRun, StepRunStatus, Task
 from .runner import step_execute
@@ -79,11 +85,15 @@ def history_replay(*, tenant, days=90, now=None):
           scored again with their new stage), accounts and contacts
           entering and leaving segments, the alert rules opening and
           resolving alerts, and playbooks enrol the accounts whose moves
-          and segment entries match their triggers.
+          and segment entries match their triggers;
+       c. then the accounts that churned that day are moved by an admin to
+          the tenant's churned stage (a terminal stage whose outcome is
+          churned), their `churn_reason` attribute the move's reason. As a
+          move by hand on the board, it starts no playbook.
     3. The steps due between the last close and `now` run; later ones stay
        pending for the live runner. Metrics are left as of yesterday: the
        caller then runs the pipeline for today.
-    Safe to run again: accounts keep their stages, enrolment policies refuse
+    Safe to run again: accounts keep their stages (those that left too), enrolment policies refuse
     a second run, steps already executed are no longer pending, and segments
     and alerts are replayed only for a tenant that has none of their rows yet
     (a later past, evaluated again, would close today's stays and alerts at
@@ -96,6 +106,7 @@ def history_replay(*, tenant, days=90, now=None):
     accounts = Account.objects.for_tenant(tenant)
     replay_segments = not SegmentMembership.objects.for_tenant(tenant).exists()
     replay_alerts = not Alert.objects.for_tenant(tenant).exists()
+    departures = Departures.of(tenant, first, today)
     opening = list(accounts.filter(Q(signup_date__isnull=True) | Q(signup_date__lt=first)).values_list("pk", flat=True))
     if opening:
         metrics_compute(tenant=tenant, account_ids=opening, today=first - dt.timedelta(days=1))
@@ -121,8 +132,45 @@ def history_replay(*, tenant, days=90, now=None):
             tenant=tenant, account_ids=ids, stage_changes=moved, health_changes=colour_changed,
             segment_changes=segment_changes, now=close,
         )
+        if departures:
+            departures.move(tenant, day, close)
     executed += steps_replay(tenant=tenant, until=now)
     return {"days": days, "steps_executed": executed}
+
+
+@dataclass
+class Departures:
+    """The customers that churned in the replayed window, and who moves them where."""
+
+    stage: Stage
+    admin: object
+    by_day: dict
+
+    @classmethod
+    def of(cls, tenant, first, last):
+        """Those whose `churned_at` falls from `first` to `last`, unless moved already; None without a churned
+        stage or an admin."""
+        stages = Stage.objects.for_tenant(tenant).filter(is_terminal=True, outcome="churned")
+        stage = stages.order_by("position").first()
+        admin = first_admin(tenant)
+        if stage is None or admin is None:
+            return None
+        by_day = {}
+        churned = Account.objects.for_tenant(tenant).filter(attributes__has_key="churned_at")
+        for account in churned.exclude(lifecycle__stage=stage).order_by("pk"):
+            day = churn_day(account.attributes)
+            if day is not None and first <= day <= last:
+                by_day.setdefault(day, []).append(account)
+        return cls(stage, admin, by_day)
+
+    def move(self, tenant, day, close):
+        """Move the day's departures to the churned stage at its close."""
+        accounts = self.by_day.get(day, [])
+        for account in accounts:
+            reason = str(account.attributes.get("churn_reason") or "").strip() or "The customer left."
+            account_move_stage(
+                tenant=tenant, account=account, to_stage=self.stage, actor=self.admin, reason=reason, now=close
+            )
 
 
 def team_work_replay(*, tenant, now=None):
@@ -200,22 +248,26 @@ def rule_name(alert):
     return alert.rule.name if alert.rule else alert.title
 
 
+def first_admin(tenant):
+    """The tenant's first admin, who plays the admins' part of its past; None without one."""
+    admin = Membership.objects.for_tenant(tenant).filter(role=Role.ADMIN).select_related("user").order_by("pk").first()
+    return admin.user if admin else None
+
+
 def owners_nudge(tenant, alerts):
     """An admin's note on a few accounts whose alert stayed open, telling each account's owner; on how many."""
-    admin = (
-        Membership.objects.for_tenant(tenant).filter(role=Role.ADMIN).select_related("user").order_by("pk").first()
-    )
+    admin = first_admin(tenant)
     if admin is None:
         return 0
     nudged = {}
     for alert in sorted(alerts, key=lambda alert: alert.opened_at):
         owner = alert.account.owner
-        if owner != admin.user and alert.account_id not in nudged and len(nudged) < NUDGED_ACCOUNTS:
+        if owner != admin and alert.account_id not in nudged and len(nudged) < NUDGED_ACCOUNTS:
             nudged[alert.account_id] = (alert, owner)
     for alert, owner in nudged.values():
         opened = alert.opened_at.astimezone(tenant_zone(tenant))
         note = note_add(
-            tenant=tenant, account=alert.account, author=admin.user, key=f"demo:nudge:{alert.pk}",
+            tenant=tenant, account=alert.account, author=admin, key=f"demo:nudge:{alert.pk}",
             body=f"The alert “{rule_name(alert)}” has been open since {opened:%b} {opened.day}. "
             "Can you call them before Monday's review and note here what you hear?",
         )

@@ -104,7 +104,7 @@ class AlertRuleSerializer(ServiceWriteMixin, serializers.ModelSerializer):
         model = AlertRule
         fields = ["id", "key", "name", "description", "condition_text", "condition", "severity", "notify_owner",
                   "notify_roles", "notify_emails", "channels", "slack_webhook_url", "has_slack_webhook", "cooldown_minutes",
-                  "enabled", "created_at", "updated_at"]
+                  "include_terminal_stages", "enabled", "created_at", "updated_at"]
         read_only_fields = ["condition", "created_at", "updated_at"]
         validators = []
 

@@ -28,7 +28,7 @@ from health.models import HealthScore, HealthSnapshot
 from health.services import health_score
 from tests.factories import AccountFactory, ContactFactory
 
-from .conftest import send_events
+from .conftest import move, send_events
 
 pytestmark = pytest.mark.django_db
 
@@ -111,6 +111,33 @@ def test_repeated_evaluation_keeps_one_active_alert_per_rule_and_account(tenant)
 
     assert len(first.opened) == 3 and second.opened == [] and second.resolved == []
     assert Alert.objects.for_tenant(tenant).count() == len(accounts)
+
+
+def test_a_customer_moved_to_churned_opens_no_alerts_and_its_open_ones_resolve(lifecycle_tenant, alice):
+    tenant = lifecycle_tenant
+    leaving, staying = AccountFactory.create_batch(2, tenant=tenant, plan="trial")
+    rule(tenant, 'account.plan == "trial"')
+    opened = alerts_evaluate(tenant=tenant, account_ids=all_ids(tenant)).opened
+
+    move(tenant, leaving, "churned", actor=alice)
+    changes = alerts_evaluate(tenant=tenant, account_ids=all_ids(tenant))
+
+    gone = Alert.objects.for_tenant(tenant).get(account=leaving)
+    assert len(opened) == 2 and changes.resolved == [gone.pk] and changes.opened == []
+    assert (gone.status, gone.resolution) == (AlertStatus.RESOLVED, Resolution.AUTO)
+    assert Alert.objects.for_tenant(tenant).get(account=staying).status == AlertStatus.OPEN
+
+
+def test_a_rule_that_includes_terminal_stages_watches_the_customers_who_left(lifecycle_tenant, alice):
+    tenant = lifecycle_tenant
+    churned, active = AccountFactory.create_batch(2, tenant=tenant, plan="trial")
+    move(tenant, churned, "churned", actor=alice)
+    rule(tenant, 'stage == "churned" and account.plan == "trial"', name="Back on a trial",
+         include_terminal_stages=True)
+
+    changes = alerts_evaluate(tenant=tenant, account_ids=all_ids(tenant))
+
+    assert [Alert.objects.for_tenant(tenant).get(pk=pk).account_id for pk in changes.opened] == [churned.pk]
 
 
 def test_a_cleared_condition_may_not_reopen_within_the_cooldown(tenant):

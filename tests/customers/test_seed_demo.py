@@ -281,7 +281,9 @@ class TestDemoPatterns:
             day = handover.at.astimezone(tenant_zone(shared_demo)).date()
             assert handover.account.signup_date <= day < tenant_today(shared_demo)
 
-    def test_churned_accounts_lost_their_mrr_the_day_they_churned_and_some_others_grew_or_shrank(self, shared_demo):
+    def test_churned_accounts_lost_their_mrr_the_day_after_they_churned_and_some_others_grew_or_shrank(
+        self, shared_demo
+    ):
         changes = AccountChange.objects.for_tenant(shared_demo).filter(fields__has_key="mrr").select_related("account")
         zone, today = tenant_zone(shared_demo), tenant_today(shared_demo)
         patterns = set()
@@ -294,7 +296,8 @@ class TestDemoPatterns:
             day = change.at.astimezone(zone).date()
             assert account.signup_date <= day < today and "_mrr_before_churn" not in account.attributes
             if pattern == "churned":
-                assert account.mrr == 0 and day.isoformat() == account.attributes["churned_at"]
+                churned_at = dt.date.fromisoformat(account.attributes["churned_at"])
+                assert account.mrr == 0 and day == churned_at + dt.timedelta(days=1)
             else:
                 grew = Decimal(now) > Decimal(previous)
                 assert (pattern, grew) in {("healthy", True), ("declining", False)}

@@ -9,14 +9,15 @@ from lifecycle.templates import TEMPLATES
 from tests.factories import AccountFactory
 
 SEED_STAGE_NAMES = {
-    "success_lifecycle": ["Onboarding", "Adoption", "Usage", "Value realization", "Advocacy"],
-    "onboarding_to_renewal": ["Onboarding", "Adopting", "Expanding", "Renewal"],
+    "success_lifecycle": ["Onboarding", "Adoption", "Usage", "Value realization", "Advocacy", "Churned"],
+    "onboarding_to_renewal": ["Onboarding", "Adopting", "Expanding", "Renewal", "Churned"],
     "implementation_to_mature_adoption": [
         "Pre-onboarding",
         "Onboarding",
         "Implementation",
         "Early adoption",
         "Mature adoption",
+        "Churned",
     ],
     "renewal_cycle": [
         "Awareness and education",
@@ -35,12 +36,16 @@ SEED_STAGE_NAMES = {
         "Value",
         "Retention",
         "Expansion",
+        "Churned",
     ],
 }
 
 
-def test_there_is_a_template_for_each_described_lifecycle():
+def test_there_is_a_template_for_each_described_lifecycle_each_ending_with_churned_entered_by_hand():
     assert {template.key: [s.name for s in template.stages] for template in TEMPLATES} == SEED_STAGE_NAMES
+    for template in TEMPLATES:
+        churned = template.stages[-1]
+        assert (churned.is_terminal, churned.outcome, churned.criteria) == (True, "churned", "")
 
 
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda t: t.key)
@@ -89,6 +94,7 @@ def test_applying_a_template_keeps_accounts_in_stages_with_the_same_key(tenant, 
         "adopting",
         "expanding",
         "renewal",
+        "churned",
     }
 
 
@@ -102,7 +108,7 @@ def test_applying_a_template_refuses_when_accounts_sit_in_stages_that_would_vani
         stages_apply_template(tenant=tenant, template_key="onboarding_to_renewal", actor=alice)
 
     assert "usage (1 accounts)" in str(excinfo.value.message_dict["mapping"])
-    assert Stage.objects.for_tenant(tenant).count() == 5
+    assert Stage.objects.for_tenant(tenant).count() == 6
 
 
 def test_applying_a_template_with_a_mapping_moves_the_accounts_and_records_why(tenant, alice):

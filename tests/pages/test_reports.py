@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from csplatform.customers.services import account_update, accounts_assign_owner
 from csplatform.tenancy.timezones import tenant_today
-from lifecycle.models import StageTransition, TransitionKind
+from lifecycle.models import Stage, StageTransition, TransitionKind
+from lifecycle.services import account_move_stage
 
 from ..factories import AccountFactory
 from .conftest import make_accounts, place, score
@@ -130,11 +131,11 @@ def test_reports_run_the_same_number_of_queries_for_few_and_many_accounts(
 ):
     make_accounts(tenant, stages, 3)
     for url in ("/t/alpha/reports/", "/t/alpha/reports/?owner=none"):
-        with django_assert_max_num_queries(17):
+        with django_assert_max_num_queries(22):
             assert signed_in.get(url).status_code == 200
     make_accounts(tenant, stages, 60, prefix="More")
     for url in ("/t/alpha/reports/", "/t/alpha/reports/?owner=none"):
-        with django_assert_max_num_queries(17):
+        with django_assert_max_num_queries(22):
             assert signed_in.get(url).status_code == 200
 
 
@@ -196,3 +197,58 @@ def test_without_mrr_changes_the_report_says_so(signed_in, tenant, stages):
     html = signed_in.get("/t/alpha/reports/").content.decode()
 
     assert "No account's MRR has changed in the last 3 months." in html
+
+
+def left(tenant, account, stage, by, reason, at):
+    with time_machine.travel(at, tick=False):
+        account_move_stage(tenant=tenant, account=account, to_stage=stage, actor=by, reason=reason)
+
+
+def test_customers_who_left_are_reported_per_month_with_their_churn_rate_reasons_and_mrr(
+    signed_in, tenant, stages, alice, bob
+):
+    tenant.timezone = "America/New_York"
+    tenant.save()
+    churned = Stage.objects.create(tenant=tenant, key="churned", name="Churned", position=9, is_terminal=True,
+                                   outcome="churned")
+    ada, bolt, cyan, dune, eve = (AccountFactory(tenant=tenant, name=name, mrr=mrr, owner=owner) for name, mrr, owner in
+                                  (("Ada", 500, None), ("Bolt", 300, None), ("Cyan", 1000, bob), ("Dune", 200, None),
+                                   ("Eve", 90, None)))
+    with time_machine.travel(dt.datetime(2026, 9, 1, 15, tzinfo=dt.UTC), tick=False):
+        for account in (ada, bolt, cyan, dune):
+            place(account, stages["onboarding"])
+    left(tenant, bolt, churned, alice, "Chose a competitor", dt.datetime(2026, 11, 5, 15, tzinfo=dt.UTC))
+    # Billing zeroed its MRR the day after: it had 300 when it left.
+    mrr_changed(tenant, bolt, 0, dt.datetime(2026, 11, 6, 15, tzinfo=dt.UTC))
+    # Half past eleven on November 30 in New York would be November; this is December 2 there.
+    left(tenant, cyan, churned, alice, "Budget cut", dt.datetime(2026, 12, 2, 15, tzinfo=dt.UTC))
+    left(tenant, dune, churned, bob, "Chose a competitor", dt.datetime(2026, 12, 3, 15, tzinfo=dt.UTC))
+    with time_machine.travel(dt.datetime(2026, 12, 5, 15, tzinfo=dt.UTC), tick=False):
+        place(eve, stages["onboarding"])
+
+    with time_machine.travel(dt.datetime(2026, 12, 15, 15, tzinfo=dt.UTC), tick=False):
+        html = signed_in.get("/t/alpha/reports/").content.decode()
+        mine = signed_in.get(f"/t/alpha/reports/?owner={bob.pk}").content.decode()
+
+    chart = chart_config(html, "chart-departures")
+    assert chart["data"]["labels"] == ["October 2026", "November 2026", "December 2026"]
+    assert chart["data"]["datasets"][0]["data"] == [0, 1, 2]
+    cells = re.sub(r"\s+", " ", html)
+    # Four in the lifecycle on November 1, one of whom left; three on December 1 (Eve came later), two left.
+    assert ('<th scope="row">November 2026</th><td class="num">1</td><td class="num">4</td>'
+            '<td class="num">25.0%</td><td class="num">300</td>') in cells
+    assert ('<th scope="row">December 2026</th><td class="num">2</td><td class="num">3</td>'
+            '<td class="num">66.7%</td><td class="num">1,200</td>') in cells
+    assert ('<th scope="row">Chose a competitor</th><td class="num">2</td><td class="num">500</td>'
+            '</tr><tr><th scope="row">Budget cut</th><td class="num">1</td><td class="num">1,000</td>') in cells
+    assert re.findall(r'accounts/\d+/">(\w+)</a></th> <td><time', cells) == ["Dune", "Cyan", "Bolt"]
+    assert '<td class="num">1,000</td> <td>Budget cut</td> <td>Alice Admin</td>' in cells
+    assert chart_config(mine, "chart-departures")["data"]["datasets"][0]["data"] == [0, 0, 1]
+
+
+def test_without_customers_leaving_the_report_says_so(signed_in, tenant, stages):
+    place(AccountFactory(tenant=tenant), stages["onboarding"])
+
+    html = signed_in.get("/t/alpha/reports/").content.decode()
+
+    assert "No customer has left in the last 3 months." in html

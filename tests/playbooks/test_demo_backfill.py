@@ -14,7 +14,7 @@ from django.utils import timezone
 from icalendar import Calendar
 
 from alerts.models import Alert, AlertStatus, Channel, Notification, Resolution, SegmentMembership
-from csplatform.customers.models import AccountNote
+from csplatform.customers.models import Account, AccountNote
 from csplatform.tenancy.models import Tenant, User
 from csplatform.tenancy.timezones import day_start, tenant_today
 from health.models import HealthSnapshot
@@ -236,3 +236,23 @@ def test_the_team_noted_what_customers_said_and_an_admin_nudged_owners_through_t
     for notification in told:
         assert notification.user_id == notification.account.owner_id and notification.read_at is None
     assert {note.author.email for note in nudges} == {"admin@demo.example"}
+
+
+@pytest.mark.django_db
+def test_the_customers_that_churned_in_the_window_left_for_churned_at_their_days_close_with_their_reason(demo):
+    first = tenant_today(demo) - dt.timedelta(days=DAYS - 1)
+    churned = [
+        (account, dt.date.fromisoformat(account.attributes["churned_at"]))
+        for account in Account.objects.for_tenant(demo).filter(attributes__has_key="churned_at").select_related(
+            "lifecycle__stage"
+        )
+    ]
+    in_window = [(account, day) for account, day in churned if day >= first]
+    assert in_window, "the seeded window should hold churned accounts"
+    admin = User.objects.get(email="admin@demo.example")
+    for account, day in in_window:
+        move = the_one(StageTransition.objects.for_tenant(demo).filter(account=account, to_key="churned"))
+        assert (move.kind, move.by_user, move.reason) == ("manual", admin, account.attributes["churn_reason"])
+        assert move.at == day_start(demo, day + dt.timedelta(days=1)) - dt.timedelta(seconds=1)
+        assert account.lifecycle.stage.key == "churned"
+        assert not StageTransition.objects.for_tenant(demo).filter(account=account, at__gt=move.at).exists()

@@ -168,6 +168,22 @@ def test_creating_an_alert_rule_saves_recipients_channels_and_cooldown(admin_cli
     assert AuditLogEntry.objects.for_tenant(tenant).get(action="alert_rule.created").actor == alice
 
 
+def test_a_rule_leaves_customers_who_left_alone_unless_the_admin_ticks_the_box(admin_client, tenant, alice):
+    admin_client.post(f"{BASE}/alert-rules/new/", rule_data())
+    rule = AlertRule.objects.for_tenant(tenant).get(key="low_mrr")
+    assert rule.include_terminal_stages is False
+    assert "Also watch accounts in a terminal stage, such as Churned" in page(
+        admin_client.get(f"{BASE}/alert-rules/{rule.pk}/")
+    )
+
+    admin_client.post(f"{BASE}/alert-rules/{rule.pk}/", rule_data(include_terminal_stages="on"))
+
+    rule.refresh_from_db()
+    assert rule.include_terminal_stages is True
+    change = AuditLogEntry.objects.for_tenant(tenant).get(action="alert_rule.updated")
+    assert (change.before["include_terminal_stages"], change.after["include_terminal_stages"]) == (False, True)
+
+
 def test_slack_without_a_webhook_url_is_an_error_on_that_field(admin_client, tenant):
     html = page(admin_client.post(f"{BASE}/alert-rules/new/", rule_data(channels=["slack"], name="Keep this name")))
     assert "The slack channel needs the incoming webhook URL." in html

@@ -19,6 +19,14 @@ PATTERN_SHARES = {
     "renewal_risk": 0.06,
 }
 CHURNED_PER_300 = 10
+# Why customers left, as a CRM's cancellation form records it.
+CHURN_REASONS = [
+    "Chose a competitor",
+    "Budget cut",
+    "Never adopted it across the team",
+    "Champion left the company",
+    "Missing a feature they needed",
+]
 
 NAME_STARTS = [
     "Acorn", "Aster", "Atlas", "Beacon", "Birch", "Blue Harbor", "Bright", "Cedar", "Cinder", "Clearwater",
@@ -284,10 +292,13 @@ def plan_and_dates(spec, rng, today, zone):
         # usage trends compare, so health had its chance to see it coming.
         churned_at = today - dt.timedelta(days=rng.randint(15, 30))
         spec.attributes["churned_at"] = churned_at.isoformat()
+        # Drawn apart from `rng`, so that the accounts after this one stay as they were.
+        spec.attributes["churn_reason"] = random.Random(spec.name).choice(CHURN_REASONS)
         spec.renewal_date = churned_at
         spec.card_expires_at = None
-        # Its MRR fell to zero as it churned, at noon that day.
-        spec.mrr_change = MrrChangeSpec(spec.mrr, dt.datetime.combine(churned_at, dt.time(12), tzinfo=zone))
+        # Billing stopped the day after it left: its MRR fell to zero at noon.
+        stopped = dt.datetime.combine(churned_at + dt.timedelta(days=1), dt.time(12), tzinfo=zone)
+        spec.mrr_change = MrrChangeSpec(spec.mrr, stopped)
         spec.mrr = 0
     elif pattern == "dormant":
         spec.attributes["_quiet_since"] = today - dt.timedelta(days=rng.randint(21, 60))
