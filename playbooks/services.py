@@ -352,6 +352,8 @@ def playbooks_enroll(*, tenant, account_ids, stage_changes=(), health_changes=()
     Called by the pipeline after alerts with the chunk's accounts, the ids
     that moved stage, the ids whose health colour changed and the segment
     changes. Date-relative triggers are checked by `playbooks_enroll_dates`.
+    Customers in a terminal stage (Churned) have left: only a playbook started
+    by entering or leaving a stage starts for them.
     """
     now = now or timezone.now()
     stage_changes, health_changes = list(stage_changes or ()), list(health_changes or ())
@@ -364,6 +366,8 @@ def playbooks_enroll(*, tenant, account_ids, stage_changes=(), health_changes=()
         matched = _matching_accounts(
             tenant, playbook, list(account_ids), stage_changes, health_changes, segment_changes or (), now
         )
+        if matched and playbook.trigger_type not in (TriggerType.STAGE_ENTERED, TriggerType.STAGE_LEFT):
+            matched -= set(_departed(tenant).filter(OneOf("pk", list(matched))).values_list("pk", flat=True))
         if matched:
             stage_key = (
                 playbook.trigger_config.get("stage", "") if playbook.trigger_type == TriggerType.STAGE_ENTERED else ""
@@ -381,6 +385,11 @@ def playbooks_enroll(*, tenant, account_ids, stage_changes=(), health_changes=()
     return started
 
 
+def _departed(tenant):
+    """The tenant's accounts in a terminal stage, such as Churned: customers who left."""
+    return Account.objects.for_tenant(tenant).filter(lifecycle__stage__is_terminal=True)
+
+
 def date_window(tenant, field, days_before, now):
     """The filter for accounts whose `field` falls `days_before` days after today in the tenant's zone."""
     zone = tenant_zone(tenant)
@@ -392,7 +401,8 @@ def date_window(tenant, field, days_before, now):
 
 
 def playbooks_enroll_dates(*, tenant, now=None):
-    """Date-relative triggers ("trial ends in 3 days"): one query per playbook over the tenant's accounts."""
+    """Date-relative triggers ("trial ends in 3 days"): one query per playbook over the tenant's accounts, those
+    in a terminal stage left out."""
     now = now or timezone.now()
     started = {}
     for playbook in Playbook.objects.for_tenant(tenant).filter(enabled=True, trigger_type=TriggerType.DATE_RELATIVE):
@@ -400,6 +410,7 @@ def playbooks_enroll_dates(*, tenant, now=None):
         ids = list(
             Account.objects.for_tenant(tenant)
             .filter(date_window(tenant, config["field"], config["days_before"], now))
+            .exclude(pk__in=_departed(tenant).values("pk"))
             .values_list("pk", flat=True)
         )
         if ids:

@@ -167,6 +167,8 @@ class StepContext:
         key = self.run.trigger_stage_key
         if key and (self.stage is None or self.stage.key != key):
             return f"The account left the {key} stage."
+        if self.stage is not None and self.stage.is_terminal and self.stage.key != key:
+            return f"The customer left: the account is in {self.stage.name}."
         if self.playbook.exit_criteria:
             try:
                 if self.account_matches(self.playbook.exit_criteria):

@@ -322,6 +322,51 @@ def test_run_exits_before_a_step_when_exit_criteria_hold(tenant, customer, smtp_
     assert smtp_server.messages == []
 
 
+def test_a_run_stops_when_the_customer_leaves_for_churned(tenant, stages, customer, smtp_server, noon, alice):
+    playbook = make_playbook(tenant, [EMAIL, {**EMAIL, "delay_minutes": 60 * 24}])
+    run_start(tenant=tenant, playbook=playbook, account=customer)
+    steps_run_due()
+    account_move_stage(tenant=tenant, account=customer, to_stage=stages["churned"], actor=alice, reason="Budget cut")
+    noon.shift(dt.timedelta(days=1))
+    steps_run_due()
+
+    run = Run.objects.for_tenant(tenant).get(playbook=playbook)
+    assert (run.status, run.reason) == (RunStatus.EXITED, "The customer left: the account is in Churned.")
+    assert len(smtp_server.messages) == 1
+
+
+def test_a_playbook_started_by_entering_churned_runs_for_the_customer_who_left(
+    tenant, stages, customer, smtp_server, noon, alice
+):
+    farewell = make_playbook(tenant, [EMAIL], trigger_type="stage_entered", trigger_config={"stage": "churned"})
+    account_move_stage(tenant=tenant, account=customer, to_stage=stages["churned"], actor=alice, reason="Budget cut")
+
+    playbooks_enroll(tenant=tenant, account_ids=[customer.pk], stage_changes=[customer.pk])
+    steps_run_due()
+
+    assert Run.objects.for_tenant(tenant).get(playbook=farewell).status == RunStatus.COMPLETED
+    assert len(smtp_server.messages) == 1
+
+
+def test_date_and_health_triggers_leave_customers_who_left_alone(tenant, stages, customer, noon, alice):
+    gone = AccountFactory(tenant=tenant, trial_ends_at=WEDNESDAY_NOON + dt.timedelta(days=3, hours=2))
+    ending = AccountFactory(tenant=tenant, trial_ends_at=WEDNESDAY_NOON + dt.timedelta(days=3, hours=2))
+    account_move_stage(tenant=tenant, account=gone, to_stage=stages["churned"], actor=alice, reason="Budget cut")
+    task = [{"kind": "create_task", "config": {"title": "Call"}}]
+    trial = make_playbook(tenant, task, key="trial", trigger_type="date_relative",
+                          trigger_config={"field": "trial_ends_at", "days_before": 3})
+    red = make_playbook(tenant, task, key="red", trigger_type="health_colour_changed", trigger_config={"colour": "red"})
+    for account in (gone, ending):
+        HealthScore.objects.create(tenant=tenant, account=account, score=10, colour="red", computed_score=10,
+                                   computed_colour="red", breakdown=[], computed_at=WEDNESDAY_NOON)
+
+    playbooks_enroll_dates(tenant=tenant)
+    playbooks_enroll(tenant=tenant, account_ids=[gone.pk, ending.pk], health_changes=[gone.pk, ending.pk])
+
+    runs = Run.objects.for_tenant(tenant)
+    assert {(run.playbook_id, run.account_id) for run in runs} == {(trial.pk, ending.pk), (red.pk, ending.pk)}
+
+
 def test_enrolment_policy_once_and_again_after_days(tenant, stages, customer, noon, alice):
     once = make_playbook(
         tenant,
