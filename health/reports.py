@@ -22,7 +22,8 @@ COLOUR_NAMES = {"green": "Green", "yellow": "Yellow", "red": "Red", "unscored": 
 # Chart colours; the legend and the table under each chart carry the same words.
 COLOUR_HEX = {"green": "#1a7f37", "yellow": "#b88400", "red": "#c62828", "unscored": "#8a94a6"}
 ACCENT = "#2456c7"
-MRR_MONTHS = 3
+# The months that the month-by-month reports show, this one included.
+REPORT_MONTHS = 3
 LARGEST_MRR_CHANGES = 10
 LATEST_DEPARTURES = 20
 DEPARTURE_REASONS = 8
@@ -50,7 +51,13 @@ def onboarding(tenant, accounts):
     cohorts = result["cohorts"]
     chart = bar_chart(
         [row["cohort"] for row in cohorts],
-        [{"label": "Median days to onboard", "data": [row["median_days"] for row in cohorts], "backgroundColor": ACCENT}],
+        [
+            {
+                "label": "Median days to onboard",
+                "data": [row["median_days"] for row in cohorts],
+                "backgroundColor": ACCENT,
+            }
+        ],
         y_title="Days",
     )
     return {"stage": result["stage"], "rows": cohorts, "chart": chart}
@@ -104,7 +111,8 @@ def renewals(accounts, today):
         .order_by()
     )
     windows = [
-        {"label": f"{start}–{end} days", "counts": dict.fromkeys(COLOUR_KEYS, 0), "mrr": 0} for start, end in RENEWAL_WINDOWS
+        {"label": f"{start}–{end} days", "counts": dict.fromkeys(COLOUR_KEYS, 0), "mrr": 0}
+        for start, end in RENEWAL_WINDOWS
     ]
     for row in rows:
         days = (row["renewal_date"] - today).days
@@ -129,10 +137,10 @@ def mrr_by_stage(accounts, stages):
         .annotate(mrr=Sum("mrr"), n=Count("pk"))
         .order_by()
     }
-    rows = [
-        {"name": stage.name, "accounts": totals.get(stage.pk, {}).get("n", 0), "mrr": totals.get(stage.pk, {}).get("mrr") or 0}
-        for stage in stages
-    ]
+    rows = []
+    for stage in stages:
+        total = totals.get(stage.pk, {})
+        rows.append({"name": stage.name, "accounts": total.get("n", 0), "mrr": total.get("mrr") or 0})
     if None in totals:
         rows.append({"name": "No stage yet", "accounts": totals[None]["n"], "mrr": totals[None]["mrr"] or 0})
     chart = bar_chart(
@@ -163,12 +171,12 @@ def _recorded_mrr(position):
 
 
 def mrr_movements(tenant, accounts, today):
-    """The MRR that accounts gained and lost in each of the last MRR_MONTHS months, this one included, from the
+    """The MRR that accounts gained and lost in each of the last REPORT_MONTHS months, this one included, from the
     recorded changes of their MRR (through the API, imports or by hand), and the largest of those changes.
 
     Two queries whatever the number of changes: the months' sums, and the largest changes.
     """
-    months = month_starts(today, MRR_MONTHS)
+    months = month_starts(today, REPORT_MONTHS)
     changes = (
         AccountChange.objects.for_tenant(tenant)
         .filter(fields__has_key="mrr", at__gte=day_start(tenant, months[0]))
@@ -238,13 +246,13 @@ def _in_the_lifecycle_at(tenant, accounts, moments):
 
 
 def departures(tenant, accounts, today):
-    """The customers that left (entered a terminal stage, such as Churned) in each of the last MRR_MONTHS
+    """The customers that left (entered a terminal stage, such as Churned) in each of the last REPORT_MONTHS
     months, this one included: how many, the share of those in the lifecycle at the month's start, and the
     MRR they had; why they left, by the reasons their moves gave; and the latest departures.
 
     Five queries whatever the number of accounts.
     """
-    months = month_starts(today, MRR_MONTHS)
+    months = month_starts(today, REPORT_MONTHS)
     starts = [day_start(tenant, first) for first in months]
     left = (
         StageTransition.objects.for_tenant(tenant)

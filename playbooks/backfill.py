@@ -28,7 +28,7 @@ from alerts.services import alerts_evaluate, segments_refresh
 from csplatform.customers.models import Account, AccountNote
 from csplatform.customers.services import note_add
 from csplatform.rules.metrics import metrics_compute
-from csplatform.tenancy.models import Membership, Role
+from csplatform.tenancy.models import Membership, Role, User
 from csplatform.tenancy.timezones import day_start, tenant_today, tenant_zone
 from health.analysis import churn_day
 from health.services import health_score
@@ -93,11 +93,11 @@ def history_replay(*, tenant, days=90, now=None):
     3. The steps due between the last close and `now` run; later ones stay
        pending for the live runner. Metrics are left as of yesterday: the
        caller then runs the pipeline for today.
-    Safe to run again: accounts keep their stages (those that left too), enrolment policies refuse
-    a second run, steps already executed are no longer pending, and segments
-    and alerts are replayed only for a tenant that has none of their rows yet
-    (a later past, evaluated again, would close today's stays and alerts at
-    yesterday's closes).
+    Safe to run again: accounts keep their stages (those that left too),
+    enrolment policies refuse a second run, steps already executed are no
+    longer pending, and segments and alerts are replayed only for a tenant
+    that has none of their rows yet (a later past, evaluated again, would
+    close today's stays and alerts at yesterday's closes).
     Returns counts of the replay.
     """
     now = now or timezone.now()
@@ -143,7 +143,7 @@ class Departures:
     """The customers that churned in the replayed window, and who moves them where."""
 
     stage: Stage
-    admin: object
+    admin: User
     by_day: dict
 
     @classmethod
