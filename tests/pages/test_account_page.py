@@ -1,4 +1,5 @@
 import datetime as dt
+import re
 
 import pytest
 from django.utils import timezone
@@ -6,7 +7,7 @@ from django.utils import timezone
 from csplatform.customers.models import Contact, DailyRollup, DirtyAccount
 from csplatform.tenancy.timezones import tenant_today
 from health.models import HealthScore
-from lifecycle.models import AccountStage, StageTransition, TransitionKind
+from lifecycle.models import AccountStage, Stage, StageTransition, TransitionKind
 
 from ..factories import AccountFactory, ContactFactory, UsageEventFactory
 from .conftest import place, queries_per_request, score
@@ -84,6 +85,21 @@ def test_timeline_shows_each_move_with_its_reason_and_who_made_it(signed_in, acc
     assert AccountStage.objects.for_tenant(account.tenant).get(account=account).stage == stages["adoption"]
     page = signed_in.get(f"/t/alpha/accounts/{account.pk}/").content.decode()
     assert page.index("Onboarding → Adoption") < page.index("Initial placement")
+
+
+def test_a_customer_moved_to_churned_says_on_its_page_when_and_why_it_left(signed_in, account, stages):
+    Stage.objects.create(tenant=account.tenant, key="churned", name="Churned", position=9, is_terminal=True,
+                         outcome="churned")
+    url = f"/t/alpha/accounts/{account.pk}/"
+
+    signed_in.post(f"{url}move/", {"stage": "churned", "reason": "Chose a competitor"})
+    page = signed_in.get(url).content.decode()
+    signed_in.post(f"{url}move/", {"stage": "adoption", "reason": "Won back with a smaller plan"})
+
+    left = r'This customer left on <time datetime="[^"]+">\w{3} \d+, \d{4}</time>: Chose a competitor\.'
+    assert re.search(left, page)
+    assert "moving it to another stage brings it back" in page
+    assert "This customer left" not in signed_in.get(url).content.decode()
 
 
 def test_a_move_needs_a_reason(signed_in, account, stages):
