@@ -1,4 +1,5 @@
-"""Ready-made segments and alert rules: seed 001's examples, plus the health drop every CSM asks for.
+"""Ready-made segments and alert rules: seed 001's examples, plus the health drop every CSM asks for and the
+return of a customer who left.
 
 Each entry is the keyword arguments of `segment_create` / `alert_rule_create`,
 plus the stage keys its criteria name (seed 001's "onboarding_to_renewal"
@@ -58,6 +59,16 @@ ALERT_RULES = [
         "stages": ["renewal"],
         "condition_text": 'stage == "renewal" and health.colour == "red"',
         "severity": Severity.CRITICAL,
+    },
+    {
+        "key": "churned_back_in_the_product",
+        "name": "A customer who left is back in the product",
+        "description": "Someone at an account that churned a week or more ago used the product in the last day: "
+        "a chance to win it back.",
+        "stages": ["churned"],
+        "condition_text": 'stage == "churned" and days_in_stage >= 7 and metric.days_since_last_seen <= 1',
+        "severity": Severity.INFO,
+        "include_terminal_stages": True,
     },
 ]
 

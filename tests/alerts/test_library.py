@@ -1,14 +1,16 @@
 import datetime as dt
 
 import pytest
+import time_machine
 from django.utils import timezone
 
 from alerts.library import ALERT_RULES, SEGMENTS, starter_alerts_install
 from alerts.models import Alert, AlertRule, Segment
 from alerts.services import alerts_evaluate
-from tests.factories import AccountFactory
+from csplatform.rules.metrics import metrics_compute
+from tests.factories import AccountFactory, ContactFactory
 
-from .conftest import move
+from .conftest import move, send_events
 
 pytestmark = pytest.mark.django_db
 STARTER_KEYS = {entry["key"] for entry in SEGMENTS + ALERT_RULES}
@@ -46,3 +48,20 @@ def test_the_starter_card_rule_alerts_on_a_card_expiring_in_renewal(lifecycle_te
 
     alert = Alert.objects.for_tenant(lifecycle_tenant).get(account=expiring)
     assert (alert.rule.key, alert.severity) == ("card_expiring_in_renewal", "critical")
+
+
+def test_the_starter_win_back_rule_alerts_on_a_customer_back_in_the_product_a_week_after_leaving(
+    api, lifecycle_tenant, alice
+):
+    back, quiet = AccountFactory.create_batch(2, tenant=lifecycle_tenant)
+    for account in (back, quiet):
+        with time_machine.travel(timezone.now() - dt.timedelta(days=10)):
+            move(lifecycle_tenant, account, "churned", actor=alice)
+    send_events(api, back, ContactFactory(account=back), "login", days_ago=0)
+    starter_alerts_install(tenant=lifecycle_tenant, actor=alice)
+    metrics_compute(tenant=lifecycle_tenant, account_ids=[back.pk, quiet.pk])
+
+    alerts_evaluate(tenant=lifecycle_tenant, account_ids=[back.pk, quiet.pk])
+
+    (alert,) = Alert.objects.for_tenant(lifecycle_tenant)
+    assert (alert.account, alert.rule.key, alert.severity) == (back, "churned_back_in_the_product", "info")
