@@ -86,6 +86,7 @@ def digest_build(*, tenant, membership, day):
     )
     renewals = (
         Account.objects.for_tenant(tenant)
+        .still_customers()
         .filter(owner=user, renewal_date__gte=day, renewal_date__lte=day + dt.timedelta(days=RENEWAL_DAYS))
         .order_by("renewal_date", "name", "id")
     )

@@ -103,9 +103,11 @@ def health_over_time(tenant, accounts, today):
 
 
 def renewals(accounts, today):
-    """Accounts renewing in the next 90 days, by window and visible colour, with their MRR (one query)."""
+    """Accounts renewing in the next 90 days, by window and visible colour, with their MRR (one query); a customer
+    who left renews nothing."""
     rows = (
-        accounts.filter(renewal_date__gte=today, renewal_date__lte=today + dt.timedelta(days=RENEWAL_WINDOWS[-1][1]))
+        accounts.still_customers()
+        .filter(renewal_date__gte=today, renewal_date__lte=today + dt.timedelta(days=RENEWAL_WINDOWS[-1][1]))
         .values("renewal_date", "health__colour")
         .annotate(n=Count("pk"), mrr=Sum("mrr"))
         .order_by()

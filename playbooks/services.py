@@ -367,7 +367,8 @@ def playbooks_enroll(*, tenant, account_ids, stage_changes=(), health_changes=()
             tenant, playbook, list(account_ids), stage_changes, health_changes, segment_changes or (), now
         )
         if matched and playbook.trigger_type not in (TriggerType.STAGE_ENTERED, TriggerType.STAGE_LEFT):
-            matched -= set(_departed(tenant).filter(OneOf("pk", list(matched))).values_list("pk", flat=True))
+            departed = Account.objects.for_tenant(tenant).departed().filter(OneOf("pk", list(matched)))
+            matched -= set(departed.values_list("pk", flat=True))
         if matched:
             stage_key = (
                 playbook.trigger_config.get("stage", "") if playbook.trigger_type == TriggerType.STAGE_ENTERED else ""
@@ -383,11 +384,6 @@ def playbooks_enroll(*, tenant, account_ids, stage_changes=(), health_changes=()
             if runs:
                 started[playbook.pk] = len(runs)
     return started
-
-
-def _departed(tenant):
-    """The tenant's accounts in a terminal stage, such as Churned: customers who left."""
-    return Account.objects.for_tenant(tenant).filter(lifecycle__stage__is_terminal=True)
 
 
 def date_window(tenant, field, days_before, now):
@@ -410,7 +406,7 @@ def playbooks_enroll_dates(*, tenant, now=None):
         ids = list(
             Account.objects.for_tenant(tenant)
             .filter(date_window(tenant, config["field"], config["days_before"], now))
-            .exclude(pk__in=_departed(tenant).values("pk"))
+            .still_customers()
             .values_list("pk", flat=True)
         )
         if ids:

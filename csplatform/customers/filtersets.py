@@ -124,6 +124,8 @@ class AccountFilterSet(django_filters.FilterSet):
         return queryset.filter(health__colour=value)
 
     def filter_renewal(self, queryset, name, value):
+        # A customer who left renews nothing, whatever date its record still holds.
+        queryset = queryset.still_customers()
         if value == "overdue":
             return queryset.filter(renewal_date__lt=self.today)
         days = int(value)

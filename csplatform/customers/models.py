@@ -13,6 +13,15 @@ class AccountQuerySet(TenantQuerySet):
     def dirty(self):
         return self.filter(dirty_mark__isnull=False)
 
+    # The stages are the lifecycle app's, which sits above this one; it names the relation `lifecycle`.
+    def departed(self):
+        """The customers who left: the accounts in a terminal stage, such as Churned."""
+        return self.filter(lifecycle__stage__is_terminal=True)
+
+    def still_customers(self):
+        """The accounts that have not left, those never placed in a stage included."""
+        return self.filter(models.Q(lifecycle__isnull=True) | models.Q(lifecycle__stage__is_terminal=False))
+
 
 class Account(TenantModel):
     external_id = models.CharField(max_length=200)

@@ -14,6 +14,7 @@ from csplatform.tenancy.models import AuditLogEntry, Membership, Role
 from playbooks.models import Task
 
 from ..factories import AccountFactory, MembershipFactory, UserFactory
+from .conftest import move
 
 pytestmark = pytest.mark.django_db
 
@@ -150,6 +151,17 @@ def test_a_long_list_names_ten_and_links_to_the_rest(tenant, bob, settings):
     assert "Your accounts renewing within 30 days (12)" in text
     assert "Renewing 09 renews on Jan 13" in text and "Renewing 10" not in text
     assert "  and 2 more: https://cs.alpha.example/t/alpha/?scope=mine&renewal=30&sort=renewal" in text
+
+
+def test_a_customer_who_left_is_not_among_the_renewals(lifecycle_tenant, alice, bob):
+    staying, gone = (AccountFactory(tenant=lifecycle_tenant, owner=bob, name=name,
+                                    renewal_date=MONDAY + dt.timedelta(days=5)) for name in ("Staying", "Gone"))
+    move(lifecycle_tenant, gone, "churned", actor=alice)
+
+    digests_send_due(now=at(MONDAY, 9, 10))
+
+    text = digests(lifecycle_tenant).get().text
+    assert "Your accounts renewing within 30 days (1)" in text and "Staying renews" in text and "Gone" not in text
 
 
 def test_a_member_turns_their_digest_off_on_their_working_hours_page_and_it_is_audited(client, tenant, bob):

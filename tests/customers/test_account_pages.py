@@ -7,6 +7,8 @@ from django.utils import timezone
 
 from csplatform.customers.models import DailyRollup
 from csplatform.tenancy.timezones import tenant_today
+from lifecycle.models import Stage
+from lifecycle.services import account_move_stage
 
 from ..factories import AccountFactory, ContactFactory, UsageEventFactory
 from ..pages.conftest import queries_per_request
@@ -69,6 +71,21 @@ def test_plan_owner_and_renewal_filters_narrow_the_list(signed_in, tenant, alice
     assert account_names(signed_in.get("/t/alpha/?renewal=30")) == ["Soon Pro", "Soon Starter"]
     assert account_names(signed_in.get("/t/alpha/?renewal=90&plan=pro")) == ["Late Pro", "Soon Pro"]
     assert account_names(signed_in.get("/t/alpha/?renewal=overdue")) == ["Lapsed"]
+
+
+def test_a_customer_who_left_is_among_no_renewals_coming_or_overdue(signed_in, tenant, alice):
+    today = tenant_today(tenant)
+    churned = Stage.objects.create(tenant=tenant, key="churned", name="Churned", is_terminal=True, outcome="churned")
+    adopting = Stage.objects.create(tenant=tenant, key="adopting", name="Adopting", position=1, is_initial=True)
+    for name, stage, renews in (("Gone Soon", churned, 10), ("Gone Lapsed", churned, -5), ("Staying", adopting, 10),
+                                ("Lapsed", adopting, -5), ("Never Placed", None, 10)):
+        account = AccountFactory(tenant=tenant, name=name, renewal_date=today + dt.timedelta(days=renews))
+        if stage:
+            account_move_stage(tenant=tenant, account=account, to_stage=stage, actor=alice, reason="Test setup.")
+
+    assert account_names(signed_in.get("/t/alpha/?renewal=30")) == ["Never Placed", "Staying"]
+    assert account_names(signed_in.get("/t/alpha/?renewal=overdue")) == ["Lapsed"]
+    assert account_names(signed_in.get("/t/alpha/?stage=churned")) == ["Gone Lapsed", "Gone Soon"]
 
 
 def test_my_accounts_shows_only_accounts_the_user_owns(client, tenant, alice, bob):
