@@ -63,8 +63,8 @@ class BatchFacts:
         self.tenant = tenant
         account_ids = {step_run.run.account_id for step_run in step_runs}
         self.loaded = set(account_ids)
-        self.stages = {
-            state.account_id: state.stage
+        self.states = {
+            state.account_id: state
             for state in AccountStage.objects.for_tenant(tenant).select_related("stage").filter(account__in=account_ids)
         }
         self.health = {
@@ -133,14 +133,15 @@ class StepContext:
         self.owner = self.account.owner
         self.now = now
         self.facts = facts
-        self._stage = None
+        self._state = None
         self._addressing = False
 
     @property
-    def stage(self):
-        if self._stage is None:
+    def state(self):
+        """Where the account is in the lifecycle (its AccountStage), or None before its first placement."""
+        if self._state is None:
             if self.account.pk in self.facts.loaded:
-                self._stage = self.facts.stages.get(self.account.pk) or False
+                self._state = self.facts.states.get(self.account.pk) or False
             else:
                 from lifecycle.models import AccountStage
 
@@ -150,8 +151,12 @@ class StepContext:
                     .filter(account=self.account)
                     .first()
                 )
-                self._stage = state.stage if state else False
-        return self._stage or None
+                self._state = state or False
+        return self._state or None
+
+    @property
+    def stage(self):
+        return self.state.stage if self.state else None
 
     def health(self):
         return self.facts.health.get(self.account.pk)
@@ -167,8 +172,10 @@ class StepContext:
         key = self.run.trigger_stage_key
         if key and (self.stage is None or self.stage.key != key):
             return f"The account left the {key} stage."
-        if self.stage is not None and self.stage.is_terminal and self.stage.key != key:
-            return f"The customer left: the account is in {self.stage.name}."
+        # A run started for a customer who had left already (by hand, or by entering Churned) goes on.
+        state = self.state
+        if state and state.stage.is_terminal and state.stage.key != key and state.entered_at > self.run.started_at:
+            return f"The customer left: the account moved to {state.stage.name}."
         if self.playbook.exit_criteria:
             try:
                 if self.account_matches(self.playbook.exit_criteria):

@@ -326,12 +326,13 @@ def test_a_run_stops_when_the_customer_leaves_for_churned(tenant, stages, custom
     playbook = make_playbook(tenant, [EMAIL, {**EMAIL, "delay_minutes": 60 * 24}])
     run_start(tenant=tenant, playbook=playbook, account=customer)
     steps_run_due()
+    noon.shift(dt.timedelta(hours=2))
     account_move_stage(tenant=tenant, account=customer, to_stage=stages["churned"], actor=alice, reason="Budget cut")
     noon.shift(dt.timedelta(days=1))
     steps_run_due()
 
     run = Run.objects.for_tenant(tenant).get(playbook=playbook)
-    assert (run.status, run.reason) == (RunStatus.EXITED, "The customer left: the account is in Churned.")
+    assert (run.status, run.reason) == (RunStatus.EXITED, "The customer left: the account moved to Churned.")
     assert len(smtp_server.messages) == 1
 
 
@@ -345,6 +346,20 @@ def test_a_playbook_started_by_entering_churned_runs_for_the_customer_who_left(
     steps_run_due()
 
     assert Run.objects.for_tenant(tenant).get(playbook=farewell).status == RunStatus.COMPLETED
+    assert len(smtp_server.messages) == 1
+
+
+def test_a_playbook_started_by_hand_for_a_customer_who_had_left_runs(
+    tenant, stages, customer, smtp_server, noon, alice
+):
+    account_move_stage(tenant=tenant, account=customer, to_stage=stages["churned"], actor=alice, reason="Budget cut")
+    noon.shift(dt.timedelta(minutes=5))
+    win_back = make_playbook(tenant, [EMAIL])
+
+    run_start(tenant=tenant, playbook=win_back, account=customer)
+    steps_run_due()
+
+    assert Run.objects.for_tenant(tenant).get(playbook=win_back).status == RunStatus.COMPLETED
     assert len(smtp_server.messages) == 1
 
 
