@@ -4,14 +4,18 @@ chart that draws it. Each reads its figures in a fixed number of queries, whatev
 import datetime as dt
 from decimal import Decimal
 
-from django.db.models import Count, DateField, DecimalField, F, Min, OuterRef, Q, Subquery, Sum
-from django.db.models.fields.json import KT
-from django.db.models.functions import Abs, Cast, Coalesce, TruncMonth
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import Abs
 
 from csplatform.customers.models import AccountChange
-from csplatform.tenancy.timezones import day_start, tenant_zone
-from lifecycle.models import AccountStage, StageTransition
-from lifecycle.selectors import kpi_accounts_per_stage, kpi_conversion, kpi_time_to_onboard
+from csplatform.tenancy.timezones import by_month, day_start, month_starts
+from lifecycle.selectors import (
+    departures_since,
+    kpi_accounts_per_stage,
+    kpi_conversion,
+    kpi_departures,
+    kpi_time_to_onboard,
+)
 
 from .models import HealthSnapshot
 
@@ -26,7 +30,6 @@ ACCENT = "#2456c7"
 REPORT_MONTHS = 3
 LARGEST_MRR_CHANGES = 10
 LATEST_DEPARTURES = 20
-DEPARTURE_REASONS = 8
 
 
 def bar_chart(labels, datasets, *, stacked=False, horizontal=False, y_title=""):
@@ -153,25 +156,6 @@ def mrr_by_stage(accounts, stages):
     return {"rows": rows, "chart": chart}
 
 
-def month_starts(today, count):
-    """The first days of the `count` months that end with today's, oldest first."""
-    firsts = [today.replace(day=1)]
-    while len(firsts) < count:
-        firsts.insert(0, (firsts[0] - dt.timedelta(days=1)).replace(day=1))
-    return firsts
-
-
-def _by_month(tenant, rows, **aggregates):
-    """`{first day of a month: row}` of the `aggregates` of `rows` by the month of their `at` in the tenant's zone."""
-    by_month = rows.annotate(month=TruncMonth("at", tzinfo=tenant_zone(tenant), output_field=DateField()))
-    return {row["month"]: row for row in by_month.values("month").annotate(**aggregates).order_by()}
-
-
-def _recorded_mrr(position):
-    """The MRR before (0) or after (1) a recorded change, from its JSON."""
-    return Cast(KT(f"fields__mrr__{position}"), DecimalField(max_digits=14, decimal_places=2))
-
-
 def mrr_movements(tenant, accounts, today):
     """The MRR that accounts gained and lost in each of the last REPORT_MONTHS months, this one included, from the
     recorded changes of their MRR (through the API, imports or by hand), and the largest of those changes.
@@ -182,11 +166,11 @@ def mrr_movements(tenant, accounts, today):
     changes = (
         AccountChange.objects.for_tenant(tenant)
         .filter(fields__has_key="mrr", at__gte=day_start(tenant, months[0]))
-        .annotate(delta=_recorded_mrr(1) - _recorded_mrr(0))
+        .annotate(delta=AccountChange.recorded_mrr(1) - AccountChange.recorded_mrr(0))
     )
     if accounts is not None:
         changes = changes.filter(account__in=accounts)
-    sums = _by_month(
+    sums = by_month(
         tenant,
         changes,
         gained=Sum("delta", filter=Q(delta__gt=0)),
@@ -218,62 +202,17 @@ def mrr_movements(tenant, accounts, today):
     return {"rows": rows, "largest": largest, "chart": chart, "any": bool(largest)}
 
 
-def _mrr_when_left(tenant):
-    """The MRR the account had when it left: the value before the first recorded change of its MRR after the
-    move, or its MRR now when none came after (a billing system often zeroes it a day or two later)."""
-    later = (
-        AccountChange.objects.for_tenant(tenant)
-        .filter(account_id=OuterRef("account_id"), fields__has_key="mrr", at__gt=OuterRef("at"))
-        .order_by("at", "pk")
-        .annotate(before=_recorded_mrr(0))
-        .values("before")[:1]
-    )
-    return Coalesce(Subquery(later), F("account__mrr"), output_field=DecimalField(max_digits=14, decimal_places=2))
-
-
-def _in_the_lifecycle_at(tenant, accounts, moments):
-    """How many accounts were in the lifecycle at each of `moments`: placed in a stage before it, less those in a
-    terminal stage since before it. Two queries. An account won back since it left counts as having stayed."""
-    transitions = StageTransition.objects.for_tenant(tenant)
-    states = AccountStage.objects.for_tenant(tenant).filter(stage__is_terminal=True)
-    if accounts is not None:
-        transitions, states = transitions.filter(account__in=accounts), states.filter(account__in=accounts)
-    placed = transitions.values("account_id").annotate(first=Min("at")).order_by().aggregate(
-        **{f"m{n}": Count("account_id", filter=Q(first__lt=moment)) for n, moment in enumerate(moments)}
-    )
-    out = states.aggregate(
-        **{f"m{n}": Count("pk", filter=Q(entered_at__lt=moment)) for n, moment in enumerate(moments)}
-    )
-    return [placed[f"m{n}"] - out[f"m{n}"] for n in range(len(moments))]
-
-
 def departures(tenant, accounts, today):
-    """The customers that left (entered a terminal stage, such as Churned) in each of the last REPORT_MONTHS
-    months, this one included: how many, the share of those in the lifecycle at the month's start, and the
-    MRR they had; why they left, by the reasons their moves gave; and the latest departures.
-
-    Five queries whatever the number of accounts.
-    """
+    """The customers who left in each of the last REPORT_MONTHS months (lifecycle's `kpi_departures`), with
+    the latest to leave: six queries whatever the number of accounts."""
     months = month_starts(today, REPORT_MONTHS)
-    starts = [day_start(tenant, first) for first in months]
-    left = (
-        StageTransition.objects.for_tenant(tenant)
-        .filter(to_stage__is_terminal=True, at__gte=starts[0])
-        .annotate(mrr_then=_mrr_when_left(tenant))
+    figures = kpi_departures(tenant=tenant, months=months, accounts=accounts)
+    latest = (
+        departures_since(tenant=tenant, since=day_start(tenant, months[0]), accounts=accounts)
+        .select_related("account", "to_stage", "by_user")
+        .order_by("-at", "-pk")
     )
-    if accounts is not None:
-        left = left.filter(account__in=accounts)
-    sums = _by_month(tenant, left, left=Count("pk"), mrr=Sum("mrr_then"))
-    rows = []
-    for first, staying in zip(months, _in_the_lifecycle_at(tenant, accounts, starts)):
-        found = sums.get(first, {})
-        count = found.get("left", 0)
-        rows.append({"month": first, "left": count, "mrr": found.get("mrr") or 0, "at_start": staying,
-                     "rate": 100 * count / staying if staying else None})
-    reasons = (
-        left.values("reason").annotate(left=Count("pk"), mrr=Sum("mrr_then")).order_by("-left", "-mrr", "reason")
-    )
-    latest = left.select_related("account", "to_stage", "by_user").order_by("-at", "-pk")
+    rows = figures["months"]
     chart = bar_chart(
         [row["month"].strftime("%B %Y") for row in rows],
         [{"label": "Customers who left", "data": [row["left"] for row in rows], "backgroundColor": COLOUR_HEX["red"]}],
@@ -281,7 +220,7 @@ def departures(tenant, accounts, today):
     )
     return {
         "rows": rows,
-        "reasons": list(reasons[:DEPARTURE_REASONS]),
+        "reasons": figures["reasons"],
         "latest": list(latest[:LATEST_DEPARTURES]),
         "chart": chart,
         "any": any(row["left"] for row in rows),

@@ -9,14 +9,33 @@ stay, never raw events.
 import statistics
 
 from django.db import connection
-from django.db.models import Case, Count, Exists, F, IntegerField, OuterRef, Q, Subquery, Value, When, Window
-from django.db.models.functions import Lead
+from django.db.models import (
+    Case,
+    Count,
+    DecimalField,
+    Exists,
+    F,
+    IntegerField,
+    Min,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    Value,
+    When,
+    Window,
+)
+from django.db.models.functions import Coalesce, Lead
 
-from csplatform.customers.models import Account
+from csplatform.customers.models import Account, AccountChange
+from csplatform.tenancy.timezones import by_month, day_start, month_starts, tenant_today
 
 from .models import AccountStage, Stage, StageTransition, TransitionKind
 
 SECONDS_PER_DAY = 86400
+# The reasons for leaving listed, the most given first, and the months the API's departures cover.
+DEPARTURE_REASONS = 8
+DEPARTURE_MONTHS = 12
 
 
 def _days(start, end):
@@ -197,10 +216,69 @@ def _onboarding_medians_in_python(rows):
     return {month: (_median(days), len(days)) for month, days in cohorts.items()}
 
 
+def _mrr_when_left(tenant):
+    """The MRR the account had when it left: the value before the first recorded change of its MRR after the
+    move, or its MRR now when none came after (a billing system often zeroes it a day or two later)."""
+    later = (
+        AccountChange.objects.for_tenant(tenant)
+        .filter(account_id=OuterRef("account_id"), fields__has_key="mrr", at__gt=OuterRef("at"))
+        .order_by("at", "pk")
+        .annotate(before=AccountChange.recorded_mrr(0))
+        .values("before")[:1]
+    )
+    return Coalesce(Subquery(later), F("account__mrr"), output_field=DecimalField(max_digits=14, decimal_places=2))
+
+
+def departures_since(*, tenant, since, accounts=None):
+    """The moves into a terminal stage, such as Churned, from `since` on (of `accounts` when given), each with
+    the MRR its account had then (`mrr_then`)."""
+    moves = StageTransition.objects.for_tenant(tenant).filter(to_stage__is_terminal=True, at__gte=since)
+    return _of_accounts(moves, accounts).annotate(mrr_then=_mrr_when_left(tenant))
+
+
+def _in_the_lifecycle_at(tenant, accounts, moments):
+    """How many accounts were in the lifecycle at each of `moments`: placed in a stage before it, less those in a
+    terminal stage since before it. Two queries. An account won back since it left counts as having stayed."""
+    placed = _of_accounts(StageTransition.objects.for_tenant(tenant), accounts)
+    out = _of_accounts(AccountStage.objects.for_tenant(tenant).filter(stage__is_terminal=True), accounts)
+    firsts = placed.values("account_id").annotate(first=Min("at")).order_by().aggregate(
+        **{f"m{n}": Count("account_id", filter=Q(first__lt=moment)) for n, moment in enumerate(moments)}
+    )
+    gone = out.aggregate(**{f"m{n}": Count("pk", filter=Q(entered_at__lt=moment)) for n, moment in enumerate(moments)})
+    return [firsts[f"m{n}"] - gone[f"m{n}"] for n in range(len(moments))]
+
+
+def kpi_departures(*, tenant, months, accounts=None):
+    """The customers who left (entered a terminal stage, such as Churned) in each of `months` (their first
+    days, oldest first, in the tenant's zone): how many, the accounts in the lifecycle at the month's start,
+    the churn rate (their share of those, in %) and the MRR they had; and why they left, by the reasons their
+    moves gave, the most given first. Four queries whatever the number of accounts."""
+    starts = [day_start(tenant, first) for first in months]
+    left = departures_since(tenant=tenant, since=starts[0], accounts=accounts)
+    sums = by_month(tenant, left, left=Count("pk"), mrr=Sum("mrr_then"))
+    rows = []
+    for first, staying in zip(months, _in_the_lifecycle_at(tenant, accounts, starts)):
+        count = sums.get(first, {}).get("left", 0)
+        rows.append({
+            "month": first,
+            "left": count,
+            "in_lifecycle_at_start": staying,
+            "churn_rate": round(100 * count / staying, 1) if staying else None,
+            "mrr_lost": sums.get(first, {}).get("mrr") or 0,
+        })
+    reasons = (
+        left.values("reason")
+        .annotate(left=Count("pk"), mrr_lost=Sum("mrr_then"))
+        .order_by("-left", "-mrr_lost", "reason")
+    )
+    return {"months": rows, "reasons": list(reasons[:DEPARTURE_REASONS])}
+
+
 def lifecycle_kpis(*, tenant, onboarding_stage_key=None):
     return {
         "accounts_per_stage": kpi_accounts_per_stage(tenant=tenant),
         "median_days_in_stage": kpi_median_days_in_stage(tenant=tenant),
         "conversion": kpi_conversion(tenant=tenant),
         "time_to_onboard": kpi_time_to_onboard(tenant=tenant, stage_key=onboarding_stage_key),
+        "departures": kpi_departures(tenant=tenant, months=month_starts(tenant_today(tenant), DEPARTURE_MONTHS)),
     }

@@ -4,6 +4,8 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from csplatform.tenancy.models import TenantModel, TenantQuerySet, User
@@ -102,6 +104,11 @@ class AccountChange(TenantModel):
             if old != new:
                 changed[name] = [_stored_form(field, old), _stored_form(field, new)]
         return changed
+
+    @staticmethod
+    def recorded_mrr(position):
+        """The MRR before (0) or after (1) a change of MRR, read from its JSON as a decimal, for queries."""
+        return Cast(KT(f"fields__mrr__{position}"), models.DecimalField(max_digits=14, decimal_places=2))
 
     @staticmethod
     def owners_named(changes):

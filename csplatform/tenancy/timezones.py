@@ -1,7 +1,8 @@
 import datetime as dt
 import zoneinfo
 
-from django.db.models.functions import TruncDate
+from django.db.models import DateField
+from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import timezone
 
 
@@ -32,3 +33,17 @@ def day_start(tenant, day):
 def local_day_start(day, zone=None):
     """Midnight of `day` in `zone`, else in the active time zone (a page's: its reader's), as an aware datetime."""
     return dt.datetime.combine(day, dt.time.min, tzinfo=zone or timezone.get_current_timezone())
+
+
+def month_starts(today, count):
+    """The first days of the `count` months that end with today's, oldest first."""
+    firsts = [today.replace(day=1)]
+    while len(firsts) < count:
+        firsts.insert(0, (firsts[0] - dt.timedelta(days=1)).replace(day=1))
+    return firsts
+
+
+def by_month(tenant, rows, **aggregates):
+    """`{first day of a month: row}` of the `aggregates` of `rows` by the month of their `at` in the tenant's zone."""
+    in_months = rows.annotate(month=TruncMonth("at", tzinfo=tenant_zone(tenant), output_field=DateField()))
+    return {row["month"]: row for row in in_months.values("month").annotate(**aggregates).order_by()}

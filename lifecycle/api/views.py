@@ -206,7 +206,9 @@ class CriteriaPreviewView(TenantAPIView):
 
 
 class LifecycleKpiView(TenantAPIView):
-    """Accounts per stage, median days in each stage, stage-to-stage conversion and time to onboard by cohort."""
+    """Accounts per stage, median days in each stage, stage-to-stage conversion, time to onboard by cohort, and
+    the customers who left (entered a terminal stage such as Churned) in each of the last 12 months: how many,
+    the churn rate over those in the lifecycle at the month's start, the MRR they had, and why they left."""
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request):

@@ -1,13 +1,16 @@
 import datetime as dt
 
 import pytest
+import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from csplatform.tenancy.models import AuditLogEntry
+from csplatform.tenancy.timezones import tenant_today
 from lifecycle.api.views import PREVIEW_SAMPLE_SIZE
 from lifecycle.models import AccountStage, Stage
-from lifecycle.services import lifecycle_advance, stage_create
+from lifecycle.services import account_move_stage, lifecycle_advance, stage_create
 from tests.conftest import make_api_client
 from tests.factories import AccountFactory
 
@@ -270,6 +273,21 @@ def test_kpis_endpoint(api, tenant, lifecycle_stages):
         "converted": 1,
         "rate": 1.0,
     }
+
+
+def test_the_kpis_tell_who_left_each_month_and_why(api, tenant, lifecycle_stages, alice):
+    staying, leaving = AccountFactory(tenant=tenant, mrr=10), AccountFactory(tenant=tenant, mrr=250)
+    with time_machine.travel(timezone.now() - dt.timedelta(days=40)):
+        lifecycle_advance(tenant=tenant, account_ids=[staying.pk, leaving.pk])
+    account_move_stage(tenant=tenant, account=leaving, to_stage=lifecycle_stages["lost"], actor=alice,
+                       reason="Chose a competitor")
+
+    departures = api.get("/api/v1/lifecycle/kpis/").json()["departures"]
+
+    this_month = departures["months"][-1]
+    assert this_month == {"month": tenant_today(tenant).replace(day=1).isoformat(), "left": 1,
+                          "in_lifecycle_at_start": 2, "churn_rate": 50.0, "mrr_lost": 250.0}
+    assert departures["reasons"] == [{"reason": "Chose a competitor", "left": 1, "mrr_lost": 250.0}]
 
 
 @pytest.mark.parametrize("method", ["post", "patch", "delete"])

@@ -92,9 +92,16 @@ def test_time_to_onboard_can_name_the_onboarding_stage(tenant, history):
 
 
 def test_kpis_of_a_tenant_without_history_are_empty(other_tenant):
-    assert lifecycle_kpis(tenant=other_tenant) == {
+    kpis = lifecycle_kpis(tenant=other_tenant)
+    departures = kpis.pop("departures")
+
+    assert kpis == {
         "accounts_per_stage": [],
         "median_days_in_stage": [],
         "conversion": [],
         "time_to_onboard": {"stage": None, "cohorts": []},
     }
+    assert departures["reasons"] == [] and len(departures["months"]) == 12
+    assert {
+        (row["left"], row["in_lifecycle_at_start"], row["churn_rate"], row["mrr_lost"]) for row in departures["months"]
+    } == {(0, 0, None, 0)}
