@@ -90,6 +90,19 @@ def _health_crossings(tenant, kind, config, since, now):
     return sorted(moments, key=lambda item: item[1])
 
 
+def _still_customers(tenant, playbook, history):
+    """The trigger history without the moments an account had already left (it is in a terminal stage since
+    before then), as the live enrolment leaves departed customers to playbooks started by a stage."""
+    if playbook.trigger_type in (TriggerType.STAGE_ENTERED, TriggerType.STAGE_LEFT):
+        return history
+    from lifecycle.models import AccountStage
+
+    left_at = dict(
+        AccountStage.objects.for_tenant(tenant).filter(stage__is_terminal=True).values_list("account_id", "entered_at")
+    )
+    return [(account_id, moment) for account_id, moment in history if left_at.get(account_id, moment) >= moment]
+
+
 def _enrolments(playbook, history):
     """Apply the re-enrolment policy to the trigger history."""
     last = {}
@@ -152,7 +165,8 @@ def simulate(*, tenant, playbook, steps=None, days=90, now=None):
     now = now or timezone.now()
     since = now - dt.timedelta(days=days)
     steps = playbook_steps(tenant, playbook) if steps is None else steps
-    enrolments = _enrolments(playbook, _history(tenant, playbook, since, now))[:MAX_ENROLMENTS]
+    history = _still_customers(tenant, playbook, _history(tenant, playbook, since, now))
+    enrolments = _enrolments(playbook, history)[:MAX_ENROLMENTS]
     accounts = Account.objects.for_tenant(tenant).select_related("owner").in_bulk({pk for pk, _ in enrolments})
     try:
         audience = load_criteria(playbook.audience, subject="contact", tenant=tenant) if playbook.audience else None

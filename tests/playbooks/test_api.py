@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from alerts.services import segment_create
 from csplatform.customers.models import ContactRole
 from csplatform.tenancy.models import AuditLogEntry
-from lifecycle.services import lifecycle_advance
+from lifecycle.services import account_move_stage, lifecycle_advance
 from playbooks.models import EmailStatus, OutboundEmail, Playbook, Run, RunStatus, StepRunStatus, Task
 from playbooks.runner import steps_run_due
 from playbooks.services import playbook_steps, playbook_templates_install, playbook_update
@@ -407,3 +407,20 @@ def test_an_open_task_is_rescheduled_or_left_without_a_date_and_a_done_one_is_re
     assert malformed.status_code == 400 and malformed.json()["error"]["fields"][0]["field"] == "due_at"
     assert done.status_code == 400 and "a done task keeps its owner and date" in done.content.decode()
     assert Task.objects.for_tenant(tenant).get(pk=task.pk).due_at is None
+
+
+def test_a_simulated_date_trigger_leaves_out_customers_who_had_left_by_then(api, tenant, stages, alice):
+    fired = WEDNESDAY_NOON - dt.timedelta(days=5)
+    renews = fired.date() + dt.timedelta(days=30)
+    names = ("Gone Before", "Gone After", "Staying")
+    gone_before, gone_after, _ = (AccountFactory(tenant=tenant, name=name, renewal_date=renews) for name in names)
+    for account, left in ((gone_before, fired - dt.timedelta(days=2)), (gone_after, fired + dt.timedelta(days=2))):
+        with time_machine.travel(left, tick=False):
+            account_move_stage(tenant=tenant, account=account, to_stage=stages["churned"], actor=alice,
+                               reason="Budget cut")
+    body = playbook_body(trigger_type="date_relative", trigger_config={"field": "renewal_date", "days_before": 30},
+                         days=30)
+
+    report = simulated(api, "/api/v1/playbooks/simulate/", body).json()
+
+    assert sorted(run["account"]["name"] for run in report["runs"]) == ["Gone After", "Staying"]
