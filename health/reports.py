@@ -204,7 +204,7 @@ def mrr_movements(tenant, accounts, today):
 
 def departures(tenant, accounts, today):
     """The customers who left in each of the last REPORT_MONTHS months (lifecycle's `kpi_departures`), with
-    the latest to leave: six queries whatever the number of accounts."""
+    the latest to leave: five queries whatever the number of accounts."""
     months = month_starts(today, REPORT_MONTHS)
     figures = kpi_departures(tenant=tenant, months=months, accounts=accounts)
     latest = (
