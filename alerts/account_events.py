@@ -59,9 +59,9 @@ def account_changes_emit(*, tenant, moved_ids, colour_changed_ids, since):
         )
 
 
-def _account_updated(change_and_emails):
-    change, owner_emails = change_and_emails
-    data = AccountChangeSerializer(change, context={"owner_emails": owner_emails}).data
+def _account_updated(change_and_owners):
+    change, owners = change_and_owners
+    data = AccountChangeSerializer(change, context={"owners": owners}).data
     payload = {
         "account": account_payload(change.account),
         "change": change.pk,
@@ -70,17 +70,17 @@ def _account_updated(change_and_emails):
     return payload, f"account_change:{change.pk}"
 
 
-def _with_owner_emails(tenant, change_ids):
-    """The changes, each with the emails of the owners they name, as the feed of changes names them."""
+def _with_owners(tenant, change_ids):
+    """The changes, each with the owners they name (one query for them all), as the feed of changes reads them."""
     changes = list(
         AccountChange.objects.for_tenant(tenant)
         .filter(OneOf("pk", change_ids))
         .select_related("account", "actor")
         .order_by("pk")
     )
-    owner_emails = {pk: user.email for pk, user in AccountChange.owners_named(changes).items()}
+    owners = AccountChange.owners_named(changes)
     for change in changes:
-        yield change, owner_emails
+        yield change, owners
 
 
 def account_updates_emit(*, tenant, change_ids):
@@ -94,6 +94,6 @@ def account_updates_emit(*, tenant, change_ids):
         webhooks_emit(
             tenant=tenant,
             event_type="account.updated",
-            rows=_with_owner_emails(tenant, change_ids[start : start + CHANGES_PER_EMIT]),
+            rows=_with_owners(tenant, change_ids[start : start + CHANGES_PER_EMIT]),
             event=_account_updated,
         )

@@ -258,13 +258,14 @@ def kpi_departures(*, tenant, months, accounts=None):
     sums = by_month(tenant, left, left=Count("pk"), mrr=Sum("mrr_then"))
     rows = []
     for first, staying in zip(months, _in_the_lifecycle_at(tenant, accounts, starts)):
-        count = sums.get(first, {}).get("left", 0)
+        found = sums.get(first, {})
+        count = found.get("left", 0)
         rows.append({
             "month": first,
             "left": count,
             "in_lifecycle_at_start": staying,
             "churn_rate": round(100 * count / staying, 1) if staying else None,
-            "mrr_lost": sums.get(first, {}).get("mrr") or 0,
+            "mrr_lost": found.get("mrr") or 0,
         })
     reasons = (
         left.values("reason")

@@ -90,16 +90,12 @@ def _health_crossings(tenant, kind, config, since, now):
     return sorted(moments, key=lambda item: item[1])
 
 
-def _still_customers(tenant, playbook, history):
+def _while_customers(tenant, playbook, history):
     """The trigger history without the moments an account had already left (it is in a terminal stage since
     before then), as the live enrolment leaves departed customers to playbooks started by a stage."""
     if playbook.trigger_type in (TriggerType.STAGE_ENTERED, TriggerType.STAGE_LEFT):
         return history
-    from lifecycle.models import AccountStage
-
-    left_at = dict(
-        AccountStage.objects.for_tenant(tenant).filter(stage__is_terminal=True).values_list("account_id", "entered_at")
-    )
+    left_at = dict(Account.objects.for_tenant(tenant).departed().values_list("pk", "lifecycle__entered_at"))
     return [(account_id, moment) for account_id, moment in history if left_at.get(account_id, moment) >= moment]
 
 
@@ -165,7 +161,7 @@ def simulate(*, tenant, playbook, steps=None, days=90, now=None):
     now = now or timezone.now()
     since = now - dt.timedelta(days=days)
     steps = playbook_steps(tenant, playbook) if steps is None else steps
-    history = _still_customers(tenant, playbook, _history(tenant, playbook, since, now))
+    history = _while_customers(tenant, playbook, _history(tenant, playbook, since, now))
     enrolments = _enrolments(playbook, history)[:MAX_ENROLMENTS]
     accounts = Account.objects.for_tenant(tenant).select_related("owner").in_bulk({pk for pk, _ in enrolments})
     try:

@@ -352,7 +352,7 @@ def validate_upsert_batch(serializer_class, items, *, tenant):
 class AccountChangeSerializer(serializers.ModelSerializer):
     """A change of an account's owner or details; the owners are named by email, as the accounts API names them.
 
-    The context's `owner_emails` maps the owners' user ids to their emails.
+    The context's `owners` are `AccountChange.owners_named` of the changes serialized.
     """
 
     account = serializers.SlugRelatedField(slug_field="external_id", read_only=True, help_text="Its external id.")
@@ -368,10 +368,12 @@ class AccountChangeSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_changes(self, change):
-        emails = self.context["owner_emails"]
+        owners = self.context["owners"]
 
         def written(name, value):
-            return emails.get(value) if name == "owner" and value is not None else value
+            if name != "owner" or value is None:
+                return value
+            return owners[value].email if value in owners else None
 
         return {
             name: {"from": written(name, old), "to": written(name, new)} for name, (old, new) in change.fields.items()

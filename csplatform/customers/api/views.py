@@ -215,6 +215,5 @@ class AccountChangeViewSet(TenantScopedMixin, mixins.ListModelMixin, viewsets.Ge
 
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        emails = {pk: user.email for pk, user in AccountChange.owners_named(page).items()}
-        context = {**self.get_serializer_context(), "owner_emails": emails}
+        context = {**self.get_serializer_context(), "owners": AccountChange.owners_named(page)}
         return self.get_paginated_response(self.get_serializer(page, many=True, context=context).data)
