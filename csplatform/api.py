@@ -12,7 +12,7 @@ from alerts.notifications import note_tell
 from csplatform.activity import DETAIL_CHARS, KINDS, Cursor, account_activity
 from csplatform.customers.api import serializers as customer_serializers
 from csplatform.customers.api import views as customer_views
-from csplatform.customers.filtersets import RENEWAL_WINDOWS, UNASSIGNED, UNSCORED, AccountFilterSet
+from csplatform.customers.filtersets import CUSTOMER_STATES, RENEWAL_WINDOWS, UNASSIGNED, UNSCORED, AccountFilterSet
 from csplatform.customers.models import Account
 from csplatform.dashboard import portfolio_listing
 from csplatform.models import PassStatus
@@ -107,6 +107,8 @@ class PortfolioView(TenantAPIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("q", str, description="Text in the name, domain or external id."),
+            OpenApiParameter("customers", str, enum=list(CUSTOMER_STATES), description="`left`: the accounts in a "
+                             "terminal stage, such as Churned; `current`: the others."),
             OpenApiParameter("stage", str, description="A stage's key."),
             OpenApiParameter("health", str, enum=[*Colour.values, UNSCORED]),
             OpenApiParameter("plan", str, description="A plan in use."),

@@ -55,6 +55,7 @@ from health.services import health_override_clear, health_override_set
 from health.views import (
     SPARK_DAYS,
     health_context,
+    health_kept_since_leaving,
     portfolio_accounts,
     portfolio_figures,
     portfolio_summary,
@@ -83,7 +84,7 @@ PORTFOLIO_COLUMNS = [
     ("owner", "Owner", False),
     ("activity", "Last activity", True),
 ]
-FILTER_PARAMS = ("q", "stage", "health", "plan", "owner", "renewal", "segment")
+FILTER_PARAMS = ("q", "customers", "stage", "health", "plan", "owner", "renewal", "segment")
 
 
 class PortfolioFilterSet(AccountFilterSet):
@@ -246,9 +247,11 @@ def account_page(request, account_id, *, override_form=None, status=200):
     contacts = list(account_contacts(tenant, account)[: CONTACTS_SHOWN + 1])
     # One read of the members serves the task form and the owner choice: the queryset keeps its rows.
     members = User.objects.members_of(tenant)
+    lifecycle = account_lifecycle_context(request, account)
     context = {
         **health_context(request, account, today, override_form=override_form),
-        **account_lifecycle_context(request, account),
+        **lifecycle,
+        "health_kept": health_kept_since_leaving(tenant, account, lifecycle["state"]),
         **account_alerts_context(request, account),
         **account_segments_context(request, account),
         **account_playbooks_context(request, account, members),

@@ -62,7 +62,10 @@ def health_why(*, tenant, account, from_day=None, to_day=None):
         return result
     if old.score is not None and new.score is not None:
         result["score_change"] = round(new.score - old.score, 1)
-    if old.score == new.score and old.colour == new.colour:
+    if old.pk == new.pk:
+        # The same snapshot at both ends: nothing scored it in between, as nothing scores a customer who left.
+        result["summary"] = f"Health has not been scored since {new.day}, when it was {_describe(new)}."
+    elif old.score == new.score and old.colour == new.colour:
         result["summary"] = f"Health stayed at {_describe(new)} from {old.day} to {new.day}."
     else:
         verb = "rose" if (new.score or 0) > (old.score or 0) else "fell"
@@ -72,10 +75,14 @@ def health_why(*, tenant, account, from_day=None, to_day=None):
 
 
 def health_distribution(*, tenant):
-    """Accounts per stage and colour (visible colours, overrides included); one grouped query plus the stages."""
+    """Accounts per stage and colour (visible colours, overrides included); one grouped query plus the stages.
+
+    The totals count the current customers: those in a terminal stage kept the score they had when they left,
+    which their stage's row shows.
+    """
     rows = (
         Account.objects.for_tenant(tenant)
-        .values("lifecycle__stage_id", "health__colour")
+        .values("lifecycle__stage_id", "lifecycle__stage__is_terminal", "health__colour")
         .order_by()
         .annotate(n=Count("pk"))
     )
@@ -83,7 +90,8 @@ def health_distribution(*, tenant):
     per_stage = {}
     for row in rows:
         colour = row["health__colour"] or UNSCORED
-        totals[colour] += row["n"]
+        if not row["lifecycle__stage__is_terminal"]:
+            totals[colour] += row["n"]
         stage_counts = per_stage.setdefault(row["lifecycle__stage_id"], dict.fromkeys((*COLOURS, UNSCORED), 0))
         stage_counts[colour] += row["n"]
     stages = [
@@ -123,7 +131,7 @@ def scorecard_preview(*, tenant, scorecard, measures):
         if scorecard.stage_id:
             if stage_id != scorecard.stage_id:
                 continue
-        elif stage_id in context.by_stage:
+        elif not context.default_scores(stage_id):
             continue
         current = context.version_for(stage_id)
         before = score_account(current.measures, account_values(account, current.measures), context.bands) if current else None

@@ -14,7 +14,7 @@ from csplatform.rules.models import MetricDefinition, MetricSubject
 from csplatform.sql import OneOf, overwrite, upsert
 from csplatform.tenancy.services import audit_record
 from csplatform.tenancy.timezones import tenant_today, tenant_zone
-from lifecycle.models import StageTransition
+from lifecycle.models import Stage, StageTransition
 
 from .measures import ACCOUNT_FIELD_SOURCES, ATTRIBUTE_SOURCE, clean_measures
 from .models import HealthScore, HealthSettings, HealthSnapshot, Scorecard, ScorecardVersion, override_in_force
@@ -86,12 +86,12 @@ def _version_snapshot(version):
 
 
 def _accounts_of(tenant, scorecard):
-    """The accounts a scorecard scores: those in its stage, or for the default those whose stage has none."""
+    """The accounts a scorecard scores: those in its stage, or for the default the customers whose stage has none."""
     accounts = Account.objects.for_tenant(tenant)
     if scorecard.stage_id:
         return accounts.filter(lifecycle__stage_id=scorecard.stage_id)
     staged = Scorecard.objects.for_tenant(tenant).filter(stage__isnull=False, published_version__isnull=False)
-    return accounts.exclude(lifecycle__stage_id__in=staged.values("stage_id"))
+    return accounts.still_customers().exclude(lifecycle__stage_id__in=staged.values("stage_id"))
 
 
 def _mark_scored_accounts_dirty(tenant, accounts):
@@ -200,9 +200,15 @@ class ScoringContext:
                 self.by_stage[scorecard.stage_id] = scorecard.published_version
             else:
                 self.default = scorecard.published_version
+        # A customer who left keeps the score it had when it left: the default scores no terminal stage,
+        # though a scorecard of the stage's own does.
+        self.terminal = set(Stage.objects.for_tenant(tenant).filter(is_terminal=True).values_list("pk", flat=True))
+
+    def default_scores(self, stage_id):
+        return stage_id not in self.by_stage and stage_id not in self.terminal
 
     def version_for(self, stage_id):
-        return self.by_stage.get(stage_id) or self.default
+        return self.default if self.default_scores(stage_id) else self.by_stage.get(stage_id)
 
 
 def stage_id_of(account):
@@ -267,7 +273,7 @@ def _account_id_chunks(tenant, account_ids, chunk_size):
         last_id = chunk[-1]
 
 
-def health_score(*, tenant, account_ids=None, today=None, chunk_size=CHUNK_SIZE, stages=None):
+def health_score(*, tenant, account_ids=None, today=None, chunk_size=CHUNK_SIZE, stages=None, now=None):
     """Score these accounts (every account of the tenant when None) and record today's snapshot.
 
     1. Load the colour bands and the published scorecards once.
@@ -275,12 +281,14 @@ def health_score(*, tenant, account_ids=None, today=None, chunk_size=CHUNK_SIZE,
        metric values and stage, their current health rows (locked), and their
        snapshots of today and of 7 and 30 days back.
     3. Score each account with its stage's scorecard, else the tenant default
-       (accounts that neither covers are left alone), keep an override in
+       unless the stage is terminal (accounts that neither covers are left
+       alone: a customer who left keeps its last score), keep an override in
        force until it expires, and upsert in bulk the health rows and
        today's snapshots that changed; unchanged health rows only get the
        new computed_at.
     `stages` ({account id: stage id}) replaces the accounts' current stages,
     for replaying a past day; an account missing from it held no stage.
+    `now` stamps a score of the past, as a replay of the tenant's history makes.
     Returns the ids of accounts whose visible colour changed (including
     accounts scored for the first time).
     """
@@ -290,7 +298,7 @@ def health_score(*, tenant, account_ids=None, today=None, chunk_size=CHUNK_SIZE,
         return []
     changed = []
     for ids in _account_id_chunks(tenant, account_ids, chunk_size):
-        changed.extend(_score_chunk(tenant, ids, context, today, stages))
+        changed.extend(_score_chunk(tenant, ids, context, today, stages, now or timezone.now()))
     return changed
 
 
@@ -332,14 +340,13 @@ def _scoring_rows(tenant, ids):
 
 
 @transaction.atomic
-def _score_chunk(tenant, ids, context, today, stages):
+def _score_chunk(tenant, ids, context, today, stages, now):
     """Score one chunk in a fixed number of queries; rows are written only where something changed.
 
     The health rows of accounts scored the same as before only get the new
     `computed_at`, in one statement; today's snapshots are upserted only
     where they differ from the one already stored for today.
     """
-    now = timezone.now()
     accounts = _scoring_rows(tenant, ids)
     current = {
         account_id: StoredHealth(*columns)

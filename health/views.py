@@ -21,7 +21,7 @@ from lifecycle.sla import days_in_stage_expression
 from . import reports as report
 from .analysis import health_why
 from .forms import HealthOverrideForm, ReportScopeForm
-from .models import HealthSnapshot
+from .models import HealthSnapshot, Scorecard
 from .reports import COLOUR_KEYS, COLOUR_NAMES
 
 SPARK_DAYS = 30
@@ -68,15 +68,19 @@ def snapshot_scores(tenant, account_ids, first_day, today):
 
 
 def portfolio_figures(tenant):
-    """Accounts per stage and per visible colour over the whole portfolio, and the plans in use.
+    """Accounts per stage over the whole portfolio, the current customers per visible colour, and the plans in use.
 
+    A customer who left has no health to act on, so the colours leave out the accounts in a terminal stage.
     Whole-tenant figures: one query each, computed at most once a minute (see tenancy.summaries).
     """
     by_stage, by_colour = {}, dict.fromkeys(COLOUR_KEYS, 0)
-    rows = Account.objects.for_tenant(tenant).values("lifecycle__stage_id", "health__colour").annotate(n=Count("pk"))
+    rows = Account.objects.for_tenant(tenant).values(
+        "lifecycle__stage_id", "lifecycle__stage__is_terminal", "health__colour"
+    ).annotate(n=Count("pk"))
     for row in rows.order_by():
         by_stage[row["lifecycle__stage_id"]] = by_stage.get(row["lifecycle__stage_id"], 0) + row["n"]
-        by_colour[row["health__colour"] or "unscored"] += row["n"]
+        if not row["lifecycle__stage__is_terminal"]:
+            by_colour[row["health__colour"] or "unscored"] += row["n"]
     plans = Account.objects.for_tenant(tenant).exclude(plan="").order_by("plan").values_list("plan", flat=True)
     return {"by_stage": by_stage, "by_colour": by_colour, "plans": list(plans.distinct())}
 
@@ -87,7 +91,8 @@ def portfolio_summary(figures, stages):
         "stages": [{"stage": stage, "accounts": by_stage.get(stage.pk, 0)} for stage in stages],
         "unstaged": by_stage.get(None, 0),
         "colours": [{"key": key, "name": COLOUR_NAMES[key], "accounts": by_colour[key]} for key in COLOUR_KEYS],
-        "total": sum(by_colour.values()),
+        "departed": sum(by_stage.get(stage.pk, 0) for stage in stages if stage.is_terminal),
+        "total": sum(by_stage.values()),
     }
 
 
@@ -124,6 +129,15 @@ def health_context(request, account, today, *, override_form=None):
         "trend_days": TREND_DAYS,
         "override_form": override_form or HealthOverrideForm(),
     }
+
+
+def health_kept_since_leaving(tenant, account, state):
+    """Whether the account's health is the score it had when it left: it is in a terminal stage without a scorecard
+    of its own (see ScoringContext). One query, for a departed account's page only."""
+    if getattr(account, "health", None) is None or state is None or not state.stage.is_terminal:
+        return False
+    own = Scorecard.objects.for_tenant(tenant).filter(stage_id=state.stage_id, published_version__isnull=False)
+    return not own.exists()
 
 
 @tenant_page

@@ -120,10 +120,10 @@ def history_replay(*, tenant, days=90, now=None):
         if not ids:
             continue
         metrics_compute(tenant=tenant, account_ids=ids, today=day)
-        colour_changed = set(health_score(tenant=tenant, account_ids=ids, today=day))
+        colour_changed = set(health_score(tenant=tenant, account_ids=ids, today=day, now=close))
         moved = lifecycle_advance(tenant=tenant, account_ids=ids, now=close)
         if moved:
-            colour_changed |= set(health_score(tenant=tenant, account_ids=list(moved), today=day))
+            colour_changed |= set(health_score(tenant=tenant, account_ids=list(moved), today=day, now=close))
         # Before the alerts, whose rules may read the segments.
         segment_changes = segments_refresh(tenant=tenant, account_ids=ids, now=close) if replay_segments else ()
         if replay_alerts:

@@ -10,6 +10,8 @@ from .models import Account
 
 UNSCORED = "unscored"
 UNASSIGNED = "none"
+# Whether the account is still a customer: "left" means it is in a terminal stage, such as Churned.
+CUSTOMER_STATES = {"current": "Current customers", "left": "Customers who left"}
 RENEWAL_WINDOWS = {
     "overdue": "Renewal date passed",
     "30": "Renews within 30 days",
@@ -55,6 +57,12 @@ class AccountFilterSet(django_filters.FilterSet):
     owner = django_filters.ChoiceFilter(label="Owner", empty_label="Anyone", method="filter_owner")
     stage = django_filters.ChoiceFilter(label="Stage", empty_label="Any stage", field_name="lifecycle__stage__key")
     health = django_filters.ChoiceFilter(label="Health", empty_label="Any health", method="filter_health")
+    customers = django_filters.ChoiceFilter(
+        label="Customers",
+        choices=list(CUSTOMER_STATES.items()),
+        empty_label="Current and former",
+        method="filter_customers",
+    )
     renewal = django_filters.ChoiceFilter(
         label="Renewal",
         choices=list(RENEWAL_WINDOWS.items()),
@@ -81,7 +89,7 @@ class AccountFilterSet(django_filters.FilterSet):
 
     class Meta:
         model = Account
-        fields = ["q", "scope", "stage", "health", "plan", "owner", "renewal"]
+        fields = ["q", "scope", "customers", "stage", "health", "plan", "owner", "renewal"]
 
     def __init__(self, data=None, queryset=None, *, tenant, user, today, stages=(), colours=(), plans=(), **kwargs):
         """`stages` and `colours` are (value, label) choices from the lifecycle and health apps, which sit above this one;
@@ -118,7 +126,12 @@ class AccountFilterSet(django_filters.FilterSet):
     def filter_owner(self, queryset, name, value):
         return queryset.filter(owner__isnull=True) if value == UNASSIGNED else queryset.filter(owner_id=value)
 
+    def filter_customers(self, queryset, name, value):
+        return queryset.still_customers() if value == "current" else queryset.departed()
+
     def filter_health(self, queryset, name, value):
+        # As the page's colour counts: a customer who left keeps its last score but has no health to act on.
+        queryset = queryset.still_customers()
         if value == UNSCORED:
             return queryset.filter(Q(health__isnull=True) | Q(health__colour=""))
         return queryset.filter(health__colour=value)

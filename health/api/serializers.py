@@ -254,7 +254,10 @@ class StageColourCountsSerializer(ColourCountsSerializer):
 
 
 class HealthDistributionSerializer(serializers.Serializer):
-    colours = ColourCountsSerializer()
+    colours = ColourCountsSerializer(
+        help_text="The current customers per colour: the accounts in a terminal stage, such as Churned, are counted "
+        "in their stage's row only."
+    )
     stages = StageColourCountsSerializer(many=True)
 
 

@@ -268,7 +268,7 @@ class AccountHealthOverrideView(AccountHealthBase):
 
 
 class HealthDistributionView(TenantAPIView):
-    """Accounts per colour, overall and per stage."""
+    """Accounts per colour: the current customers overall, and every account per stage."""
 
     @extend_schema(responses=HealthDistributionSerializer)
     def get(self, request):

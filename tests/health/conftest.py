@@ -66,6 +66,12 @@ def onboarding(tenant):
 
 
 @pytest.fixture
+def churned(tenant):
+    """A terminal stage: the customers who left."""
+    return make_stage(tenant, "churned", position=9, is_terminal=True)
+
+
+@pytest.fixture
 def onboarding_card(tenant, onboarding):
     """Onboarding: active_contacts_7d from 0 to 4."""
     return scorecard_create(

@@ -49,6 +49,20 @@ def test_why_reads_the_latest_snapshot_on_or_before_each_day(tenant, default_car
     assert why["changes"][0]["text"] == "Logins in the last 30 days rose from 10 to 20: +50 points"
 
 
+def test_why_of_a_customer_who_left_says_since_when_nothing_scored_it(tenant, default_card, churned):
+    account = make_account(tenant, logins_30d=10)
+    today = tenant_today(tenant)
+    health_score(tenant=tenant, account_ids=[account.pk], today=today - dt.timedelta(days=12))
+    place(account, churned)
+    health_score(tenant=tenant, account_ids=[account.pk], today=today)
+
+    why = health_why(tenant=tenant, account=account)
+
+    left_day = today - dt.timedelta(days=12)
+    assert why["summary"] == f"Health has not been scored since {left_day}, when it was 50 (yellow)."
+    assert why["score_change"] == 0 and why["changes"] == []
+
+
 def test_why_without_history_says_so(tenant, default_card):
     account = make_account(tenant, logins_30d=10)
     why = health_why(tenant=tenant, account=account)
@@ -70,6 +84,15 @@ def test_preview_shows_the_distribution_before_and_after_and_who_changes_colour(
     assert low.pk not in {change["account_id"] for change in preview["colour_changes"]}
     assert preview["after"]["histogram"] == [1, 1, 1, 0, 0, 0, 0, 0, 0, 0]
     assert not HealthScore.objects.for_tenant(tenant).exists()
+
+
+def test_preview_of_the_default_scorecard_leaves_out_the_customers_who_left(tenant, default_card, churned):
+    make_account(tenant, logins_30d=20)
+    make_account(tenant, churned, logins_30d=20)
+
+    preview = scorecard_preview(tenant=tenant, scorecard=default_card, measures=[thresholds("logins_30d", 5, 60)])
+
+    assert preview["accounts"] == 1
 
 
 def test_preview_of_a_stage_scorecard_covers_only_that_stage(tenant, default_card, onboarding, onboarding_card):
@@ -135,17 +158,23 @@ def test_backtest_of_a_gentler_version_flags_later(tenant):
     assert report["sources_without_history"] == ["nps_avg_90d"]
 
 
-def test_distribution_counts_accounts_per_stage_and_colour(tenant, default_card, onboarding, onboarding_card):
+def test_distribution_counts_current_customers_per_colour_and_every_account_per_stage(
+    tenant, default_card, onboarding, onboarding_card, churned
+):
     make_account(tenant, onboarding, active_contacts_7d=4)
     make_account(tenant, onboarding, active_contacts_7d=0)
     make_account(tenant, None, logins_30d=10)
     AccountFactory(tenant=tenant)
+    left = make_account(tenant, None, logins_30d=0)
     health_score(tenant=tenant)
+    place(left, churned)
 
     distribution = health_distribution(tenant=tenant)
 
     assert distribution["colours"] == {"green": 1, "yellow": 1, "red": 1, "unscored": 1}
     assert distribution["stages"][0] == {"stage": "onboarding", "name": "Onboarding", "green": 1, "yellow": 0, "red": 1, "unscored": 0}
+    churned_row = {"stage": "churned", "name": "Churned", "green": 0, "yellow": 0, "red": 1, "unscored": 0}
+    assert distribution["stages"][1] == churned_row
     assert distribution["stages"][-1]["stage"] is None and distribution["stages"][-1]["yellow"] == 1
 
 

@@ -13,10 +13,11 @@ from collections import Counter, defaultdict
 import pytest
 from django.core.management import call_command
 from django.db import transaction
+from django.utils import timezone
 
 from csplatform.customers.demo import demo_seed
 from csplatform.customers.models import Account
-from csplatform.tenancy.timezones import tenant_today
+from csplatform.tenancy.timezones import tenant_today, tenant_zone
 from health.analysis import scorecard_backtest
 from health.models import HealthSnapshot, Scorecard
 
@@ -55,8 +56,8 @@ def test_demo_health_tells_healthy_accounts_from_failing_ones(demo):
     assert share(colours["healthy"], "green") >= 0.8, colours
 
 
-def test_every_demo_account_has_a_score_a_breakdown_and_90_days_of_history(demo):
-    accounts = list(Account.objects.for_tenant(demo).select_related("health"))
+def test_every_demo_account_has_a_score_a_breakdown_and_a_day_by_day_history_until_it_left(demo):
+    accounts = list(Account.objects.for_tenant(demo).select_related("health", "lifecycle__stage"))
     today = tenant_today(demo)
     first_day = today - dt.timedelta(days=HISTORY_DAYS - 1)
 
@@ -64,11 +65,18 @@ def test_every_demo_account_has_a_score_a_breakdown_and_90_days_of_history(demo)
     history = Counter(
         HealthSnapshot.objects.for_tenant(demo).filter(day__gte=first_day).values_list("account_id", flat=True)
     )
+    departed = 0
     for account in accounts:
-        # An account has a snapshot for each day since it signed up, at most the 90 days.
+        # A snapshot for each day since it signed up (at most the 90 days), up to the day it left if it did.
         signed_up = max(account.signup_date, first_day)
-        assert history[account.pk] == (today - signed_up).days + 1, account.name
+        last_day = today
+        if account.lifecycle.stage.is_terminal:
+            departed += 1
+            last_day = dt.date.fromordinal(account.lifecycle.entered_day)
+            assert timezone.localdate(account.health.computed_at, tenant_zone(demo)) == last_day, account.name
+        assert history[account.pk] == (last_day - signed_up).days + 1, account.name
     assert max(history.values()) == HISTORY_DAYS
+    assert departed
 
 
 def test_every_churned_demo_account_was_red_or_yellow_before_it_churned(demo):

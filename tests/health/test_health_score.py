@@ -7,10 +7,16 @@ from django.utils import timezone
 
 from csplatform.tenancy.timezones import tenant_today
 from health.models import HealthScore, HealthSnapshot
-from health.services import health_override_clear, health_override_set, health_score, health_settings_update
+from health.services import (
+    health_override_clear,
+    health_override_set,
+    health_score,
+    health_settings_update,
+    scorecard_create,
+)
 
 from ..factories import AccountFactory
-from .conftest import make_account, set_metrics
+from .conftest import make_account, place, set_metrics, thresholds
 
 pytestmark = pytest.mark.django_db
 
@@ -208,3 +214,28 @@ def test_accounts_without_a_fitting_scorecard_are_left_alone(tenant, onboarding,
     set_metrics(elsewhere, active_contacts_7d=4)
     assert health_score(tenant=tenant, account_ids=[elsewhere.pk]) == []
     assert not HealthScore.objects.for_tenant(tenant).exists()
+
+
+def test_a_customer_who_left_keeps_the_score_and_history_it_had_when_it_left(tenant, default_card, churned):
+    account = make_account(tenant, logins_30d=4)
+    health_score(tenant=tenant, account_ids=[account.pk])
+    left_with = health_of(account)
+    place(account, churned)
+    set_metrics(account, logins_30d=20)
+
+    assert health_score(tenant=tenant, account_ids=[account.pk]) == []
+
+    kept = health_of(account)
+    assert (kept.score, kept.colour, kept.breakdown) == (left_with.score, left_with.colour, left_with.breakdown)
+    assert [s.score for s in HealthSnapshot.objects.for_tenant(tenant).filter(account=account)] == [20.0]
+
+
+def test_a_terminal_stage_with_a_scorecard_of_its_own_scores_its_accounts(tenant, default_card, churned):
+    win_back = scorecard_create(
+        tenant=tenant, actor=None, name="Win-back", stage=churned, measures=[thresholds("logins_30d", 0, 10)]
+    )
+    account = make_account(tenant, churned, logins_30d=10)
+
+    health_score(tenant=tenant, account_ids=[account.pk])
+
+    assert (health_of(account).score, health_of(account).scorecard_version) == (100.0, win_back.published_version)

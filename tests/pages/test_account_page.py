@@ -99,7 +99,9 @@ def test_a_customer_moved_to_churned_says_on_its_page_when_and_why_it_left(signe
     left = r'This customer left on <time datetime="[^"]+">\w{3} \d+, \d{4}</time>: Chose a competitor\.'
     assert re.search(left, page)
     assert "moving it to another stage brings it back" in page
-    assert "This customer left" not in signed_in.get(url).content.decode()
+    assert "The customer left, so this is the score it had then: no scorecard scores Churned." in page
+    back = signed_in.get(url).content.decode()
+    assert "This customer left" not in back and "the score it had then" not in back
 
 
 def test_a_move_needs_a_reason(signed_in, account, stages):

@@ -65,6 +65,35 @@ def test_summary_counts_accounts_per_stage_and_colour_and_links_to_the_filter(si
     assert re.search(r'href="\?health=unscored".*?Not scored</span> <strong>1</strong>', summary, re.S)
 
 
+def test_health_counts_and_filters_leave_out_the_customers_who_left(signed_in, tenant, stages):
+    churned = Stage.objects.create(tenant=tenant, key="churned", name="Churned", position=9, is_terminal=True)
+    for name, stage, value in (("Red On", stages["onboarding"], 20), ("Gone", churned, 10)):
+        account = AccountFactory(tenant=tenant, name=name)
+        place(account, stage)
+        score(account, value)
+
+    html = signed_in.get("/t/alpha/").content.decode()
+
+    summary = html[html.index('aria-label="Portfolio at a glance"') : html.index("</section>")]
+    assert re.search(r'href="\?stage=churned".*?Churned</span> <strong>1</strong>', summary, re.S)
+    assert re.search(r'href="\?health=red".*?Red</span> <strong>1</strong>', summary, re.S)
+    assert 'Health counts current customers: <a href="?customers=left">1 who left</a> is not counted.' in summary
+    assert row_names(html) == ["Gone", "Red On"]
+    assert row_names(signed_in.get("/t/alpha/?health=red").content.decode()) == ["Red On"]
+
+
+def test_the_customers_filter_lists_current_customers_or_those_who_left(signed_in, tenant, stages):
+    churned = Stage.objects.create(tenant=tenant, key="churned", name="Churned", position=9, is_terminal=True)
+    place(AccountFactory(tenant=tenant, name="Staying"), stages["onboarding"])
+    place(AccountFactory(tenant=tenant, name="Gone"), churned)
+    AccountFactory(tenant=tenant, name="Fresh")
+
+    assert row_names(signed_in.get("/t/alpha/?customers=current").content.decode()) == ["Fresh", "Staying"]
+    left = signed_in.get("/t/alpha/?customers=left").content.decode()
+    assert row_names(left) == ["Gone"]
+    assert '<option value="left" selected>Customers who left</option>' in left and "Clear filters" in left
+
+
 def test_stage_and_health_filters_narrow_the_list_and_live_in_the_url(signed_in, tenant, stages):
     for name, stage, value in (("Green On", "onboarding", 90), ("Red On", "onboarding", 20), ("Red Renew", "renewal", 10)):
         account = AccountFactory(tenant=tenant, name=name)

@@ -14,6 +14,7 @@ from alerts.services import segment_create, segments_refresh
 from csplatform.customers.models import UsageEvent
 from csplatform.tenancy.services import api_key_create
 from csplatform.tenancy.timezones import tenant_today
+from lifecycle.models import AccountStage, Stage
 
 from ..conftest import make_api_client
 from ..factories import AccountFactory, ContactFactory
@@ -105,6 +106,14 @@ def test_my_accounts_are_the_key_creators(tenant, bob, portfolio):
     assert names(bobs.get(f"{URL}?scope=mine")) == ["Acme"]
 
 
+def test_the_customers_filter_reads_who_is_in_a_terminal_stage(api, tenant, portfolio):
+    churned = Stage.objects.create(tenant=tenant, key="churned", name="Churned", position=9, is_terminal=True)
+    AccountStage.objects.for_tenant(tenant).filter(account=portfolio).update(stage=churned)
+
+    assert names(api.get(f"{URL}?customers=left")) == ["Acme"]
+    assert names(api.get(f"{URL}?customers=current")) == ["Bolt", "Core"]
+
+
 def test_a_key_that_acts_for_no_one_has_no_accounts_of_its_own(api, portfolio):
     assert names(api.get(f"{URL}?scope=mine")) == []
 
@@ -112,7 +121,7 @@ def test_a_key_that_acts_for_no_one_has_no_accounts_of_its_own(api, portfolio):
 @pytest.mark.parametrize(
     "query, field",
     [("stage=launch", "stage"), ("health=purple", "health"), ("renewal=7", "renewal"), ("owner=99999", "owner"),
-     ("segment=nope", "segment"), ("sort=colour", "sort"), ("plan=gold", "plan")],
+     ("segment=nope", "segment"), ("sort=colour", "sort"), ("plan=gold", "plan"), ("customers=past", "customers")],
 )
 def test_a_filter_the_tenant_does_not_have_is_a_400_naming_it(api, portfolio, query, field):
     response = api.get(f"{URL}?{query}")
