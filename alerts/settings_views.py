@@ -38,15 +38,19 @@ from .webhooks import (
 
 # The criteria fields of these pages whose text the live check reads.
 CHECKED_FIELDS = ("criteria_text", "condition_text", "exit_criteria_text", "audience_text")
+DEPARTED_BOXES = ("include_terminal_stages",)
 MEMBERS_PAGE_SIZE = 50
 # A secret just created or rotated waits here until its page shows it, once.
 NEW_SECRET_SESSION = "settings_new_webhook_secret"
 
 
-def subject_feedback(*, tenant, text, subject):
-    """The criteria editor's feedback for account criteria (shared with stages) or contact criteria."""
+def subject_feedback(*, tenant, text, subject, customers_only=False):
+    """The criteria editor's feedback for account criteria (shared with stages) or contact criteria.
+
+    `customers_only` leaves out the accounts in a terminal stage, for an alert rule that does not watch them.
+    """
     if subject != Subject.CONTACT:
-        return criteria_feedback(tenant=tenant, text=text)
+        return criteria_feedback(tenant=tenant, text=text, customers_only=customers_only)
     text = (text or "").strip()
     if not text:
         return {"empty": True}
@@ -59,16 +63,22 @@ def subject_feedback(*, tenant, text, subject):
     return {"contacts": preview["sample"], "count": preview["count"], "total": total}
 
 
-def criteria_editor(*, tenant, field, subject, text, empty_message="", subject_input=False):
+def criteria_editor(*, tenant, field, subject, text, empty_message="", subject_input=False, departed_input=None):
     """Everything the criteria editor include needs for one criteria field of a form.
 
-    With `subject_input` the live check sends the form's subject choice along, so it follows the choice.
+    With `subject_input` the live check sends the form's subject choice along, so it follows the choice. With
+    `departed_input`, the form's "also watch accounts in a terminal stage" box, the check sends the box along
+    and counts the departed accounts only when it is ticked.
     """
     return {
         "field": field,
         "subject": subject,
         "subject_input": subject_input,
-        "feedback": subject_feedback(tenant=tenant, text=text, subject=subject),
+        "departed_input": departed_input,
+        "feedback": subject_feedback(
+            tenant=tenant, text=text, subject=subject,
+            customers_only=departed_input is not None and not departed_input.value(),
+        ),
         "fields": fields_for(subject, tenant),
         "empty_message": empty_message,
     }
@@ -82,8 +92,11 @@ def criteria_preview(request):
     chosen = request.POST.get("subject", request.GET.get("subject"))
     subject = Subject.CONTACT if chosen == Subject.CONTACT else Subject.ACCOUNT
     text = request.POST.get(field, "") if field in CHECKED_FIELDS else ""
+    # The editor of a form with the box sends its name; a box left unticked is not sent at all.
+    departed_box = request.GET.get("departed")
+    customers_only = departed_box in DEPARTED_BOXES and not request.POST.get(departed_box)
     context = {
-        "feedback": subject_feedback(tenant=request.tenant, text=text, subject=subject),
+        "feedback": subject_feedback(tenant=request.tenant, text=text, subject=subject, customers_only=customers_only),
         "empty_message": request.GET.get("empty", ""),
     }
     return render(request, "settings/alerts/_criteria_check.html", context)
@@ -207,6 +220,7 @@ def alert_rule_edit(request, pk=None):
         field=form["condition_text"],
         subject=Subject.ACCOUNT,
         text=form["condition_text"].value(),
+        departed_input=form["include_terminal_stages"],
     )
     return render(request, "settings/alerts/rule_form.html", {"form": form, "rule": rule, "editor": editor})
 

@@ -19,11 +19,13 @@ from .settings_forms import CriteriaCheckForm, MetricForm
 PREVIEW_ACCOUNTS = 10
 
 
-def criteria_feedback(*, tenant, text):
+def criteria_feedback(*, tenant, text, customers_only=False):
     """What the criteria editor shows under the text: the error with where it is, or the matching accounts.
 
     The count is one query over every account; the first accounts are
-    explained clause by clause in Python.
+    explained clause by clause in Python. With `customers_only` the accounts
+    in a terminal stage are left out and counted apart, as an alert rule
+    that does not watch them leaves them alone.
     """
     text = (text or "").strip()
     if not text:
@@ -37,14 +39,20 @@ def criteria_feedback(*, tenant, text):
             feedback["error_line"] = text.splitlines()[error.line - 1] if text.splitlines() else ""
             feedback["caret"] = " " * (error.column - 1) + "^"
         return feedback
-    matching = criteria.filter(Account.objects.for_tenant(tenant)).order_by("name", "pk")
-    accounts = list(criteria.with_related(matching)[:PREVIEW_ACCOUNTS])
-    return {
+    accounts = Account.objects.for_tenant(tenant)
+    if customers_only:
+        accounts = accounts.still_customers()
+    matching = criteria.filter(accounts).order_by("name", "pk")
+    shown = list(criteria.with_related(matching)[:PREVIEW_ACCOUNTS])
+    feedback = {
         "criteria": criteria,
         "count": matching.count(),
-        "total": Account.objects.for_tenant(tenant).count(),
-        "matches": [(account, criteria.explain(account)) for account in accounts],
+        "total": accounts.count(),
+        "matches": [(account, criteria.explain(account)) for account in shown],
     }
+    if customers_only:
+        feedback["departed"] = Account.objects.for_tenant(tenant).departed().count()
+    return feedback
 
 
 def criteria_fields(tenant):

@@ -11,7 +11,7 @@ from django.utils import timezone
 from alerts.models import Alert
 from csplatform import pipeline
 from csplatform.customers.services import account_mark_dirty
-from lifecycle.services import stage_create
+from lifecycle.services import account_move_stage, stage_create
 
 from ..factories import AccountFactory
 from .conftest import SCREENSHOTS
@@ -50,6 +50,30 @@ def test_typing_a_criteria_with_a_syntax_error_shows_where_it_is(browser_page, l
     page.keyboard.type(' "pro"', delay=15)
     page.locator("#criteria-feedback .criteria-ok").wait_for(timeout=10_000)
     assert "Valid." in page.locator("#criteria-feedback").inner_text()
+    assert page.console_errors == []
+
+
+def test_ticking_watch_terminal_stages_brings_the_customers_who_left_into_the_rules_live_check(
+    browser_page, live_server, tenant, alice
+):
+    adopting = stage_create(tenant=tenant, actor=alice, key="adopting", name="Adopting")
+    churned = stage_create(tenant=tenant, actor=alice, key="churned", name="Churned", is_terminal=True)
+    for name, stage in (("Quiet Co", adopting), ("Gone Co", churned)):
+        account = AccountFactory(tenant=tenant, name=name, mrr=0)
+        account_move_stage(tenant=tenant, account=account, to_stage=stage, actor=alice, reason="Chose a competitor")
+    page = browser_page
+    page.goto(f"{live_server.url}/t/alpha/settings/alert-rules/new/")
+    page.locator("#id_condition_text").click()
+    page.keyboard.type("account.mrr < 100", delay=15)
+    feedback = page.locator("#condition_text-feedback")
+    feedback.get_by_text("1 of 1 account matches now.").wait_for(timeout=10_000)
+    assert "The 1 in a terminal stage, customers who left, is left out." in feedback.inner_text()
+
+    page.get_by_label("Also watch accounts in a terminal stage, such as Churned").check()
+
+    feedback.get_by_text("2 of 2 accounts match now.").wait_for(timeout=10_000)
+    assert "Gone Co" in feedback.inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "settings-rule-watches-departed.png"), full_page=True)
     assert page.console_errors == []
 
 

@@ -1,9 +1,11 @@
 import pytest
+from django.utils import timezone
 
 from alerts.models import AlertRule, Segment, WebhookDelivery, WebhookSubscription
 from alerts.services import alert_rule_create, segment_create, segments_refresh
 from alerts.webhooks import webhook_subscription_create
 from csplatform.tenancy.models import AuditLogEntry
+from lifecycle.models import AccountStage, Stage
 
 from ..factories import AccountFactory, ContactFactory
 from .conftest import page
@@ -182,6 +184,24 @@ def test_a_rule_leaves_customers_who_left_alone_unless_the_admin_ticks_the_box(a
     assert rule.include_terminal_stages is True
     change = AuditLogEntry.objects.for_tenant(tenant).get(action="alert_rule.updated")
     assert (change.before["include_terminal_stages"], change.after["include_terminal_stages"]) == (False, True)
+
+
+def test_the_rule_preview_counts_customers_who_left_only_when_the_rule_watches_them(admin_client, tenant, accounts):
+    churned = Stage.objects.create(tenant=tenant, key="churned", name="Churned", position=9, is_terminal=True)
+    gone = AccountFactory(tenant=tenant, name="Gone Co", mrr=0)
+    AccountStage.objects.create(tenant=tenant, account=gone, stage=churned, entered_at=timezone.now(), entered_day=1)
+    preview = f"{BASE}/criteria/preview/?field=condition_text&subject=account&departed=include_terminal_stages"
+
+    unticked = page(admin_client.post(preview, {"condition_text": "account.mrr < 100"}))
+    ticked = page(admin_client.post(preview, {"condition_text": "account.mrr < 100", "include_terminal_stages": "on"}))
+    checked = page(admin_client.post(f"{BASE}/alert-rules/new/", rule_data(action="check")))
+
+    assert "1 of 3 accounts matches now. The 1 in a terminal stage, customers who left, is left out." in unticked
+    assert "Tiny Co" in unticked and "Gone Co" not in unticked
+    assert "2 of 4 accounts match now.</p>" in ticked and "Gone Co" in ticked
+    assert "1 of 3 accounts matches now. The 1 in a terminal stage" in checked
+    assert "&amp;departed=include_terminal_stages" in checked
+    assert "change from:[name='include_terminal_stages']" in checked
 
 
 def test_slack_without_a_webhook_url_is_an_error_on_that_field(admin_client, tenant):
