@@ -185,14 +185,15 @@ def test_identify_creates_the_account_from_company_traits(segment, tenant):
     assert contact.attributes == {"firstName": "Grace", "lastName": "Hopper"}
 
 
-def test_identify_of_an_existing_contact_keeps_its_account(segment, tenant, account):
-    ContactFactory(account=account, external_id="u-1", title="")
+def test_identify_of_an_existing_contact_keeps_its_account_and_the_name_its_traits_leave_out(segment, tenant, account):
+    ContactFactory(account=account, external_id="u-1", name="Ada Lovelace", title="")
 
     response = post(segment, "identify", {"userId": "u-1", "traits": {"title": "VP Eng", "shoe_size": 44}})
 
     assert response.status_code == 200, response.content
     contact = Contact.objects.for_tenant(tenant).get(external_id="u-1")
     assert (contact.account, contact.title, contact.attributes) == (account, "VP Eng", {"shoe_size": 44})
+    assert contact.name == "Ada Lovelace"
 
 
 def test_identify_of_a_new_contact_without_account_is_an_error(segment, tenant):

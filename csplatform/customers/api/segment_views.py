@@ -185,9 +185,11 @@ class IdentifySerializer(MessageSerializer):
 
     def validate(self, attrs):
         traits = dict(attrs["traits"])
-        if "name" not in traits:
-            parts = (traits.get("firstName"), traits.get("lastName"))
-            traits["name"] = " ".join(part for part in parts if isinstance(part, str) and part)
+        parts = [traits.get(key) for key in ("firstName", "lastName")]
+        parts = [part for part in parts if isinstance(part, str) and part]
+        # Traits that name no one leave the stored name as it is.
+        if "name" not in traits and parts:
+            traits["name"] = " ".join(parts)
         company = traits.get("company") or {}
         if not isinstance(company, dict):
             raise serializers.ValidationError(under(("traits", "company"), ["Expected a JSON object."]))
@@ -340,7 +342,9 @@ def identify_apply(tenant, index, data, errors, grouped_account_ref, actor):
             )
             return
         account = existing.account
-    contact_upsert(tenant=tenant, external_id=data["userId"], account=account, fields=data["contact_fields"])
+    contact_upsert(
+        tenant=tenant, external_id=data["userId"], account=account, fields=data["contact_fields"], actor=actor
+    )
 
 
 def events_resolve(tenant, event_messages, errors):
