@@ -1,8 +1,8 @@
 """Webhook events about accounts: the stage moves and health colour changes that the pipeline made, and the
-changes of owner or details that people and integrations made."""
+changes of owner or details, theirs and their contacts', that people and integrations made."""
 
-from csplatform.customers.api.serializers import AccountChangeSerializer
-from csplatform.customers.models import AccountChange
+from csplatform.customers.api.serializers import AccountChangeSerializer, ContactChangeSerializer
+from csplatform.customers.models import AccountChange, ContactChange
 from csplatform.sql import OneOf
 from health.models import HealthScore
 from lifecycle.models import StageTransition
@@ -59,15 +59,30 @@ def account_changes_emit(*, tenant, moved_ids, colour_changed_ids, since):
         )
 
 
+CHANGE_FIELDS = ("at", "by", "by_email", "changes")
+
+
 def _account_updated(change_and_owners):
     change, owners = change_and_owners
     data = AccountChangeSerializer(change, context={"owners": owners}).data
     payload = {
         "account": account_payload(change.account),
         "change": change.pk,
-        **{name: data[name] for name in ("at", "by", "by_email", "changes")},
+        **{name: data[name] for name in CHANGE_FIELDS},
     }
     return payload, f"account_change:{change.pk}"
+
+
+def _contact_updated(change):
+    data = ContactChangeSerializer(change).data
+    contact = change.contact
+    payload = {
+        "account": account_payload(change.account),
+        "contact": {"id": contact.pk, "external_id": contact.external_id, "name": contact.name, "email": contact.email},
+        "change": change.pk,
+        **{name: data[name] for name in CHANGE_FIELDS},
+    }
+    return payload, f"contact_change:{change.pk}"
 
 
 def _with_owners(tenant, change_ids):
@@ -83,17 +98,33 @@ def _with_owners(tenant, change_ids):
         yield change, owners
 
 
-def account_updates_emit(*, tenant, change_ids):
-    """Emit account.updated for each of these recorded changes of an account's owner or details, in the
-    form of the API's feed of changes (CSP_ACCOUNT_CHANGES_HOOK).
-
-    The changes are read only when some endpoint subscribes, a thousand at a time (SQLite caps the parameters
-    of one query, and an import may change a hundred thousand accounts), and each is announced once.
-    """
+def _changes_emit(tenant, event_type, change_ids, rows, event):
+    """Emit `event_type` for each of these recorded changes, read as `rows(tenant, ids)` only when some endpoint
+    subscribes, a thousand at a time (SQLite caps the parameters of one query, and an import may change a
+    hundred thousand records); each change is announced once."""
     for start in range(0, len(change_ids), CHANGES_PER_EMIT):
         webhooks_emit(
-            tenant=tenant,
-            event_type="account.updated",
-            rows=_with_owners(tenant, change_ids[start : start + CHANGES_PER_EMIT]),
-            event=_account_updated,
+            tenant=tenant, event_type=event_type, rows=rows(tenant, change_ids[start : start + CHANGES_PER_EMIT]),
+            event=event,
         )
+
+
+def account_updates_emit(*, tenant, change_ids):
+    """Emit account.updated for each of these recorded changes of an account's owner or details, in the
+    form of the API's feed of changes (CSP_ACCOUNT_CHANGES_HOOK)."""
+    _changes_emit(tenant, "account.updated", change_ids, _with_owners, _account_updated)
+
+
+def _contact_changes(tenant, change_ids):
+    return (
+        ContactChange.objects.for_tenant(tenant)
+        .filter(OneOf("pk", change_ids))
+        .select_related("contact", "account", "actor")
+        .order_by("pk")
+    )
+
+
+def contact_updates_emit(*, tenant, change_ids):
+    """Emit contact.updated for each of these recorded changes of a contact's details, in the form of the API's
+    feed of contact changes (CSP_CONTACT_CHANGES_HOOK)."""
+    _changes_emit(tenant, "contact.updated", change_ids, _contact_changes, _contact_updated)

@@ -67,6 +67,7 @@ EVENT_TYPES = [
     "account.health_changed",
     "account.expansion_flagged",
     "account.updated",
+    "contact.updated",
     "alert.opened",
     "alert.acknowledged",
     "alert.resolved",

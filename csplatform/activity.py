@@ -11,14 +11,14 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import DateField, F, Q, Value, Window
+from django.db.models import BooleanField, DateField, DateTimeField, DecimalField, F, Q, Value, Window
 from django.db.models.functions import Lag
 from django.urls import reverse
 from django.utils.dateformat import format as date_format
 from django.utils.text import Truncator, capfirst, get_text_list
 
 from alerts.models import Alert, SegmentMembership
-from csplatform.customers.models import Account, AccountChange, AccountNote
+from csplatform.customers.models import AccountChange, AccountNote, ContactChange
 from csplatform.tenancy.timezones import day_start, tenant_zone
 from health.models import HealthSnapshot
 from lifecycle.models import StageTransition, TransitionKind
@@ -34,6 +34,7 @@ KINDS = {
     "playbook": "Playbooks",
     "segment": "Segments",
     "change": "Account changes",
+    "contact": "Contact changes",
 }
 DETAIL_CHARS = 300
 
@@ -252,28 +253,35 @@ def _segment_stays(field, verb):
     return read
 
 
-def _field_label(name):
-    return Account._meta.get_field(name).verbose_name
-
-
-def _shown_value(tenant, name, value, owners):
+def _shown_value(tenant, field, value, owners):
     """A changed field's stored JSON value as the timeline shows it."""
     if value is None or value == "":
         return "none"
-    if name == "owner":
+    if field.name == "owner":
         return str(owners[value]) if value in owners else "a former member"
-    if name == "mrr":
+    if field.choices:
+        return str(dict(field.flatchoices).get(value, value))
+    if isinstance(field, BooleanField):
+        return "yes" if value else "no"
+    if isinstance(field, DecimalField):
         return f"{Decimal(value):,.2f}"
-    if name == "trial_ends_at":
+    if isinstance(field, DateTimeField):
         return date_format(dt.datetime.fromisoformat(value).astimezone(tenant_zone(tenant)), "M j, Y H:i")
-    if isinstance(Account._meta.get_field(name), DateField):
+    if isinstance(field, DateField):
         return date_format(dt.date.fromisoformat(value), "M j, Y")
     return value
 
 
-def _change_line(tenant, name, values, owners):
-    """`Plan: pro → team`: a field's values before and after a change."""
-    return f"{capfirst(_field_label(name))}: " + " → ".join(_shown_value(tenant, name, v, owners) for v in values)
+def _changed(tenant, change, owners=None):
+    """`(labels, detail)` of a change: its fields' names, and `Plan: pro → team` for each, as the timeline says
+    them."""
+    fields = [change.RECORD._meta.get_field(name) for name in change.FIELDS if name in change.fields]
+    detail = " · ".join(
+        f"{capfirst(field.verbose_name)}: "
+        + " → ".join(_shown_value(tenant, field, value, owners or {}) for value in change.fields[field.name])
+        for field in fields
+    )
+    return get_text_list([str(field.verbose_name) for field in fields], "and"), _clip(detail)
 
 
 def _account_changes(tenant, account, cursor, limit, source):
@@ -283,12 +291,19 @@ def _account_changes(tenant, account, cursor, limit, source):
     owners = AccountChange.owners_named(changes)
     entries = []
     for change in changes:
-        names = [name for name in AccountChange.FIELDS if name in change.fields]
-        text = f"Changed {get_text_list([_field_label(name) for name in names], 'and')}"
-        detail = " · ".join(_change_line(tenant, name, change.fields[name], owners) for name in names)
-        entries.append(
-            Entry(change.at, "change", text, _clip(detail), change.actor_label, source=source, pk=change.pk)
-        )
+        labels, detail = _changed(tenant, change, owners)
+        entries.append(Entry(change.at, "change", f"Changed {labels}", detail, change.actor_label, source=source,
+                             pk=change.pk))
+    return entries
+
+
+def _contact_changes(tenant, account, cursor, limit, source):
+    changes = ContactChange.objects.for_tenant(tenant).filter(account=account).select_related("contact")
+    entries = []
+    for change in _latest(changes, "at", cursor, source, limit):
+        labels, detail = _changed(tenant, change)
+        entries.append(Entry(change.at, "contact", f"Changed {change.contact}'s {labels}", detail,
+                             change.actor_label, source=source, pk=change.pk))
     return entries
 
 
@@ -309,6 +324,7 @@ SOURCES = (
     # Added after the others, so that the cursors already handed out keep their sources' places.
     ("alert", _alerts_acknowledged),
     ("change", _account_changes),
+    ("contact", _contact_changes),
 )
 
 

@@ -213,6 +213,8 @@ CELERY_BEAT_SCHEDULE = {
 CSP_ACCOUNTS_CHANGED_HOOK = "csplatform.tasks.schedule_recompute"
 # What customers calls with the changes of accounts' owner or details it records: their webhooks.
 CSP_ACCOUNT_CHANGES_HOOK = "alerts.account_events.account_updates_emit"
+# And with the changes of contacts' details.
+CSP_CONTACT_CHANGES_HOOK = "alerts.account_events.contact_updates_emit"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["csplatform.tenancy.api.authentication.ApiKeyAuthentication"],

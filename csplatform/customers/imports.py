@@ -80,8 +80,7 @@ def csv_import(*, tenant, kind, content, actor=None):
         problems.sort(key=lambda p: p["row"])
         bad_rows = len({p["row"] for p in problems})
         raise CsvImportError(f"{bad_rows} row(s) have errors; nothing was imported.", problems)
-    # Accounts keep a history of who changed them; contacts do not.
-    created, updated = bulk_upsert(tenant=tenant, items=valid, **({"actor": actor} if kind == "accounts" else {}))
+    created, updated = bulk_upsert(tenant=tenant, items=valid, actor=actor)
     return ImportResult(rows=len(valid), created=created, updated=updated)
 
 

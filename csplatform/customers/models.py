@@ -62,21 +62,18 @@ class Account(TenantModel):
         return self.name
 
 
-class AccountChange(TenantModel):
-    """Fields of an account that a member, an integration or an import changed in one write.
+class FieldChange(TenantModel):
+    """Fields of a record that a member, an integration or an import changed in one write.
 
     `fields` maps each changed field to `[old, new]` in JSON form (dates as
-    ISO text, amounts as decimal text, the owner as a user id or null). Only
-    the fields people read an account by are kept (FIELDS): not its
-    attributes, which integrations rewrite all the time.
+    ISO text, amounts as decimal text, a related row as its id or null). Only
+    the fields people read a record by are kept (FIELDS of the RECORD model):
+    not its attributes, which integrations rewrite all the time.
     """
 
-    FIELDS = (
-        "name", "domain", "owner", "plan", "mrr", "currency",
-        "signup_date", "trial_ends_at", "contract_start", "renewal_date", "card_expires_at",
-    )
+    RECORD = None
+    FIELDS = ()
 
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="changes")
     at = models.DateTimeField(default=timezone.now)
     actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # Who, in words, as the audit log says it: an API change names its key too.
@@ -84,26 +81,39 @@ class AccountChange(TenantModel):
     fields = models.JSONField(encoder=DjangoJSONEncoder)
 
     class Meta:
+        abstract = True
+
+    @classmethod
+    def of(cls, record, values):
+        """`{field: [old, new]}` of the FIELDS that setting `values` (model values) on `record` would change."""
+        changed = {}
+        for name in cls.FIELDS:
+            if name not in values:
+                continue
+            field = cls.RECORD._meta.get_field(name)
+            old, new = getattr(record, field.attname), values[name]
+            if field.is_relation:
+                new = getattr(new, "pk", None)
+            if old != new:
+                changed[name] = [_stored_form(field, old), _stored_form(field, new)]
+        return changed
+
+
+class AccountChange(FieldChange):
+    RECORD = Account
+    FIELDS = (
+        "name", "domain", "owner", "plan", "mrr", "currency",
+        "signup_date", "trial_ends_at", "contract_start", "renewal_date", "card_expires_at",
+    )
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="changes")
+
+    class Meta:
         # An account's story reads its changes; the reports read a tenant's latest ones.
         indexes = [models.Index(fields=["tenant", "account", "at"]), models.Index(fields=["tenant", "at"])]
 
     def __str__(self):
         return f"{', '.join(self.fields)} of account {self.account_id} at {self.at:%Y-%m-%d %H:%M}"
-
-    @classmethod
-    def of(cls, account, values):
-        """`{field: [old, new]}` of the FIELDS that setting `values` (model values) on `account` would change."""
-        changed = {}
-        for name in cls.FIELDS:
-            if name not in values:
-                continue
-            field = Account._meta.get_field(name)
-            old, new = getattr(account, field.attname), values[name]
-            if name == "owner":
-                new = getattr(new, "pk", None)
-            if old != new:
-                changed[name] = [_stored_form(field, old), _stored_form(field, new)]
-        return changed
 
     @staticmethod
     def recorded_mrr(position):
@@ -192,7 +202,7 @@ class Contact(TenantModel):
     role = models.CharField(max_length=20, choices=ContactRole.choices, default=ContactRole.USER)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     attributes = models.JSONField(default=dict, blank=True)
-    unsubscribed = models.BooleanField(default=False)
+    unsubscribed = models.BooleanField("unsubscribed from emails", default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -207,6 +217,22 @@ class Contact(TenantModel):
 
     def __str__(self):
         return self.name or self.email or self.external_id
+
+
+class ContactChange(FieldChange):
+    """A change of a contact's details, kept on the account the contact was with then, for the account's story."""
+
+    RECORD = Contact
+    FIELDS = ("name", "email", "title", "role", "unsubscribed")
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="changes")
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="contact_changes")
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "account", "at"]), models.Index(fields=["tenant", "at"])]
+
+    def __str__(self):
+        return f"{', '.join(self.fields)} of contact {self.contact_id} at {self.at:%Y-%m-%d %H:%M}"
 
 
 class AccountNote(TenantModel):

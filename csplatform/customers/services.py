@@ -10,7 +10,7 @@ from csplatform.sql import OneOf
 from csplatform.tenancy.models import Role, User
 from csplatform.tenancy.services import audit_actor_label
 
-from .models import Account, AccountChange, AccountNote, Contact, DirtyAccount, SavedView
+from .models import Account, AccountChange, AccountNote, Contact, ContactChange, DirtyAccount, SavedView
 
 
 @transaction.atomic
@@ -40,10 +40,11 @@ def account_upsert(*, tenant, external_id, fields, actor=None):
 
 
 @transaction.atomic
-def contact_upsert(*, tenant, external_id, account, fields):
+def contact_upsert(*, tenant, external_id, account, fields, actor=None):
     """Create or update the tenant's contact with this external id under `account`.
 
-    Returns `(contact, created)`; `attributes` merge as for accounts.
+    Returns `(contact, created)`; `attributes` merge as for accounts, and what
+    changed of an existing contact is recorded as `actor`'s change.
     """
     fields = dict(fields)
     attributes = fields.pop("attributes", None)
@@ -51,12 +52,14 @@ def contact_upsert(*, tenant, external_id, account, fields):
     created = contact is None
     if created:
         contact = Contact(tenant=tenant, external_id=external_id)
+    changes = [] if created else [(contact, ContactChange.of(contact, fields))]
     contact.account = account
     for name, value in fields.items():
         setattr(contact, name, value)
     if attributes:
         contact.attributes = {**contact.attributes, **attributes}
     contact.save()
+    contact_changes_record(tenant=tenant, changes=changes, actor=actor)
     account_mark_dirty(tenant=tenant, account_ids=[account.pk])
     return contact, created
 
@@ -64,6 +67,12 @@ def contact_upsert(*, tenant, external_id, account, fields):
 # Batches look rows up in chunks: SQLite caps the parameters of one query.
 LOOKUP_CHUNK = 1000
 WRITE_BATCH = 500
+
+
+def _recorded_by(actor):
+    """`(user, label)` that a change keeps of `actor`: a user or an API key's creator, and who in words, as the
+    audit log says it; the activity names no one for what the platform (None) did."""
+    return (actor if getattr(actor, "pk", None) else None), (audit_actor_label(actor) if actor is not None else "")
 
 
 def account_changes_record(*, tenant, changes, actor, at=None):
@@ -75,9 +84,7 @@ def account_changes_record(*, tenant, changes, actor, at=None):
     if it is kept.
     """
     at = at or timezone.now()
-    user = actor if getattr(actor, "pk", None) else None
-    # As the activity names no one for what the platform did.
-    label = audit_actor_label(actor) if actor is not None else ""
+    user, label = _recorded_by(actor)
     rows = [
         AccountChange(tenant=tenant, account_id=account_id, at=at, actor=user, actor_label=label, fields=fields)
         for account_id, fields in changes.items()
@@ -86,6 +93,27 @@ def account_changes_record(*, tenant, changes, actor, at=None):
     recorded = AccountChange.objects.bulk_create(rows, batch_size=WRITE_BATCH)
     if recorded and settings.CSP_ACCOUNT_CHANGES_HOOK:
         import_string(settings.CSP_ACCOUNT_CHANGES_HOOK)(tenant=tenant, change_ids=[row.pk for row in recorded])
+
+
+def contact_changes_record(*, tenant, changes, actor, at=None):
+    """Keep `changes`, `[(contact, {field: [old, new]})]`, as made by `actor`, on each contact's account now.
+
+    Contacts whose fields did not change are left out, and the changes kept are announced in this transaction,
+    as for accounts (CSP_CONTACT_CHANGES_HOOK).
+    """
+    at = at or timezone.now()
+    user, label = _recorded_by(actor)
+    rows = [
+        ContactChange(
+            tenant=tenant, contact=contact, account_id=contact.account_id, at=at, actor=user, actor_label=label,
+            fields=fields,
+        )
+        for contact, fields in changes
+        if fields
+    ]
+    recorded = ContactChange.objects.bulk_create(rows, batch_size=WRITE_BATCH)
+    if recorded and settings.CSP_CONTACT_CHANGES_HOOK:
+        import_string(settings.CSP_CONTACT_CHANGES_HOOK)(tenant=tenant, change_ids=[row.pk for row in recorded])
 
 
 def rows_by_external_id(queryset, external_ids):
@@ -150,7 +178,7 @@ def account_bulk_upsert(*, tenant, items, actor=None):
 
 
 @transaction.atomic
-def contact_bulk_upsert(*, tenant, items):
+def contact_bulk_upsert(*, tenant, items, actor=None):
     """Upsert many contacts as `contact_upsert` does one, in a fixed number of queries.
 
     `items` are validated field dicts, each with a distinct `external_id`;
@@ -162,7 +190,7 @@ def contact_bulk_upsert(*, tenant, items):
     existing = rows_by_external_id(
         Contact.objects.for_tenant(tenant).select_for_update(), [item["external_id"] for item in items]
     )
-    to_create, to_update, changed, touched = [], [], set(), set()
+    to_create, to_update, changed, touched, changes = [], [], set(), set(), []
     for item in items:
         fields = dict(item)
         external_id = fields.pop("external_id")
@@ -173,9 +201,11 @@ def contact_bulk_upsert(*, tenant, items):
         else:
             touched.add(contact.account_id)
             to_update.append(contact)
+            changes.append((contact, ContactChange.of(contact, fields)))
         changed |= _apply_fields(contact, fields)
         touched.add(contact.account_id)
     _bulk_write(Contact, tenant, to_create, to_update, changed, now)
+    contact_changes_record(tenant=tenant, changes=changes, actor=actor, at=now)
     account_mark_dirty(tenant=tenant, account_ids=touched, now=now)
     return len(to_create), len(to_update)
 
@@ -301,12 +331,19 @@ def contact_create(*, tenant, fields):
 
 
 @transaction.atomic
-def contact_update(*, tenant, contact, fields):
-    """Set the given fields; a contact moved to another account touches both accounts."""
-    previous_account_id = contact.account_id
+def contact_update(*, tenant, contact, fields, actor=None):
+    """Set the given fields, recorded as `actor`'s change; a contact moved to another account touches both
+    accounts.
+
+    What changed is read against the stored row, as a form may have set its values on `contact` already.
+    """
+    stored = Contact.objects.for_tenant(tenant).select_for_update().get(pk=contact.pk)
+    previous_account_id = stored.account_id
+    changes = [(contact, ContactChange.of(stored, fields))]
     for name, value in fields.items():
         setattr(contact, name, value)
     contact.save()
+    contact_changes_record(tenant=tenant, changes=changes, actor=actor)
     account_mark_dirty(tenant=tenant, account_ids={previous_account_id, contact.account_id})
     return contact
 

@@ -253,7 +253,7 @@ def account_contact_edit(request, account_id, contact_id):
     contact = object_to_change(request, Contact.objects.for_tenant(tenant).filter(account_id=account_id), contact_id)
     form = ContactEditForm(request.POST, instance=contact)
     if form.is_valid():
-        contact_update(tenant=tenant, contact=contact, fields=form.cleaned_data)
+        contact_update(tenant=tenant, contact=contact, fields=form.cleaned_data, actor=request.user)
         messages.success(request, f"Saved {contact}.")
     else:
         problems = " ".join(f"{form[name].label}: {' '.join(errors)}" for name, errors in form.errors.items())

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.utils import timezone
 
-from alerts.account_events import account_changes_emit, account_updates_emit
+from alerts.account_events import account_changes_emit, account_updates_emit, contact_updates_emit
 from alerts.models import Alert, DeliveryStatus, Notification, WebhookDelivery, WebhookSubscription
 from alerts.notifications import notifications_send_due
 from alerts.services import alerts_acknowledge
@@ -22,10 +22,10 @@ from alerts.webhooks import (
     webhook_subscription_create,
     webhooks_emit,
 )
-from csplatform.customers.models import AccountChange
-from csplatform.customers.services import account_bulk_upsert
+from csplatform.customers.models import AccountChange, ContactChange
+from csplatform.customers.services import account_bulk_upsert, contact_bulk_upsert
 from csplatform.tenancy.models import AuditLogEntry
-from tests.factories import AccountFactory
+from tests.factories import AccountFactory, ContactFactory
 
 from .conftest import Receiver
 
@@ -342,6 +342,41 @@ def test_each_change_is_announced_once_however_often_it_is_emitted(tenant, recei
     assert request["json"]["data"]["changes"] == {"plan": {"from": "", "to": "team"}}
     # Changed by an integration's code, not by a member or a key: no one is named.
     assert (request["json"]["data"]["by"], request["json"]["data"]["by_email"]) == ("", None)
+
+
+def test_a_new_champion_set_on_the_page_and_a_title_sent_by_segment_reach_the_contact_subscriber(
+    client, tenant, alice, bob, receiver
+):
+    subscribe(tenant, receiver.url, event_types=["contact.updated"])
+    account = AccountFactory(tenant=tenant, name="Acme Rockets", external_id="acme")
+    uma = ContactFactory(account=account, external_id="u-1", name="Uma Chen", email="uma@acme.example", role="user")
+    client.force_login(bob)
+    client.post(f"/t/alpha/accounts/{account.pk}/contacts/{uma.pk}/", {"title": "Head of Data", "role": "champion"})
+    contact_bulk_upsert(tenant=tenant, items=[{"external_id": "u-1", "title": "Head of Data"}])
+    webhook_deliver_due()
+
+    (request,) = receiver.requests
+    assert request["json"]["type"] == "contact.updated"
+    data = request["json"]["data"]
+    assert data["account"] == {"id": account.pk, "external_id": "acme", "name": "Acme Rockets"}
+    assert data["contact"] == {"id": uma.pk, "external_id": "u-1", "name": "Uma Chen", "email": "uma@acme.example"}
+    assert (data["by"], data["by_email"]) == ("Bob CSM", "bob@alpha.example")
+    assert data["changes"] == {
+        "title": {"from": uma.title, "to": "Head of Data"}, "role": {"from": "user", "to": "champion"}
+    }
+    assert data["change"] == ContactChange.objects.for_tenant(tenant).get().pk
+
+
+def test_contact_changes_read_nothing_for_a_tenant_without_an_endpoint_for_them(
+    tenant, receiver, django_assert_num_queries
+):
+    subscribe(tenant, receiver.url, event_types=["account.updated"])
+    contact = ContactFactory(account=AccountFactory(tenant=tenant))
+    change = ContactChange.objects.create(tenant=tenant, contact=contact, account=contact.account,
+                                          fields={"role": ["user", "champion"]})
+
+    with django_assert_num_queries(1):
+        contact_updates_emit(tenant=tenant, change_ids=[change.pk])
 
 
 def test_account_changes_read_no_changes_for_a_tenant_without_an_endpoint_for_them(

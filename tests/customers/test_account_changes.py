@@ -12,10 +12,10 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from csplatform.customers.models import AccountChange
-from csplatform.tenancy.services import api_key_create
 
 from ..conftest import make_api_client
 from ..factories import AccountFactory, UserFactory
+from .conftest import key_label, story_of
 
 pytestmark = pytest.mark.django_db
 
@@ -25,29 +25,8 @@ def account(tenant, bob):
     return AccountFactory(tenant=tenant, external_id="acme", name="Acme", plan="pro", mrr=500, owner=bob)
 
 
-@pytest.fixture
-def crm_key(tenant, alice):
-    """The raw key of an integration that Alice set up."""
-    _, raw_key = api_key_create(tenant=tenant, name="CRM sync", scopes=["read", "write", "ingest"], created_by=alice)
-    return raw_key
-
-
-@pytest.fixture
-def crm(crm_key):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {crm_key}")
-    return client
-
-
 def changes_of(client, account):
-    """The account's recorded changes as the activity API tells them: (text, detail, by), newest first."""
-    response = client.get(f"/api/v1/accounts/{account.pk}/activity/?kind=change")
-    assert response.status_code == 200, response.content
-    return [(entry["text"], entry["detail"], entry["by"]) for entry in response.json()["results"]]
-
-
-def key_label(raw_key):
-    return f"Alice Admin via key CRM sync ({raw_key[:12]}…)"
+    return story_of(client, account, "change")
 
 
 def test_correcting_details_on_the_account_page_records_what_changed_and_who_changed_it(client, bob, account, api):

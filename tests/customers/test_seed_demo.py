@@ -17,6 +17,7 @@ from csplatform.customers.models import (
     AccountChange,
     AccountNote,
     Contact,
+    ContactChange,
     DailyPropertyRollup,
     DailyRollup,
     UsageEvent,
@@ -280,6 +281,23 @@ class TestDemoPatterns:
             assert owner == handover.account.owner_id and previous != owner and {previous, owner} <= csms
             day = handover.at.astimezone(tenant_zone(shared_demo)).date()
             assert handover.account.signup_date <= day < tenant_today(shared_demo)
+
+    def test_some_owners_recorded_that_a_user_took_over_as_champion_from_a_contact_who_is_a_user_now(
+        self, shared_demo
+    ):
+        changes = ContactChange.objects.for_tenant(shared_demo).select_related("contact", "account", "actor")
+        by_account = {}
+        for change in changes:
+            by_account.setdefault(change.account, {})[change.contact.role] = change
+        assert by_account
+        for account, swap in by_account.items():
+            former, champion = swap["user"], swap["champion"]
+            assert former.fields == {"role": ["champion", "user"]} and champion.fields == {"role": ["user", "champion"]}
+            assert former.at == champion.at and former.actor == champion.actor == account.owner
+            assert former.contact.account == account and champion.contact.account == account
+            day = former.at.astimezone(tenant_zone(shared_demo)).date()
+            assert account.signup_date <= day < tenant_today(shared_demo)
+            assert account.attributes["demo_pattern"] != "churned"
 
     def test_churned_accounts_lost_their_mrr_the_day_after_they_churned_and_some_others_grew_or_shrank(
         self, shared_demo

@@ -11,7 +11,7 @@ from django.utils import timezone
 from alerts.models import Alert, Subject
 from alerts.services import alert_acknowledge, alert_raise, alert_resolve, segment_create, segments_refresh
 from csplatform import activity, dashboard
-from csplatform.customers.services import account_update, accounts_assign_owner, note_add
+from csplatform.customers.services import account_update, accounts_assign_owner, contact_update, note_add
 from health.models import HealthSnapshot
 from lifecycle.services import account_move_stage
 from playbooks.models import EmailStatus, OutboundEmail, Playbook, Step, Task
@@ -39,9 +39,9 @@ def page(client, account, query=""):
 def story(tenant, stages, alice, bob):
     """An account's month, one event a day from November 2: placed, a note, an alert opened, acknowledged and
     resolved, a task added and done, a playbook started, an email sent, a stage move, a contact in a segment,
-    its plan and MRR corrected, a new owner, health changes."""
+    its plan and MRR corrected, a new owner, its champion's role and title changed, health changes."""
     account = AccountFactory(tenant=tenant, name="Granite Labs", owner=bob)
-    ContactFactory(account=account, name="Uma Champion", role="champion")
+    uma = ContactFactory(account=account, name="Uma Champion", role="champion", title="Head of Operations")
     days = iter(range(30))
 
     def day():
@@ -83,6 +83,9 @@ def story(tenant, stages, alice, bob):
         account_update(tenant=tenant, account=account, fields={"plan": "enterprise", "mrr": 2400}, actor=bob)
     with day():
         accounts_assign_owner(tenant=tenant, account_ids=[account.pk], owner=alice, actor=alice)
+    with day():
+        contact_update(tenant=tenant, contact=uma, fields={"role": "user", "title": "Advisor", "unsubscribed": True},
+                       actor=bob)
     for offset, (score, colour) in enumerate([(80, "green"), (81, "green"), (35, "red"), (36, "red"), (75, "green")]):
         HealthSnapshot.objects.create(
             tenant=tenant, account=account, day=dt.date(2026, 11, 20) + dt.timedelta(days=offset), score=score,
@@ -99,6 +102,7 @@ def test_the_page_tells_the_accounts_story_newest_first_from_every_app(signed_in
         "Health turned Green (75), from Red",
         "Health turned Red (35), from Green",
         "Health first scored Green (80)",
+        "Changed Uma Champion's title, role and unsubscribed from emails",
         "Changed owner",
         "Changed plan and MRR",
         "Uma Champion entered the segment Champions",
@@ -120,6 +124,8 @@ def test_the_page_tells_the_accounts_story_newest_first_from_every_app(signed_in
     assert "Moved by hand · Live" in html
     assert "Plan: pro → enterprise · MRR: 500.00 → 2,400.00" in html
     assert "Owner: Bob CSM → Alice Admin" in html and "by Alice Admin" in html
+    assert "Title: Head of Operations → Advisor · Role: Champion → User · Unsubscribed from emails: no → yes" in html
+    assert "by Bob CSM" in html
     email = OutboundEmail.objects.get(idempotency_key="e1")
     assert f'<a href="/t/alpha/outbox/{email.pk}/">Email sent to uma@granite.example</a>' in html
 

@@ -3,7 +3,7 @@ from django.db.models import Q
 
 from csplatform.tenancy.api.filters import DateTimeFilter, EmailFilter
 
-from ..models import Account, AccountChange, AccountNote, Contact, ContactRole
+from ..models import Account, AccountChange, AccountNote, Contact, ContactChange, ContactRole
 
 
 class StableOrderingFilter(django_filters.OrderingFilter):
@@ -101,21 +101,43 @@ class AccountNoteFilterSet(django_filters.FilterSet):
         return super().filter_queryset(queryset).select_related("account", "author")
 
 
-class AccountChangeFilterSet(django_filters.FilterSet):
-    account = django_filters.CharFilter(field_name="account__external_id", help_text="The account's external id.")
-    since = DateTimeFilter(field_name="at", lookup_expr="gte", help_text="Made at or after this ISO 8601 time.")
-    field = django_filters.ChoiceFilter(
-        choices=[(name, name) for name in AccountChange.FIELDS], method="filter_field",
+def changed_field_filter(model):
+    return django_filters.ChoiceFilter(
+        choices=[(name, name) for name in model.FIELDS], method="filter_field",
         help_text="Only the changes of this field.",
     )
+
+
+class FieldChangeFilterSet(django_filters.FilterSet):
+    """What the feeds of changes share: `since` and, declared by each with its model's fields, `field`."""
+
+    account = django_filters.CharFilter(field_name="account__external_id", help_text="The account's external id.")
+    since = DateTimeFilter(field_name="at", lookup_expr="gte", help_text="Made at or after this ISO 8601 time.")
+
+    def filter_field(self, queryset, name, value):
+        return queryset.filter(fields__has_key=value)
+
+
+class AccountChangeFilterSet(FieldChangeFilterSet):
+    field = changed_field_filter(AccountChange)
 
     class Meta:
         model = AccountChange
         fields = []
 
-    def filter_field(self, queryset, name, value):
-        return queryset.filter(fields__has_key=value)
-
     def filter_queryset(self, queryset):
         # Each change names its account's external id and its author's email.
         return super().filter_queryset(queryset).select_related("account", "actor")
+
+
+class ContactChangeFilterSet(FieldChangeFilterSet):
+    contact = django_filters.CharFilter(field_name="contact__external_id", help_text="The contact's external id.")
+    field = changed_field_filter(ContactChange)
+
+    class Meta:
+        model = ContactChange
+        fields = []
+
+    def filter_queryset(self, queryset):
+        # Each change names its contact's and account's external ids and its author's email.
+        return super().filter_queryset(queryset).select_related("contact", "account", "actor")

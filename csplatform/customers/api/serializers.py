@@ -9,7 +9,15 @@ from csplatform.tenancy.api.fields import TenantMemberField, TenantRelatedField
 from csplatform.tenancy.models import User
 
 from .. import services
-from ..models import Account, AccountChange, AccountNote, Contact, currency_code, renewal_after_contract
+from ..models import (
+    Account,
+    AccountChange,
+    AccountNote,
+    Contact,
+    ContactChange,
+    currency_code,
+    renewal_after_contract,
+)
 from .ingest_serializers import json_problem, string_problem
 
 BULK_MAX_ITEMS = 1000
@@ -225,7 +233,10 @@ class ContactSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
         return services.contact_create(tenant=tenant, fields=validated_data)
 
     def update(self, instance, validated_data):
-        return services.contact_update(tenant=self.context["tenant"], contact=instance, fields=validated_data)
+        return services.contact_update(
+            tenant=self.context["tenant"], contact=instance, fields=validated_data,
+            actor=acting_user(self.context["request"]),
+        )
 
 
 class ContactUpsertSerializer(UpsertMixin, ContactSerializer):
@@ -349,32 +360,49 @@ def validate_upsert_batch(serializer_class, items, *, tenant):
     return valid, errors
 
 
-class AccountChangeSerializer(serializers.ModelSerializer):
-    """A change of an account's owner or details; the owners are named by email, as the accounts API names them.
-
-    The context's `owners` are `AccountChange.owners_named` of the changes serialized.
-    """
+class FieldChangeSerializer(serializers.ModelSerializer):
+    """What a change of any record says: who made it, and each field's value before and after."""
 
     account = serializers.SlugRelatedField(slug_field="external_id", read_only=True, help_text="Its external id.")
     by = serializers.CharField(source="actor_label", help_text="Who made it, and through which API key; empty "
                                "when the platform did.")
     by_email = serializers.EmailField(source="actor.email", allow_null=True, default=None)
     changes = serializers.SerializerMethodField(help_text="Each changed field: its value before (`from`) and after "
-                                                "(`to`), as the accounts API writes them.")
+                                                "(`to`), as the record's API writes them.")
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_changes(self, change):
+        return {
+            name: {"from": self.written(name, old), "to": self.written(name, new)}
+            for name, (old, new) in change.fields.items()
+        }
+
+    def written(self, name, value):
+        return value
+
+
+class AccountChangeSerializer(FieldChangeSerializer):
+    """A change of an account's owner or details; the owners are named by email, as the accounts API names them.
+
+    The context's `owners` are `AccountChange.owners_named` of the changes serialized.
+    """
 
     class Meta:
         model = AccountChange
         fields = ["id", "account", "account_id", "at", "by", "by_email", "changes"]
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
-    def get_changes(self, change):
+    def written(self, name, value):
+        if name != "owner" or value is None:
+            return value
         owners = self.context["owners"]
+        return owners[value].email if value in owners else None
 
-        def written(name, value):
-            if name != "owner" or value is None:
-                return value
-            return owners[value].email if value in owners else None
 
-        return {
-            name: {"from": written(name, old), "to": written(name, new)} for name, (old, new) in change.fields.items()
-        }
+class ContactChangeSerializer(FieldChangeSerializer):
+    """A change of a contact's details, with the account the contact was with then."""
+
+    contact = serializers.SlugRelatedField(slug_field="external_id", read_only=True, help_text="Its external id.")
+
+    class Meta:
+        model = ContactChange
+        fields = ["id", "contact", "contact_id", "account", "account_id", "at", "by", "by_email", "changes"]

@@ -13,8 +13,14 @@ from csplatform.tenancy.api.pagination import NewestFirstCursorPagination
 from csplatform.tenancy.api.viewsets import TenantModelViewSet, TenantScopedMixin
 
 from .. import imports, services
-from ..models import Account, AccountChange, AccountNote, Contact
-from .filtersets import AccountChangeFilterSet, AccountFilterSet, AccountNoteFilterSet, ContactFilterSet
+from ..models import Account, AccountChange, AccountNote, Contact, ContactChange
+from .filtersets import (
+    AccountChangeFilterSet,
+    AccountFilterSet,
+    AccountNoteFilterSet,
+    ContactChangeFilterSet,
+    ContactFilterSet,
+)
 from .serializers import (
     BULK_MAX_ITEMS,
     AccountChangeSerializer,
@@ -24,6 +30,7 @@ from .serializers import (
     BulkAccountsSerializer,
     BulkContactsSerializer,
     BulkResultSerializer,
+    ContactChangeSerializer,
     ContactSerializer,
     ContactUpsertSerializer,
     ImportFileSerializer,
@@ -179,10 +186,12 @@ class ContactViewSet(UpsertActionsMixin, TenantModelViewSet):
 
     def upsert_one(self, external_id, instance, fields):
         account = fields.pop("account", None) or instance.account
-        return services.contact_upsert(tenant=self.tenant, external_id=external_id, account=account, fields=fields)
+        return services.contact_upsert(
+            tenant=self.tenant, external_id=external_id, account=account, fields=fields, actor=acting_user(self.request)
+        )
 
     def bulk_write(self, items):
-        return services.contact_bulk_upsert(tenant=self.tenant, items=items)
+        return services.contact_bulk_upsert(tenant=self.tenant, items=items, actor=acting_user(self.request))
 
     def perform_destroy(self, instance):
         services.contact_delete(tenant=self.tenant, contact=instance)
@@ -217,3 +226,14 @@ class AccountChangeViewSet(TenantScopedMixin, mixins.ListModelMixin, viewsets.Ge
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         context = {**self.get_serializer_context(), "owners": AccountChange.owners_named(page)}
         return self.get_paginated_response(self.get_serializer(page, many=True, context=context).data)
+
+
+class ContactChangeViewSet(TenantScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Who changed which contact's name, email, title, role or email consent, from what to what, newest first:
+    through the pages, the API, imports or the Segment API. Read only the newer ones with `since`, as for
+    accounts."""
+
+    queryset = ContactChange.objects
+    serializer_class = ContactChangeSerializer
+    filterset_class = ContactChangeFilterSet
+    pagination_class = ChangeCursorPagination

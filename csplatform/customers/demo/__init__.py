@@ -25,7 +25,7 @@ from django.contrib.auth.hashers import make_password
 from django.db import transaction
 
 from csplatform.customers.ingest import events_ingest
-from csplatform.customers.models import Account, AccountChange, AccountNote, Contact
+from csplatform.customers.models import Account, AccountChange, AccountNote, Contact, ContactChange, ContactRole
 from csplatform.tenancy.models import Role, Tenant
 from csplatform.tenancy.services import membership_set, tenant_create, user_get_or_create
 from csplatform.tenancy.timezones import tenant_today, tenant_zone
@@ -121,6 +121,14 @@ def accounts_store(*, tenant, specs, owners, admin):
     AccountChange.objects.bulk_create(
         change for account, spec in zip(accounts, specs) for change in past_changes(account, spec, owners, admin)
     )
+    account_contacts = {}
+    for contact in contacts:
+        account_contacts.setdefault(contact.account_id, []).append(contact)
+    ContactChange.objects.bulk_create(
+        change
+        for account, spec in zip(accounts, specs)
+        for change in past_champion_change(account, spec, account_contacts[account.pk])
+    )
     contact_ids = iter(contact.pk for contact in contacts)
     batch, stored = [], 0
     for account, spec in zip(accounts, specs):
@@ -155,6 +163,19 @@ def past_changes(account, spec, owners, admin):
     if spec.mrr_change:
         yield AccountChange(tenant=account.tenant, account=account, at=spec.mrr_change.at,
                             fields={"mrr": [f"{spec.mrr_change.previous:.2f}", f"{spec.mrr:.2f}"]})
+
+
+def past_champion_change(account, spec, contacts):
+    """The owner's record that the account's champion took over from a contact who is a user now."""
+    if not spec.champion_change:
+        return
+    change, owner = spec.champion_change, account.owner
+    former = contacts[change.former_index]
+    champion = next(contact for contact in contacts if contact.role == ContactRole.CHAMPION)
+    swaps = ((former, ContactRole.CHAMPION, ContactRole.USER), (champion, ContactRole.USER, ContactRole.CHAMPION))
+    for contact, before, after in swaps:
+        yield ContactChange(tenant=account.tenant, contact=contact, account=account, at=change.at, actor=owner,
+                            actor_label=str(owner), fields={"role": [before.value, after.value]})
 
 
 def demo_password():

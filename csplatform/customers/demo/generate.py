@@ -121,6 +121,10 @@ HANDOVER_DAYS = 75
 # About this share of healthy accounts grew into a bigger contract, and of declining ones cut seats, in the last
 # MRR_CHANGE_DAYS: their MRR then was the present one times a factor within these bounds.
 MRR_CHANGED_SHARE = 0.4
+# About this share of accounts got a new champion in the last CHAMPION_CHANGE_DAYS: their owner recorded that the
+# former one is a user now.
+CHAMPION_CHANGED_SHARE = 0.1
+CHAMPION_CHANGE_DAYS = 60
 MRR_CHANGE_DAYS = 85
 MRR_BEFORE = {"healthy": (0.5, 0.8), "declining": (1.25, 1.6)}
 
@@ -166,6 +170,15 @@ class MrrChangeSpec:
 
 
 @dataclass
+class ChampionChangeSpec:
+    """Which contact (an index into the contacts, a user now) was the champion before the present one, and when
+    the owner recorded the change."""
+
+    former_index: int
+    at: dt.datetime
+
+
+@dataclass
 class AccountSpec:
     external_id: str
     name: str
@@ -185,6 +198,7 @@ class AccountSpec:
     notes: list = field(default_factory=list)
     handover: HandoverSpec | None = None
     mrr_change: MrrChangeSpec | None = None
+    champion_change: ChampionChangeSpec | None = None
 
 
 def pattern_list(count, rng):
@@ -365,6 +379,20 @@ def mrr_change_for(spec, today, zone):
     return MrrChangeSpec(previous, local_datetime(day, zone, rng)) if previous != spec.mrr else None
 
 
+def champion_change_for(spec, today, zone):
+    """Whether the account's champion took over from another contact lately, from a random source of its own as
+    for the notes."""
+    rng = random.Random(f"{spec.external_id}:champion")
+    oldest = min(CHAMPION_CHANGE_DAYS, (today - spec.signup_date).days)
+    users = [index for index, contact in enumerate(spec.contacts) if contact.role == ContactRole.USER]
+    if spec.pattern == "churned" or spec.owner_index is None or not users or oldest < 1:
+        return None
+    if rng.random() >= CHAMPION_CHANGED_SHARE:
+        return None
+    day = today - dt.timedelta(days=rng.randint(1, oldest))
+    return ChampionChangeSpec(rng.choice(users), local_datetime(day, zone, rng))
+
+
 def events_for(spec, rng, today, zone):
     """90 days of events shaped by the account's pattern, oldest first."""
     weights = [ROLE_ACTIVITY[c.role] for c in spec.contacts]
@@ -433,6 +461,7 @@ def build_accounts(rng, *, count, today, zone, owners):
         spec.notes = notes_for(spec, today, zone)
         spec.handover = handover_for(spec, owners, today, zone)
         spec.mrr_change = spec.mrr_change or mrr_change_for(spec, today, zone)
+        spec.champion_change = champion_change_for(spec, today, zone)
         spec.attributes.pop("_quiet_since", None)
         specs.append(spec)
     return specs
