@@ -106,7 +106,8 @@ class PortfolioView(TenantAPIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("q", str, description="Text in the name, domain or external id."),
+            OpenApiParameter("q", str, description="Text in the name, domain or external id, or in the name or email "
+                                                   "of one of its contacts."),
             OpenApiParameter("customers", str, enum=list(CUSTOMER_STATES), description="`left`: the accounts in a "
                              "terminal stage, such as Churned; `current`: the others."),
             OpenApiParameter("stage", str, description="A stage's key."),

@@ -6,7 +6,7 @@ from django.db.models import F, Q
 
 from csplatform.tenancy.models import User
 
-from .models import Account
+from .models import Account, Contact
 
 UNSCORED = "unscored"
 UNASSIGNED = "none"
@@ -110,11 +110,17 @@ class AccountFilterSet(django_filters.FilterSet):
         ]
 
     def filter_search(self, queryset, name, value):
+        """The accounts whose name, domain or external id holds the text, or with a contact whose name or email
+        does: a CSM looks a customer up by the person who wrote to them."""
         value = value.strip()
         if not value:
             return queryset
+        people = Contact.objects.for_tenant(self.tenant).filter(Q(name__icontains=value) | Q(email__icontains=value))
         return queryset.filter(
-            Q(name__icontains=value) | Q(domain__icontains=value) | Q(external_id__icontains=value)
+            Q(name__icontains=value)
+            | Q(domain__icontains=value)
+            | Q(external_id__icontains=value)
+            | Q(pk__in=people.values("account_id"))
         )
 
     def filter_scope(self, queryset, name, value):

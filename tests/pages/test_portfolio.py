@@ -9,7 +9,7 @@ from lifecycle.models import Stage
 from playbooks.models import Run
 from playbooks.services import playbook_templates_install, run_start
 
-from ..factories import AccountFactory
+from ..factories import AccountFactory, ContactFactory
 from .conftest import make_accounts, place, queries_per_request, score
 
 pytestmark = pytest.mark.django_db
@@ -153,6 +153,18 @@ def test_every_page_finds_an_account_by_name_from_the_navigation_into_the_portfo
 
     assert row_names(found) == ["Granite Labs"]
     assert 'id="nav-search" name="q" placeholder="Find an account" value="granite"' in found
+
+
+def test_the_search_finds_an_account_by_the_name_or_email_of_one_of_its_contacts(signed_in, tenant, other_tenant):
+    granite = AccountFactory(tenant=tenant, name="Granite Labs")
+    ContactFactory(account=granite, name="Wes Okafor", email="wes@granite.example")
+    ContactFactory(account=granite, name="Ines Lopez", email="ines@granite.example")
+    ContactFactory(account=AccountFactory(tenant=tenant, name="Maple Foods"), name="Ana Wesley", email="ana@maple.example")
+    ContactFactory(account=AccountFactory(tenant=other_tenant, name="Theirs"), name="Wes Twin", email="wes@theirs.example")
+
+    assert row_names(signed_in.get("/t/alpha/?q=okafor").content.decode()) == ["Granite Labs"]
+    assert row_names(signed_in.get("/t/alpha/?q=WES").content.decode()) == ["Granite Labs", "Maple Foods"]
+    assert row_names(signed_in.get("/t/alpha/?q=ines@granite").content.decode()) == ["Granite Labs"]
 
 
 def test_a_csm_starts_a_playbook_for_the_ticked_accounts_and_is_told_of_those_already_in_it(
