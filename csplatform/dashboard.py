@@ -12,7 +12,7 @@ import django_filters
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -25,9 +25,9 @@ from alerts.notifications import note_tell
 from alerts.views import account_alerts_context, account_segments_context
 from csplatform.activity import KINDS, Cursor, account_activity
 from csplatform.customers.filtersets import AccountFilterSet
-from csplatform.customers.forms import NoteAddForm
+from csplatform.customers.forms import ContactAddForm, NoteAddForm
 from csplatform.customers.models import Account, ContactRole, SavedView
-from csplatform.customers.services import note_add
+from csplatform.customers.services import contact_create, note_add
 from csplatform.customers.views import (
     NOTES_PER_PAGE,
     account_contacts,
@@ -237,7 +237,7 @@ def usage_chart(rows):
     }
 
 
-def account_page(request, account_id, *, override_form=None, status=200):
+def account_page(request, account_id, *, override_form=None, contact_form=None, status=200):
     tenant = request.tenant
     today = tenant_today(tenant)
     account = get_object_or_404(
@@ -258,6 +258,7 @@ def account_page(request, account_id, *, override_form=None, status=200):
         **account_notes_context(request, account, members),
         **account_owner_context(request, members),
         "contacts": contacts[:CONTACTS_SHOWN],
+        "contact_form": contact_form or ContactAddForm(tenant=tenant),
         "contacts_more": len(contacts) > CONTACTS_SHOWN,
         "contact_roles": ContactRole.choices,
         "events": recent_events(tenant, account),
@@ -341,6 +342,27 @@ def account_health_override(request, account_id):
     tenant_summaries_forget(tenant)
     messages.success(request, "Health override saved.")
     return redirect("account-detail", tenant_slug=tenant.slug, account_id=account.pk)
+
+
+@tenant_page
+@require_POST
+def account_contact_add(request, account_id):
+    """Add a person the team met to the account; an invalid form comes back on the account page with the reasons
+    and what was typed."""
+    tenant = request.tenant
+    account = object_to_change(request, Account.objects.for_tenant(tenant), account_id)
+    form = ContactAddForm(request.POST, tenant=tenant)
+    if form.is_valid():
+        fields = {**form.cleaned_data, "account": account, "external_id": form.cleaned_data["email"]}
+        try:
+            contact = contact_create(tenant=tenant, fields=fields)
+        except IntegrityError:
+            # Added by someone else since the form was checked.
+            form.add_error("email", "A contact with this email was added meanwhile.")
+        else:
+            messages.success(request, f"Added {contact} to the contacts.")
+            return redirect(reverse("account-detail", args=[tenant.slug, account.pk]) + "#contacts-heading")
+    return account_page(request, account.pk, contact_form=form, status=400)
 
 
 class ActivityForm(forms.Form):

@@ -62,6 +62,7 @@ urlpatterns = [
         customer_views.account_note_delete,
         name="account-note-delete",
     ),
+    path("accounts/<int:account_id>/contacts/add/", dashboard.account_contact_add, name="account-contact-add"),
     path(
         "accounts/<int:account_id>/contacts/<int:contact_id>/",
         customer_views.account_contact_edit,

@@ -100,6 +100,32 @@ class ContactEditForm(forms.ModelForm):
         labels = {"unsubscribed": "Unsubscribed: send no playbook emails"}
 
 
+class ContactAddForm(forms.ModelForm):
+    """A person the team met that no integration sent yet: keyed by their email, which becomes the contact's
+    external id, so that an integration keying contacts by email updates this one rather than adding another."""
+
+    # The account page holds other forms with a title.
+    prefix = "contact"
+
+    class Meta:
+        model = Contact
+        fields = ["name", "email", "title", "role"]
+
+    def __init__(self, *args, tenant, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tenant = tenant
+        self.fields["name"].required = True
+        self.fields["email"].required = True
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].strip().lower()
+        contacts = Contact.objects.for_tenant(self.tenant).select_related("account")
+        same = contacts.filter(external_id=email).first() or contacts.filter(email__iexact=email).first()
+        if same is not None:
+            raise forms.ValidationError(f"{same} at {same.account} already has this email.")
+        return email
+
+
 class AccountDetailsForm(forms.ModelForm):
     """What the team corrects of an account by hand; its owner has a form of its own, its external id stays."""
 

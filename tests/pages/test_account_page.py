@@ -257,3 +257,47 @@ def test_contacts_are_edited_by_editors_under_their_own_account_only(client, viv
     assert client.post(f"/t/alpha/accounts/{elsewhere.pk}/contacts/{quinn.pk}/", {"role": "champion"}).status_code == 404
     assert client.post(f"/t/alpha/accounts/{account.pk}/contacts/{theirs.pk}/", {"role": "champion"}).status_code == 404
     assert Contact.objects.for_tenant(tenant).get(pk=quinn.pk).role == "user"
+
+
+def test_a_csm_adds_a_person_they_met_keyed_by_their_email(client, bob, account, tenant):
+    client.force_login(bob)
+    contact = {"contact-name": "Rosa Diaz", "contact-email": " Rosa.Diaz@Juniper.example ", "contact-title": "CFO",
+               "contact-role": "executive"}
+
+    response = client.post(f"/t/alpha/accounts/{account.pk}/contacts/add/", contact, follow=True)
+
+    assert "Added Rosa Diaz to the contacts." in response.content.decode()
+    rosa = Contact.objects.for_tenant(tenant).get(name="Rosa Diaz")
+    assert (rosa.account, rosa.email, rosa.external_id, rosa.title, rosa.role) == (
+        account, "rosa.diaz@juniper.example", "rosa.diaz@juniper.example", "CFO", "executive"
+    )
+    assert DirtyAccount.objects.for_tenant(tenant).filter(account=account).exists()
+
+
+def test_a_contact_added_with_a_known_email_or_no_name_comes_back_with_the_reasons_and_what_was_typed(
+    client, bob, account, tenant
+):
+    ContactFactory(account=AccountFactory(tenant=tenant, name="Bolt Labs"), name="Quinn Evans", email="q@bolt.example")
+    client.force_login(bob)
+
+    response = client.post(f"/t/alpha/accounts/{account.pk}/contacts/add/",
+                           {"contact-name": "", "contact-email": "Q@bolt.example", "contact-title": "Head of IT",
+                            "contact-role": "champion"})
+
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert "Quinn Evans at Bolt Labs already has this email." in html and "This field is required." in html
+    assert 'value="Head of IT"' in html and '<option value="champion" selected>' in html
+    assert Contact.objects.for_tenant(tenant).count() == 1
+
+
+def test_contacts_are_added_by_editors_to_their_own_tenants_accounts_only(client, viv, bob, account, other_tenant):
+    contact = {"contact-name": "Rosa Diaz", "contact-email": "rosa@juniper.example", "contact-role": "user"}
+    client.force_login(viv)
+    assert client.post(f"/t/alpha/accounts/{account.pk}/contacts/add/", contact).status_code == 403
+    assert "Add a contact" not in client.get(f"/t/alpha/accounts/{account.pk}/").content.decode()
+    client.force_login(bob)
+    theirs = AccountFactory(tenant=other_tenant)
+    assert client.post(f"/t/alpha/accounts/{theirs.pk}/contacts/add/", contact).status_code == 404
+    assert not Contact.objects.for_tenant(account.tenant).exists()
+    assert not Contact.objects.for_tenant(other_tenant).exists()
