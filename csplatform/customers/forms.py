@@ -119,6 +119,10 @@ class ContactAddForm(forms.ModelForm):
 
     def clean_email(self):
         email = self.cleaned_data["email"].strip().lower()
+        longest = Contact._meta.get_field("external_id").max_length
+        if len(email) > longest:
+            # It becomes the external id, which is shorter than an email may be.
+            raise forms.ValidationError(f"Use an email of at most {longest} characters.")
         contacts = Contact.objects.for_tenant(self.tenant).select_related("account")
         same = contacts.filter(external_id=email).first() or contacts.filter(email__iexact=email).first()
         if same is not None:

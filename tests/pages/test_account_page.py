@@ -288,6 +288,9 @@ def test_a_contact_added_with_a_known_email_or_no_name_comes_back_with_the_reaso
     assert response.status_code == 400
     assert "Quinn Evans at Bolt Labs already has this email." in html and "This field is required." in html
     assert 'value="Head of IT"' in html and '<option value="champion" selected>' in html
+    too_long = client.post(f"/t/alpha/accounts/{account.pk}/contacts/add/",
+                           {"contact-name": "Long", "contact-email": f"{'a' * 200}@x.example", "contact-role": "user"})
+    assert too_long.status_code == 400 and "Use an email of at most 200 characters." in too_long.content.decode()
     assert Contact.objects.for_tenant(tenant).count() == 1
 
 
