@@ -90,4 +90,46 @@ def expansion_near_limit():
     }
 
 
-LIBRARY_BY_KEY = {"onboarding_welcome": onboarding_welcome, "expansion_near_limit": expansion_near_limit}
+def churned_exit_and_win_back():
+    """A customer who left: its owner learns why while it is fresh, and looks for a way back two months later,
+    unless the customer came back first (the run's exit criteria)."""
+    return {
+        "key": "churned_exit_and_win_back",
+        "name": "Churned: exit interview, then a win-back check",
+        "description": "For each customer entering Churned: a task for its owner to hold an exit interview within "
+        "three days and note why they left, and, two months later unless they came back, a task to check in and "
+        "look for a way back.",
+        "trigger_type": "stage_entered",
+        "trigger_config": {"stage": "churned"},
+        # A customer won back who leaves again is asked again.
+        "enrollment_policy": "again_after_days",
+        "again_after_days": 30,
+        "exit_criteria_text": 'stage != "churned"',
+        "steps": [
+            {
+                "kind": "create_task",
+                "delay_minutes": 0,
+                "config": {
+                    "title": "Exit interview: ask {{ account.name }} why they left",
+                    "description": "Note what they say on the account page; the reasons feed the next win-back.",
+                    "due_in_days": 3,
+                },
+            },
+            {
+                "kind": "create_task",
+                "delay_minutes": 60 * DAY,
+                "config": {
+                    "title": "Win-back: check in with {{ account.name }}",
+                    "description": "Two months on: has what made them leave changed? Offer a call or a trial.",
+                    "due_in_days": 7,
+                },
+            },
+        ],
+    }
+
+
+LIBRARY_BY_KEY = {
+    "onboarding_welcome": onboarding_welcome,
+    "expansion_near_limit": expansion_near_limit,
+    "churned_exit_and_win_back": churned_exit_and_win_back,
+}
