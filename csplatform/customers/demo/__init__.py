@@ -63,7 +63,8 @@ def accounts_store(*, tenant, specs, owners, admin):
     """Store the specs' accounts, contacts and events. Returns the number of events.
 
     1. Accounts, their owners' notes, the `admin`'s handovers of some of them, the changes of some of their
-       MRR (as an integration records them) and contacts with bulk inserts, to learn their ids.
+       MRR (as an integration records them), contacts, and their owners' records of some new champions,
+       with bulk inserts, to learn their ids.
     2. Events through the ingest service, a few accounts at a time: it also
        writes the daily rollups, moves contacts' last seen and marks the
        accounts dirty, exactly as for events that arrive through the API.
