@@ -21,8 +21,9 @@ from lifecycle.sla import days_in_stage_expression
 from . import reports as report
 from .analysis import health_why
 from .forms import HealthOverrideForm, ReportScopeForm
-from .models import HealthSnapshot, Scorecard
+from .models import HealthSnapshot
 from .reports import COLOUR_KEYS, COLOUR_NAMES
+from .services import ScoringContext
 
 SPARK_DAYS = 30
 TREND_DAYS = 90
@@ -132,12 +133,11 @@ def health_context(request, account, today, *, override_form=None):
 
 
 def health_kept_since_leaving(tenant, account, state):
-    """Whether the account's health is the score it had when it left: it is in a terminal stage without a scorecard
-    of its own (see ScoringContext). One query, for a departed account's page only."""
+    """Whether the account's health is the score it had when it left: it is in a terminal stage that no
+    scorecard scores (ScoringContext's rule). Read for a departed account's page only."""
     if getattr(account, "health", None) is None or state is None or not state.stage.is_terminal:
         return False
-    own = Scorecard.objects.for_tenant(tenant).filter(stage_id=state.stage_id, published_version__isnull=False)
-    return not own.exists()
+    return ScoringContext(tenant).version_for(state.stage_id) is None
 
 
 @tenant_page

@@ -1,6 +1,7 @@
 import uuid
 
 from django import forms
+from django.db.models import Q
 
 from .imports import MAX_IMPORT_BYTES, too_large_message
 from .models import Account, AccountNote, Contact, SavedView, currency_code, renewal_after_contract
@@ -124,7 +125,7 @@ class ContactAddForm(forms.ModelForm):
             # It becomes the external id, which is shorter than an email may be.
             raise forms.ValidationError(f"Use an email of at most {longest} characters.")
         contacts = Contact.objects.for_tenant(self.tenant).select_related("account")
-        same = contacts.filter(external_id=email).first() or contacts.filter(email__iexact=email).first()
+        same = contacts.filter(Q(external_id=email) | Q(email__iexact=email)).first()
         if same is not None:
             raise forms.ValidationError(f"{same} at {same.account} already has this email.")
         return email

@@ -69,51 +69,38 @@ LOOKUP_CHUNK = 1000
 WRITE_BATCH = 500
 
 
-def _recorded_by(actor):
-    """`(user, label)` that a change keeps of `actor`: a user or an API key's creator, and who in words, as the
-    audit log says it; the activity names no one for what the platform (None) did."""
-    return (actor if getattr(actor, "pk", None) else None), (audit_actor_label(actor) if actor is not None else "")
+def _changes_keep(tenant, model, changes, actor, at, hook):
+    """Write `changes`, `[(the row's own fields, {field: [old, new]})]`, as `model` rows made by `actor` (a user,
+    or None for the platform, which the activity names no one for), leaving out those that changed nothing.
+
+    The webhooks that announce the changes sit above this app, so their `hook` is named in settings; it runs
+    in this transaction, so a change is announced if and only if it is kept.
+    """
+    at = at or timezone.now()
+    user = actor if getattr(actor, "pk", None) else None
+    label = audit_actor_label(actor) if actor is not None else ""
+    rows = [
+        model(tenant=tenant, at=at, actor=user, actor_label=label, fields=fields, **own)
+        for own, fields in changes
+        if fields
+    ]
+    recorded = model.objects.bulk_create(rows, batch_size=WRITE_BATCH)
+    if recorded and hook:
+        import_string(hook)(tenant=tenant, change_ids=[row.pk for row in recorded])
 
 
 def account_changes_record(*, tenant, changes, actor, at=None):
-    """Keep `changes`, `{account id: {field: [old, new]}}`, as made by `actor` (a user, or None for the platform).
-
-    Accounts whose fields did not change are left out, so an integration sending the same values again
-    records nothing. The webhooks that announce the changes sit above this app, so their hook is named in
-    settings (CSP_ACCOUNT_CHANGES_HOOK); it runs in this transaction, so a change is announced if and only
-    if it is kept.
-    """
-    at = at or timezone.now()
-    user, label = _recorded_by(actor)
-    rows = [
-        AccountChange(tenant=tenant, account_id=account_id, at=at, actor=user, actor_label=label, fields=fields)
-        for account_id, fields in changes.items()
-        if fields
-    ]
-    recorded = AccountChange.objects.bulk_create(rows, batch_size=WRITE_BATCH)
-    if recorded and settings.CSP_ACCOUNT_CHANGES_HOOK:
-        import_string(settings.CSP_ACCOUNT_CHANGES_HOOK)(tenant=tenant, change_ids=[row.pk for row in recorded])
+    """Keep `changes`, `{account id: {field: [old, new]}}`, as made by `actor`, and announce them
+    (CSP_ACCOUNT_CHANGES_HOOK); an integration sending the same values again records nothing."""
+    rows = [({"account_id": account_id}, fields) for account_id, fields in changes.items()]
+    _changes_keep(tenant, AccountChange, rows, actor, at, settings.CSP_ACCOUNT_CHANGES_HOOK)
 
 
 def contact_changes_record(*, tenant, changes, actor, at=None):
-    """Keep `changes`, `[(contact, {field: [old, new]})]`, as made by `actor`, on each contact's account now.
-
-    Contacts whose fields did not change are left out, and the changes kept are announced in this transaction,
-    as for accounts (CSP_CONTACT_CHANGES_HOOK).
-    """
-    at = at or timezone.now()
-    user, label = _recorded_by(actor)
-    rows = [
-        ContactChange(
-            tenant=tenant, contact=contact, account_id=contact.account_id, at=at, actor=user, actor_label=label,
-            fields=fields,
-        )
-        for contact, fields in changes
-        if fields
-    ]
-    recorded = ContactChange.objects.bulk_create(rows, batch_size=WRITE_BATCH)
-    if recorded and settings.CSP_CONTACT_CHANGES_HOOK:
-        import_string(settings.CSP_CONTACT_CHANGES_HOOK)(tenant=tenant, change_ids=[row.pk for row in recorded])
+    """Keep `changes`, `[(contact, {field: [old, new]})]`, as made by `actor`, on each contact's account now, and
+    announce them (CSP_CONTACT_CHANGES_HOOK)."""
+    rows = [({"contact": contact, "account_id": contact.account_id}, fields) for contact, fields in changes]
+    _changes_keep(tenant, ContactChange, rows, actor, at, settings.CSP_CONTACT_CHANGES_HOOK)
 
 
 def rows_by_external_id(queryset, external_ids):
