@@ -74,12 +74,14 @@ def _account_updated(change_and_owners):
 
 
 def _contact_updated(change):
+    """The payload of a contact's change or removal; a removal is announced before the contact is deleted."""
     data = ContactChangeSerializer(change).data
     contact = change.contact
     payload = {
         "account": account_payload(change.account),
         "contact": {"id": contact.pk, "external_id": contact.external_id, "name": contact.name, "email": contact.email},
         "change": change.pk,
+        "removed": change.removed,
         **{name: data[name] for name in CHANGE_FIELDS},
     }
     return payload, f"contact_change:{change.pk}"
@@ -125,6 +127,6 @@ def _contact_changes(tenant, change_ids):
 
 
 def contact_updates_emit(*, tenant, change_ids):
-    """Emit contact.updated for each of these recorded changes of a contact's details, in the form of the API's
-    feed of contact changes (CSP_CONTACT_CHANGES_HOOK)."""
+    """Emit contact.updated for each of these recorded changes of a contact's details or removals, in the form of
+    the API's feed of contact changes (CSP_CONTACT_CHANGES_HOOK)."""
     _changes_emit(tenant, "contact.updated", change_ids, _contact_changes, _contact_updated)

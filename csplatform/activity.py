@@ -272,13 +272,14 @@ def _shown_value(tenant, field, value, owners):
     return value
 
 
-def _changed(tenant, change, owners=None):
+def _changed(tenant, change, owners=None, values=None):
     """`(labels, detail)` of a change: its fields' names, and `Plan: pro → team` for each, as the timeline says
-    them."""
-    fields = [change.RECORD._meta.get_field(name) for name in change.FIELDS if name in change.fields]
+    them; `values` instead of the change's own (`{field: [value, …]}`) show some of them only."""
+    values = change.fields if values is None else values
+    fields = [change.RECORD._meta.get_field(name) for name in change.FIELDS if name in values]
     detail = " · ".join(
         f"{capfirst(field.verbose_name)}: "
-        + " → ".join(_shown_value(tenant, field, value, owners or {}) for value in change.fields[field.name])
+        + " → ".join(_shown_value(tenant, field, value, owners or {}) for value in values[field.name])
         for field in fields
     )
     return get_text_list([str(field.verbose_name) for field in fields], "and"), _clip(detail)
@@ -301,9 +302,15 @@ def _contact_changes(tenant, account, cursor, limit, source):
     changes = ContactChange.objects.for_tenant(tenant).filter(account=account).select_related("contact")
     entries = []
     for change in _latest(changes, "at", cursor, source, limit):
-        labels, detail = _changed(tenant, change)
-        entries.append(Entry(change.at, "contact", f"Changed {change.contact}'s {labels}", detail,
-                             change.actor_label, source=source, pk=change.pk))
+        if change.removed:
+            # What it had, without the "→ none" of every field.
+            had = {name: [old] for name, (old, _) in change.fields.items() if old}
+            _, detail = _changed(tenant, change, values=had)
+            text = f"Removed the contact {change.contact_called}"
+        else:
+            labels, detail = _changed(tenant, change)
+            text = f"Changed {change.contact_called}'s {labels}"
+        entries.append(Entry(change.at, "contact", text, detail, change.actor_label, source=source, pk=change.pk))
     return entries
 
 

@@ -68,4 +68,9 @@ urlpatterns = [
         customer_views.account_contact_edit,
         name="account-contact-edit",
     ),
+    path(
+        "accounts/<int:account_id>/contacts/<int:contact_id>/remove/",
+        customer_views.account_contact_remove,
+        name="account-contact-remove",
+    ),
 ]

@@ -1,7 +1,7 @@
 import django_filters
 from django.utils import timezone
 
-from csplatform.tenancy.api.filters import DateTimeFilter, EmailFilter, IdFilter
+from csplatform.tenancy.api.filters import BooleanFilter, DateTimeFilter, EmailFilter, IdFilter
 
 from ..models import Alert, AlertStatus, SegmentMembership, Severity, WebhookDelivery
 
@@ -13,7 +13,7 @@ class AlertFilterSet(django_filters.FilterSet):
     rule = django_filters.CharFilter(field_name="rule__key", help_text="Alert rule key.")
     account = IdFilter(field_name="account_id")
     opened_since = DateTimeFilter(field_name="opened_at", lookup_expr="gte")
-    snoozed = django_filters.BooleanFilter(
+    snoozed = BooleanFilter(
         method="filter_snoozed", help_text="true: snoozed now; false: not snoozed now (never, or no longer)."
     )
 

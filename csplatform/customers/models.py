@@ -220,19 +220,35 @@ class Contact(TenantModel):
 
 
 class ContactChange(FieldChange):
-    """A change of a contact's details, kept on the account the contact was with then, for the account's story."""
+    """A change of a contact's details, or its removal, kept on the account the contact was with then, for the
+    account's story; the story outlives the contact."""
 
     RECORD = Contact
     FIELDS = ("name", "email", "title", "role", "unsubscribed")
 
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="changes")
+    contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes")
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="contact_changes")
+    # What the contact was called then, for when it is gone.
+    contact_name = models.CharField(max_length=200, blank=True)
+    # The contact was deleted; `fields` holds what it had, each going to null.
+    removed = models.BooleanField(default=False)
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "account", "at"]), models.Index(fields=["tenant", "at"])]
 
     def __str__(self):
-        return f"{', '.join(self.fields)} of contact {self.contact_id} at {self.at:%Y-%m-%d %H:%M}"
+        what = "removal" if self.removed else ", ".join(self.fields)
+        return f"{what} of contact {self.contact_id or self.contact_name} at {self.at:%Y-%m-%d %H:%M}"
+
+    @property
+    def contact_called(self):
+        """The contact as it is called now, or as it was when it was removed."""
+        return str(self.contact) if self.contact_id else self.contact_name
+
+    @classmethod
+    def removal(cls, contact):
+        """`{field: [old, None]}` of each of the contact's FIELDS: what it had when it was removed."""
+        return {name: [getattr(contact, name), None] for name in cls.FIELDS}
 
 
 class AccountNote(TenantModel):

@@ -99,8 +99,12 @@ def account_changes_record(*, tenant, changes, actor, at=None):
 def contact_changes_record(*, tenant, changes, actor, at=None):
     """Keep `changes`, `[(contact, {field: [old, new]})]`, as made by `actor`, on each contact's account now, and
     announce them (CSP_CONTACT_CHANGES_HOOK)."""
-    rows = [({"contact": contact, "account_id": contact.account_id}, fields) for contact, fields in changes]
+    rows = [(_contact_change_of(contact), fields) for contact, fields in changes]
     _changes_keep(tenant, ContactChange, rows, actor, at, settings.CSP_CONTACT_CHANGES_HOOK)
+
+
+def _contact_change_of(contact, **own):
+    return {"contact": contact, "account_id": contact.account_id, "contact_name": str(contact), **own}
 
 
 def rows_by_external_id(queryset, external_ids):
@@ -336,8 +340,12 @@ def contact_update(*, tenant, contact, fields, actor=None):
 
 
 @transaction.atomic
-def contact_delete(*, tenant, contact):
+def contact_delete(*, tenant, contact, actor=None):
+    """Delete the contact, keeping its removal by `actor`, with what it had, in its account's story beside its
+    earlier changes, and announcing it (CSP_CONTACT_CHANGES_HOOK)."""
     account_id = contact.account_id
+    removal = (_contact_change_of(contact, removed=True), ContactChange.removal(contact))
+    _changes_keep(tenant, ContactChange, [removal], actor, None, settings.CSP_CONTACT_CHANGES_HOOK)
     contact.delete()
     account_mark_dirty(tenant=tenant, account_ids=[account_id])
 

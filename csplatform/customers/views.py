@@ -29,6 +29,7 @@ from .models import Account, AccountNote, Contact, DailyRollup, SavedView, Usage
 from .services import (
     account_update,
     accounts_assign_owner,
+    contact_delete,
     contact_update,
     note_delete,
     note_editable_by,
@@ -259,6 +260,17 @@ def account_contact_edit(request, account_id, contact_id):
         problems = " ".join(f"{form[name].label}: {' '.join(errors)}" for name, errors in form.errors.items())
         messages.error(request, f"{contact} was not changed. {problems}")
     return redirect("account-detail", tenant_slug=tenant.slug, account_id=contact.account_id)
+
+
+@tenant_page
+@require_POST
+def account_contact_remove(request, account_id, contact_id):
+    """Remove a contact who left the customer; the account's activity keeps its removal and its changes."""
+    tenant = request.tenant
+    contact = object_to_change(request, Contact.objects.for_tenant(tenant).filter(account_id=account_id), contact_id)
+    contact_delete(tenant=tenant, contact=contact, actor=request.user)
+    messages.success(request, f"Removed {contact}. The account's activity keeps what it had.")
+    return redirect("account-detail", tenant_slug=tenant.slug, account_id=account_id)
 
 
 # Saved views of the portfolio

@@ -1,6 +1,6 @@
 import django_filters
 
-from csplatform.tenancy.api.filters import DateTimeFilter, EmailFilter, IdFilter
+from csplatform.tenancy.api.filters import BooleanFilter, DateTimeFilter, EmailFilter, IdFilter
 
 from ..models import ExpansionOpportunity, OutboundEmail, Run, Task
 
@@ -19,7 +19,7 @@ class TaskFilterSet(django_filters.FilterSet):
     owner = EmailFilter(field_name="owner__email")
     account = IdFilter(field_name="account_id")
     due_before = DateTimeFilter(field_name="due_at", lookup_expr="lte")
-    open = django_filters.BooleanFilter(field_name="completed_at", lookup_expr="isnull")
+    open = BooleanFilter(field_name="completed_at", lookup_expr="isnull")
 
     class Meta:
         model = Task

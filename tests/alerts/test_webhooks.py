@@ -23,7 +23,7 @@ from alerts.webhooks import (
     webhooks_emit,
 )
 from csplatform.customers.models import AccountChange, ContactChange
-from csplatform.customers.services import account_bulk_upsert, contact_bulk_upsert
+from csplatform.customers.services import account_bulk_upsert, contact_bulk_upsert, contact_delete
 from csplatform.tenancy.models import AuditLogEntry
 from tests.factories import AccountFactory, ContactFactory
 
@@ -365,6 +365,21 @@ def test_a_new_champion_set_on_the_page_and_a_title_sent_by_segment_reach_the_co
         "title": {"from": uma.title, "to": "Head of Data"}, "role": {"from": "user", "to": "champion"}
     }
     assert data["change"] == ContactChange.objects.for_tenant(tenant).get().pk
+
+
+def test_a_deleted_contact_reaches_the_contact_subscriber_as_it_was(tenant, alice, receiver):
+    subscribe(tenant, receiver.url, event_types=["contact.updated"])
+    account = AccountFactory(tenant=tenant, name="Acme Rockets", external_id="acme")
+    uma = ContactFactory(account=account, external_id="u-1", name="Uma Chen", email="uma@acme.example", role="user")
+    contact_id = uma.pk
+    contact_delete(tenant=tenant, contact=uma, actor=alice)
+    webhook_deliver_due()
+
+    (request,) = receiver.requests
+    data = request["json"]["data"]
+    assert (request["json"]["type"], data["removed"], data["by"]) == ("contact.updated", True, "Alice Admin")
+    assert data["contact"] == {"id": contact_id, "external_id": "u-1", "name": "Uma Chen", "email": "uma@acme.example"}
+    assert data["changes"]["role"] == {"from": "user", "to": None}
 
 
 def test_contact_changes_read_nothing_for_a_tenant_without_an_endpoint_for_them(

@@ -119,7 +119,40 @@ def test_the_feed_names_contact_and_account_and_reads_one_contacts_field_since_a
     assert len(crm.get(FEED, {"account": "acme"}).json()["results"]) == 4
 
 
-@pytest.mark.parametrize("query, field", [("since=yesterday", "since"), ("field=attributes", "field")])
+def test_a_contact_deleted_through_the_api_stays_in_the_story_with_what_it_had(crm, crm_key, account, uma, api):
+    crm.patch(f"/api/v1/contacts/{uma.pk}/", {"title": "Lead"}, format="json")
+
+    assert crm.delete(f"/api/v1/contacts/{uma.pk}/").status_code == 204
+
+    assert contact_changes_of(api, account) == [
+        ("Removed the contact Uma Chen", "Name: Uma Chen · Email: uma@acme.example · Title: Lead · Role: User",
+         key_label(crm_key)),
+        ("Changed Uma Chen's title", "Title: Analyst → Lead", key_label(crm_key)),
+    ]
+
+
+def test_the_feed_lists_a_removal_with_what_the_contact_had_and_keeps_its_earlier_changes(crm, account, uma):
+    crm.patch(f"/api/v1/contacts/{uma.pk}/", {"role": "champion"}, format="json")
+    crm.delete(f"/api/v1/contacts/{uma.pk}/")
+
+    (removal,) = crm.get(FEED, {"removed": "true"}).json()["results"]
+    (change,) = crm.get(FEED, {"removed": "false"}).json()["results"]
+
+    assert (removal["contact"], removal["contact_id"], removal["contact_name"], removal["account"]) == (
+        None, None, "Uma Chen", "acme"
+    )
+    assert removal["changes"] == {
+        "name": {"from": "Uma Chen", "to": None}, "email": {"from": "uma@acme.example", "to": None},
+        "title": {"from": "Analyst", "to": None}, "role": {"from": "champion", "to": None},
+        "unsubscribed": {"from": False, "to": None},
+    }
+    assert (change["contact"], change["contact_name"], change["removed"]) == (None, "Uma Chen", False)
+    assert change["changes"] == {"role": {"from": "user", "to": "champion"}}
+
+
+@pytest.mark.parametrize(
+    "query, field", [("since=yesterday", "since"), ("field=attributes", "field"), ("removed=maybe", "removed")]
+)
 def test_a_bad_filter_is_a_400_naming_it(crm, query, field):
     response = crm.get(f"{FEED}?{query}")
 

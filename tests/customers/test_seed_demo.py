@@ -282,19 +282,25 @@ class TestDemoPatterns:
             day = handover.at.astimezone(tenant_zone(shared_demo)).date()
             assert handover.account.signup_date <= day < tenant_today(shared_demo)
 
-    def test_some_owners_recorded_that_a_user_took_over_as_champion_from_a_contact_who_is_a_user_now(
+    def test_some_owners_recorded_that_a_user_took_over_as_champion_and_removed_some_former_ones_who_left(
         self, shared_demo
     ):
         changes = ContactChange.objects.for_tenant(shared_demo).select_related("contact", "account", "actor")
         by_account = {}
         for change in changes:
-            by_account.setdefault(change.account, {})[change.contact.role] = change
-        assert by_account
+            by_account.setdefault(change.account, {})["removed" if change.removed else change.contact.role] = change
+        assert {"user", "champion"} in [set(swap) for swap in by_account.values()]
+        assert {"removed", "champion"} in [set(swap) for swap in by_account.values()]
         for account, swap in by_account.items():
-            former, champion = swap["user"], swap["champion"]
-            assert former.fields == {"role": ["champion", "user"]} and champion.fields == {"role": ["user", "champion"]}
+            champion = swap["champion"]
+            former = swap.get("user") or swap["removed"]
+            assert champion.fields == {"role": ["user", "champion"]} and champion.contact.account == account
+            if former.removed:
+                assert former.contact is None and former.fields["role"] == ["champion", None]
+                assert former.contact_name == former.fields["name"][0]
+            else:
+                assert former.fields == {"role": ["champion", "user"]} and former.contact.account == account
             assert former.at == champion.at and former.actor == champion.actor == account.owner
-            assert former.contact.account == account and champion.contact.account == account
             day = former.at.astimezone(tenant_zone(shared_demo)).date()
             assert account.signup_date <= day < tenant_today(shared_demo)
             assert account.attributes["demo_pattern"] != "churned"

@@ -131,6 +131,23 @@ def test_the_account_activity_opens_from_the_account_page_and_filters_by_kind(pa
     page.screenshot(path=str(SCREENSHOTS / "account-activity.png"), full_page=True)
 
 
+def test_a_contact_who_left_is_removed_from_the_account_page_and_the_activity_keeps_them(page):
+    page.get_by_role("link", name="Juniper Health").click()
+    page.wait_for_url("**/accounts/*/")
+    page.get_by_text("Edit Juniper Champion").click()
+    page.get_by_role("button", name="Remove Juniper Champion").click()
+    page.wait_for_url("**/accounts/*/")
+    assert "Removed Juniper Champion." in page.locator(".messages").inner_text()
+    assert page.get_by_role("button", name="Remove Juniper Champion").count() == 0
+
+    page.get_by_role("link", name="Activity timeline").click()
+    page.get_by_label("Contact changes").check()
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url("**/activity/?kind=contact")
+    [entry] = page.locator("ol.activity > li").all_inner_texts()
+    assert "Removed the contact Juniper Champion" in entry and "Role: Champion" in entry
+
+
 def test_account_page_shows_the_health_breakdown(page):
     page.get_by_role("link", name="Juniper Health").click()
     page.wait_for_url("**/accounts/*/")

@@ -259,6 +259,35 @@ def test_contacts_are_edited_by_editors_under_their_own_account_only(client, viv
     assert Contact.objects.for_tenant(tenant).get(pk=quinn.pk).role == "user"
 
 
+def test_a_csm_removes_a_contact_who_left_and_the_activity_keeps_what_they_had(client, bob, account, tenant):
+    quinn = ContactFactory(account=account, name="Quinn Evans", email="quinn@acme.example", title="Analyst",
+                           role="champion")
+    client.force_login(bob)
+
+    response = client.post(f"/t/alpha/accounts/{account.pk}/contacts/{quinn.pk}/remove/", follow=True)
+
+    assert "Removed Quinn Evans. The account&#x27;s activity keeps what it had." in response.content.decode()
+    assert not Contact.objects.for_tenant(tenant).filter(pk=quinn.pk).exists()
+    assert DirtyAccount.objects.for_tenant(tenant).filter(account=account).exists()
+    activity = client.get(f"/t/alpha/accounts/{account.pk}/activity/?kind=contact").content.decode()
+    assert "Removed the contact Quinn Evans" in activity
+    assert "Name: Quinn Evans · Email: quinn@acme.example · Title: Analyst · Role: Champion" in activity
+
+
+def test_contacts_are_removed_by_editors_under_their_own_account_only(client, viv, bob, account, tenant, other_tenant):
+    quinn = ContactFactory(account=account)
+    elsewhere = AccountFactory(tenant=tenant)
+    theirs = ContactFactory(account=AccountFactory(tenant=other_tenant))
+    client.force_login(viv)
+    assert client.post(f"/t/alpha/accounts/{account.pk}/contacts/{quinn.pk}/remove/").status_code == 403
+    client.force_login(bob)
+    assert client.get(f"/t/alpha/accounts/{account.pk}/contacts/{quinn.pk}/remove/").status_code == 405
+    assert client.post(f"/t/alpha/accounts/{elsewhere.pk}/contacts/{quinn.pk}/remove/").status_code == 404
+    assert client.post(f"/t/alpha/accounts/{account.pk}/contacts/{theirs.pk}/remove/").status_code == 404
+    assert Contact.objects.for_tenant(tenant).filter(pk=quinn.pk).exists()
+    assert Contact.objects.for_tenant(other_tenant).filter(pk=theirs.pk).exists()
+
+
 def test_a_csm_adds_a_person_they_met_keyed_by_their_email(client, bob, account, tenant):
     client.force_login(bob)
     contact = {"contact-name": "Rosa Diaz", "contact-email": " Rosa.Diaz@Juniper.example ", "contact-title": "CFO",

@@ -1,7 +1,7 @@
 import django_filters
 from django.db.models import Q
 
-from csplatform.tenancy.api.filters import DateTimeFilter, EmailFilter
+from csplatform.tenancy.api.filters import BooleanFilter, DateTimeFilter, EmailFilter
 
 from ..models import Account, AccountChange, AccountNote, Contact, ContactChange, ContactRole
 
@@ -79,7 +79,7 @@ class ContactFilterSet(django_filters.FilterSet):
 class AccountNoteFilterSet(django_filters.FilterSet):
     account = django_filters.CharFilter(field_name="account__external_id", help_text="The account's external id.")
     author = EmailFilter(field_name="author__email", help_text="Author's email.")
-    pinned = django_filters.BooleanFilter()
+    pinned = BooleanFilter()
     created_since = DateTimeFilter(
         field_name="created_at", lookup_expr="gte", help_text="Written at or after this ISO 8601 time."
     )
@@ -131,7 +131,11 @@ class AccountChangeFilterSet(FieldChangeFilterSet):
 
 
 class ContactChangeFilterSet(FieldChangeFilterSet):
-    contact = django_filters.CharFilter(field_name="contact__external_id", help_text="The contact's external id.")
+    contact = django_filters.CharFilter(
+        field_name="contact__external_id", help_text="The contact's external id (a removed contact's changes are "
+        "found by their account)."
+    )
+    removed = BooleanFilter(help_text="Only removals (true), or only changes of details (false).")
     field = changed_field_filter(ContactChange)
 
     class Meta:

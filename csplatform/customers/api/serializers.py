@@ -399,10 +399,18 @@ class AccountChangeSerializer(FieldChangeSerializer):
 
 
 class ContactChangeSerializer(FieldChangeSerializer):
-    """A change of a contact's details, with the account the contact was with then."""
+    """A change of a contact's details, or its removal, with the account the contact was with then."""
 
-    contact = serializers.SlugRelatedField(slug_field="external_id", read_only=True, help_text="Its external id.")
+    contact = serializers.SlugRelatedField(
+        slug_field="external_id", read_only=True, help_text="Its external id; null once the contact is removed."
+    )
+    contact_name = serializers.CharField(read_only=True, help_text="Its name (else email) at the change.")
+    removed = serializers.BooleanField(read_only=True, help_text="The contact was removed: `changes` holds what "
+                                       "it had, each field going to null.")
 
     class Meta:
         model = ContactChange
-        fields = ["id", "contact", "contact_id", "account", "account_id", "at", "by", "by_email", "changes"]
+        fields = [
+            "id", "contact", "contact_id", "contact_name", "removed", "account", "account_id", "at", "by", "by_email",
+            "changes",
+        ]

@@ -194,7 +194,7 @@ class ContactViewSet(UpsertActionsMixin, TenantModelViewSet):
         return services.contact_bulk_upsert(tenant=self.tenant, items=items, actor=acting_user(self.request))
 
     def perform_destroy(self, instance):
-        services.contact_delete(tenant=self.tenant, contact=instance)
+        services.contact_delete(tenant=self.tenant, contact=instance, actor=acting_user(self.request))
 
 
 class AccountNoteViewSet(TenantModelViewSet):

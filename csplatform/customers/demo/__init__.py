@@ -167,16 +167,25 @@ def past_changes(account, spec, owners, admin):
 
 
 def past_champion_change(account, spec, contacts):
-    """The owner's record that the account's champion took over from a contact who is a user now."""
+    """The owner's record that the account's champion took over from a contact who is a user now, or from one
+    who left the customer and whom the owner removed."""
     if not spec.champion_change:
         return
     change, owner = spec.champion_change, account.owner
-    former = contacts[change.former_index]
+    recorded = dict(tenant=account.tenant, account=account, at=change.at, actor=owner, actor_label=str(owner))
     champion = next(contact for contact in contacts if contact.role == ContactRole.CHAMPION)
-    swaps = ((former, ContactRole.CHAMPION, ContactRole.USER), (champion, ContactRole.USER, ContactRole.CHAMPION))
+    if change.departed:
+        departed = Contact(**vars(change.departed), account=account)
+        yield ContactChange(
+            **recorded, contact_name=str(departed), removed=True, fields=ContactChange.removal(departed)
+        )
+        swaps = [(champion, ContactRole.USER, ContactRole.CHAMPION)]
+    else:
+        former = contacts[change.former_index]
+        swaps = [(former, ContactRole.CHAMPION, ContactRole.USER), (champion, ContactRole.USER, ContactRole.CHAMPION)]
     for contact, before, after in swaps:
-        yield ContactChange(tenant=account.tenant, contact=contact, account=account, at=change.at, actor=owner,
-                            actor_label=str(owner), fields={"role": [before.value, after.value]})
+        yield ContactChange(**recorded, contact=contact, contact_name=str(contact),
+                            fields={"role": [before.value, after.value]})
 
 
 def demo_password():

@@ -122,8 +122,9 @@ HANDOVER_DAYS = 75
 # MRR_CHANGE_DAYS: their MRR then was the present one times a factor within these bounds.
 MRR_CHANGED_SHARE = 0.4
 # About this share of accounts got a new champion in the last CHAMPION_CHANGE_DAYS: their owner recorded that the
-# former one is a user now.
+# former one is a user now, or, for CHAMPION_LEFT_SHARE of them, removed the former one, who left the customer.
 CHAMPION_CHANGED_SHARE = 0.1
+CHAMPION_LEFT_SHARE = 0.4
 CHAMPION_CHANGE_DAYS = 60
 MRR_CHANGE_DAYS = 85
 MRR_BEFORE = {"healthy": (0.5, 0.8), "declining": (1.25, 1.6)}
@@ -172,10 +173,12 @@ class MrrChangeSpec:
 @dataclass
 class ChampionChangeSpec:
     """Which contact (an index into the contacts, a user now) was the champion before the present one, and when
-    the owner recorded the change."""
+    the owner recorded the change; or, when `departed` is set, the former champion who left the customer and whom
+    the owner removed as a user took over."""
 
     former_index: int
     at: dt.datetime
+    departed: ContactSpec | None = None
 
 
 @dataclass
@@ -390,7 +393,18 @@ def champion_change_for(spec, today, zone):
     if rng.random() >= CHAMPION_CHANGED_SHARE:
         return None
     day = today - dt.timedelta(days=rng.randint(1, oldest))
-    return ChampionChangeSpec(rng.choice(users), local_datetime(day, zone, rng))
+    change = ChampionChangeSpec(rng.choice(users), local_datetime(day, zone, rng))
+    if rng.random() < CHAMPION_LEFT_SHARE:
+        taken = {contact.name for contact in spec.contacts}
+        first, last = rng.choice([(f, la) for f in FIRST_NAMES for la in LAST_NAMES if f"{f} {la}" not in taken])
+        change.departed = ContactSpec(
+            external_id=f"{spec.external_id}-c0",
+            name=f"{first} {last}",
+            email=f"{first.lower()}.{last.lower()}@{spec.domain}",
+            title=TITLES[ContactRole.CHAMPION],
+            role=ContactRole.CHAMPION,
+        )
+    return change
 
 
 def events_for(spec, rng, today, zone):

@@ -4,6 +4,7 @@ import datetime as dt
 
 import django_filters
 from django import forms
+from django.core.exceptions import ValidationError
 
 MAX_ID = 2**63 - 1
 
@@ -32,6 +33,30 @@ class EmailFilter(django_filters.CharFilter):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("lookup_expr", "iexact")
         super().__init__(*args, **kwargs)
+
+
+class TrueOrFalseField(forms.NullBooleanField):
+    """`true` or `false` (any case), or `1` or `0`; nothing is no filter, anything else is refused."""
+
+    widget = forms.TextInput
+    VALUES = {"true": True, "1": True, "false": False, "0": False}
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        try:
+            return self.VALUES[str(value).lower()]
+        except KeyError:
+            raise ValidationError("Must be true or false.", code="invalid") from None
+
+    def validate(self, value):
+        pass
+
+
+class BooleanFilter(django_filters.BooleanFilter):
+    """A yes-or-no filter that answers 400 to a value it cannot read, rather than not filtering at all."""
+
+    field_class = TrueOrFalseField
 
 
 class DateTimeFilter(django_filters.IsoDateTimeFilter):
