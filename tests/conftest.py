@@ -7,12 +7,14 @@ tenant and must never see the first tenant's data.
 import email
 import email.policy
 import threading
+from contextlib import contextmanager
 
 import psycopg2
 import pytest
 from aiosmtpd.controller import Controller
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, transaction
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from bench.processes import free_port
@@ -22,10 +24,24 @@ from csplatform.tenancy.services import api_key_create
 
 from .factories import MembershipFactory, TenantFactory, UserFactory
 
+# Seeding and signing in create users; the production hasher is slow on purpose.
+FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 
 @pytest.fixture(autouse=True)
 def fast_password_hasher(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.PASSWORD_HASHERS = FAST_HASHERS
+
+
+@contextmanager
+def made_once(django_db_blocker):
+    """Rows made once for a class or module of tests (a seeded demo), rolled back after them.
+
+    Each test still runs in a savepoint of its own inside this transaction, so what one writes the next does not see.
+    """
+    with django_db_blocker.unblock(), transaction.atomic(), override_settings(PASSWORD_HASHERS=FAST_HASHERS):
+        yield
+        transaction.set_rollback(True)
 
 
 @pytest.fixture

@@ -7,9 +7,7 @@ from decimal import Decimal
 import pytest
 import time_machine
 from django.core.management import CommandError, call_command
-from django.db import transaction
 from django.db.models import Count, Max, Sum
-from django.test import override_settings
 
 from csplatform.customers.demo.generate import build_accounts, pattern_list
 from csplatform.customers.models import (
@@ -25,11 +23,12 @@ from csplatform.customers.models import (
 from csplatform.tenancy.models import Membership, Role, Tenant
 from csplatform.tenancy.timezones import tenant_today, tenant_zone
 
+from ..conftest import made_once
+
 pytestmark = pytest.mark.django_db
 
 # Fixed "now" so that the same seed gives the same data in every run of the suite.
 NOW = dt.datetime(2025, 3, 12, 15, 30, tzinfo=dt.timezone.utc)
-FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALL_PATTERNS = {
     "onboarding",
     "healthy",
@@ -48,12 +47,6 @@ def seed(*args):
     return out.getvalue()
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """Each seed creates users; the production hasher is slow on purpose."""
-    settings.PASSWORD_HASHERS = FAST_HASHERS
-
-
 @pytest.fixture
 def frozen(time_machine):
     time_machine.move_to(NOW, tick=False)
@@ -67,15 +60,11 @@ def demo(frozen):
 
 @pytest.fixture(scope="class")
 def shared_demo_id(django_db_setup, django_db_blocker):
-    """One seeded demo for a class of read-only tests, rolled back after the class.
-
-    Each test still runs in its own savepoint inside this transaction.
-    """
-    with django_db_blocker.unblock(), transaction.atomic():
-        with time_machine.travel(NOW, tick=False), override_settings(PASSWORD_HASHERS=FAST_HASHERS):
+    """One seeded demo for a class of read-only tests."""
+    with made_once(django_db_blocker):
+        with time_machine.travel(NOW, tick=False):
             seed("--seed", "3")
         yield Tenant.objects.get(slug="demo").pk
-        transaction.set_rollback(True)
 
 
 @pytest.fixture

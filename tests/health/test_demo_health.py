@@ -12,7 +12,6 @@ from collections import Counter, defaultdict
 
 import pytest
 from django.core.management import call_command
-from django.db import transaction
 from django.utils import timezone
 
 from csplatform.customers.demo import demo_seed
@@ -20,6 +19,8 @@ from csplatform.customers.models import Account
 from csplatform.tenancy.timezones import tenant_today, tenant_zone
 from health.analysis import scorecard_backtest
 from health.models import HealthSnapshot, Scorecard
+
+from ..conftest import made_once
 
 pytestmark = pytest.mark.django_db
 
@@ -29,12 +30,11 @@ HISTORY_DAYS = 90
 
 @pytest.fixture(scope="module")
 def demo(django_db_setup, django_db_blocker):
-    """Seed and set up the demo once for the module, in a transaction rolled back at its end."""
-    with django_db_blocker.unblock(), transaction.atomic():
+    """Seed and set up the demo once for the module."""
+    with made_once(django_db_blocker):
         tenant = demo_seed(accounts=ACCOUNTS).tenants[0]
         call_command("demo_setup", "--tenant", tenant.slug, "--days", str(HISTORY_DAYS), stdout=io.StringIO())
         yield tenant
-        transaction.set_rollback(True)
 
 
 def colours_by_pattern(tenant):

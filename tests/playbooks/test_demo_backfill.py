@@ -24,15 +24,24 @@ from playbooks.models import EmailStatus, OutboundEmail, Run, RunStatus, StepKin
 from playbooks.runner import steps_run_due
 from playbooks.scheduling import DEFAULT_HOURS, WORKDAYS, zone_of
 
+from ..conftest import made_once
+
 DAYS = 30
 ACCOUNTS = 60
 
 
+@pytest.fixture(scope="module")
+def demo_id(django_db_setup, django_db_blocker):
+    """The demo, seeded and set up once for the module."""
+    with made_once(django_db_blocker):
+        call_command("seed_demo", "--accounts", str(ACCOUNTS), stdout=io.StringIO())
+        call_command("demo_setup", "--days", str(DAYS), stdout=io.StringIO())
+        yield Tenant.objects.get(slug="demo").pk
+
+
 @pytest.fixture
-def demo(db):
-    call_command("seed_demo", "--accounts", str(ACCOUNTS), stdout=io.StringIO())
-    call_command("demo_setup", "--days", str(DAYS), stdout=io.StringIO())
-    return Tenant.objects.get(slug="demo")
+def demo(demo_id, db):
+    return Tenant.objects.get(pk=demo_id)
 
 
 def in_business_hours(moment, zone):
