@@ -1,5 +1,5 @@
-"""Ready-made segments and alert rules: seed 001's examples, plus the health drop every CSM asks for and the
-return of a customer who left.
+"""Ready-made segments and alert rules: seed 001's examples, plus the health drop every CSM asks for, an account
+left without a champion and the return of a customer who left.
 
 Each entry is the keyword arguments of `segment_create` / `alert_rule_create`,
 plus the stage keys its criteria name (seed 001's "onboarding_to_renewal"
@@ -59,6 +59,15 @@ ALERT_RULES = [
         "stages": ["renewal"],
         "condition_text": 'stage == "renewal" and health.colour == "red"',
         "severity": Severity.CRITICAL,
+    },
+    {
+        "key": "no_champion",
+        "name": "No champion",
+        "description": "No contact at an adopting or renewing account has the champion role: the one it had left, "
+        "or none was found. Find the next one before the renewal.",
+        "stages": ["adopting", "renewal"],
+        "condition_text": 'stage in ["adopting", "renewal"] and account.champions == 0',
+        "severity": Severity.WARNING,
     },
     {
         "key": "churned_back_in_the_product",

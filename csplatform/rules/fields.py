@@ -8,10 +8,26 @@ are registered here when the rules app is ready. Contact criteria read
 import re
 from dataclasses import replace
 
-from django.db.models import BooleanField, Case, CharField, F, FloatField, JSONField, Q, TextField, Value, When
+from django.db.models import (
+    BooleanField,
+    Case,
+    CharField,
+    Count,
+    F,
+    FloatField,
+    JSONField,
+    OuterRef,
+    Q,
+    Subquery,
+    TextField,
+    Value,
+    When,
+)
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
-from django.db.models.functions import Cast, NullIf
+from django.db.models.functions import Cast, Coalesce, NullIf
 from django.db.models.lookups import Exact, Regex
+
+from csplatform.customers.models import Contact, ContactRole
 
 from .expressions import JSONKind
 from .registry import Field, FieldType, register_field, register_namespace
@@ -61,6 +77,19 @@ def model_field(subject, attname, field_type, label):
 
 def _owner_email(account, tenant):
     return account.owner.email if account.owner_id else None
+
+
+def _champions(tenant):
+    return Contact.objects.for_tenant(tenant).filter(role=ContactRole.CHAMPION)
+
+
+def _champions_expression(tenant):
+    counted = _champions(tenant).filter(account_id=OuterRef("pk")).order_by().values("account_id")
+    return Coalesce(Subquery(counted.annotate(count=Count("pk")).values("count")), 0)
+
+
+def _champions_value(account, tenant):
+    return _champions(tenant).filter(account_id=account.pk).count()
 
 
 # JSON attributes -------------------------------------------------------------
@@ -143,6 +172,17 @@ def register_customer_fields():
             expression=lambda tenant: F("owner__email"),
             value=_owner_email,
             related=("owner",),
+        )
+    )
+    # A champion who left, or none found yet: an account that rests on no one.
+    register_field(
+        Field(
+            name="account.champions",
+            subject="account",
+            type=FieldType.NUMBER,
+            label="Champions (contacts with the champion role)",
+            expression=_champions_expression,
+            value=_champions_value,
         )
     )
     for subject in ("account", "contact"):

@@ -41,6 +41,7 @@ def test_entries_naming_stages_the_tenant_lacks_are_refused_with_the_reason(tena
 
 def test_the_starter_card_rule_alerts_on_a_card_expiring_in_renewal(lifecycle_tenant, alice):
     expiring = AccountFactory(tenant=lifecycle_tenant, card_expires_at=timezone.localdate() + dt.timedelta(days=9))
+    ContactFactory(account=expiring, role="champion")
     move(lifecycle_tenant, expiring, "renewal")
     starter_alerts_install(tenant=lifecycle_tenant, actor=alice)
 
@@ -48,6 +49,27 @@ def test_the_starter_card_rule_alerts_on_a_card_expiring_in_renewal(lifecycle_te
 
     alert = Alert.objects.for_tenant(lifecycle_tenant).get(account=expiring)
     assert (alert.rule.key, alert.severity) == ("card_expiring_in_renewal", "critical")
+
+
+def test_the_starter_no_champion_rule_alerts_once_the_champion_of_a_renewing_account_is_removed(
+    api, lifecycle_tenant, alice
+):
+    left, kept, onboarding = AccountFactory.create_batch(3, tenant=lifecycle_tenant)
+    for account, stage in ((left, "renewal"), (kept, "adopting"), (onboarding, "onboarding")):
+        move(lifecycle_tenant, account, stage)
+    champions = [ContactFactory(account=account, role="champion") for account in (left, kept)]
+    ContactFactory(account=kept, role="champion")
+    starter_alerts_install(tenant=lifecycle_tenant, actor=alice)
+    accounts = [left.pk, kept.pk, onboarding.pk]
+    alerts_evaluate(tenant=lifecycle_tenant, account_ids=accounts)
+    assert not Alert.objects.for_tenant(lifecycle_tenant).exists()
+
+    for champion in champions:
+        assert api.delete(f"/api/v1/contacts/{champion.pk}/").status_code == 204
+    alerts_evaluate(tenant=lifecycle_tenant, account_ids=accounts)
+
+    (alert,) = Alert.objects.for_tenant(lifecycle_tenant)
+    assert (alert.account, alert.rule.key, alert.severity) == (left, "no_champion", "warning")
 
 
 def test_the_starter_win_back_rule_alerts_on_a_customer_back_in_the_product_a_week_after_leaving(

@@ -86,6 +86,7 @@ ACCOUNT_CLAUSES = st.one_of(
     date_clause("account.renewal_date", lambda n: (NOW.date() + dt.timedelta(days=n)).isoformat()),
     date_clause("account.trial_ends_at", lambda n: (NOW + dt.timedelta(days=n)).isoformat()),
     text_clause("account.owner"),
+    number_clause("account.champions"),
     number_clause("account.attributes.seats"),
     text_clause("account.attributes.seats"),
     st.sampled_from(["account.attributes.seats == true", "account.attributes.seats != false"]),
@@ -106,6 +107,7 @@ CONTACT_CLAUSES = st.one_of(
     number_clause("account.mrr"),
     date_clause("account.renewal_date", lambda n: (NOW.date() + dt.timedelta(days=n)).isoformat()),
     number_clause("account.attributes.seats"),
+    number_clause("account.champions"),
 )
 
 
@@ -161,7 +163,7 @@ CONTACTS = st.lists(
     st.fixed_dictionaries(
         {
             "account": st.integers(0, 5),
-            "role": st.sampled_from(["administrator", "user", "billing"]),
+            "role": st.sampled_from(["administrator", "user", "billing", "champion"]),
             "title": st.sampled_from(["", "CTO"]),
             "last_seen_at": maybe_moment,
             "unsubscribed": st.booleans(),

@@ -49,9 +49,6 @@ class TrueOrFalseField(forms.NullBooleanField):
         except KeyError:
             raise ValidationError("Must be true or false.", code="invalid") from None
 
-    def validate(self, value):
-        pass
-
 
 class BooleanFilter(django_filters.BooleanFilter):
     """A yes-or-no filter that answers 400 to a value it cannot read, rather than not filtering at all."""
