@@ -259,6 +259,17 @@ def test_contacts_are_edited_by_editors_under_their_own_account_only(client, viv
     assert Contact.objects.for_tenant(tenant).get(pk=quinn.pk).role == "user"
 
 
+def test_the_account_page_says_when_no_contact_is_the_champion_until_one_is_named(client, bob, account, stages):
+    quinn = ContactFactory(account=account, name="Quinn Evans", role="user")
+    client.force_login(bob)
+    no_champion = "No champion: nobody here has the champion role."
+    assert no_champion in client.get(f"/t/alpha/accounts/{account.pk}/").content.decode()
+
+    client.post(f"/t/alpha/accounts/{account.pk}/contacts/{quinn.pk}/", {"role": "champion"})
+
+    assert no_champion not in client.get(f"/t/alpha/accounts/{account.pk}/").content.decode()
+
+
 def test_a_csm_removes_a_contact_who_left_and_the_activity_keeps_what_they_had(client, bob, account, tenant):
     quinn = ContactFactory(account=account, name="Quinn Evans", email="quinn@acme.example", title="Analyst",
                            role="champion")
