@@ -4,7 +4,7 @@ import datetime as dt
 from collections import namedtuple
 
 from django.db import transaction
-from django.db.models import Exists, Max, OuterRef, Q
+from django.db.models import Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 
 from csplatform.customers.models import Account
@@ -282,7 +282,8 @@ def health_score(*, tenant, account_ids=None, today=None, chunk_size=CHUNK_SIZE,
        snapshots of today and of 7 and 30 days back.
     3. Score each account with its stage's scorecard, else the tenant default
        unless the stage is terminal (accounts that neither covers are left
-       alone: a customer who left keeps its last score), keep an override in
+       alone: a customer who left keeps its last score, though an override
+       of it that expired gives way to it), keep an override in
        force until it expires, and upsert in bulk the health rows and
        today's snapshots that changed; unchanged health rows only get the
        new computed_at.
@@ -374,14 +375,19 @@ def _score_chunk(tenant, ids, context, today, stages, now):
         .annotate(holds_health_breakdown=Exists(same_breakdown))
         .values_list("account_id", *StoredSnapshot._fields)
     }
-    health_rows, unchanged, snapshots, changed = [], [], [], []
+    health_rows, unchanged, snapshots, changed, expired = [], [], [], [], []
     for account_id, metric_values, mrr, attributes, stage_id in accounts:
         version = context.version_for(stage_id if stages is None else stages.get(account_id))
+        health = current.get(account_id)
         if version is None:
+            # Not scored (a customer who left keeps its last score); an override of it that ran out gives way.
+            if health is not None and health.override_at and not health.override_active(now):
+                expired.append(account_id)
+                if health.colour != health.computed_colour:
+                    changed.append(account_id)
             continue
         values = measure_values(version.measures, metric_values=metric_values or {}, mrr=mrr, attributes=attributes)
         result = score_account(version.measures, values, context.bands)
-        health = current.get(account_id)
         score, colour = effective_health(result.score, result.colour, health, context.bands, now)
         keep_override = health is not None and health.override_active(now)
         override = EMPTY_OVERRIDE_COLUMNS
@@ -413,6 +419,10 @@ def _score_chunk(tenant, ids, context, today, stages, now):
     )
     if unchanged:
         HealthScore.objects.for_tenant(tenant).filter(OneOf("account_id", unchanged)).update(computed_at=now)
+    if expired:
+        HealthScore.objects.for_tenant(tenant).filter(OneOf("account_id", expired)).update(
+            score=F("computed_score"), colour=F("computed_colour"), **EMPTY_OVERRIDE
+        )
     upsert(
         HealthSnapshot, ["tenant", "account", "day", *SNAPSHOT_FIELDS], snapshots,
         conflict=["tenant", "account", "day"], action=overwrite(SNAPSHOT_FIELDS),

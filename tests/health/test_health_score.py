@@ -230,6 +230,25 @@ def test_a_customer_who_left_keeps_the_score_and_history_it_had_when_it_left(ten
     assert [s.score for s in HealthSnapshot.objects.for_tenant(tenant).filter(account=account)] == [20.0]
 
 
+def test_an_override_on_a_customer_who_left_gives_way_to_its_last_score_when_it_expires(
+    tenant, default_card, churned, alice
+):
+    account = make_account(tenant, logins_30d=4)
+    health_score(tenant=tenant, account_ids=[account.pk])
+    place(account, churned)
+    health_override_set(tenant=tenant, account=account, actor=alice, score=70, reason="Back in talks",
+                        expires_at=timezone.now() + dt.timedelta(days=7))
+    assert health_score(tenant=tenant, account_ids=[account.pk]) == []
+    assert (health_of(account).score, health_of(account).colour) == (70, "green")
+
+    HealthScore.objects.for_tenant(tenant).filter(account=account).update(override_expires_at=timezone.now())
+    assert health_score(tenant=tenant, account_ids=[account.pk]) == [account.pk]
+
+    health = health_of(account)
+    assert (health.score, health.colour) == (20.0, "red")
+    assert (health.override_score, health.override_reason, health.override_at) == (None, "", None)
+
+
 def test_a_terminal_stage_with_a_scorecard_of_its_own_scores_its_accounts(tenant, default_card, churned):
     win_back = scorecard_create(
         tenant=tenant, actor=None, name="Win-back", stage=churned, measures=[thresholds("logins_30d", 0, 10)]
