@@ -228,8 +228,8 @@ class ContactChange(FieldChange):
 
     contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes")
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="contact_changes")
-    # What the contact was called then, for when it is gone.
-    contact_name = models.CharField(max_length=200, blank=True)
+    # What the contact was called then (its name, else email or external id), for when it is gone.
+    contact_name = models.CharField(max_length=254, blank=True)
     # The contact was deleted; `fields` holds what it had, each going to null.
     removed = models.BooleanField(default=False)
 

@@ -131,6 +131,18 @@ def test_a_contact_deleted_through_the_api_stays_in_the_story_with_what_it_had(c
     ]
 
 
+def test_a_nameless_contact_is_named_in_the_story_by_its_email_however_long(crm, account, api):
+    email = f"{'a' * 60}@{'b' * 60}.{'c' * 60}.{'d' * 60}.example"
+    nameless = ContactFactory(account=account, external_id="u-9", name="", email=email)
+
+    crm.patch(f"/api/v1/contacts/{nameless.pk}/", {"title": "Lead"}, format="json")
+    crm.delete(f"/api/v1/contacts/{nameless.pk}/")
+
+    assert [text for text, _, _ in contact_changes_of(api, account)] == [
+        f"Removed the contact {email}", f"Changed {email}'s title"
+    ]
+
+
 def test_the_feed_lists_a_removal_with_what_the_contact_had_and_keeps_its_earlier_changes(crm, account, uma):
     crm.patch(f"/api/v1/contacts/{uma.pk}/", {"role": "champion"}, format="json")
     crm.delete(f"/api/v1/contacts/{uma.pk}/")

@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='contactchange',
             name='contact_name',
-            field=models.CharField(blank=True, max_length=200),
+            field=models.CharField(blank=True, max_length=254),
         ),
         migrations.AddField(
             model_name='contactchange',
