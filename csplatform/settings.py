@@ -124,6 +124,11 @@ if on_sqlite:
     }
     # SQLite skips the covering (INCLUDE) indexes that PostgreSQL uses; it does not need them.
     SILENCED_SYSTEM_CHECKS.append("models.W040")
+else:
+    # No JIT compilation: each query here reads a chunk of a tenant and takes milliseconds, while compiling one
+    # takes hundreds, which PostgreSQL starts whenever its estimate runs high (a table not analysed yet).
+    options = DATABASES["default"].setdefault("OPTIONS", {})
+    options["options"] = " ".join(filter(None, [options.get("options"), "-c jit=off"]))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Accounts per chunk of a pipeline pass; each chunk commits on its own, and a pass holds one chunk per thread in memory.
 CSP_PIPELINE_CHUNK_SIZE = int(os.environ.get("CSP_PIPELINE_CHUNK_SIZE", "2000"))
