@@ -418,12 +418,13 @@ def identifies_objects(route):
     return any(conv == "int" or name in ("key", "external_id") for conv, name, _ in route_args(route))
 
 
-def fill_route(route, slug, ids, refs):
+def fill_route(route, slug, ids, tenants_refs):
     """URLs of this route with the tenant slug given and A's ids in its other arguments.
 
     An argument alone takes each of A's `ids` (integers and strings) in turn. Where a route has
-    several (a parent's id and a child's), one at a time does while the others name the slug's
-    tenant's object of their kind (`refs`), or each of its main objects when their kind is not known.
+    several (a parent's id and a child's), one at a time does while the others name the object of
+    their kind of each tenant in `tenants_refs` (B's own parent and A's: a view may miss either
+    check), or each main object of the first (the slug's tenant) when their kind is not known.
     """
     args = route_args(route)
     every = [ids[0] if conv == "int" else ids[1] for conv, _, _ in args]
@@ -431,7 +432,8 @@ def fill_route(route, slug, ids, refs):
     for conv, name, before in args:
         form = "integer" if conv == "int" else "string"
         kind = parameter_kind(before, name)
-        few.append([refs[kind][form]] if kind else sorted({ref[form] for ref in refs.values()}, key=str))
+        named = [refs[kind] for refs in tenants_refs] if kind else list(tenants_refs[0].values())
+        few.append(sorted({ref[form] for ref in named}, key=str))
     for values in one_at_a_time(every, few):
         filled = iter(values)
         yield "/" + ROUTE_ARG.sub(
@@ -440,8 +442,8 @@ def fill_route(route, slug, ids, refs):
 
 
 def test_tenant_b_members_get_nothing_of_tenant_a_from_any_page(world, world_b, client):
-    """B's admin visits every tenant page with each of A's ids under B's slug (beside B's own objects
-    where a route names several), and with A's main objects under A's slug: always 404, never A's data."""
+    """B's admin visits every tenant page with each of A's ids under B's slug (beside B's own objects and
+    A's where a route names several), and with A's main objects under A's slug: always 404, never A's data."""
     client.force_login(world_b["admin"])
     pks, strings = a_references(world, world_b["tenant"])
     theirs, mine = references(world), references(world_b)
@@ -454,11 +456,11 @@ def test_tenant_b_members_get_nothing_of_tenant_a_from_any_page(world, world_b, 
     for route in routes:
         # Under A's slug, B's member is refused before the view reads an id (`tenant_page`),
         # so A's main objects stand for all of A's ids there.
-        visits = {world["tenant"].slug: (main_objects, theirs)}
+        visits = {world["tenant"].slug: (main_objects, [theirs])}
         if route_args(route):
-            visits[world_b["tenant"].slug] = ((pks, strings), mine)
-        for slug, (ids, refs) in visits.items():
-            for url in fill_route(route, slug, ids, refs):
+            visits[world_b["tenant"].slug] = ((pks, strings), [mine, theirs])
+        for slug, (ids, tenants_refs) in visits.items():
+            for url in fill_route(route, slug, ids, tenants_refs):
                 statuses = set()
                 for method in ("get", "post"):
                     tried += 1
