@@ -193,6 +193,12 @@ class ContactRole(models.TextChoices):
     EXECUTIVE = "executive", "Executive sponsor"
 
 
+class ContactQuerySet(TenantQuerySet):
+    def champions(self):
+        """The contacts who speak for their account inside the customer (the champion role)."""
+        return self.filter(role=ContactRole.CHAMPION)
+
+
 class Contact(TenantModel):
     external_id = models.CharField(max_length=200)
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="contacts")
@@ -205,6 +211,8 @@ class Contact(TenantModel):
     unsubscribed = models.BooleanField("unsubscribed from emails", default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ContactQuerySet.as_manager()
 
     class Meta:
         ordering = ["name", "id"]

@@ -27,7 +27,7 @@ from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.db.models.lookups import Exact, Regex
 
-from csplatform.customers.models import Contact, ContactRole
+from csplatform.customers.models import Contact
 
 from .expressions import JSONKind
 from .registry import Field, FieldType, register_field, register_namespace
@@ -79,17 +79,13 @@ def _owner_email(account, tenant):
     return account.owner.email if account.owner_id else None
 
 
-def _champions(tenant):
-    return Contact.objects.for_tenant(tenant).filter(role=ContactRole.CHAMPION)
-
-
 def _champions_expression(tenant):
-    counted = _champions(tenant).filter(account_id=OuterRef("pk")).order_by().values("account_id")
-    return Coalesce(Subquery(counted.annotate(count=Count("pk")).values("count")), 0)
+    counted = Contact.objects.for_tenant(tenant).champions().filter(account_id=OuterRef("pk"))
+    return Coalesce(Subquery(counted.order_by().values("account_id").annotate(count=Count("pk")).values("count")), 0)
 
 
 def _champions_value(account, tenant):
-    return _champions(tenant).filter(account_id=account.pk).count()
+    return Contact.objects.for_tenant(tenant).champions().filter(account_id=account.pk).count()
 
 
 # JSON attributes -------------------------------------------------------------
