@@ -74,13 +74,15 @@ def _account_updated(change_and_owners):
 
 
 def _contact_updated(change):
-    """The payload of a contact's change or removal; a removal is announced before the contact is deleted."""
+    """The payload of a contact's addition, change or removal; a removal is announced before the contact is
+    deleted."""
     data = ContactChangeSerializer(change).data
     contact = change.contact
     payload = {
         "account": account_payload(change.account),
         "contact": {"id": contact.pk, "external_id": contact.external_id, "name": contact.name, "email": contact.email},
         "change": change.pk,
+        "added": change.added,
         "removed": change.removed,
         **{name: data[name] for name in CHANGE_FIELDS},
     }
@@ -127,6 +129,6 @@ def _contact_changes(tenant, change_ids):
 
 
 def contact_updates_emit(*, tenant, change_ids):
-    """Emit contact.updated for each of these recorded changes of a contact's details or removals, in the form of
+    """Emit contact.updated for each of these recorded additions, changes and removals of contacts, in the form of
     the API's feed of contact changes (CSP_CONTACT_CHANGES_HOOK)."""
     _changes_emit(tenant, "contact.updated", change_ids, _contact_changes, _contact_updated)

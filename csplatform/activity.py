@@ -302,11 +302,13 @@ def _contact_changes(tenant, account, cursor, limit, source):
     changes = ContactChange.objects.for_tenant(tenant).filter(account=account).select_related("contact")
     entries = []
     for change in _latest(changes, "at", cursor, source, limit):
-        if change.removed:
-            # What it had, without the "→ none" of every field.
-            had = {name: [old] for name, (old, _) in change.fields.items() if old}
-            _, detail = _changed(tenant, change, values=had)
-            text = f"Removed the contact {change.contact_called}"
+        if change.added or change.removed:
+            # What it was given or had, alone: not the "none →" or "→ none" of every field.
+            side = 1 if change.added else 0
+            values = {name: [pair[side]] for name, pair in change.fields.items() if pair[side]}
+            _, detail = _changed(tenant, change, values=values)
+            verb = "Added" if change.added else "Removed"
+            text = f"{verb} the contact {change.contact_called}"
         else:
             labels, detail = _changed(tenant, change)
             text = f"Changed {change.contact_called}'s {labels}"

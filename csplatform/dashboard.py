@@ -356,7 +356,7 @@ def account_contact_add(request, account_id):
     if form.is_valid():
         fields = {**form.cleaned_data, "account": account, "external_id": form.cleaned_data["email"]}
         try:
-            contact = contact_create(tenant=tenant, fields=fields)
+            contact = contact_create(tenant=tenant, fields=fields, actor=request.user)
         except IntegrityError:
             # Added by someone else since the form was checked.
             form.add_error("email", "A contact with this email was added meanwhile.")

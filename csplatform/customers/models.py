@@ -228,8 +228,8 @@ class Contact(TenantModel):
 
 
 class ContactChange(FieldChange):
-    """A change of a contact's details, or its removal, kept on the account the contact was with then, for the
-    account's story; the story outlives the contact."""
+    """A contact's addition, a change of its details, or its removal, kept on the account the contact was with
+    then, for the account's story; the story outlives the contact."""
 
     RECORD = Contact
     FIELDS = ("name", "email", "title", "role", "unsubscribed")
@@ -238,20 +238,32 @@ class ContactChange(FieldChange):
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="contact_changes")
     # What the contact was called then (its name, else email or external id), for when it is gone.
     contact_name = models.CharField(max_length=254, blank=True)
+    # The contact was created; `fields` holds what it was given, each from null.
+    added = models.BooleanField(default=False)
     # The contact was deleted; `fields` holds what it had, each going to null.
     removed = models.BooleanField(default=False)
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "account", "at"]), models.Index(fields=["tenant", "at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=~(models.Q(added=True) & models.Q(removed=True)), name="contactchange_added_or_removed"
+            )
+        ]
 
     def __str__(self):
-        what = "removal" if self.removed else ", ".join(self.fields)
+        what = "addition" if self.added else "removal" if self.removed else ", ".join(self.fields)
         return f"{what} of contact {self.contact_id or self.contact_name} at {self.at:%Y-%m-%d %H:%M}"
 
     @property
     def contact_called(self):
         """The contact as it is called now, or as it was when it was removed."""
         return str(self.contact) if self.contact_id else self.contact_name
+
+    @classmethod
+    def addition(cls, contact):
+        """`{field: [None, new]}` of each of the contact's FIELDS: what it was given when it was added."""
+        return {name: [None, getattr(contact, name)] for name in cls.FIELDS}
 
     @classmethod
     def removal(cls, contact):

@@ -43,8 +43,9 @@ def account_upsert(*, tenant, external_id, fields, actor=None):
 def contact_upsert(*, tenant, external_id, account, fields, actor=None):
     """Create or update the tenant's contact with this external id under `account`.
 
-    Returns `(contact, created)`; `attributes` merge as for accounts, and what
-    changed of an existing contact is recorded as `actor`'s change.
+    Returns `(contact, created)`; `attributes` merge as for accounts, and the
+    contact's addition, or what changed of an existing one, is recorded as
+    `actor`'s change.
     """
     fields = dict(fields)
     attributes = fields.pop("attributes", None)
@@ -59,7 +60,7 @@ def contact_upsert(*, tenant, external_id, account, fields, actor=None):
     if attributes:
         contact.attributes = {**contact.attributes, **attributes}
     contact.save()
-    contact_changes_record(tenant=tenant, changes=changes, actor=actor)
+    contact_changes_record(tenant=tenant, changes=changes, added=[contact] if created else [], actor=actor)
     account_mark_dirty(tenant=tenant, account_ids=[account.pk])
     return contact, created
 
@@ -96,10 +97,12 @@ def account_changes_record(*, tenant, changes, actor, at=None):
     _changes_keep(tenant, AccountChange, rows, actor, at, settings.CSP_ACCOUNT_CHANGES_HOOK)
 
 
-def contact_changes_record(*, tenant, changes, actor, at=None):
-    """Keep `changes`, `[(contact, {field: [old, new]})]`, as made by `actor`, on each contact's account now, and
-    announce them (CSP_CONTACT_CHANGES_HOOK)."""
-    rows = [(_contact_change_of(contact), fields) for contact, fields in changes]
+def contact_changes_record(*, tenant, changes, actor, added=(), at=None):
+    """Keep the addition of each new contact `added`, with what it was given, and `changes`,
+    `[(contact, {field: [old, new]})]`, as made by `actor`, on each contact's account now, and announce them
+    (CSP_CONTACT_CHANGES_HOOK)."""
+    rows = [(_contact_change_of(contact, added=True), ContactChange.addition(contact)) for contact in added]
+    rows += [(_contact_change_of(contact), fields) for contact, fields in changes]
     _changes_keep(tenant, ContactChange, rows, actor, at, settings.CSP_CONTACT_CHANGES_HOOK)
 
 
@@ -196,7 +199,7 @@ def contact_bulk_upsert(*, tenant, items, actor=None):
         changed |= _apply_fields(contact, fields)
         touched.add(contact.account_id)
     _bulk_write(Contact, tenant, to_create, to_update, changed, now)
-    contact_changes_record(tenant=tenant, changes=changes, actor=actor, at=now)
+    contact_changes_record(tenant=tenant, changes=changes, added=to_create, actor=actor, at=now)
     account_mark_dirty(tenant=tenant, account_ids=touched, now=now)
     return len(to_create), len(to_update)
 
@@ -315,8 +318,10 @@ def accounts_assign_owner(*, tenant, account_ids, owner, actor=None):
 
 
 @transaction.atomic
-def contact_create(*, tenant, fields):
+def contact_create(*, tenant, fields, actor=None):
+    """Create the contact, keeping its addition by `actor`, with what it was given, in its account's story."""
     contact = Contact.objects.create(tenant=tenant, **fields)
+    contact_changes_record(tenant=tenant, changes=[], added=[contact], actor=actor)
     account_mark_dirty(tenant=tenant, account_ids=[contact.account_id])
     return contact
 

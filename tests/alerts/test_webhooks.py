@@ -23,7 +23,7 @@ from alerts.webhooks import (
     webhooks_emit,
 )
 from csplatform.customers.models import AccountChange, ContactChange
-from csplatform.customers.services import account_bulk_upsert, contact_bulk_upsert, contact_delete
+from csplatform.customers.services import account_bulk_upsert, contact_bulk_upsert, contact_delete, contact_upsert
 from csplatform.tenancy.models import AuditLogEntry
 from tests.factories import AccountFactory, ContactFactory
 
@@ -380,6 +380,19 @@ def test_a_deleted_contact_reaches_the_contact_subscriber_as_it_was(tenant, alic
     assert (request["json"]["type"], data["removed"], data["by"]) == ("contact.updated", True, "Alice Admin")
     assert data["contact"] == {"id": contact_id, "external_id": "u-1", "name": "Uma Chen", "email": "uma@acme.example"}
     assert data["changes"]["role"] == {"from": "user", "to": None}
+
+
+def test_an_added_contact_reaches_the_contact_subscriber_with_what_it_was_given(tenant, alice, receiver):
+    subscribe(tenant, receiver.url, event_types=["contact.updated"])
+    account = AccountFactory(tenant=tenant, name="Acme Rockets", external_id="acme")
+    uma, _ = contact_upsert(tenant=tenant, external_id="u-1", account=account, fields={"name": "Uma Chen"}, actor=alice)
+    webhook_deliver_due()
+
+    (request,) = receiver.requests
+    data = request["json"]["data"]
+    assert (request["json"]["type"], data["added"], data["removed"]) == ("contact.updated", True, False)
+    assert data["contact"] == {"id": uma.pk, "external_id": "u-1", "name": "Uma Chen", "email": ""}
+    assert data["changes"]["name"] == {"from": None, "to": "Uma Chen"}
 
 
 def test_contact_changes_read_nothing_for_a_tenant_without_an_endpoint_for_them(

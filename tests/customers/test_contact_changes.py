@@ -58,11 +58,31 @@ def test_the_api_keeps_a_change_and_nothing_for_the_same_values_sent_again(crm, 
     ]
 
 
-def test_a_new_contact_records_no_change(crm, account, api):
+def test_a_contact_added_by_an_integration_is_kept_with_what_it_was_given(crm, crm_key, account, api):
     response = crm.put("/api/v1/contacts/by-external-id/u-9/", {"account": "acme", "name": "Ned"}, format="json")
+    crm.put("/api/v1/contacts/by-external-id/u-9/", {"account": "acme", "name": "Ned"}, format="json")
 
     assert response.status_code == 201, response.content
-    assert contact_changes_of(api, account) == []
+    assert contact_changes_of(api, account) == [("Added the contact Ned", "Name: Ned · Role: User", key_label(crm_key))]
+
+
+def test_contacts_added_on_the_page_through_the_api_and_in_bulk_each_keep_their_addition(
+    client, bob, crm, crm_key, account, api
+):
+    client.force_login(bob)
+
+    client.post(f"/t/alpha/accounts/{account.pk}/contacts/add/",
+                {"contact-name": "Pia Park", "contact-email": "pia@acme.example", "contact-role": "champion"})
+    crm.post("/api/v1/contacts/", {"external_id": "u-2", "account": "acme", "email": "raj@acme.example"},
+             format="json")
+    crm.post("/api/v1/contacts/bulk/", {"items": [{"external_id": "u-3", "account": "acme", "title": "CFO"}]},
+             format="json")
+
+    assert contact_changes_of(api, account) == [
+        ("Added the contact u-3", "Title: CFO · Role: User", key_label(crm_key)),
+        ("Added the contact raj@acme.example", "Email: raj@acme.example · Role: User", key_label(crm_key)),
+        ("Added the contact Pia Park", "Name: Pia Park · Email: pia@acme.example · Role: Champion", "Bob CSM"),
+    ]
 
 
 def test_a_segment_identify_keeps_the_traits_that_changed(tenant, alice, account, uma, api):
@@ -148,7 +168,7 @@ def test_the_feed_lists_a_removal_with_what_the_contact_had_and_keeps_its_earlie
     crm.delete(f"/api/v1/contacts/{uma.pk}/")
 
     (removal,) = crm.get(FEED, {"removed": "true"}).json()["results"]
-    (change,) = crm.get(FEED, {"removed": "false"}).json()["results"]
+    (change,) = crm.get(FEED, {"removed": "false", "added": "false"}).json()["results"]
 
     assert (removal["contact"], removal["contact_id"], removal["contact_name"], removal["account"]) == (
         None, None, "Uma Chen", "acme"
@@ -163,7 +183,8 @@ def test_the_feed_lists_a_removal_with_what_the_contact_had_and_keeps_its_earlie
 
 
 @pytest.mark.parametrize(
-    "query, field", [("since=yesterday", "since"), ("field=attributes", "field"), ("removed=maybe", "removed")]
+    "query, field",
+    [("since=yesterday", "since"), ("field=attributes", "field"), ("removed=maybe", "removed"), ("added=1x", "added")],
 )
 def test_a_bad_filter_is_a_400_naming_it(crm, query, field):
     response = crm.get(f"{FEED}?{query}")

@@ -135,7 +135,8 @@ class ContactChangeFilterSet(FieldChangeFilterSet):
         field_name="contact__external_id", help_text="The contact's external id (a removed contact's changes are "
         "found by their account)."
     )
-    removed = BooleanFilter(help_text="Only removals (true), or only changes of details (false).")
+    added = BooleanFilter(help_text="Only additions (true), or all but additions (false).")
+    removed = BooleanFilter(help_text="Only removals (true), or all but removals (false).")
     field = changed_field_filter(ContactChange)
 
     class Meta:

@@ -230,7 +230,9 @@ class ContactSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
 
     def create(self, validated_data):
         tenant = validated_data.pop("tenant")
-        return services.contact_create(tenant=tenant, fields=validated_data)
+        return services.contact_create(
+            tenant=tenant, fields=validated_data, actor=acting_user(self.context["request"])
+        )
 
     def update(self, instance, validated_data):
         return services.contact_update(
@@ -399,18 +401,21 @@ class AccountChangeSerializer(FieldChangeSerializer):
 
 
 class ContactChangeSerializer(FieldChangeSerializer):
-    """A change of a contact's details, or its removal, with the account the contact was with then."""
+    """A contact's addition, a change of its details, or its removal, with the account the contact was with
+    then."""
 
     contact = serializers.SlugRelatedField(
         slug_field="external_id", read_only=True, help_text="Its external id; null once the contact is removed."
     )
     contact_name = serializers.CharField(read_only=True, help_text="Its name (else email) at the change.")
+    added = serializers.BooleanField(read_only=True, help_text="The contact was added: `changes` holds what it "
+                                     "was given, each field from null.")
     removed = serializers.BooleanField(read_only=True, help_text="The contact was removed: `changes` holds what "
                                        "it had, each field going to null.")
 
     class Meta:
         model = ContactChange
         fields = [
-            "id", "contact", "contact_id", "contact_name", "removed", "account", "account_id", "at", "by", "by_email",
-            "changes",
+            "id", "contact", "contact_id", "contact_name", "added", "removed", "account", "account_id", "at", "by",
+            "by_email", "changes",
         ]
