@@ -8,6 +8,7 @@ import datetime as dt
 import statistics
 
 from django.db.models import Count
+from django.utils.dateformat import format as date_format
 
 from csplatform.customers.models import Account
 from csplatform.tenancy.timezones import tenant_today
@@ -41,6 +42,11 @@ def _snapshot_on_or_before(tenant, account, day):
     return HealthSnapshot.objects.for_tenant(tenant).filter(account=account, day__lte=day).order_by("-day").first()
 
 
+def _day(day):
+    """A day as the pages write it: "Nov 30, 2026"."""
+    return date_format(day, "M j, Y")
+
+
 def _describe(snapshot):
     return f"{format_number(snapshot.score)} ({snapshot.colour or 'not scored'})"
 
@@ -58,18 +64,18 @@ def health_why(*, tenant, account, from_day=None, to_day=None):
     result = {"from": _snapshot_dict(old), "to": _snapshot_dict(new), "score_change": None, "summary": "", "changes": []}
     if old is None or new is None:
         missing = from_day if old is None else to_day
-        result["summary"] = f"There is no health snapshot on or before {missing.isoformat()} to compare with."
+        result["summary"] = f"There is no health snapshot on or before {_day(missing)} to compare with."
         return result
     if old.score is not None and new.score is not None:
         result["score_change"] = round(new.score - old.score, 1)
     if old.pk == new.pk:
         # The same snapshot at both ends: nothing scored it in between, as nothing scores a customer who left.
-        result["summary"] = f"Health has not been scored since {new.day}, when it was {_describe(new)}."
+        result["summary"] = f"Health has not been scored since {_day(new.day)}, when it was {_describe(new)}."
     elif old.score == new.score and old.colour == new.colour:
-        result["summary"] = f"Health stayed at {_describe(new)} from {old.day} to {new.day}."
+        result["summary"] = f"Health stayed at {_describe(new)} from {_day(old.day)} to {_day(new.day)}."
     else:
         verb = "rose" if (new.score or 0) > (old.score or 0) else "fell"
-        result["summary"] = f"Health {verb} from {_describe(old)} on {old.day} to {_describe(new)} on {new.day}."
+        result["summary"] = f"Health {verb} from {_describe(old)} on {_day(old.day)} to {_describe(new)} on {_day(new.day)}."
     result["changes"] = measure_changes(old.breakdown, new.breakdown)
     return result
 

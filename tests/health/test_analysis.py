@@ -30,7 +30,7 @@ def test_why_explains_the_change_since_last_week_by_measure(tenant, default_card
 
     assert why["score_change"] == -65.0
     assert why["summary"] == (
-        f"Health fell from 90 (green) on {today - dt.timedelta(days=7)} to 25 (red) on {today}."
+        f"Health fell from 90 (green) on {today - dt.timedelta(days=7):%b %-d, %Y} to 25 (red) on {today:%b %-d, %Y}."
     )
     assert [change["text"] for change in why["changes"]] == ["Logins in the last 30 days fell from 18 to 5: -65 points"]
     assert why["changes"][0]["old_value"] == 18 and why["changes"][0]["new_points"] == 25
@@ -59,7 +59,7 @@ def test_why_of_a_customer_who_left_says_since_when_nothing_scored_it(tenant, de
     why = health_why(tenant=tenant, account=account)
 
     left_day = today - dt.timedelta(days=12)
-    assert why["summary"] == f"Health has not been scored since {left_day}, when it was 50 (yellow)."
+    assert why["summary"] == f"Health has not been scored since {left_day:%b %-d, %Y}, when it was 50 (yellow)."
     assert why["score_change"] == 0 and why["changes"] == []
 
 
