@@ -88,6 +88,14 @@ class Severity(models.TextChoices):
     WARNING = "warning", "Warning"
     CRITICAL = "critical", "Critical"
 
+    @classmethod
+    def rank(cls, field="severity"):
+        """An expression ranking `field` from info (0) to critical (2), to order by severity."""
+        return models.Case(
+            *(models.When(**{field: value}, then=rank) for rank, value in enumerate(cls.values)),
+            output_field=models.IntegerField(),
+        )
+
 
 class Channel(models.TextChoices):
     IN_APP = "in_app", "In the app"

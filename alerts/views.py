@@ -48,6 +48,7 @@ TABS = [
     ("snoozed", "Snoozed"),
     (AlertStatus.RESOLVED, "Resolved"),
 ]
+ORDERS = [("newest", "Newest first"), ("severity", "Most severe first")]
 ACCOUNT_ALERTS_SHOWN = 20
 
 
@@ -73,7 +74,8 @@ def default_owner_scope(request):
 @tenant_page
 def alert_inbox(request):
     """1. Filters (tab, severity, owner, rule, segment) narrow one queryset; a value that is none of a
-       filter's choices is named as an error beside it, and the other filters still apply.
+       filter's choices is named as an error beside it, and the other filters still apply. `order`
+       lists the most severe first, each severity in the tab's own order.
     2. Counts per tab under the same filters: one query.
     3. The page of alerts with account, owner and rule joined: one query (plus the paginator's count).
     """
@@ -87,6 +89,7 @@ def alert_inbox(request):
     rule = chosen("rule", {str(r.pk): r for r in rules})
     segments = list(Segment.objects.for_tenant(tenant).only("pk", "key", "name"))
     segment = chosen("segment", {s.key: s for s in segments})
+    order = chosen("order", {key: key for key, _ in ORDERS}, "newest")
 
     alerts = alert_rows(tenant)
     if severity:
@@ -101,14 +104,20 @@ def alert_inbox(request):
     now = timezone.now()
     counts = alerts.aggregate(**{key: Count("pk", filter=in_tab(key, now)) for key, _ in TABS})
     # Resolved alerts read newest resolution first, snoozed ones soonest back first, the others newest opened first.
-    order = {AlertStatus.RESOLVED: ("-resolved_at", "-id"), "snoozed": ("snoozed_until", "id")}
-    listed = alerts.filter(in_tab(tab, now)).order_by(*order.get(tab, ("-opened_at", "-id")))
+    tab_order = {AlertStatus.RESOLVED: ("-resolved_at", "-id"), "snoozed": ("snoozed_until", "id")}
+    ordering = tab_order.get(tab, ("-opened_at", "-id"))
+    listed = alerts.filter(in_tab(tab, now))
+    if order == "severity":
+        listed = listed.alias(severity_rank=Severity.rank())
+        ordering = ("-severity_rank", *ordering)
+    listed = listed.order_by(*ordering)
     page = Paginator(listed, INBOX_PAGE_SIZE).get_page(request.GET.get("page"))
     filters = {
         "severity": severity,
         "owner": owner,
         "rule": str(rule.pk) if rule else "",
         "segment": segment.key if segment else "",
+        "order": "" if order == "newest" else order,
     }
     context = {
         "page": page,
@@ -117,6 +126,7 @@ def alert_inbox(request):
         "filters": filters,
         "query": "&".join(f"{name}={value}" for name, value in filters.items() if value),
         "severities": Severity.choices,
+        "orders": ORDERS,
         "rules": rules,
         "segments": segments,
         "errors": query.errors,

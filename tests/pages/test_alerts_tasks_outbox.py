@@ -144,6 +144,25 @@ def test_inbox_filters_by_segment_and_keeps_it_on_the_tabs(signed_in, tenant, al
     assert "Select a valid choice. nonesuch is not one of the available choices." in everyone
 
 
+def test_inbox_lists_the_most_severe_first_when_asked_each_severity_newest_first(signed_in, acme):
+    # Each alert made opened an hour before the one made before it.
+    make_alert(acme, title="Newest critical", severity="critical")
+    make_alert(acme, title="Newer warning", severity="warning")
+    make_alert(acme, title="Old info", severity="info")
+    make_alert(acme, title="Oldest critical", severity="critical")
+
+    newest = signed_in.get("/t/alpha/alerts/").content.decode()
+    severe = signed_in.get("/t/alpha/alerts/?order=severity").content.decode()
+
+    titles = ["Newest critical", "Newer warning", "Old info", "Oldest critical"]
+    assert sorted(titles, key=newest.index) == titles
+    assert sorted(titles, key=severe.index) == ["Newest critical", "Oldest critical", "Newer warning", "Old info"]
+    assert '<option value="severity" selected>Most severe first</option>' in severe
+    assert "?tab=resolved&amp;owner=all&amp;order=severity" in severe
+    unknown = signed_in.get("/t/alpha/alerts/?order=loudest").content.decode()
+    assert "Select a valid choice. loudest is not one of the available choices." in unknown
+
+
 def test_inbox_names_each_filter_value_it_does_not_know_and_still_applies_the_others(signed_in, tenant, acme):
     make_alert(acme, title="Churn risk now", severity="critical")
     make_alert(acme, title="Card expiring soon", severity="info")
