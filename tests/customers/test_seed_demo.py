@@ -271,10 +271,26 @@ class TestDemoPatterns:
             day = handover.at.astimezone(tenant_zone(shared_demo)).date()
             assert handover.account.signup_date <= day < tenant_today(shared_demo)
 
+    def test_the_crm_added_every_contact_on_its_accounts_signup_day_the_champions_who_left_since_too(
+        self, shared_demo
+    ):
+        additions = ContactChange.objects.for_tenant(shared_demo).filter(added=True).select_related("account")
+        removals = ContactChange.objects.for_tenant(shared_demo).filter(removed=True)
+        added = {(change.contact_id, change.contact_name) for change in additions}
+        contacts = Contact.objects.for_tenant(shared_demo)
+        assert added == {(contact.pk, str(contact)) for contact in contacts} | {
+            (None, removal.contact_name) for removal in removals
+        }
+        for change in additions:
+            assert change.actor is None and change.actor_label == ""
+            assert change.at.astimezone(tenant_zone(shared_demo)).date() == change.account.signup_date
+            assert change.fields["name"] == [None, change.contact_name]
+
     def test_some_owners_recorded_that_a_user_took_over_as_champion_and_removed_some_former_ones_who_left(
         self, shared_demo
     ):
-        changes = ContactChange.objects.for_tenant(shared_demo).select_related("contact", "account", "actor")
+        changes = ContactChange.objects.for_tenant(shared_demo).filter(added=False)
+        changes = changes.select_related("contact", "account", "actor")
         by_account = {}
         for change in changes:
             by_account.setdefault(change.account, {})["removed" if change.removed else change.contact.role] = change

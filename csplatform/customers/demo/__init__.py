@@ -128,7 +128,8 @@ def accounts_store(*, tenant, specs, owners, admin):
     ContactChange.objects.bulk_create(
         change
         for account, spec in zip(accounts, specs)
-        for change in past_champion_change(account, spec, account_contacts[account.pk])
+        for past in (contacts_added, past_champion_change)
+        for change in past(account, spec, account_contacts[account.pk])
     )
     contact_ids = iter(contact.pk for contact in contacts)
     batch, stored = [], 0
@@ -164,6 +165,18 @@ def past_changes(account, spec, owners, admin):
     if spec.mrr_change:
         yield AccountChange(tenant=account.tenant, account=account, at=spec.mrr_change.at,
                             fields={"mrr": [f"{spec.mrr_change.previous:.2f}", f"{spec.mrr:.2f}"]})
+
+
+def contacts_added(account, spec, contacts):
+    """The CRM integration adding the account's contacts on its signup day (by no one), the champion who has
+    left since among them."""
+    departed = spec.champion_change.departed if spec.champion_change else None
+    added = contacts + ([Contact(**vars(departed), account=account)] if departed else [])
+    for contact in added:
+        yield ContactChange(
+            tenant=account.tenant, account=account, at=spec.contacts_added_at, contact=contact if contact.pk else None,
+            contact_name=str(contact), added=True, fields=ContactChange.addition(contact),
+        )
 
 
 def past_champion_change(account, spec, contacts):

@@ -202,6 +202,8 @@ class AccountSpec:
     handover: HandoverSpec | None = None
     mrr_change: MrrChangeSpec | None = None
     champion_change: ChampionChangeSpec | None = None
+    # When the CRM integration added the contacts, on the signup day.
+    contacts_added_at: dt.datetime | None = None
 
 
 def pattern_list(count, rng):
@@ -476,6 +478,8 @@ def build_accounts(rng, *, count, today, zone, owners):
         spec.handover = handover_for(spec, owners, today, zone)
         spec.mrr_change = spec.mrr_change or mrr_change_for(spec, today, zone)
         spec.champion_change = champion_change_for(spec, today, zone)
+        # A random source of its own, as for the notes, so the rest of the data stays as it was.
+        spec.contacts_added_at = local_datetime(spec.signup_date, zone, random.Random(f"{spec.external_id}:added"))
         spec.attributes.pop("_quiet_since", None)
         specs.append(spec)
     return specs
