@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from alerts.models import Alert, AlertStatus, Channel, Notification
+from alerts.models import Alert, AlertStatus, Channel, Notification, Severity
 from alerts.notifications import member_notifications, notifications_enqueue
 from csplatform.customers.models import Account
 from csplatform.tenancy.links import page_url
@@ -76,7 +76,9 @@ def digest_build(*, tenant, membership, day):
         .filter(account__owner=user, status=AlertStatus.OPEN)
         .awake(timezone.now())
         .select_related("account")
-        .order_by("-opened_at", "-id")
+        # The most severe first, so that a long list cut at LISTED leaves out the least pressing.
+        .alias(severity_rank=Severity.rank())
+        .order_by("-severity_rank", "-opened_at", "-id")
     )
     tasks = (
         Task.objects.for_tenant(tenant)
@@ -107,7 +109,7 @@ def digest_build(*, tenant, membership, day):
             f"{page_url('account-detail', tenant, alert.account_id)}"
             for alert in alerts[:LISTED]
         ]
-        inbox = page_url("alerts", tenant, query="?owner=mine")
+        inbox = page_url("alerts", tenant, query="?owner=mine&order=severity")
         sections.append(section("Open alerts on your accounts", rows, counts["alerts"], inbox))
     if counts["tasks"]:
         start_of_day = end_of_day - dt.timedelta(days=1)

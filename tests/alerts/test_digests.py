@@ -153,6 +153,21 @@ def test_a_long_list_names_ten_and_links_to_the_rest(tenant, bob, settings):
     assert "  and 2 more: https://cs.alpha.example/t/alpha/?scope=mine&renewal=30&sort=renewal" in text
 
 
+def test_a_long_list_of_alerts_names_the_most_severe_first_and_links_to_the_inbox_in_that_order(tenant, bob, settings):
+    settings.CSP_PUBLIC_URL = "https://cs.alpha.example"
+    account = AccountFactory(tenant=tenant, owner=bob)
+    for hours_ago in range(1, 11):
+        open_alert(account, f"Logins fell {hours_ago}h ago", hours_ago=hours_ago, severity="warning")
+    open_alert(account, "Card expires in renewal", hours_ago=30)
+
+    text = digest_build(tenant=tenant, membership=Membership.objects.for_tenant(tenant).get(user=bob), day=MONDAY).text
+
+    rows = [line for line in text.splitlines() if line.startswith("- [")]
+    assert rows[0].startswith("- [Critical] Card expires in renewal, opened Jan 3")
+    assert rows[1].startswith("- [Warning] Logins fell 1h ago") and len(rows) == 10
+    assert "  and 1 more: https://cs.alpha.example/t/alpha/alerts/?owner=mine&order=severity" in text
+
+
 def test_a_customer_who_left_is_not_among_the_renewals(lifecycle_tenant, alice, bob):
     staying, gone = (AccountFactory(tenant=lifecycle_tenant, owner=bob, name=name,
                                     renewal_date=MONDAY + dt.timedelta(days=5)) for name in ("Staying", "Gone"))
