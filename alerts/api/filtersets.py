@@ -16,14 +16,24 @@ class AlertFilterSet(django_filters.FilterSet):
     snoozed = BooleanFilter(
         method="filter_snoozed", help_text="true: snoozed now; false: not snoozed now (never, or no longer)."
     )
+    order = django_filters.ChoiceFilter(
+        choices=[("newest", "newest"), ("severity", "severity")], method="filter_order",
+        help_text="newest (the default): newest opened first; severity: the most severe first, each severity newest "
+        "opened first.",
+    )
 
     class Meta:
         model = Alert
-        fields = ["status", "severity", "owner", "rule", "account", "opened_since", "snoozed"]
+        fields = ["status", "severity", "owner", "rule", "account", "opened_since", "snoozed", "order"]
 
     def filter_snoozed(self, queryset, name, value):
         now = timezone.now()
         return queryset.snoozed(now) if value else queryset.awake(now)
+
+    def filter_order(self, queryset, name, value):
+        if value == "severity":
+            return queryset.alias(severity_rank=Severity.rank()).order_by("-severity_rank", "-opened_at", "-id")
+        return queryset
 
 
 class SegmentMemberFilterSet(django_filters.FilterSet):
