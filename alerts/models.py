@@ -88,14 +88,6 @@ class Severity(models.TextChoices):
     WARNING = "warning", "Warning"
     CRITICAL = "critical", "Critical"
 
-    @classmethod
-    def rank(cls, field="severity"):
-        """An expression ranking `field` from info (0) to critical (2), to order by severity."""
-        return models.Case(
-            *(models.When(**{field: value}, then=rank) for rank, value in enumerate(cls.values)),
-            output_field=models.IntegerField(),
-        )
-
 
 class Channel(models.TextChoices):
     IN_APP = "in_app", "In the app"
@@ -169,6 +161,14 @@ class AlertQuerySet(TenantQuerySet):
     def awake(self, now):
         """Alerts not snoozed at `now`: never, no longer, or resolved since."""
         return self.exclude(snoozed_at(now))
+
+    def most_severe_first(self, *then):
+        """Critical, then warning, then info alerts, each severity in the order `then`."""
+        rank = models.Case(
+            *(models.When(severity=value, then=rank) for rank, value in enumerate(Severity.values)),
+            output_field=models.IntegerField(),
+        )
+        return self.alias(severity_rank=rank).order_by("-severity_rank", *then)
 
 
 class Alert(TenantModel):

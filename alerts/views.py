@@ -107,10 +107,7 @@ def alert_inbox(request):
     tab_order = {AlertStatus.RESOLVED: ("-resolved_at", "-id"), "snoozed": ("snoozed_until", "id")}
     ordering = tab_order.get(tab, ("-opened_at", "-id"))
     listed = alerts.filter(in_tab(tab, now))
-    if order == "severity":
-        listed = listed.alias(severity_rank=Severity.rank())
-        ordering = ("-severity_rank", *ordering)
-    listed = listed.order_by(*ordering)
+    listed = listed.most_severe_first(*ordering) if order == "severity" else listed.order_by(*ordering)
     page = Paginator(listed, INBOX_PAGE_SIZE).get_page(request.GET.get("page"))
     filters = {
         "severity": severity,

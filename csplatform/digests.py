@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from alerts.models import Alert, AlertStatus, Channel, Notification, Severity
+from alerts.models import Alert, AlertStatus, Channel, Notification
 from alerts.notifications import member_notifications, notifications_enqueue
 from csplatform.customers.models import Account
 from csplatform.tenancy.links import page_url
@@ -77,8 +77,7 @@ def digest_build(*, tenant, membership, day):
         .awake(timezone.now())
         .select_related("account")
         # The most severe first, so that a long list cut at LISTED leaves out the least pressing.
-        .alias(severity_rank=Severity.rank())
-        .order_by("-severity_rank", "-opened_at", "-id")
+        .most_severe_first("-opened_at", "-id")
     )
     tasks = (
         Task.objects.for_tenant(tenant)

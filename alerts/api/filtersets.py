@@ -31,9 +31,7 @@ class AlertFilterSet(django_filters.FilterSet):
         return queryset.snoozed(now) if value else queryset.awake(now)
 
     def filter_order(self, queryset, name, value):
-        if value == "severity":
-            return queryset.alias(severity_rank=Severity.rank()).order_by("-severity_rank", "-opened_at", "-id")
-        return queryset
+        return queryset.most_severe_first("-opened_at", "-id") if value == "severity" else queryset
 
 
 class SegmentMemberFilterSet(django_filters.FilterSet):
