@@ -48,7 +48,8 @@ TABS = [
     ("snoozed", "Snoozed"),
     (AlertStatus.RESOLVED, "Resolved"),
 ]
-ORDERS = [("newest", "Newest first"), ("severity", "Most severe first")]
+# As the portfolio's columns: "-severity" is the most severe first; no sort is the tab's own order.
+SORTS = [("", "Newest first"), ("-severity", "Most severe first")]
 ACCOUNT_ALERTS_SHOWN = 20
 
 
@@ -74,7 +75,7 @@ def default_owner_scope(request):
 @tenant_page
 def alert_inbox(request):
     """1. Filters (tab, severity, owner, rule, segment) narrow one queryset; a value that is none of a
-       filter's choices is named as an error beside it, and the other filters still apply. `order`
+       filter's choices is named as an error beside it, and the other filters still apply. `sort`
        lists the most severe first, each severity in the tab's own order.
     2. Counts per tab under the same filters: one query.
     3. The page of alerts with account, owner and rule joined: one query (plus the paginator's count).
@@ -89,7 +90,7 @@ def alert_inbox(request):
     rule = chosen("rule", {str(r.pk): r for r in rules})
     segments = list(Segment.objects.for_tenant(tenant).only("pk", "key", "name"))
     segment = chosen("segment", {s.key: s for s in segments})
-    order = chosen("order", {key: key for key, _ in ORDERS}, "newest")
+    sort = chosen("sort", {key: key for key, _ in SORTS if key}, "")
 
     alerts = alert_rows(tenant)
     if severity:
@@ -107,14 +108,14 @@ def alert_inbox(request):
     tab_order = {AlertStatus.RESOLVED: ("-resolved_at", "-id"), "snoozed": ("snoozed_until", "id")}
     ordering = tab_order.get(tab, ("-opened_at", "-id"))
     listed = alerts.filter(in_tab(tab, now))
-    listed = listed.most_severe_first(*ordering) if order == "severity" else listed.order_by(*ordering)
+    listed = listed.most_severe_first(*ordering) if sort == "-severity" else listed.order_by(*ordering)
     page = Paginator(listed, INBOX_PAGE_SIZE).get_page(request.GET.get("page"))
     filters = {
         "severity": severity,
         "owner": owner,
         "rule": str(rule.pk) if rule else "",
         "segment": segment.key if segment else "",
-        "order": "" if order == "newest" else order,
+        "sort": sort,
     }
     context = {
         "page": page,
@@ -123,7 +124,7 @@ def alert_inbox(request):
         "filters": filters,
         "query": "&".join(f"{name}={value}" for name, value in filters.items() if value),
         "severities": Severity.choices,
-        "orders": ORDERS,
+        "sorts": SORTS,
         "rules": rules,
         "segments": segments,
         "errors": query.errors,

@@ -108,7 +108,7 @@ def digest_build(*, tenant, membership, day):
             f"{page_url('account-detail', tenant, alert.account_id)}"
             for alert in alerts[:LISTED]
         ]
-        inbox = page_url("alerts", tenant, query="?owner=mine&order=severity")
+        inbox = page_url("alerts", tenant, query="?owner=mine&sort=-severity")
         sections.append(section("Open alerts on your accounts", rows, counts["alerts"], inbox))
     if counts["tasks"]:
         start_of_day = end_of_day - dt.timedelta(days=1)

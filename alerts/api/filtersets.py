@@ -6,6 +6,10 @@ from csplatform.tenancy.api.filters import BooleanFilter, DateTimeFilter, EmailF
 from ..models import Alert, AlertStatus, SegmentMembership, Severity, WebhookDelivery
 
 
+# The API's orderings of alerts, as `ordering` names them elsewhere; "-severity" ties newest first.
+ORDERINGS = {"-opened_at": ("-opened_at", "-id"), "opened_at": ("opened_at", "id"), "-severity": ()}
+
+
 class AlertFilterSet(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=AlertStatus.choices)
     severity = django_filters.MultipleChoiceFilter(choices=Severity.choices)
@@ -16,22 +20,24 @@ class AlertFilterSet(django_filters.FilterSet):
     snoozed = BooleanFilter(
         method="filter_snoozed", help_text="true: snoozed now; false: not snoozed now (never, or no longer)."
     )
-    order = django_filters.ChoiceFilter(
-        choices=[("newest", "newest"), ("severity", "severity")], method="filter_order",
-        help_text="newest (the default): newest opened first; severity: the most severe first, each severity newest "
-        "opened first.",
+    ordering = django_filters.ChoiceFilter(
+        choices=[(value, value) for value in ORDERINGS], method="filter_ordering",
+        help_text="-opened_at (the default): newest opened first; opened_at: oldest opened first; -severity: the most "
+        "severe first, each severity newest opened first.",
     )
 
     class Meta:
         model = Alert
-        fields = ["status", "severity", "owner", "rule", "account", "opened_since", "snoozed", "order"]
+        fields = ["status", "severity", "owner", "rule", "account", "opened_since", "snoozed", "ordering"]
 
     def filter_snoozed(self, queryset, name, value):
         now = timezone.now()
         return queryset.snoozed(now) if value else queryset.awake(now)
 
-    def filter_order(self, queryset, name, value):
-        return queryset.most_severe_first("-opened_at", "-id") if value == "severity" else queryset
+    def filter_ordering(self, queryset, name, value):
+        if value == "-severity":
+            return queryset.most_severe_first("-opened_at", "-id")
+        return queryset.order_by(*ORDERINGS[value])
 
 
 class SegmentMemberFilterSet(django_filters.FilterSet):

@@ -132,8 +132,8 @@ class AlertRuleViewSet(TenantModelViewSet):
 
 
 class AlertViewSet(TenantReadOnlyViewSet):
-    """Alerts, newest first (or the most severe first: `order=severity`): filter by `status`, `severity`,
-    `owner` (email), `rule` (key), `account` (id), `snoozed`."""
+    """Alerts, newest first (`ordering=opened_at`: oldest first; `-severity`: the most severe first): filter by
+    `status`, `severity`, `owner` (email), `rule` (key), `account` (id), `snoozed`."""
 
     queryset = Alert.objects.select_related(
         "rule", "account", "account__owner", "acknowledged_by", "resolved_by", "snoozed_by"

@@ -108,9 +108,9 @@ def test_alerts_are_filtered_acknowledged_and_resolved_through_the_api(api, tena
     assert len(api.get("/api/v1/alerts/", {"status": "open"}).json()["results"]) == 1
 
 
-def test_alerts_are_listed_the_most_severe_first_when_asked_and_an_unknown_order_is_a_400(api, tenant):
+def test_alerts_are_listed_the_most_severe_or_oldest_first_when_asked_and_an_unknown_ordering_is_a_400(api, tenant):
     account = AccountFactory(tenant=tenant)
-    opened = [(1, "Newest info", "info"), (2, "Warning", "warning"), (3, "Old critical", "critical")]
+    opened = [(1, "Newest warning", "warning"), (2, "Critical", "critical"), (3, "Oldest info", "info")]
     for hours_ago, title, severity in opened:
         Alert.objects.create(tenant=tenant, account=account, title=title, severity=severity,
                              opened_at=timezone.now() - dt.timedelta(hours=hours_ago))
@@ -118,11 +118,12 @@ def test_alerts_are_listed_the_most_severe_first_when_asked_and_an_unknown_order
     def titles(**query):
         return [alert["title"] for alert in api.get("/api/v1/alerts/", query).json()["results"]]
 
-    assert titles() == ["Newest info", "Warning", "Old critical"]
-    assert titles(order="severity") == ["Old critical", "Warning", "Newest info"]
-    response = api.get("/api/v1/alerts/", {"order": "loudest"})
+    assert titles() == titles(ordering="-opened_at") == ["Newest warning", "Critical", "Oldest info"]
+    assert titles(ordering="-severity") == ["Critical", "Newest warning", "Oldest info"]
+    assert titles(ordering="opened_at") == ["Oldest info", "Critical", "Newest warning"]
+    response = api.get("/api/v1/alerts/", {"ordering": "loudest"})
     assert response.status_code == 400
-    assert [error["field"] for error in response.json()["error"]["fields"]] == ["order"]
+    assert [error["field"] for error in response.json()["error"]["fields"]] == ["ordering"]
 
 
 def test_many_alerts_are_acknowledged_then_resolved_in_one_call_each(api, tenant, other_tenant):

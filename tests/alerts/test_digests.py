@@ -165,7 +165,7 @@ def test_a_long_list_of_alerts_names_the_most_severe_first_and_links_to_the_inbo
     rows = [line for line in text.splitlines() if line.startswith("- [")]
     assert rows[0].startswith("- [Critical] Card expires in renewal, opened Jan 3")
     assert rows[1].startswith("- [Warning] Logins fell 1h ago") and len(rows) == 10
-    assert "  and 1 more: https://cs.alpha.example/t/alpha/alerts/?owner=mine&order=severity" in text
+    assert "  and 1 more: https://cs.alpha.example/t/alpha/alerts/?owner=mine&sort=-severity" in text
 
 
 def test_a_customer_who_left_is_not_among_the_renewals(lifecycle_tenant, alice, bob):

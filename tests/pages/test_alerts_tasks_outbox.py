@@ -152,14 +152,14 @@ def test_inbox_lists_the_most_severe_first_when_asked_each_severity_newest_first
     make_alert(acme, title="Oldest critical", severity="critical")
 
     newest = signed_in.get("/t/alpha/alerts/").content.decode()
-    severe = signed_in.get("/t/alpha/alerts/?order=severity").content.decode()
+    severe = signed_in.get("/t/alpha/alerts/?sort=-severity").content.decode()
 
     titles = ["Newest critical", "Newer warning", "Old info", "Oldest critical"]
     assert sorted(titles, key=newest.index) == titles
     assert sorted(titles, key=severe.index) == ["Newest critical", "Oldest critical", "Newer warning", "Old info"]
-    assert '<option value="severity" selected>Most severe first</option>' in severe
-    assert "?tab=resolved&amp;owner=all&amp;order=severity" in severe
-    unknown = signed_in.get("/t/alpha/alerts/?order=loudest").content.decode()
+    assert '<option value="-severity" selected>Most severe first</option>' in severe
+    assert "?tab=resolved&amp;owner=all&amp;sort=-severity" in severe
+    unknown = signed_in.get("/t/alpha/alerts/?sort=loudest").content.decode()
     assert "Select a valid choice. loudest is not one of the available choices." in unknown
 
 
