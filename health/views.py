@@ -160,6 +160,7 @@ def reports(request):
             funnel=report.funnel(tenant, owned),
             health_over_time=report.health_over_time(tenant, owned, today),
             renewals=report.renewals(accounts, today),
+            owners=report.owners(accounts, today),
             mrr=report.mrr_by_stage(accounts, stages),
             mrr_movements=report.mrr_movements(tenant, owned, today),
             departures=report.departures(tenant, owned, today),

@@ -50,7 +50,7 @@ def test_reports_embed_each_chart_as_json_with_a_table_of_the_same_numbers(signe
     funnel = chart_config(html, "chart-funnel")
     assert funnel["data"]["datasets"][0]["data"] == [2, 0, 1]
     assert "<th scope=\"row\">Onboarding</th><td class=\"num\">2</td>" in html.replace("\n", "").replace("  ", "")
-    assert html.count('<canvas data-chart="') == 4  # onboarding has no finished cohort yet
+    assert html.count('<canvas data-chart="') == 5  # onboarding has no finished cohort yet
     assert "No account has finished onboarding yet." in html
 
 
@@ -98,6 +98,28 @@ def test_reports_count_only_the_chosen_members_accounts(signed_in, tenant, stage
     assert f'<option value="{bob.pk}" selected>Bob CSM</option>' in html
 
 
+def test_each_owners_current_customers_are_counted_by_health_with_their_mrr_and_renewals(
+    signed_in, tenant, stages, alice, bob
+):
+    bobs_and_the_rest(tenant, stages, bob, alice)
+    churned = AccountFactory(tenant=tenant, name="Gone", owner=bob, mrr=900)
+    place(churned, Stage.objects.create(tenant=tenant, key="churned", name="Churned", position=9, is_terminal=True))
+    score(churned, 10)
+
+    html = signed_in.get("/t/alpha/reports/").content.decode()
+
+    chart = chart_config(html, "chart-owners")
+    assert chart["data"]["labels"] == ["Alice Admin", "Bob CSM", "No owner"]
+    by_colour = {dataset["label"]: dataset["data"] for dataset in chart["data"]["datasets"]}
+    assert (by_colour["Green"], by_colour["Yellow"], by_colour["Red"]) == ([0, 1, 1], [0, 0, 0], [1, 1, 0])
+    table = html.replace("\n", "").replace("  ", "")
+    assert ('<th scope="row">Bob CSM</th><td class="num">1</td><td class="num">0</td><td class="num">1</td>'
+            '<td class="num">0</td><td class="num">2</td><td class="num">400</td><td class="num">2</td>') in table
+    assert chart_config(
+        signed_in.get(f"/t/alpha/reports/?owner={bob.pk}").content.decode(), "chart-owners"
+    )["data"]["labels"] == ["Bob CSM"]
+
+
 def test_reports_of_me_and_of_accounts_with_no_owner(client, tenant, stages, alice, bob):
     bobs_and_the_rest(tenant, stages, bob, alice)
     client.force_login(bob)
@@ -131,11 +153,11 @@ def test_reports_run_the_same_number_of_queries_for_few_and_many_accounts(
 ):
     make_accounts(tenant, stages, 3)
     for url in ("/t/alpha/reports/", "/t/alpha/reports/?owner=none"):
-        with django_assert_max_num_queries(22):
+        with django_assert_max_num_queries(23):
             assert signed_in.get(url).status_code == 200
     make_accounts(tenant, stages, 60, prefix="More")
     for url in ("/t/alpha/reports/", "/t/alpha/reports/?owner=none"):
-        with django_assert_max_num_queries(22):
+        with django_assert_max_num_queries(23):
             assert signed_in.get(url).status_code == 200
 
 
