@@ -6,8 +6,12 @@ from csplatform.tenancy.api.filters import BooleanFilter, DateTimeFilter, EmailF
 from ..models import Alert, AlertStatus, SegmentMembership, Severity, WebhookDelivery
 
 
-# The API's orderings of alerts, as `ordering` names them elsewhere; "-severity" ties newest first.
-ORDERINGS = {"-opened_at": ("-opened_at", "-id"), "opened_at": ("opened_at", "id"), "-severity": ()}
+# The API's orderings of alerts, named as `ordering` names them elsewhere.
+ORDERINGS = {
+    "-opened_at": lambda alerts: alerts.order_by("-opened_at", "-id"),
+    "opened_at": lambda alerts: alerts.order_by("opened_at", "id"),
+    "-severity": lambda alerts: alerts.most_severe_first("-opened_at", "-id"),
+}
 
 
 class AlertFilterSet(django_filters.FilterSet):
@@ -35,9 +39,7 @@ class AlertFilterSet(django_filters.FilterSet):
         return queryset.snoozed(now) if value else queryset.awake(now)
 
     def filter_ordering(self, queryset, name, value):
-        if value == "-severity":
-            return queryset.most_severe_first("-opened_at", "-id")
-        return queryset.order_by(*ORDERINGS[value])
+        return ORDERINGS[value](queryset)
 
 
 class SegmentMemberFilterSet(django_filters.FilterSet):
