@@ -7,7 +7,7 @@ functions of health.scoring, so they show exactly what publishing would do.
 import datetime as dt
 import statistics
 
-from django.db.models import Count
+from django.db.models import Count, Q, Sum
 from django.utils.dateformat import format as date_format
 
 from csplatform.customers.models import Account
@@ -20,6 +20,8 @@ from .services import ScoringContext, account_values, accounts_with_values, heal
 
 UNSCORED = "unscored"
 MAX_LISTED = 100
+# The days ahead in which an owner's renewals are counted.
+RENEWING_DAYS = 90
 
 
 def _snapshot_dict(snapshot):
@@ -81,7 +83,8 @@ def health_why(*, tenant, account, from_day=None, to_day=None):
 
 
 def health_distribution(*, tenant):
-    """Accounts per stage and colour (visible colours, overrides included); one grouped query plus the stages.
+    """Accounts per stage and colour (visible colours, overrides included), and each owner's current customers
+    per colour (`owner_books`); two grouped queries plus the stages.
 
     The totals count the current customers: those in a terminal stage kept the score they had when they left,
     which their stage's row shows.
@@ -106,7 +109,39 @@ def health_distribution(*, tenant):
     ]
     if None in per_stage:
         stages.append({"stage": None, "name": "No stage", **per_stage[None]})
-    return {"colours": totals, "stages": stages}
+    owners = [
+        {
+            "owner": book["email"], "name": book["name"], **book["colours"], "customers": book["customers"],
+            "mrr": book["mrr"], "renewing_90d": book["renewing"],
+        }
+        for book in owner_books(Account.objects.for_tenant(tenant), tenant_today(tenant))
+    ]
+    return {"colours": totals, "stages": stages, "owners": owners}
+
+
+def owner_books(accounts, today):
+    """Each owner's current customers per visible colour, with their MRR and how many renew in the next
+    RENEWING_DAYS days (one query): the team's books side by side, owners by name, the accounts without an owner
+    last (`owner_id` None)."""
+    renewing = Q(renewal_date__gte=today, renewal_date__lte=today + dt.timedelta(days=RENEWING_DAYS))
+    rows = (
+        accounts.still_customers()
+        .values("owner_id", "owner__name", "owner__email", "health__colour")
+        .annotate(n=Count("pk"), mrr=Sum("mrr"), renewing=Count("pk", filter=renewing))
+        .order_by()
+    )
+    books = {}
+    for row in rows:
+        book = books.setdefault(row["owner_id"], {
+            "owner_id": row["owner_id"], "name": row["owner__name"] or row["owner__email"] or "No owner",
+            "email": row["owner__email"], "colours": dict.fromkeys((*COLOURS, UNSCORED), 0), "customers": 0,
+            "mrr": 0, "renewing": 0,
+        })
+        book["colours"][row["health__colour"] or UNSCORED] += row["n"]
+        book["customers"] += row["n"]
+        book["mrr"] += row["mrr"] or 0
+        book["renewing"] += row["renewing"]
+    return sorted(books.values(), key=lambda book: (book["owner_id"] is None, book["name"].lower()))
 
 
 def _summary(scores, colours):

@@ -17,6 +17,7 @@ from lifecycle.selectors import (
     kpi_time_to_onboard,
 )
 
+from .analysis import owner_books
 from .models import HealthSnapshot
 
 REPORT_DAYS = 90
@@ -136,36 +137,18 @@ def renewals(accounts, today):
 
 
 def owners(accounts, today):
-    """Each owner's current customers by visible health colour, with their MRR and how many renew in the next 90
-    days, to weigh the team's books side by side (one query); the accounts without an owner come last."""
-    renewing = Q(renewal_date__gte=today, renewal_date__lte=today + dt.timedelta(days=RENEWAL_WINDOWS[-1][1]))
-    rows = (
-        accounts.still_customers()
-        .values("owner_id", "owner__name", "owner__email", "health__colour")
-        .annotate(n=Count("pk"), mrr=Sum("mrr"), renewing=Count("pk", filter=renewing))
-        .order_by()
-    )
-    books = {}
-    for row in rows:
-        book = books.setdefault(row["owner_id"], {
-            "owner": row["owner__name"] or row["owner__email"] or "No owner", "owned": row["owner_id"] is not None,
-            "counts": dict.fromkeys(COLOUR_KEYS, 0), "mrr": 0, "renewing": 0,
-        })
-        book["counts"][row["health__colour"] or "unscored"] += row["n"]
-        book["mrr"] += row["mrr"] or 0
-        book["renewing"] += row["renewing"]
-    ordered = sorted(books.values(), key=lambda book: (not book["owned"], book["owner"].lower()))
-    for book in ordered:
-        book["cells"] = [book["counts"][key] for key in COLOUR_KEYS]
-        book["accounts"] = sum(book["cells"])
+    """`owner_books` with a row of cells per owner and their chart."""
+    books = owner_books(accounts, today)
+    for book in books:
+        book["cells"] = [book["colours"][key] for key in COLOUR_KEYS]
     chart = bar_chart(
-        [book["owner"] for book in ordered],
-        colour_datasets({key: [book["counts"][key] for book in ordered] for key in COLOUR_KEYS}),
+        [book["name"] for book in books],
+        colour_datasets({key: [book["colours"][key] for book in books] for key in COLOUR_KEYS}),
         stacked=True,
         horizontal=True,
         y_title="Accounts",
     )
-    return {"rows": ordered, "chart": chart}
+    return {"rows": books, "chart": chart}
 
 
 def mrr_by_stage(accounts, stages):

@@ -253,12 +253,21 @@ class StageColourCountsSerializer(ColourCountsSerializer):
     name = serializers.CharField()
 
 
+class OwnerColourCountsSerializer(ColourCountsSerializer):
+    owner = serializers.EmailField(allow_null=True, help_text="The owner's email; null for accounts without one.")
+    name = serializers.CharField()
+    customers = serializers.IntegerField(help_text="Current customers: the accounts not in a terminal stage.")
+    mrr = serializers.DecimalField(max_digits=20, decimal_places=2, help_text="Their MRR, summed.")
+    renewing_90d = serializers.IntegerField(help_text="How many of them renew in the next 90 days.")
+
+
 class HealthDistributionSerializer(serializers.Serializer):
     colours = ColourCountsSerializer(
         help_text="The current customers per colour: the accounts in a terminal stage, such as Churned, are counted "
         "in their stage's row only."
     )
     stages = StageColourCountsSerializer(many=True)
+    owners = OwnerColourCountsSerializer(many=True, help_text="Each owner's current customers, by name.")
 
 
 class PreviewSummarySerializer(serializers.Serializer):

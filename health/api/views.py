@@ -268,11 +268,12 @@ class AccountHealthOverrideView(AccountHealthBase):
 
 
 class HealthDistributionView(TenantAPIView):
-    """Accounts per colour: the current customers overall, and every account per stage."""
+    """Accounts per colour: the current customers overall, every account per stage, and each owner's current
+    customers with their MRR and renewals in the next 90 days."""
 
     @extend_schema(responses=HealthDistributionSerializer)
     def get(self, request):
-        return Response(health_distribution(tenant=self.tenant))
+        return Response(HealthDistributionSerializer(health_distribution(tenant=self.tenant)).data)
 
 
 class HealthSettingsView(TenantAPIView):

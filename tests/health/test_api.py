@@ -184,6 +184,27 @@ def test_another_tenants_account_health_answers_404(other_api, tenant, default_c
     assert HealthScore.objects.for_tenant(tenant).get(account=account).override_at is None
 
 
+def test_the_distribution_gives_each_owners_current_customers_by_colour_with_their_mrr_and_renewals(
+    api, tenant, default_card, bob, other_tenant
+):
+    today = tenant_today(tenant)
+    for owner, logins, mrr, renews_in in ((bob, 10, 100, 30), (bob, 40, 250, 120), (None, 40, 50, 5)):
+        account = make_account(tenant, logins_30d=logins)
+        account.owner, account.mrr, account.renewal_date = owner, mrr, today + dt.timedelta(days=renews_in)
+        account.save()
+    make_account(other_tenant, logins_30d=40)
+    health_score(tenant=tenant)
+
+    owners = api.get("/api/v1/health/distribution/").json()["owners"]
+
+    assert owners == [
+        {"owner": "bob@alpha.example", "name": "Bob CSM", "green": 1, "yellow": 1, "red": 0, "unscored": 0,
+         "customers": 2, "mrr": "350.00", "renewing_90d": 1},
+        {"owner": None, "name": "No owner", "green": 1, "yellow": 0, "red": 0, "unscored": 0,
+         "customers": 1, "mrr": "50.00", "renewing_90d": 1},
+    ]
+
+
 def test_distribution_and_settings(api, tenant, default_card):
     make_account(tenant, logins_30d=10)
     health_score(tenant=tenant)
