@@ -113,8 +113,10 @@ def test_each_owners_current_customers_are_counted_by_health_with_their_mrr_and_
     by_colour = {dataset["label"]: dataset["data"] for dataset in chart["data"]["datasets"]}
     assert (by_colour["Green"], by_colour["Yellow"], by_colour["Red"]) == ([0, 1, 1], [0, 0, 0], [1, 1, 0])
     table = html.replace("\n", "").replace("  ", "")
-    assert ('<th scope="row">Bob CSM</th><td class="num">1</td><td class="num">0</td><td class="num">1</td>'
+    assert (f'<th scope="row"><a href="/t/alpha/?customers=current&amp;owner={bob.pk}">Bob CSM</a></th>'
+            '<td class="num">1</td><td class="num">0</td><td class="num">1</td>'
             '<td class="num">0</td><td class="num">2</td><td class="num">400</td><td class="num">2</td>') in table
+    assert '<a href="/t/alpha/?customers=current&amp;owner=none">No owner</a>' in table
     assert chart_config(
         signed_in.get(f"/t/alpha/reports/?owner={bob.pk}").content.decode(), "chart-owners"
     )["data"]["labels"] == ["Bob CSM"]
