@@ -97,12 +97,13 @@ def account_changes_record(*, tenant, changes, actor, at=None):
     _changes_keep(tenant, AccountChange, rows, actor, at, settings.CSP_ACCOUNT_CHANGES_HOOK)
 
 
-def contact_changes_record(*, tenant, changes, actor, added=(), at=None):
-    """Keep the addition of each new contact `added`, with what it was given, and `changes`,
-    `[(contact, {field: [old, new]})]`, as made by `actor`, on each contact's account now, and announce them
-    (CSP_CONTACT_CHANGES_HOOK)."""
+def contact_changes_record(*, tenant, actor, changes=(), added=(), removed=(), at=None):
+    """Keep the addition of each new contact `added` (with what it was given), `changes`,
+    `[(contact, {field: [old, new]})]`, and the removal of each contact `removed` (with what it had, before it is
+    deleted), as made by `actor`, on each contact's account now, and announce them (CSP_CONTACT_CHANGES_HOOK)."""
     rows = [(_contact_change_of(contact, added=True), ContactChange.addition(contact)) for contact in added]
     rows += [(_contact_change_of(contact), fields) for contact, fields in changes]
+    rows += [(_contact_change_of(contact, removed=True), ContactChange.removal(contact)) for contact in removed]
     _changes_keep(tenant, ContactChange, rows, actor, at, settings.CSP_CONTACT_CHANGES_HOOK)
 
 
@@ -321,7 +322,7 @@ def accounts_assign_owner(*, tenant, account_ids, owner, actor=None):
 def contact_create(*, tenant, fields, actor=None):
     """Create the contact, keeping its addition by `actor`, with what it was given, in its account's story."""
     contact = Contact.objects.create(tenant=tenant, **fields)
-    contact_changes_record(tenant=tenant, changes=[], added=[contact], actor=actor)
+    contact_changes_record(tenant=tenant, added=[contact], actor=actor)
     account_mark_dirty(tenant=tenant, account_ids=[contact.account_id])
     return contact
 
@@ -349,8 +350,7 @@ def contact_delete(*, tenant, contact, actor=None):
     """Delete the contact, keeping its removal by `actor`, with what it had, in its account's story beside its
     earlier changes, and announcing it (CSP_CONTACT_CHANGES_HOOK)."""
     account_id = contact.account_id
-    removal = (_contact_change_of(contact, removed=True), ContactChange.removal(contact))
-    _changes_keep(tenant, ContactChange, [removal], actor, None, settings.CSP_CONTACT_CHANGES_HOOK)
+    contact_changes_record(tenant=tenant, removed=[contact], actor=actor)
     contact.delete()
     account_mark_dirty(tenant=tenant, account_ids=[account_id])
 

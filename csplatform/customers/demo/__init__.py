@@ -167,11 +167,17 @@ def past_changes(account, spec, owners, admin):
                             fields={"mrr": [f"{spec.mrr_change.previous:.2f}", f"{spec.mrr:.2f}"]})
 
 
+def departed_champion(account, spec):
+    """The former champion who has left the customer since, unsaved (the owner removed them), or None."""
+    change = spec.champion_change
+    return Contact(**vars(change.departed), account=account) if change and change.departed else None
+
+
 def contacts_added(account, spec, contacts):
     """The CRM integration adding the account's contacts on its signup day (by no one), the champion who has
     left since among them."""
-    departed = spec.champion_change.departed if spec.champion_change else None
-    added = contacts + ([Contact(**vars(departed), account=account)] if departed else [])
+    departed = departed_champion(account, spec)
+    added = contacts + ([departed] if departed else [])
     for contact in added:
         yield ContactChange(
             tenant=account.tenant, account=account, at=spec.contacts_added_at, contact=contact if contact.pk else None,
@@ -188,7 +194,7 @@ def past_champion_change(account, spec, contacts):
     recorded = dict(tenant=account.tenant, account=account, at=change.at, actor=owner, actor_label=str(owner))
     champion = next(contact for contact in contacts if contact.role == ContactRole.CHAMPION)
     if change.departed:
-        departed = Contact(**vars(change.departed), account=account)
+        departed = departed_champion(account, spec)
         yield ContactChange(
             **recorded, contact_name=str(departed), removed=True, fields=ContactChange.removal(departed)
         )
