@@ -21,7 +21,7 @@ from csplatform.customers.models import (
     UsageEvent,
 )
 from csplatform.tenancy.models import Membership, Role, Tenant
-from csplatform.tenancy.timezones import tenant_today, tenant_zone
+from csplatform.tenancy.timezones import day_start, tenant_today, tenant_zone
 
 from ..conftest import made_once
 
@@ -212,14 +212,20 @@ class TestDemoPatterns:
             early = events_between(shared_demo, account, today - dt.timedelta(days=90), today - dt.timedelta(days=61))
             assert recent > early
 
-    def test_churned_accounts_stop_using_the_product_at_churned_at(self, shared_demo):
-        zone = tenant_zone(shared_demo)
-        for account in with_pattern(shared_demo, "churned"):
+    def test_churned_accounts_stop_using_the_product_at_churned_at_but_at_a_third_one_signed_in_yesterday(
+        self, shared_demo
+    ):
+        zone, yesterday = tenant_zone(shared_demo), tenant_today(shared_demo) - dt.timedelta(days=1)
+        returns = []
+        for account in sorted(with_pattern(shared_demo, "churned"), key=lambda account: account.pk):
             churned_at = dt.date.fromisoformat(account.attributes["churned_at"])
             events = UsageEvent.objects.for_tenant(shared_demo).filter(account=account)
-            last = events.aggregate(last=Max("timestamp"))["last"]
-            assert last is not None
-            assert last.astimezone(zone).date() < churned_at
+            left = day_start(shared_demo, churned_at)
+            assert events.filter(timestamp__lt=left).exists()
+            after = [(row.event, row.timestamp.astimezone(zone).date()) for row in events.filter(timestamp__gte=left)]
+            assert after in ([], [("login", yesterday)])
+            returns.append(bool(after))
+        assert returns == [index % 3 == 0 for index in range(len(returns))]
 
     def test_rollups_count_exactly_the_stored_events(self, shared_demo):
         events = UsageEvent.objects.for_tenant(shared_demo)

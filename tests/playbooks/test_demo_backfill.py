@@ -14,12 +14,12 @@ from django.utils import timezone
 from icalendar import Calendar
 
 from alerts.models import Alert, AlertStatus, Channel, Notification, Resolution, SegmentMembership
-from csplatform.customers.models import Account, AccountNote
+from csplatform.customers.models import Account, AccountNote, ContactChange
 from csplatform.tenancy.models import Tenant, User
 from csplatform.tenancy.timezones import day_start, tenant_today
 from health.models import HealthSnapshot
 from lifecycle.models import StageTransition
-from playbooks.backfill import history_replay
+from playbooks.backfill import day_close, history_replay
 from playbooks.models import EmailStatus, OutboundEmail, Run, RunStatus, StepKind, StepRun, StepRunStatus, Task
 from playbooks.runner import steps_run_due
 from playbooks.scheduling import DEFAULT_HOURS, WORKDAYS, zone_of
@@ -265,3 +265,26 @@ def test_the_customers_that_churned_in_the_window_left_for_churned_at_their_days
         assert move.at == day_start(demo, day + dt.timedelta(days=1)) - dt.timedelta(seconds=1)
         assert account.lifecycle.stage.key == "churned"
         assert not StageTransition.objects.for_tenant(demo).filter(account=account, at__gt=move.at).exists()
+
+
+def test_a_few_champions_left_today_and_only_today_their_accounts_opened_the_no_champion_alert(demo):
+    today_start = day_start(demo, tenant_today(demo))
+    removals = ContactChange.objects.for_tenant(demo).filter(removed=True, at__gte=today_start)
+    assert removals.exists()
+    for removal in removals.select_related("account__lifecycle__stage"):
+        assert removal.actor is None and removal.fields["role"] == ["champion", None]
+        account = removal.account
+        assert account.lifecycle.stage.key in ("adopting", "renewal")
+        assert not account.contacts.filter(role="champion").exists()
+        alert = the_one(Alert.objects.for_tenant(demo).filter(account=account, rule__key="no_champion"))
+        assert alert.status == AlertStatus.OPEN and alert.opened_at > removal.at
+    assert not Alert.objects.for_tenant(demo).filter(rule__key="no_champion", opened_at__lt=today_start).exists()
+
+
+def test_a_customer_who_left_and_signed_in_again_yesterday_is_a_chance_to_win_back_open_since_yesterdays_close(
+    demo,
+):
+    back = the_one(Alert.objects.for_tenant(demo).filter(rule__key="churned_back_in_the_product"))
+    assert back.account.lifecycle.stage.key == "churned"
+    assert back.status == AlertStatus.OPEN
+    assert back.opened_at == day_close(demo, tenant_today(demo) - dt.timedelta(days=1))

@@ -14,7 +14,8 @@ patterns the dashboard must show. Every account records its pattern in
 - dormant         no event in the last 21 days or more
 - trial_ending    on the trial plan, trial ends within 7 days
 - renewal_risk    renews within 60 days, card expires before the renewal
-- churned         usage stopped at `attributes["churned_at"]`, for health backtests
+- churned         usage stopped at `attributes["churned_at"]`, for health backtests;
+                  at every third, someone signed in again yesterday
 """
 
 import os
@@ -26,6 +27,7 @@ from django.db import transaction
 
 from csplatform.customers.ingest import events_ingest
 from csplatform.customers.models import Account, AccountChange, AccountNote, Contact, ContactChange, ContactRole
+from csplatform.customers.services import contact_delete
 from csplatform.tenancy.models import Role, Tenant
 from csplatform.tenancy.services import membership_set, tenant_create, user_get_or_create
 from csplatform.tenancy.timezones import tenant_today, tenant_zone
@@ -45,6 +47,8 @@ DEMO_OTHER_CSMS = [
     ("maya.chen@demo.example", "Maya Chen"),
 ]
 ACME_ADMIN = ("admin@acme.example", "Robin Acme")
+# The champion of every this many accounts given to `champions_leave`, the first among them, left today.
+CHAMPION_LEAVES_EVERY = 40
 
 
 @dataclass
@@ -205,6 +209,20 @@ def past_champion_change(account, spec, contacts):
     for contact, before, after in swaps:
         yield ContactChange(**recorded, contact=contact, contact_name=str(contact),
                             fields={"role": [before.value, after.value]})
+
+
+def champions_leave(*, tenant, accounts):
+    """Today's news from the CRM integration: the champion of every CHAMPION_LEAVES_EVERY-th of `accounts`, the
+    first among them, left the customer, and no one has taken over yet. Removed through the service, by no one,
+    as the integration's sync removes them. Returns the number of contacts removed.
+
+    The seed cannot store them gone: the replay of the past reads today's contacts, and would find these accounts
+    without a champion on days when they had one."""
+    left = list(accounts)[::CHAMPION_LEAVES_EVERY]
+    champions = Contact.objects.for_tenant(tenant).champions().filter(account__in=left).select_related("account")
+    for contact in champions:
+        contact_delete(tenant=tenant, contact=contact)
+    return len(champions)
 
 
 def demo_password():

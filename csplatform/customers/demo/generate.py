@@ -126,6 +126,9 @@ MRR_CHANGED_SHARE = 0.4
 CHAMPION_CHANGED_SHARE = 0.1
 CHAMPION_LEFT_SHARE = 0.4
 CHAMPION_CHANGE_DAYS = 60
+# Every this many customers that left, the first among them, someone signed in again yesterday: a chance to win
+# them back.
+COMEBACK_EVERY = 3
 MRR_CHANGE_DAYS = 85
 MRR_BEFORE = {"healthy": (0.5, 0.8), "declining": (1.25, 1.6)}
 
@@ -409,6 +412,15 @@ def champion_change_for(spec, today, zone):
     return change
 
 
+def comeback_login(spec, today, zone):
+    """A login yesterday by one of the users of a customer that left, from a random source of its own as for
+    the notes."""
+    rng = random.Random(f"{spec.external_id}:comeback")
+    users = [index for index, contact in enumerate(spec.contacts) if contact.role == ContactRole.USER]
+    yesterday = today - dt.timedelta(days=1)
+    return EventSpec(rng.choice(users or [0]), "login", local_datetime(yesterday, zone, rng), {})
+
+
 def events_for(spec, rng, today, zone):
     """90 days of events shaped by the account's pattern, oldest first."""
     weights = [ROLE_ACTIVITY[c.role] for c in spec.contacts]
@@ -482,6 +494,8 @@ def build_accounts(rng, *, count, today, zone, owners):
         spec.contacts_added_at = local_datetime(spec.signup_date, zone, random.Random(f"{spec.external_id}:added"))
         spec.attributes.pop("_quiet_since", None)
         specs.append(spec)
+    for spec in [spec for spec in specs if spec.pattern == "churned"][::COMEBACK_EVERY]:
+        spec.events.append(comeback_login(spec, today, zone))
     return specs
 
 

@@ -4,6 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from alerts.library import starter_alerts_install
 from csplatform import pipeline
+from csplatform.customers.demo import champions_leave
+from csplatform.customers.models import Account
 from csplatform.tenancy.models import Tenant
 from csplatform.tenancy.rls import tenant_context
 from health.defaults import scorecards_apply_defaults
@@ -13,6 +15,8 @@ from playbooks.backfill import history_replay, team_work_replay
 from playbooks.services import playbook_templates_install
 
 DEMO_TEMPLATE = "onboarding_to_renewal"
+# The template's stages where the starter rule "No champion" looks for one.
+CHAMPION_WATCHED_STAGES = ["adopting", "renewal"]
 
 
 class Command(BaseCommand):
@@ -20,6 +24,7 @@ class Command(BaseCommand):
         "Give the demo tenant its lifecycle (seed 001's stages), health scorecards and onboarding playbook, "
         "replay its past days (stage moves, health history, alerts, playbook runs at their past times, "
         "and the tasks and alerts its team dealt with), "
+        "let today's news arrive (a few champions left their companies), "
         "then run the pipeline over every account for today."
     )
 
@@ -48,6 +53,8 @@ class Command(BaseCommand):
         starter_alerts_install(tenant=tenant)
         replay = history_replay(tenant=tenant, days=days)
         team = team_work_replay(tenant=tenant)
+        watched = Account.objects.for_tenant(tenant).filter(lifecycle__stage__key__in=CHAMPION_WATCHED_STAGES)
+        champions_left = champions_leave(tenant=tenant, accounts=watched.order_by("pk"))
         pipeline.mark_all_dirty(tenant=tenant)
         totals = pipeline.recompute_dirty(tenant=tenant)
         self.stdout.write(
@@ -55,5 +62,6 @@ class Command(BaseCommand):
             f"({replay['steps_executed']} playbook steps executed at their past times; the team completed "
             f"{team['tasks_completed']} tasks, acknowledged {team['alerts_acknowledged']} alerts, wrote "
             f"{team['notes_written']} notes and nudged the owners of {team['accounts_nudged']} accounts), "
+            f"{champions_left} champions left their companies today, "
             f"{totals['accounts']} accounts recomputed for today, {totals['moved']} moved in a stage today."
         )
