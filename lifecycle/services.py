@@ -387,7 +387,8 @@ def _advance_chunk(tenant, account_ids, stages, initial, criteria, now):
             explainable = stage_criteria.with_related(explainable)
     accounts = explainable.in_bulk(moving)
     moves = [(states[pk], stage, _explain(criteria[stage.pk], accounts[pk])) for pk, stage in steps]
-    _record_moves(tenant, moves, kind=TransitionKind.AUTOMATIC, reason="Entry criteria met.", now=now)
+    # The kind says why: a reason would only repeat it.
+    _record_moves(tenant, moves, kind=TransitionKind.AUTOMATIC, now=now)
     return {state.account_id for state in new} | {pk for pk, _ in steps}
 
 

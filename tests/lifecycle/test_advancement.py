@@ -46,13 +46,16 @@ def test_an_account_moves_several_stages_in_one_pass_while_each_criteria_holds(t
     ]
 
 
-def test_automatic_moves_record_the_explanation_of_the_entry_criteria(tenant, lifecycle_stages):
+def test_automatic_moves_record_the_explanation_of_the_entry_criteria_and_leave_the_why_to_their_kind(
+    tenant, lifecycle_stages
+):
     account = AccountFactory(tenant=tenant, mrr=300)
 
     lifecycle_advance(tenant=tenant, account_ids=[account.pk])
 
     transition = StageTransition.objects.for_tenant(tenant).get(account=account, to_key="paying")
-    assert transition.by_user is None
+    assert transition.by_user is None and transition.reason == ""
+    assert transition.get_kind_display() == "Entry criteria met"
     assert transition.explanation["passed"] is True
     assert "account.mrr" in str(transition.explanation)
 

@@ -116,13 +116,13 @@ def test_timeline_explains_automatic_moves_clause_by_clause(signed_in, account, 
     StageTransition.objects.create(
         tenant=account.tenant, account=account, from_stage=stages["onboarding"], from_key="onboarding",
         to_stage=stages["adoption"], to_key="adoption", at=timezone.now(), kind=TransitionKind.AUTOMATIC,
-        reason="Entry criteria met.",
         explanation={"passed": True, "clauses": [
             {"text": "metric.logins_30d >= 10", "field": "metric.logins_30d", "value": 14, "expected": ">= 10", "passed": True}
         ]},
     )
     html = signed_in.get(f"/t/alpha/accounts/{account.pk}/").content.decode()
     assert "Entry criteria met" in html and "✓ Passed" in html and "<code>metric.logins_30d &gt;= 10</code> — was 14" in html
+    assert html.count("Entry criteria met") == 1
 
 
 def test_override_sets_health_with_a_reason_and_can_be_removed(signed_in, account, alice):
