@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from alerts.library import starter_alerts_install
 from alerts.services import segment_create, segments_refresh
 from csplatform.customers.models import Account
 from lifecycle.models import Stage, StageTransition, TransitionKind
+from lifecycle.services import stage_create
 
 from ..factories import AccountFactory, ContactFactory
 from ..pages.conftest import STAGES, place, score
@@ -218,3 +220,30 @@ def test_board_and_reports_render_at_a_narrow_width(page, live_server):
     page.goto(f"{live_server.url}/t/alpha/reports/")
     page.locator("canvas[data-drawn]").first.wait_for()
     page.screenshot(path=str(SCREENSHOTS / "reports-800.png"), full_page=True)
+
+
+# The page's width, and the tables whose last column is out of sight until their box is scrolled.
+WIDTHS = """() => ({
+    page: document.documentElement.scrollWidth,
+    scrolled: [...document.querySelectorAll('.table-wrap')].filter(box => box.scrollWidth > box.clientWidth + 1)
+        .map(box => box.querySelector('th').textContent.trim()),
+})"""
+
+
+def test_tables_show_their_last_column_at_1280_px_and_a_narrower_window_scrolls_a_table_never_the_page(
+    page, live_server, tenant, alice
+):
+    stage_create(tenant=tenant, actor=alice, key="adopting", name="Adopting")
+    stage_create(tenant=tenant, actor=alice, key="churned", name="Churned", is_terminal=True)
+    created, refused = starter_alerts_install(tenant=tenant)
+    assert refused == {}
+    paths = ["/t/alpha/", "/t/alpha/alerts/", "/t/alpha/reports/", "/t/alpha/settings/alert-rules/"]
+    for width in (1280, 800):
+        page.set_viewport_size({"width": width, "height": 900})
+        for path in paths:
+            page.goto(f"{live_server.url}{path}")
+            widths = page.evaluate(WIDTHS)
+            assert widths["page"] <= width, (width, path)
+            if width == 1280:
+                assert widths["scrolled"] == [], path
+    page.screenshot(path=str(SCREENSHOTS / "alert-rules-800.png"), full_page=True)
