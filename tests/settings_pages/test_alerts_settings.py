@@ -2,7 +2,7 @@ import pytest
 from django.utils import timezone
 
 from alerts.models import AlertRule, Segment, WebhookDelivery, WebhookSubscription
-from alerts.services import alert_rule_create, segment_create, segments_refresh
+from alerts.services import alert_rule_create, alerts_evaluate, segment_create, segments_refresh
 from alerts.webhooks import webhook_subscription_create
 from csplatform.tenancy.models import AuditLogEntry
 from lifecycle.models import AccountStage, Stage
@@ -214,6 +214,20 @@ def test_slack_without_a_webhook_url_is_an_error_on_that_field(admin_client, ten
 def test_an_invalid_email_recipient_is_reported(admin_client):
     html = page(admin_client.post(f"{BASE}/alert-rules/new/", rule_data(notify_emails="not-an-address")))
     assert "&#x27;not-an-address&#x27; is not an email address." in html
+
+
+def test_a_rules_count_of_active_alerts_opens_them_in_the_inbox_for_every_owner(admin_client, tenant, alice, accounts):
+    rule = alert_rule_create(tenant=tenant, actor=alice, key="r", name="Rule R", condition_text="account.mrr < 100")
+    quiet = alert_rule_create(tenant=tenant, actor=alice, key="q", name="Rule Q", condition_text="account.mrr < 0")
+    alerts_evaluate(tenant=tenant, account_ids=[account.pk for account in accounts])
+
+    html = page(admin_client.get(f"{BASE}/alert-rules/"))
+
+    link = f'href="/t/alpha/alerts/?rule={rule.pk}&amp;owner=all"'
+    assert f'{link} title="Open the rule\'s alerts in the inbox">1</a>' in html
+    assert f"?rule={quiet.pk}&amp;" not in html
+    inbox = page(admin_client.get(f"/t/alpha/alerts/?rule={rule.pk}&owner=all"))
+    assert "Rule R: Tiny Co" in inbox and "Mid Co" not in inbox
 
 
 def test_disabling_enabling_and_deleting_a_rule(admin_client, tenant, alice):
