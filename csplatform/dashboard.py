@@ -26,7 +26,7 @@ from alerts.views import account_alerts_context, account_segments_context
 from csplatform.activity import KINDS, Cursor, account_activity
 from csplatform.customers.filtersets import AccountFilterSet
 from csplatform.customers.forms import ContactAddForm, NoteAddForm
-from csplatform.customers.models import Account, Contact, ContactRole, SavedView
+from csplatform.customers.models import Account, ContactRole, SavedView
 from csplatform.customers.services import contact_create, note_add
 from csplatform.customers.views import (
     NOTES_PER_PAGE,
@@ -260,7 +260,8 @@ def account_page(request, account_id, *, override_form=None, contact_form=None, 
         "contacts": contacts[:CONTACTS_SHOWN],
         "contact_form": contact_form or ContactAddForm(tenant=tenant),
         "contacts_more": len(contacts) > CONTACTS_SHOWN,
-        "has_champion": Contact.objects.for_tenant(tenant).champions().filter(account=account).exists(),
+        # Champions come first, so the first contact tells.
+        "has_champion": bool(contacts) and contacts[0].role == ContactRole.CHAMPION,
         "contact_roles": ContactRole.choices,
         "events": recent_events(tenant, account),
         "usage": usage,

@@ -10,7 +10,7 @@ import datetime as dt
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import OuterRef, Subquery, Sum
+from django.db.models import Case, OuterRef, Subquery, Sum, When
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -25,7 +25,7 @@ from csplatform.tenancy.decorators import (
 from csplatform.tenancy.models import Role, User
 
 from .forms import AccountDetailsForm, ContactEditForm, NoteAddForm, NoteForm, OwnerAssignForm, SavedViewForm
-from .models import Account, AccountNote, Contact, DailyRollup, SavedView, UsageEvent
+from .models import Account, AccountNote, Contact, ContactRole, DailyRollup, SavedView, UsageEvent
 from .services import (
     account_update,
     accounts_assign_owner,
@@ -97,7 +97,9 @@ def usage_per_day(tenant, account, today, days=ACTIVITY_DAYS):
 
 
 def account_contacts(tenant, account):
-    return Contact.objects.for_tenant(tenant).filter(account=account).order_by("role", "name", "id")
+    """The account's contacts, its champions first: the people the team speaks to before anyone else."""
+    champions_first = Case(When(role=ContactRole.CHAMPION, then=0), default=1)
+    return Contact.objects.for_tenant(tenant).filter(account=account).order_by(champions_first, "role", "name", "id")
 
 
 def recent_events(tenant, account, limit=RECENT_EVENTS):

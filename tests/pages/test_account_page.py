@@ -270,6 +270,16 @@ def test_the_account_page_says_when_no_contact_is_the_champion_until_one_is_name
     assert no_champion not in client.get(f"/t/alpha/accounts/{account.pk}/").content.decode()
 
 
+def test_the_champion_heads_the_contacts_even_behind_fifty_administrators(signed_in, account, stages):
+    ContactFactory.create_batch(51, account=account, name="Ada Admin", role="administrator")
+    ContactFactory(account=account, name="Zoe Champion", role="champion")
+
+    html = signed_in.get(f"/t/alpha/accounts/{account.pk}/").content.decode()
+
+    assert html.index("Zoe Champion") < html.index("Ada Admin")
+    assert "No champion" not in html
+
+
 def test_a_csm_removes_a_contact_who_left_and_the_activity_keeps_what_they_had(client, bob, account, tenant):
     quinn = ContactFactory(account=account, name="Quinn Evans", email="quinn@acme.example", title="Analyst",
                            role="champion")
