@@ -100,8 +100,10 @@ def test_a_customer_moved_to_churned_says_on_its_page_when_and_why_it_left(signe
     assert re.search(left, page)
     assert "moving it to another stage brings it back" in page
     assert "The customer left, so this is the score it had then: no scorecard scores Churned." in page
+    assert "<dt>Health when it left</dt>" in page and "<dt>7 days before</dt>" in page
     back = signed_in.get(url).content.decode()
     assert "This customer left" not in back and "the score it had then" not in back
+    assert "<dt>Health</dt>" in back and "<dt>7 days</dt>" in back
 
 
 def test_a_move_needs_a_reason(signed_in, account, stages):
