@@ -19,7 +19,7 @@ from django.utils.text import Truncator, capfirst, get_text_list
 
 from alerts.models import Alert, SegmentMembership
 from csplatform.customers.models import AccountChange, AccountNote, ContactChange
-from csplatform.tenancy.timezones import day_start, tenant_zone
+from csplatform.tenancy.timezones import day_start, day_text, tenant_zone
 from health.models import HealthSnapshot
 from lifecycle.models import StageTransition, TransitionKind
 from playbooks.models import EmailStatus, OutboundEmail, Run, Task
@@ -268,7 +268,7 @@ def _shown_value(tenant, field, value, owners):
     if isinstance(field, DateTimeField):
         return date_format(dt.datetime.fromisoformat(value).astimezone(tenant_zone(tenant)), "M j, Y H:i")
     if isinstance(field, DateField):
-        return date_format(dt.date.fromisoformat(value), "M j, Y")
+        return day_text(dt.date.fromisoformat(value))
     return value
 
 

@@ -8,10 +8,9 @@ import datetime as dt
 import statistics
 
 from django.db.models import Count, Q, Sum
-from django.utils.dateformat import format as date_format
 
 from csplatform.customers.models import Account
-from csplatform.tenancy.timezones import tenant_today
+from csplatform.tenancy.timezones import day_text, tenant_today
 from lifecycle.models import Stage
 
 from .models import HealthSnapshot
@@ -44,11 +43,6 @@ def _snapshot_on_or_before(tenant, account, day):
     return HealthSnapshot.objects.for_tenant(tenant).filter(account=account, day__lte=day).order_by("-day").first()
 
 
-def _day(day):
-    """A day as the pages write it: "Nov 30, 2026"."""
-    return date_format(day, "M j, Y")
-
-
 def _describe(snapshot):
     return f"{format_number(snapshot.score)} ({snapshot.colour or 'not scored'})"
 
@@ -66,18 +60,20 @@ def health_why(*, tenant, account, from_day=None, to_day=None):
     result = {"from": _snapshot_dict(old), "to": _snapshot_dict(new), "score_change": None, "summary": "", "changes": []}
     if old is None or new is None:
         missing = from_day if old is None else to_day
-        result["summary"] = f"There is no health snapshot on or before {_day(missing)} to compare with."
+        result["summary"] = f"There is no health snapshot on or before {day_text(missing)} to compare with."
         return result
     if old.score is not None and new.score is not None:
         result["score_change"] = round(new.score - old.score, 1)
     if old.pk == new.pk:
         # The same snapshot at both ends: nothing scored it in between, as nothing scores a customer who left.
-        result["summary"] = f"Health has not been scored since {_day(new.day)}, when it was {_describe(new)}."
+        result["summary"] = f"Health has not been scored since {day_text(new.day)}, when it was {_describe(new)}."
     elif old.score == new.score and old.colour == new.colour:
-        result["summary"] = f"Health stayed at {_describe(new)} from {_day(old.day)} to {_day(new.day)}."
+        result["summary"] = f"Health stayed at {_describe(new)} from {day_text(old.day)} to {day_text(new.day)}."
     else:
         verb = "rose" if (new.score or 0) > (old.score or 0) else "fell"
-        result["summary"] = f"Health {verb} from {_describe(old)} on {_day(old.day)} to {_describe(new)} on {_day(new.day)}."
+        result["summary"] = (
+            f"Health {verb} from {_describe(old)} on {day_text(old.day)} to {_describe(new)} on {day_text(new.day)}."
+        )
     result["changes"] = measure_changes(old.breakdown, new.breakdown)
     return result
 
@@ -109,20 +105,14 @@ def health_distribution(*, tenant):
     ]
     if None in per_stage:
         stages.append({"stage": None, "name": "No stage", **per_stage[None]})
-    owners = [
-        {
-            "owner": book["email"], "name": book["name"], **book["colours"], "customers": book["customers"],
-            "mrr": book["mrr"], "renewing_90d": book["renewing"],
-        }
-        for book in owner_books(Account.objects.for_tenant(tenant), tenant_today(tenant))
-    ]
+    owners = owner_books(Account.objects.for_tenant(tenant), tenant_today(tenant))
     return {"colours": totals, "stages": stages, "owners": owners}
 
 
 def owner_books(accounts, today):
     """Each owner's current customers per visible colour, with their MRR and how many renew in the next
     RENEWING_DAYS days (one query): the team's books side by side, owners by name, the accounts without an owner
-    last (`owner_id` None)."""
+    last (`owner_id` None). Each book is keyed as the API lists it, `owner` its owner's email."""
     renewing = Q(renewal_date__gte=today, renewal_date__lte=today + dt.timedelta(days=RENEWING_DAYS))
     rows = (
         accounts.still_customers()
@@ -133,14 +123,14 @@ def owner_books(accounts, today):
     books = {}
     for row in rows:
         book = books.setdefault(row["owner_id"], {
-            "owner_id": row["owner_id"], "name": row["owner__name"] or row["owner__email"] or "No owner",
-            "email": row["owner__email"], "colours": dict.fromkeys((*COLOURS, UNSCORED), 0), "customers": 0,
-            "mrr": 0, "renewing": 0,
+            "owner_id": row["owner_id"], "owner": row["owner__email"],
+            "name": row["owner__name"] or row["owner__email"] or "No owner",
+            **dict.fromkeys((*COLOURS, UNSCORED), 0), "customers": 0, "mrr": 0, "renewing_90d": 0,
         })
-        book["colours"][row["health__colour"] or UNSCORED] += row["n"]
+        book[row["health__colour"] or UNSCORED] += row["n"]
         book["customers"] += row["n"]
         book["mrr"] += row["mrr"] or 0
-        book["renewing"] += row["renewing"]
+        book["renewing_90d"] += row["renewing"]
     return sorted(books.values(), key=lambda book: (book["owner_id"] is None, book["name"].lower()))
 
 

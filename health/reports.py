@@ -140,10 +140,10 @@ def owners(accounts, today):
     """`owner_books` with a row of cells per owner and their chart."""
     books = owner_books(accounts, today)
     for book in books:
-        book["cells"] = [book["colours"][key] for key in COLOUR_KEYS]
+        book["cells"] = [book[key] for key in COLOUR_KEYS]
     chart = bar_chart(
         [book["name"] for book in books],
-        colour_datasets({key: [book["colours"][key] for book in books] for key in COLOUR_KEYS}),
+        colour_datasets({key: [book[key] for book in books] for key in COLOUR_KEYS}),
         stacked=True,
         horizontal=True,
         y_title="Accounts",

@@ -4,6 +4,7 @@ import zoneinfo
 from django.db.models import DateField
 from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import timezone
+from django.utils.dateformat import format as date_format
 
 
 def tenant_zone(tenant):
@@ -33,6 +34,11 @@ def day_start(tenant, day):
 def local_day_start(day, zone=None):
     """Midnight of `day` in `zone`, else in the active time zone (a page's: its reader's), as an aware datetime."""
     return dt.datetime.combine(day, dt.time.min, tzinfo=zone or timezone.get_current_timezone())
+
+
+def day_text(day):
+    """A day as the pages write it: "Nov 30, 2026"."""
+    return date_format(day, "M j, Y")
 
 
 def month_starts(today, count):
