@@ -21,12 +21,12 @@ from csplatform.tenancy.decorators import (
     back_to,
     can_change,
     object_to_change,
+    row_action_answer,
     tell_bulk_outcome,
     tell_form_errors,
     tenant_page,
     ticked_rows_action,
 )
-from lifecycle.views import is_htmx
 
 from .forms import SNOOZE_CHOICES, AlertsBulkForm
 from .models import Alert, AlertRule, AlertStatus, Segment, SegmentMembership, Severity, snoozed_at
@@ -171,23 +171,11 @@ def account_segments_context(request, account):
 
 def alert_row_answer(request, alert, done, error=None):
     """The answer to an action on an alert's row: the row re-rendered (htmx), else a redirect back with a message."""
-    tenant = request.tenant
-    if is_htmx(request):
-        context = {
-            "alert": alert_rows(tenant).get(pk=alert.pk),
-            "can_change": True,
-            "bulk": request.POST.get("context") != "account",
-            "show_account": request.POST.get("context") != "account",
-            "row_context": request.POST.get("context", ""),
-            "done": None if error else done,
-            "error": error,
-        }
-        return render(request, "alerts/_alert_row.html", context, status=400 if error else 200)
-    if error:
-        messages.error(request, f"{alert.title}: {error}")
-    else:
-        messages.success(request, f"{done}: {alert.title}")
-    return redirect(back_to(request, f"/t/{tenant.slug}/alerts/"))
+    context = {"alert": alert_rows(request.tenant).get(pk=alert.pk)}
+    return row_action_answer(
+        request, "alerts/_alert_row.html", context,
+        title=alert.title, done=done, error=error, fallback=f"/t/{request.tenant.slug}/alerts/",
+    )
 
 
 def _act(request, alert_id, service, done):

@@ -12,7 +12,14 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from csplatform.customers.models import Account
-from csplatform.tenancy.decorators import can_change, form_errors_text, object_to_change, refuse_viewers, tenant_page
+from csplatform.tenancy.decorators import (
+    can_change,
+    form_errors_text,
+    is_htmx,
+    object_to_change,
+    refuse_viewers,
+    tenant_page,
+)
 from csplatform.tenancy.summaries import tenant_summaries_forget, tenant_summary
 from csplatform.tenancy.timezones import tenant_today
 
@@ -25,10 +32,6 @@ from .sla import days_in_stage, days_in_stage_expression, sla_status, sla_status
 CARDS_PER_STAGE = 12
 # The account page shows the latest moves; the API pages through all of them.
 TIMELINE_MOVES = 50
-def is_htmx(request):
-    return request.headers.get("HX-Request") == "true"
-
-
 def _form_errors(form, exc):
     for field, errors in exc.message_dict.items():
         form.add_error(field if field in form.fields else None, errors)

@@ -27,7 +27,9 @@ from csplatform.tenancy.decorators import (
     back_to,
     can_change,
     form_errors_text,
+    is_htmx,
     object_to_change,
+    row_action_answer,
     tell_bulk_outcome,
     tell_form_errors,
     tenant_page,
@@ -35,7 +37,6 @@ from csplatform.tenancy.decorators import (
 )
 from csplatform.tenancy.models import Role, User
 from csplatform.tenancy.timezones import local_day_start
-from lifecycle.views import is_htmx
 
 from .models import EmailStatus, ExpansionOpportunity, OutboundEmail, Playbook, Run, StepKind, StepRun, Task
 from .services import (
@@ -136,23 +137,11 @@ class TaskChangeForm(forms.Form):
 def _task_answer(request, task, done, error=None):
     """The task's row re-rendered (htmx), else a redirect back with the message."""
     tenant = request.tenant
-    if is_htmx(request):
-        context = {
-            "task": task_rows(tenant).get(pk=task.pk),
-            "task_members": User.objects.members_of(tenant),
-            "can_change": True,
-            "bulk": request.POST.get("context") != "account",
-            "show_account": request.POST.get("context") != "account",
-            "row_context": request.POST.get("context", ""),
-            "done": None if error else done,
-            "error": error,
-        }
-        return render(request, "playbooks/_task_row.html", context, status=400 if error else 200)
-    if error:
-        messages.error(request, f"{task.title}: {error}")
-    else:
-        messages.success(request, f"{done}: {task.title}")
-    return redirect(back_to(request, f"/t/{tenant.slug}/tasks/"))
+    context = {"task": task_rows(tenant).get(pk=task.pk), "task_members": User.objects.members_of(tenant)}
+    return row_action_answer(
+        request, "playbooks/_task_row.html", context,
+        title=task.title, done=done, error=error, fallback=f"/t/{tenant.slug}/tasks/",
+    )
 
 
 @tenant_page

@@ -4,7 +4,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
@@ -82,6 +82,33 @@ def back_to(request, fallback):
     if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         return target
     return fallback
+
+
+def is_htmx(request):
+    return request.headers.get("HX-Request") == "true"
+
+
+def row_action_answer(request, template, context, *, title, done, error, fallback):
+    """The answer to an action on a list's row: the row re-rendered with what it did (htmx), else a redirect
+    back with a message. `context` names the row's object; a row on an account's page ("context" posted as
+    "account") leaves out its account and its tick box."""
+    if is_htmx(request):
+        row_context = request.POST.get("context", "")
+        in_account = row_context == "account"
+        context |= {
+            "can_change": True,
+            "bulk": not in_account,
+            "show_account": not in_account,
+            "row_context": row_context,
+            "done": None if error else done,
+            "error": error,
+        }
+        return render(request, template, context, status=400 if error else 200)
+    if error:
+        messages.error(request, f"{title}: {error}")
+    else:
+        messages.success(request, f"{done}: {title}")
+    return redirect(back_to(request, fallback))
 
 
 def tell_bulk_outcome(request, *, done, noun, changed, selected, rest):
