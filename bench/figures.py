@@ -43,8 +43,8 @@ COPY_RUNS = 3
 FLOOR_RUNS = 3
 # Issue 8: the pages answer 20 clients at once.
 PAGE_CLIENTS = 20
-PAGE_REQUESTS = 200
-PAGE_REQUESTS_ALONE = 40
+# A fifth of the page's requests (Scale.page_requests) again with one client alone.
+PAGE_ALONE_SHARE = 5
 # The per-account loop is slow by nature; a sample this size extrapolates well and keeps a run short.
 NAIVE_SAMPLE = 500
 # Candidate route names of pages other apps may provide; a missing one is reported, not failed.
@@ -442,6 +442,8 @@ def page_figures(ctx, port, small_tenant, log):
     and p99 add the wait for a free worker, and are kept beside it.
     """
     at_once = processes.WORKERS * processes.THREADS
+    requests = ctx.plan.scale.page_requests
+    requests_alone = requests // PAGE_ALONE_SHARE
     account_id = busiest_account(ctx.tenant)
     paths = page_paths(ctx.tenant, account_id)
     _, small_key = api_key_create(tenant=small_tenant, name="bench", scopes=["read"])
@@ -461,28 +463,27 @@ def page_figures(ctx, port, small_tenant, log):
         )
         headers = {"Authorization": f"Bearer {ctx.key}"} if is_api else {"Cookie": ctx.session_cookie}
         request = ("GET", path, None, headers)
-        latencies, served, statuses = processes.drive_served(port, [request] * PAGE_REQUESTS, PAGE_CLIENTS)
+        latencies, served, statuses = processes.drive_served(port, [request] * requests, PAGE_CLIENTS)
         # One client alone: the cost of a request without others sharing the cores.
-        _, served_alone, _ = processes.drive_served(port, [request] * PAGE_REQUESTS_ALONE, 1)
+        _, served_alone, _ = processes.drive_served(port, [request] * requests_alone, 1)
         results[f"page_{name}"] = figure(
             1000 * processes.percentile(served, 95), "ms p95",
-            1000 * raw_sql_p95(queries, at_once, PAGE_REQUESTS // at_once),
+            1000 * raw_sql_p95(queries, at_once, requests // at_once),
             f"ms p95 (its {len(queries)} queries as raw SQL, {at_once} clients)",
             "p95 <= 100 ms, p99 <= 300 ms, ratio <= 3; same query count at both scales",
             p99_ms=rounded(1000 * processes.percentile(served, 99)),
             client_p95_ms=rounded(1000 * processes.percentile(latencies, 95)),
             client_p99_ms=rounded(1000 * processes.percentile(latencies, 99)),
-            clients=PAGE_CLIENTS, requests=PAGE_REQUESTS, statuses=statuses,
+            clients=PAGE_CLIENTS, requests=requests, statuses=statuses,
             queries=len(queries), queries_at_smaller_scale=len(small_queries),
             one_client_p95_ms=rounded(1000 * processes.percentile(served_alone, 95)),
-            one_client_raw_sql_p95_ms=rounded(1000 * raw_sql_p95(queries, 1, PAGE_REQUESTS_ALONE)),
+            one_client_raw_sql_p95_ms=rounded(1000 * raw_sql_p95(queries, 1, requests_alone)),
         )
     return results
 
 
 # 3. Freshness ------------------------------------------------------------------------------------------
 
-FRESHNESS_REQUESTS = 15
 FRESHNESS_INTERVAL = 1.0
 FRESHNESS_ACCOUNTS_PER_REQUEST = 5
 FRESHNESS_WAIT = 120
@@ -542,7 +543,7 @@ def freshness_figure(ctx, port):
     Each sampled request carries one event for each of a few accounts; an
     account is fresh once its HealthScore was computed after the request was answered.
     """
-    seconds = FRESHNESS_REQUESTS * FRESHNESS_INTERVAL + 10
+    seconds = ctx.plan.scale.freshness_requests * FRESHNESS_INTERVAL + 10
     rate = ctx.plan.scale.background_rate
     with background_ingest(ctx, port, rate, seconds) as load:
         delays, never_fresh, behind = fresh_delays(ctx, port)
@@ -576,12 +577,13 @@ def fresh_delays(ctx, port):
     """(seconds from each sampled event's answer to its account's new health, how many never got there,
     how far behind `pipeline_freshness` said the results were, once a request)."""
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {ctx.key}"}
-    sample = ctx.plan.rng.sample(range(len(ctx.account_ids)), FRESHNESS_REQUESTS * FRESHNESS_ACCOUNTS_PER_REQUEST)
+    requests = ctx.plan.scale.freshness_requests
+    sample = ctx.plan.rng.sample(range(len(ctx.account_ids)), requests * FRESHNESS_ACCOUNTS_PER_REQUEST)
     pending = {}
     delays, behind = [], []
     stamp = run_stamp()
     next_request = time.monotonic()
-    for number in range(FRESHNESS_REQUESTS):
+    for number in range(requests):
         indexes = sample[number * FRESHNESS_ACCOUNTS_PER_REQUEST : (number + 1) * FRESHNESS_ACCOUNTS_PER_REQUEST]
         now = timezone.now()
         events = [{"message_id": f"fresh{stamp}-{number}-{index}", "account": f"acc-{index:07d}", "event": "login",
