@@ -1,16 +1,19 @@
 """The small pieces of markup that pages repeat in every row: a stage, a health badge, a sparkline, a delta,
-and the once-only token of a row's form.
+how long ago something happened, and the once-only token of a row's form.
 
 Simple tags rather than `{% include %}`: a table row renders each of them,
 and an include costs a template render of its own per row.
 """
 
+import datetime as dt
 import uuid
 
 from django import template
 from django.template.defaultfilters import floatformat, title
+from django.utils import dateformat, timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.utils.timesince import timesince
 
 register = template.Library()
 
@@ -80,6 +83,19 @@ def delta(value):
         arrow=arrow,
         sign=sign,
         points=floatformat(value, "-1"),
+    )
+
+
+@register.simple_tag
+def time_ago(moment):
+    """When something happened, as "3 hours ago" ("just now" within the minute), its full time on hover."""
+    local = timezone.localtime(moment)
+    words = "just now" if timezone.now() - moment < dt.timedelta(minutes=1) else f"{timesince(moment)} ago"
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        dateformat.format(local, "c"),
+        dateformat.format(local, "M j, Y H:i"),
+        words,
     )
 
 

@@ -1,7 +1,10 @@
 """The member's in-app notifications: what alert rules told them, with an unread count in the header."""
 
+import datetime as dt
+
 import pytest
 from django.db import connection
+from django.utils import timezone
 from django.test.utils import CaptureQueriesContext
 
 from alerts.models import Channel, Notification
@@ -40,6 +43,21 @@ def test_a_rule_that_notifies_in_the_app_lists_its_alert_for_the_owner_as_new_wi
     assert "Trial account: Acme Rockets" in html and '<span class="tag">New</span>' in html
     assert "the alert is open" in html and "Mark all as read" in html
     assert '<span class="nav-count">1<span class="visually-hidden"> unread</span>' in header_count(client)
+
+
+def test_a_notification_of_this_minute_reads_just_now_and_an_older_one_how_long_ago(client, tenant, bob):
+    trial = AccountFactory(tenant=tenant, owner=bob, plan="trial")
+    alert_raise(tenant=tenant, account=trial, title="Usage check failed", severity="warning")
+    alert_raise(tenant=tenant, account=trial, title="Card expires", severity="warning")
+    Notification.objects.for_tenant(tenant).filter(alert__title="Card expires").update(
+        created_at=timezone.now() - dt.timedelta(hours=3)
+    )
+    client.force_login(bob)
+
+    html = client.get(URL).content.decode()
+
+    assert ">just now</time>" in html and ">3\xa0hours ago</time>" in html
+    assert "0\xa0minutes" not in html
 
 
 def test_following_a_notification_reads_it_and_opens_the_alerts_account(client, tenant, bob):
