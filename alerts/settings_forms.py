@@ -92,5 +92,7 @@ class WebhookForm(forms.Form):
     url = forms.URLField(label="Endpoint URL", max_length=500, assume_scheme="https", help_text="Events are POSTed here as signed JSON.")
     description = forms.CharField(label="Description", max_length=200, required=False)
     event_types = forms.MultipleChoiceField(
-        label="Events", choices=[(name, name) for name in EVENT_TYPES], widget=forms.CheckboxSelectMultiple
+        label="Events",
+        choices=[(name, f"{name}: {when}") for name, when in EVENT_TYPES.items()],
+        widget=forms.CheckboxSelectMultiple,
     )

@@ -279,8 +279,23 @@ def _subscription(request, pk):
 @never_cache
 @settings_page
 def webhook_detail(request, pk):
-    """An endpoint and its delivery log; right after creation or rotation, its secret, shown this once."""
+    """An endpoint, the form that changes its address, description and events, and its delivery log; right after
+    creation or rotation, its secret, shown this once."""
     subscription = _subscription(request, pk)
+    initial = {name: getattr(subscription, name) for name in WebhookForm.base_fields}
+    form = WebhookForm(posted(request), initial=initial)
+    if request.method == "POST" and form.is_valid():
+        changes = {name: form.cleaned_data[name] for name in form.changed_data}
+        try:
+            if changes:
+                webhook_subscription_update(
+                    tenant=request.tenant, subscription=subscription, actor=request.user, **changes
+                )
+                messages.success(request, f"Saved the endpoint {subscription.url}.")
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            return back(request, "settings-webhook", subscription.pk)
     pending = request.session.get(NEW_SECRET_SESSION)
     secret = None
     if pending and pending["id"] == subscription.pk:
@@ -288,7 +303,7 @@ def webhook_detail(request, pk):
         del request.session[NEW_SECRET_SESSION]
     deliveries = WebhookDelivery.objects.for_tenant(request.tenant).filter(subscription=subscription)
     page = Paginator(deliveries, MEMBERS_PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"subscription": subscription, "secret": secret, "page": page}
+    context = {"subscription": subscription, "secret": secret, "page": page, "form": form}
     return render(request, "settings/alerts/webhook_detail.html", context)
 
 

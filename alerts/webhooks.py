@@ -62,19 +62,20 @@ from .models import Channel, DeliveryStatus, Notification, WebhookDelivery, Webh
 
 logger = logging.getLogger(__name__)
 
-EVENT_TYPES = [
-    "account.stage_changed",
-    "account.health_changed",
-    "account.expansion_flagged",
-    "account.updated",
-    "contact.updated",
-    "alert.opened",
-    "alert.acknowledged",
-    "alert.resolved",
-    "playbook.step_completed",
-    "task.created",
-    "task.completed",
-]
+# Each event type and when it is sent, as the settings page tells an admin choosing them.
+EVENT_TYPES = {
+    "account.stage_changed": "An account moved to another stage",
+    "account.health_changed": "An account's health changed colour",
+    "account.expansion_flagged": "A playbook flagged an expansion opportunity",
+    "account.updated": "Someone, an integration or an import changed an account's owner or details",
+    "contact.updated": "A contact was added, changed or removed",
+    "alert.opened": "An alert opened",
+    "alert.acknowledged": "Someone acknowledged an alert",
+    "alert.resolved": "An alert closed",
+    "playbook.step_completed": "A playbook's webhook step ran",
+    "task.created": "A task was created, by a playbook or a member",
+    "task.completed": "A task was done",
+}
 TEST_EVENT_TYPE = "webhook.test"
 SIGNATURE_HEADER = "CSP-Signature"
 EVENT_ID_HEADER = "CSP-Event-Id"

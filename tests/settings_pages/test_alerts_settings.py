@@ -280,6 +280,57 @@ def test_rotating_the_secret_shows_the_new_one_once(admin_client, tenant, endpoi
     assert AuditLogEntry.objects.for_tenant(tenant).filter(action="webhook.secret_rotated").exists()
 
 
+def test_the_event_choices_say_when_each_event_is_sent(admin_client):
+    html = page(admin_client.get(f"{BASE}/webhooks/"))
+    assert "account.health_changed: An account&#x27;s health changed colour" in html
+    assert "task.completed: A task was done" in html
+
+
+def test_an_endpoints_page_changes_its_address_and_events_and_keeps_its_secret(admin_client, tenant, endpoint):
+    secret = endpoint.secret
+    data = {"url": "http://127.0.0.1:9/v2/hooks", "description": "CRM sync", "event_types": ["task.created"]}
+
+    response = admin_client.post(f"{BASE}/webhooks/{endpoint.pk}/", data)
+
+    endpoint.refresh_from_db()
+    assert response.status_code == 302 and response.url == f"{BASE}/webhooks/{endpoint.pk}/"
+    assert (endpoint.url, endpoint.description, endpoint.event_types) == (data["url"], "CRM sync", ["task.created"])
+    assert endpoint.secret == secret
+    entry = AuditLogEntry.objects.for_tenant(tenant).get(action="webhook.updated")
+    assert entry.before["event_types"] == ["alert.opened"] and entry.after["event_types"] == ["task.created"]
+    assert "Saved the endpoint http://127.0.0.1:9/v2/hooks." in page(admin_client.get(response.url))
+
+
+def test_saving_an_endpoint_unchanged_records_nothing(admin_client, tenant, endpoint):
+    data = {"url": endpoint.url, "description": "", "event_types": ["alert.opened"]}
+
+    response = admin_client.post(f"{BASE}/webhooks/{endpoint.pk}/", data)
+
+    assert response.status_code == 302
+    assert not AuditLogEntry.objects.for_tenant(tenant).filter(action="webhook.updated").exists()
+
+
+def test_an_endpoint_changed_to_an_address_the_platform_will_not_call_keeps_its_old_one(
+    admin_client, tenant, endpoint, settings
+):
+    settings.CSP_WEBHOOK_ALLOW_PRIVATE = False
+    data = {"url": "http://10.0.0.5/hooks", "event_types": ["alert.opened", "alert.resolved"]}
+
+    html = page(admin_client.post(f"{BASE}/webhooks/{endpoint.pk}/", data))
+
+    assert 'class="field-error"' in html and 'value="http://10.0.0.5/hooks"' in html
+    endpoint.refresh_from_db()
+    assert (endpoint.url, endpoint.event_types) == ("http://127.0.0.1:9/hooks", ["alert.opened"])
+
+
+def test_an_endpoint_left_with_no_event_is_refused_on_that_field(admin_client, endpoint):
+    html = page(admin_client.post(f"{BASE}/webhooks/{endpoint.pk}/", {"url": endpoint.url}))
+
+    assert "This field is required." in html
+    endpoint.refresh_from_db()
+    assert endpoint.event_types == ["alert.opened"]
+
+
 def test_disabling_an_endpoint(admin_client, endpoint):
     admin_client.post(f"{BASE}/webhooks/{endpoint.pk}/toggle/", {"active": "0"})
     endpoint.refresh_from_db()
