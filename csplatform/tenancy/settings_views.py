@@ -235,6 +235,42 @@ def as_json(value):
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
+MISSING = object()
+
+
+def audit_value_text(value):
+    """A recorded value as the log shows it: text as it is, a list of plain values joined, the rest as JSON."""
+    if value is MISSING or value is None:
+        return "(none)"
+    if value == "":
+        return "(empty)"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(item, (str, int, float)) for item in value):
+        return ", ".join(str(item) for item in value) or "(none)"
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def audit_fields(before, after):
+    """What an entry records, field by field: [(name, before, after)] as text, None on the side it lacks.
+
+    A change lists only the fields whose values differ; a creation or a deletion, every field it recorded.
+    A record that is not a set of fields stands as one row without a name.
+    """
+    if not all(isinstance(side, (dict, type(None))) for side in (before, after)):
+        return [("", *(None if side is None else audit_value_text(side) for side in (before, after)))]
+    if before is None or after is None:
+        side = before if after is None else after
+        rows = [(name, audit_value_text(value)) for name, value in (side or {}).items()]
+        return [(name, text, None) if after is None else (name, None, text) for name, text in rows]
+    names = list(before) + [name for name in after if name not in before]
+    return [
+        (name, audit_value_text(before.get(name, MISSING)), audit_value_text(after.get(name, MISSING)))
+        for name in names
+        if before.get(name, MISSING) != after.get(name, MISSING)
+    ]
+
+
 @settings_page
 def audit_log(request):
     entries = AuditLogEntry.objects.for_tenant(request.tenant)
@@ -247,5 +283,6 @@ def audit_log(request):
     filters = {name: value for name, value in form.cleaned_data.items() if value}
     page = Paginator(entries.filter(**filters).select_related("actor"), AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
     for entry in page:
+        entry.fields = audit_fields(entry.before, entry.after)
         entry.before_text, entry.after_text = as_json(entry.before), as_json(entry.after)
     return render(request, "settings/audit_log.html", {"form": form, "page": page, "filtered": bool(filters)})

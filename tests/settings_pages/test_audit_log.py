@@ -1,7 +1,8 @@
 import pytest
 
 from csplatform.tenancy.services import api_key_create, audit_record
-from lifecycle.services import stage_create
+from csplatform.tenancy.settings_views import audit_fields
+from lifecycle.services import stage_create, stage_update
 
 from .conftest import page
 
@@ -20,7 +21,7 @@ def test_entries_show_who_what_before_and_after_and_filter_by_action(admin_clien
     html = page(admin_client.get(URL))
     assert "stage.created" in html and "api_key.created" in html
     assert "alice@alpha.example" in html
-    assert "&quot;name&quot;: &quot;Segment&quot;" in html
+    assert "<dt>name</dt>\n    <dd>Segment</dd>" in html
     assert "Not ours" not in html
 
     html = page(admin_client.get(URL, {"action": "api_key.created"}))
@@ -35,3 +36,44 @@ def test_the_log_is_paginated(admin_client, tenant, alice):
     html = page(admin_client.get(URL))
     assert "55 changes, showing 1–50" in html and "Page 1 of 2" in html
     assert "Page 2 of 2" in page(admin_client.get(URL, {"page": 2}))
+
+
+def test_a_change_shows_only_the_fields_it_changed_from_before_to_after(admin_client, tenant, alice):
+    stage = stage_create(tenant=tenant, actor=alice, key="trial", name="Trial", expected_days=14)
+    stage_update(tenant=tenant, stage=stage, actor=alice, name="Free trial")
+
+    html = page(admin_client.get(URL, {"action": "stage.updated"}))
+
+    assert "<dt>name</dt>" in html and "<del>Trial</del> → <ins>Free trial</ins>" in html
+    assert "<dt>expected_days</dt>" not in html
+    assert "Full record" in html and "&quot;expected_days&quot;: 14" in html
+
+    html = page(admin_client.get(URL, {"action": "stage.created"}))
+    assert "Created with 12 fields" in html and "<dt>expected_days</dt>" in html
+
+
+def test_a_creation_or_a_deletion_lists_every_field_it_recorded():
+    record = {"name": "Segment", "scopes": ["ingest", "read"], "revoked": None, "note": ""}
+
+    created = audit_fields(None, record)
+    deleted = audit_fields(record, None)
+
+    assert created == [
+        ("name", None, "Segment"),
+        ("scopes", None, "ingest, read"),
+        ("revoked", None, "(none)"),
+        ("note", None, "(empty)"),
+    ]
+    assert deleted == [(name, after, before) for name, before, after in created]
+
+
+def test_a_field_added_or_dropped_by_a_change_shows_as_none_on_the_other_side():
+    assert audit_fields({"a": 1, "gone": "x"}, {"a": 1, "new": {"k": [1, 2]}}) == [
+        ("gone", "x", "(none)"),
+        ("new", "(none)", '{"k": [1, 2]}'),
+    ]
+
+
+def test_a_record_that_is_not_a_set_of_fields_stands_as_one_unnamed_row():
+    assert audit_fields(["a", "b"], ["a"]) == [("", "a, b", "a")]
+    assert audit_fields(None, None) == []
