@@ -200,7 +200,7 @@ def test_the_settings_page_shows_the_accounts_waiting_and_the_latest_passes(clie
 
     assert "3 accounts waiting" in html
     assert "is in the results" in html
-    assert "<td>4</td>" in html and "Complete" in html
+    assert '<td class="num">4</td>' in html and "Complete" in html
 
 
 def test_the_settings_page_says_up_to_date_when_nothing_waits(client, alice, configured_tenant):
