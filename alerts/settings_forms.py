@@ -1,5 +1,6 @@
 from django import forms
 
+from csplatform.customers.forms import IdListField
 from csplatform.tenancy.models import Role
 
 from .models import Channel, Severity, Subject, validate_key
@@ -96,3 +97,9 @@ class WebhookForm(forms.Form):
         choices=[(name, f"{name}: {when}") for name, when in EVENT_TYPES.items()],
         widget=forms.CheckboxSelectMultiple,
     )
+
+
+class RetryDeliveriesForm(forms.Form):
+    """The failed deliveries to send again: those posted, else every failed one of the endpoint."""
+
+    delivery = IdListField(required=False)

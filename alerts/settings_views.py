@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, render
+from django.template.defaultfilters import pluralize
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -12,11 +13,20 @@ from csplatform.customers.models import Contact
 from csplatform.rules import CriteriaError, compile_criteria
 from csplatform.rules.registry import fields_for
 from csplatform.rules.settings_views import criteria_feedback
+from csplatform.tenancy.decorators import tell_form_errors
 from csplatform.tenancy.settings_forms import add_service_errors
 from csplatform.tenancy.settings_views import back, posted, settings_page
 
 from .library import starter_alerts_install, starters_missing
-from .models import AlertRule, Segment, SegmentMembership, Subject, WebhookDelivery, WebhookSubscription
+from .models import (
+    AlertRule,
+    DeliveryStatus,
+    Segment,
+    SegmentMembership,
+    Subject,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 from .services import (
     alert_rule_create,
     alert_rule_delete,
@@ -27,8 +37,9 @@ from .services import (
     segment_preview,
     segment_update,
 )
-from .settings_forms import AlertRuleForm, SegmentForm, WebhookForm
+from .settings_forms import AlertRuleForm, RetryDeliveriesForm, SegmentForm, WebhookForm
 from .webhooks import (
+    webhook_deliveries_retry,
     webhook_secret_rotate,
     webhook_send_test,
     webhook_subscription_create,
@@ -303,7 +314,8 @@ def webhook_detail(request, pk):
         del request.session[NEW_SECRET_SESSION]
     deliveries = WebhookDelivery.objects.for_tenant(request.tenant).filter(subscription=subscription)
     page = Paginator(deliveries, MEMBERS_PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"subscription": subscription, "secret": secret, "page": page, "form": form}
+    failed = deliveries.filter(status=DeliveryStatus.FAILED).count()
+    context = {"subscription": subscription, "secret": secret, "page": page, "form": form, "failed": failed}
     return render(request, "settings/alerts/webhook_detail.html", context)
 
 
@@ -324,6 +336,29 @@ def webhook_toggle(request, pk):
     active = request.POST.get("active") == "1"
     webhook_subscription_update(tenant=request.tenant, subscription=subscription, actor=request.user, active=active)
     messages.success(request, f"{'Enabled' if active else 'Disabled'} deliveries to {subscription.url}.")
+    return back(request, "settings-webhook", subscription.pk)
+
+
+@require_POST
+@settings_page
+def webhook_retry(request, pk):
+    """Send failed deliveries again: the one of a row's button, or every failed one of the endpoint."""
+    subscription = _subscription(request, pk)
+    form = RetryDeliveriesForm(request.POST)
+    if not form.is_valid():
+        tell_form_errors(request, form)
+        return back(request, "settings-webhook", subscription.pk)
+    ids = webhook_deliveries_retry(
+        tenant=request.tenant, subscription=subscription, actor=request.user,
+        delivery_ids=form.cleaned_data["delivery"] or None,
+    )
+    count = f"{len(ids)} failed deliver{pluralize(len(ids), 'y,ies')}"
+    if not ids:
+        messages.error(request, "No failed delivery to send again: each was sent or is still being tried.")
+    elif subscription.active:
+        messages.success(request, f"Sending {count} again; the log below shows how each goes.")
+    else:
+        messages.success(request, f"Queued {count} again: they are sent once the endpoint is enabled.")
     return back(request, "settings-webhook", subscription.pk)
 
 

@@ -339,6 +339,30 @@ def webhook_send_test(*, tenant, subscription):
     return WebhookDelivery.objects.for_tenant(tenant).get(pk=delivery_id)
 
 
+@transaction.atomic
+def webhook_deliveries_retry(*, tenant, subscription, actor, delivery_ids=None):
+    """Send the endpoint's failed deliveries again (only those of `delivery_ids`, if given), each with its
+    event id and body, and every attempt anew; returns the ids queued.
+
+    A receiver that had processed an event before its answer was lost
+    recognises the id and answers 2xx. An endpoint that is disabled gets
+    them once it is enabled again.
+    """
+    failed = WebhookDelivery.objects.for_tenant(tenant).filter(subscription=subscription, status=DeliveryStatus.FAILED)
+    if delivery_ids is not None:
+        failed = failed.filter(pk__in=delivery_ids)
+    ids = list(failed.order_by("pk").values_list("pk", flat=True))
+    if not ids:
+        return []
+    WebhookDelivery.objects.for_tenant(tenant).filter(pk__in=ids).update(
+        status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=timezone.now()
+    )
+    audit_record(tenant=tenant, actor=actor, action="webhook.retried", obj=subscription, after={"deliveries": len(ids)})
+    if subscription.active:
+        transaction.on_commit(lambda: _enqueue(ids))
+    return ids
+
+
 # Delivering ----------------------------------------------------------------
 
 

@@ -58,6 +58,7 @@ urlpatterns = [
     path("webhooks/<int:pk>/rotate/", alerts.webhook_rotate, name="settings-webhook-rotate"),
     path("webhooks/<int:pk>/toggle/", alerts.webhook_toggle, name="settings-webhook-toggle"),
     path("webhooks/<int:pk>/test/", alerts.webhook_test, name="settings-webhook-test"),
+    path("webhooks/<int:pk>/retry/", alerts.webhook_retry, name="settings-webhook-retry"),
     path("webhooks/<int:pk>/delete/", alerts.webhook_remove, name="settings-webhook-delete"),
     path("playbooks/", playbooks.playbooks, name="settings-playbooks"),
     path("playbooks/new/", playbooks.playbook_edit, name="settings-playbook-new"),

@@ -199,6 +199,24 @@ class WebhookSecretSerializer(serializers.Serializer):
     secret = serializers.CharField(read_only=True)
 
 
+class WebhookRetrySerializer(serializers.Serializer):
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        required=False,
+        allow_empty=False,
+        max_length=1000,
+        help_text="The failed deliveries to send again (at most 1,000), by id; without it, every failed one.",
+    )
+
+
+class WebhookRetriedSerializer(serializers.Serializer):
+    retried = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="The ids of the deliveries queued again; a delivery not failed, or not this endpoint's, is left "
+        "out. An endpoint that is disabled gets them once it is enabled.",
+    )
+
+
 class WebhookDeliverySerializer(serializers.ModelSerializer):
     class Meta:
         model = WebhookDelivery

@@ -29,6 +29,8 @@ from .serializers import (
     SegmentPreviewSerializer,
     SegmentSerializer,
     WebhookDeliverySerializer,
+    WebhookRetriedSerializer,
+    WebhookRetrySerializer,
     WebhookSecretSerializer,
     WebhookSubscriptionSerializer,
 )
@@ -239,6 +241,18 @@ class WebhookSubscriptionViewSet(TenantModelViewSet):
         """Send a `webhook.test` event to this endpoint now; the answer is the queued delivery."""
         delivery = webhooks.webhook_send_test(tenant=self.tenant, subscription=self.get_object())
         return Response(WebhookDeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=WebhookRetrySerializer, responses=WebhookRetriedSerializer)
+    @action(detail=True, methods=["post"], url_path="retry-failed", filterset_class=None)
+    def retry_failed(self, request, pk):
+        """Send this endpoint's failed deliveries again, each with its event id and body and every attempt anew."""
+        serializer = WebhookRetrySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        retried = webhooks.webhook_deliveries_retry(
+            tenant=self.tenant, subscription=self.get_object(), actor=acting_user(request),
+            delivery_ids=serializer.validated_data.get("ids"),
+        )
+        return Response({"retried": retried})
 
     @extend_schema(responses=WebhookDeliverySerializer(many=True))
     @action(detail=True, methods=["get"])

@@ -13,13 +13,16 @@ from alerts.models import Alert, DeliveryStatus, Notification, WebhookDelivery, 
 from alerts.notifications import notifications_send_due
 from alerts.services import alerts_acknowledge
 from alerts.webhooks import (
+    MAX_ATTEMPTS,
     SignatureError,
     sign,
     verify_signature,
     webhook_deliver_due,
+    webhook_deliveries_retry,
     webhook_emit,
     webhook_secret_rotate,
     webhook_subscription_create,
+    webhook_subscription_update,
     webhooks_emit,
 )
 from csplatform.customers.models import AccountChange, ContactChange
@@ -135,6 +138,81 @@ def test_a_failed_delivery_is_retried_with_backoff_until_it_lands(tenant, allow_
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.DELIVERED, 3)
     assert len({r["json"]["id"] for r in receiver.requests}) == 1 and len(receiver.requests) == 3
     assert WebhookSubscription.objects.for_tenant(tenant).get().consecutive_failures == 0
+
+
+def fail_for_good(tenant, delivery_id):
+    """Attempt a delivery until its last attempt fails."""
+    for _ in range(MAX_ATTEMPTS):
+        due = WebhookDelivery.objects.for_tenant(tenant).get(pk=delivery_id).next_attempt_at
+        webhook_deliver_due(now=due)
+
+
+def test_a_delivery_failed_for_good_sent_again_through_the_api_lands_with_its_event_id(
+    tenant, allow_private, api, settings
+):
+    settings.CSP_WEBHOOK_DISABLE_AFTER = MAX_ATTEMPTS + 1
+    with Receiver(statuses=[500] * MAX_ATTEMPTS) as receiver:
+        subscription, _ = subscribe(tenant, receiver.url)
+        (delivery_id,) = emit(tenant)
+        fail_for_good(tenant, delivery_id)
+        assert WebhookDelivery.objects.for_tenant(tenant).get(pk=delivery_id).status == DeliveryStatus.FAILED
+
+        response = api.post(f"/api/v1/webhooks/{subscription.pk}/retry-failed/", {}, format="json")
+        webhook_deliver_due()
+
+    assert response.status_code == 200 and response.json() == {"retried": [delivery_id]}
+    delivery = WebhookDelivery.objects.for_tenant(tenant).get(pk=delivery_id)
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.DELIVERED, 1)
+    assert len(receiver.requests) == MAX_ATTEMPTS + 1
+    assert len({request["json"]["id"] for request in receiver.requests}) == 1
+    assert AuditLogEntry.objects.for_tenant(tenant).get(action="webhook.retried").after == {"deliveries": 1}
+
+
+def test_sending_again_refuses_an_id_that_is_not_one_naming_it(tenant, allow_private, api):
+    subscription, _ = subscribe(tenant, "http://127.0.0.1:9/hooks")
+
+    response = api.post(f"/api/v1/webhooks/{subscription.pk}/retry-failed/", {"ids": ["x"]}, format="json")
+
+    assert response.status_code == 400
+    assert [field["field"] for field in response.json()["error"]["fields"]] == ["ids[0]"]
+
+
+def test_only_the_endpoints_failed_deliveries_named_are_sent_again(tenant, allow_private):
+    subscription, _ = subscribe(tenant, "http://127.0.0.1:9/hooks")
+    other, _ = subscribe(tenant, "http://127.0.0.1:9/other")
+    # Four events, each delivered to both endpoints; the last stays pending.
+    failed, delivered, named, pending = (emit(tenant, key=f"event:{n}") for n in range(4))
+    deliveries = WebhookDelivery.objects.for_tenant(tenant)
+    deliveries.filter(subscription=subscription, pk__in=failed + named).update(status=DeliveryStatus.FAILED)
+    deliveries.filter(subscription=subscription, pk__in=delivered).update(status=DeliveryStatus.DELIVERED)
+    deliveries.filter(subscription=other).update(status=DeliveryStatus.FAILED)
+    ours = set(deliveries.filter(subscription=subscription).values_list("pk", flat=True))
+    (named_id,) = ours & set(named)
+
+    retried = webhook_deliveries_retry(
+        tenant=tenant, subscription=subscription, actor=None, delivery_ids=[named_id, *delivered, *pending]
+    )
+
+    assert retried == [named_id]
+    assert deliveries.get(pk=named_id).status == DeliveryStatus.PENDING
+    assert deliveries.filter(subscription=other, status=DeliveryStatus.FAILED).count() == 4
+    assert webhook_deliveries_retry(tenant=tenant, subscription=subscription, actor=None) == sorted(ours & set(failed))
+
+
+def test_deliveries_sent_again_to_a_disabled_endpoint_wait_until_it_is_enabled(tenant, allow_private):
+    with Receiver() as receiver:
+        subscription, _ = subscribe(tenant, receiver.url)
+        (delivery_id,) = emit(tenant)
+        WebhookDelivery.objects.for_tenant(tenant).filter(pk=delivery_id).update(status=DeliveryStatus.FAILED)
+        webhook_subscription_update(tenant=tenant, subscription=subscription, actor=None, active=False)
+
+        assert webhook_deliveries_retry(tenant=tenant, subscription=subscription, actor=None) == [delivery_id]
+        assert webhook_deliver_due() == 0
+        webhook_subscription_update(tenant=tenant, subscription=subscription, actor=None, active=True)
+        webhook_deliver_due()
+
+    assert WebhookDelivery.objects.for_tenant(tenant).get(pk=delivery_id).status == DeliveryStatus.DELIVERED
+    assert len(receiver.requests) == 1
 
 
 def test_an_endpoint_failing_repeatedly_is_disabled_and_the_admins_are_emailed(tenant, alice, settings, allow_private, smtp_server):

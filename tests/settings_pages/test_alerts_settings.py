@@ -3,7 +3,7 @@ from django.utils import timezone
 
 from alerts.models import AlertRule, Segment, WebhookDelivery, WebhookSubscription
 from alerts.services import alert_rule_create, alerts_evaluate, segment_create, segments_refresh
-from alerts.webhooks import webhook_subscription_create
+from alerts.webhooks import webhook_emit, webhook_subscription_create
 from csplatform.tenancy.models import AuditLogEntry
 from lifecycle.models import AccountStage, Stage
 
@@ -329,6 +329,42 @@ def test_an_endpoint_left_with_no_event_is_refused_on_that_field(admin_client, e
     assert "This field is required." in html
     endpoint.refresh_from_db()
     assert endpoint.event_types == ["alert.opened"]
+
+
+def failed_delivery(tenant, endpoint, key="event:1"):
+    (delivery_id,) = webhook_emit(tenant=tenant, event_type="alert.opened", payload={}, idempotency_key=key)
+    WebhookDelivery.objects.for_tenant(tenant).filter(pk=delivery_id).update(
+        status="failed", attempts=8, last_error="HTTP 502: Bad Gateway", next_attempt_at=None
+    )
+    return delivery_id
+
+
+def test_an_endpoints_failed_deliveries_are_sent_again_from_its_page(admin_client, tenant, endpoint):
+    first, second = failed_delivery(tenant, endpoint, "event:1"), failed_delivery(tenant, endpoint, "event:2")
+    url = f"{BASE}/webhooks/{endpoint.pk}/"
+    html = page(admin_client.get(url))
+    assert "Send the 2 failed deliveries again" in html and html.count(">Send again</button>") == 2
+
+    response = admin_client.post(f"{url}retry/", {"delivery": [first]})
+
+    assert response.status_code == 302 and response.url == url
+    statuses = dict(WebhookDelivery.objects.for_tenant(tenant).values_list("pk", "status"))
+    assert statuses == {first: "pending", second: "failed"}
+    assert "Sending 1 failed delivery again" in page(admin_client.get(url))
+    admin_client.post(f"{url}retry/")
+    assert WebhookDelivery.objects.for_tenant(tenant).get(pk=second).attempts == 0
+    assert "Send the" not in page(admin_client.get(url))
+
+
+def test_sending_again_with_nothing_failed_or_a_bad_id_says_so_and_changes_nothing(admin_client, tenant, endpoint):
+    delivery_id = failed_delivery(tenant, endpoint)
+    url = f"{BASE}/webhooks/{endpoint.pk}/"
+
+    admin_client.post(f"{url}retry/", {"delivery": ["first"]})
+    assert "Select rows from the list." in page(admin_client.get(url))
+    admin_client.post(f"{url}retry/", {"delivery": [delivery_id + 1000]})
+    assert "No failed delivery to send again" in page(admin_client.get(url))
+    assert WebhookDelivery.objects.for_tenant(tenant).get(pk=delivery_id).status == "failed"
 
 
 def test_disabling_an_endpoint(admin_client, endpoint):
