@@ -49,7 +49,7 @@ def test_a_change_shows_only_the_fields_it_changed_from_before_to_after(admin_cl
     assert "Full record" in html and "&quot;expected_days&quot;: 14" in html
 
     html = page(admin_client.get(URL, {"action": "stage.created"}))
-    assert "Created with 12 fields" in html and "<dt>expected_days</dt>" in html
+    assert "Show its 12 fields" in html and "<dt>expected_days</dt>" in html
 
 
 def test_a_creation_or_a_deletion_lists_every_field_it_recorded():
@@ -77,3 +77,11 @@ def test_a_field_added_or_dropped_by_a_change_shows_as_none_on_the_other_side():
 def test_a_record_that_is_not_a_set_of_fields_stands_as_one_unnamed_row():
     assert audit_fields(["a", "b"], ["a"]) == [("", "a, b", "a")]
     assert audit_fields(None, None) == []
+
+
+def test_a_short_record_of_one_side_shows_its_fields_in_place(admin_client, tenant, alice):
+    audit_record(tenant=tenant, actor=alice, action="webhook.retried", obj=tenant, after={"deliveries": 3})
+
+    html = page(admin_client.get(URL))
+
+    assert "<dt>deliveries</dt>\n    <dd>3</dd>" in html and "Show its" not in html
