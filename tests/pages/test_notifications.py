@@ -4,8 +4,8 @@ import datetime as dt
 
 import pytest
 from django.db import connection
-from django.utils import timezone
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from alerts.models import Channel, Notification
 from alerts.services import alert_raise, alert_rule_create, alerts_evaluate
