@@ -75,10 +75,18 @@ class ApiKeyForm(forms.Form):
 
 
 class AuditFilterForm(forms.Form):
+    # The "who" of the changes no person made: scripts, the pipeline, keys created from the command line.
+    SYSTEM = "system"
+
     action = forms.ChoiceField(label="Action", required=False)
     object_type = forms.ChoiceField(label="Object type", required=False)
+    who = forms.ChoiceField(label="Who", required=False)
 
-    def __init__(self, data, *, actions, object_types):
+    def __init__(self, data, *, actions, object_types, actors):
+        """`actors`: (user id, email) of each person who made a change."""
         super().__init__(data)
         self.fields["action"].choices = [("", "Any action")] + [(a, a) for a in actions]
         self.fields["object_type"].choices = [("", "Any type")] + [(t, t) for t in object_types]
+        self.fields["who"].choices = (
+            [("", "Anyone")] + [(str(pk), email) for pk, email in actors] + [(self.SYSTEM, "The platform")]
+        )

@@ -85,3 +85,17 @@ def test_a_short_record_of_one_side_shows_its_fields_in_place(admin_client, tena
     html = page(admin_client.get(URL))
 
     assert "<dt>deliveries</dt>\n    <dd>3</dd>" in html and "Show its" not in html
+
+
+def test_the_log_filters_by_who_made_the_change_a_member_or_the_platform(admin_client, tenant, alice):
+    stage_create(tenant=tenant, actor=alice, key="trial", name="Trial")
+    stage_create(tenant=tenant, actor=None, key="paid", name="Paid")
+
+    by_alice = page(admin_client.get(URL, {"who": alice.pk}))
+    by_the_platform = page(admin_client.get(URL, {"who": "system"}))
+    by_no_one_known = page(admin_client.get(URL, {"who": "nobody"}))
+
+    assert "Trial" in by_alice and "Paid" not in by_alice
+    assert "Paid" in by_the_platform and "Trial" not in by_the_platform
+    assert f'<option value="{alice.pk}" selected>alice@alpha.example</option>' in by_alice
+    assert "Trial" in by_no_one_known and "Paid" in by_no_one_known

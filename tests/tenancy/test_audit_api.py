@@ -41,6 +41,16 @@ def test_the_log_reads_one_action_since_a_moment(api, tenant, alice):
     assert [entry["object_repr"] for entry in results] == ["New"]
 
 
+def test_the_log_reads_one_persons_changes_by_email(api, tenant, alice, bob):
+    stage_create(tenant=tenant, actor=alice, key="trial", name="Trial")
+    stage_create(tenant=tenant, actor=bob, key="paid", name="Paid")
+
+    results = api.get(URL, {"by_email": "ALICE@alpha.example"}).json()["results"]
+
+    assert [entry["object_repr"] for entry in results] == ["Trial"]
+    assert api.get(URL, {"by_email": "not an email"}).status_code == 400
+
+
 def test_a_change_made_through_the_api_names_the_key_and_no_secret_is_listed(tenant, alice, settings):
     settings.CSP_WEBHOOK_ALLOW_PRIVATE = True
     _, raw_key = api_key_create(tenant=tenant, name="SIEM", scopes=["read", "write"], created_by=alice)
