@@ -1,4 +1,4 @@
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -17,15 +17,12 @@ class Scale:
 
     def fraction(self, divisor):
         """The same shape with 1/divisor of the accounts, contacts and events."""
-        return Scale(
-            f"{self.name}/{divisor}",
-            max(1, self.accounts // divisor),
-            max(1, self.contacts // divisor),
-            max(1, self.events // divisor),
-            self.days,
-            self.background_rate,
-            self.page_requests,
-            self.freshness_requests,
+        return replace(
+            self,
+            name=f"{self.name}/{divisor}",
+            accounts=max(1, self.accounts // divisor),
+            contacts=max(1, self.contacts // divisor),
+            events=max(1, self.events // divisor),
         )
 
     @property

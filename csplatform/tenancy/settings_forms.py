@@ -82,11 +82,24 @@ class AuditFilterForm(forms.Form):
     object_type = forms.ChoiceField(label="Object type", required=False)
     who = forms.ChoiceField(label="Who", required=False)
 
-    def __init__(self, data, *, actions, object_types, actors):
-        """`actors`: (user id, email) of each person who made a change."""
+    def __init__(self, data, *, entries):
+        """Each filter's choices are those in the tenant's `entries`: their actions, object types and authors."""
         super().__init__(data)
+        actions = entries.order_by("action").values_list("action", flat=True).distinct()
+        object_types = entries.order_by("object_type").values_list("object_type", flat=True).distinct()
+        actors = entries.exclude(actor=None).order_by("actor__email").values_list("actor_id", "actor__email")
         self.fields["action"].choices = [("", "Any action")] + [(a, a) for a in actions]
         self.fields["object_type"].choices = [("", "Any type")] + [(t, t) for t in object_types]
         self.fields["who"].choices = (
-            [("", "Anyone")] + [(str(pk), email) for pk, email in actors] + [(self.SYSTEM, "The platform")]
+            [("", "Anyone")] + [(str(pk), email) for pk, email in actors.distinct()] + [(self.SYSTEM, "The platform")]
         )
+
+    def filter(self, entries):
+        """The entries the chosen filters keep; a choice the form does not offer is ignored."""
+        self.is_valid()
+        chosen = {name: value for name, value in self.cleaned_data.items() if value}
+        who = chosen.pop("who", None)
+        entries = entries.filter(**chosen)
+        if who:
+            entries = entries.filter(actor=None) if who == self.SYSTEM else entries.filter(actor_id=who)
+        return entries
