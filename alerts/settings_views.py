@@ -17,6 +17,7 @@ from csplatform.tenancy.decorators import tell_form_errors
 from csplatform.tenancy.settings_forms import add_service_errors
 from csplatform.tenancy.settings_views import back, posted, settings_page
 
+from .filtersets import WebhookDeliveryFilterSet
 from .library import starter_alerts_install, starters_missing
 from .models import (
     AlertRule,
@@ -313,9 +314,14 @@ def webhook_detail(request, pk):
         secret = pending["secret"]
         del request.session[NEW_SECRET_SESSION]
     deliveries = WebhookDelivery.objects.for_tenant(request.tenant).filter(subscription=subscription)
-    page = Paginator(deliveries, MEMBERS_PAGE_SIZE).get_page(request.GET.get("page"))
+    # A filter the form refuses shows its error beside it and filters nothing; the valid ones still apply.
+    log_filter = WebhookDeliveryFilterSet(request.GET, queryset=deliveries)
+    page = Paginator(log_filter.qs, MEMBERS_PAGE_SIZE).get_page(request.GET.get("page"))
     failed = deliveries.filter(status=DeliveryStatus.FAILED).count()
-    context = {"subscription": subscription, "secret": secret, "page": page, "form": form, "failed": failed}
+    context = {
+        "subscription": subscription, "secret": secret, "page": page, "form": form, "failed": failed,
+        "log_filter": log_filter.form, "log_filtered": any(log_filter.form.cleaned_data.values()),
+    }
     return render(request, "settings/alerts/webhook_detail.html", context)
 
 

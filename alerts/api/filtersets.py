@@ -3,7 +3,7 @@ from django.utils import timezone
 
 from csplatform.tenancy.api.filters import BooleanFilter, DateTimeFilter, EmailFilter, IdFilter
 
-from ..models import Alert, AlertStatus, SegmentMembership, Severity, WebhookDelivery
+from ..models import Alert, AlertStatus, SegmentMembership, Severity
 
 
 # The API's orderings of alerts, named as `ordering` names them elsewhere.
@@ -52,12 +52,3 @@ class SegmentMemberFilterSet(django_filters.FilterSet):
     class Meta:
         model = SegmentMembership
         fields = ["q", "owner", "plan", "role", "entered_since"]
-
-
-class WebhookDeliveryFilterSet(django_filters.FilterSet):
-    status = django_filters.CharFilter(field_name="status")
-    event_type = django_filters.CharFilter(field_name="event_type")
-
-    class Meta:
-        model = WebhookDelivery
-        fields = ["status", "event_type"]

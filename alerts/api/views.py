@@ -2,8 +2,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count, Q
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -15,8 +15,9 @@ from csplatform.tenancy.rls import tenant_context
 from lifecycle.api.serializers import raise_as_api_error
 
 from .. import services, webhooks
-from ..models import Alert, AlertRule, Segment, SegmentMembership, WebhookDelivery, WebhookSubscription
-from .filtersets import AlertFilterSet, SegmentMemberFilterSet, WebhookDeliveryFilterSet
+from ..filtersets import WebhookDeliveryFilterSet
+from ..models import Alert, AlertRule, DeliveryStatus, Segment, SegmentMembership, WebhookDelivery, WebhookSubscription
+from .filtersets import AlertFilterSet, SegmentMemberFilterSet
 from .serializers import (
     AlertActionSerializer,
     AlertIdsSerializer,
@@ -254,11 +255,22 @@ class WebhookSubscriptionViewSet(TenantModelViewSet):
         )
         return Response({"retried": retried})
 
-    @extend_schema(responses=WebhookDeliverySerializer(many=True))
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, enum=DeliveryStatus.values, description="Only deliveries in this state."),
+            OpenApiParameter(
+                "event_type", str, enum=[*webhooks.EVENT_TYPES, webhooks.TEST_EVENT_TYPE],
+                description="Only deliveries of this event.",
+            ),
+        ],
+        responses=WebhookDeliverySerializer(many=True),
+    )
     @action(detail=True, methods=["get"])
     def deliveries(self, request, pk):
         """The delivery log of this endpoint, newest first; filter by `status` and `event_type`."""
         deliveries = WebhookDelivery.objects.for_tenant(self.tenant).filter(subscription=self.get_object())
-        deliveries = WebhookDeliveryFilterSet(request.query_params, queryset=deliveries, request=request).qs
-        page = self.paginate_queryset(deliveries)
+        filterset = WebhookDeliveryFilterSet(request.query_params, queryset=deliveries, request=request)
+        if not filterset.is_valid():
+            raise exceptions.ValidationError(filterset.errors)
+        page = self.paginate_queryset(filterset.qs)
         return self.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)

@@ -1,6 +1,7 @@
 import zoneinfo
 
 from django import forms
+from django.utils.formats import date_format
 
 from .members import HOURS_FIELDS
 from .models import WEEKDAYS, Membership, Role, Scope
@@ -81,6 +82,16 @@ class AuditFilterForm(forms.Form):
     action = forms.ChoiceField(label="Action", required=False)
     object_type = forms.ChoiceField(label="Object type", required=False)
     who = forms.ChoiceField(label="Who", required=False)
+    since = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    # The filters that are a lookup on the entries; "who" has two.
+    LOOKUPS = {
+        "action": "action",
+        "object_type": "object_type",
+        "since": "created_at__date__gte",
+        "until": "created_at__date__lte",
+    }
 
     def __init__(self, data, *, entries):
         """Each filter's choices are those in the tenant's `entries`: their actions, object types and authors."""
@@ -94,12 +105,19 @@ class AuditFilterForm(forms.Form):
             [("", "Anyone")] + [(str(pk), email) for pk, email in actors.distinct()] + [(self.SYSTEM, "The platform")]
         )
 
+    def clean(self):
+        cleaned_data = super().clean()
+        since, until = cleaned_data.get("since"), cleaned_data.get("until")
+        if since and until and until < since:
+            self.add_error("until", f"Choose {date_format(since, 'M j, Y')} or a later day: the first day shown.")
+        return cleaned_data
+
     def filter(self, entries):
-        """The entries the chosen filters keep; a choice the form does not offer is ignored."""
+        """The entries the valid filters keep; a filter the form refuses shows its error and keeps every entry."""
         self.is_valid()
         chosen = {name: value for name, value in self.cleaned_data.items() if value}
         who = chosen.pop("who", None)
-        entries = entries.filter(**chosen)
+        entries = entries.filter(**{self.LOOKUPS[name]: value for name, value in chosen.items()})
         if who:
             entries = entries.filter(actor=None) if who == self.SYSTEM else entries.filter(actor_id=who)
         return entries

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from alerts.models import Alert, WebhookDelivery
 from alerts.services import alert_rule_create, alerts_evaluate, segments_refresh
-from alerts.webhooks import webhook_deliver_due
+from alerts.webhooks import webhook_deliver_due, webhook_emit
 from csplatform.customers.models import Account
 from csplatform.tenancy.models import AuditLogEntry
 from tests.factories import AccountFactory, ContactFactory
@@ -265,6 +265,28 @@ def test_the_test_event_reaches_the_endpoint_and_shows_in_the_delivery_log(api, 
     assert queued.status_code == 202
     assert [(row["event_type"], row["status"]) for row in log] == [("webhook.test", "delivered")]
     assert receiver.refusals == [] and receiver.requests[0]["json"]["type"] == "webhook.test"
+
+
+def test_the_delivery_log_filters_by_status_and_event_and_refuses_an_unknown_status(api, tenant, allow_private):
+    endpoint = {"url": "http://127.0.0.1:9/hook", "event_types": ["alert.opened"]}
+    hook = api.post("/api/v1/webhooks/", endpoint, format="json").json()
+    webhook_emit(tenant=tenant, event_type="alert.opened", payload={}, idempotency_key="a")
+    webhook_emit(tenant=tenant, event_type="alert.opened", payload={}, idempotency_key="b")
+    api.post(f"/api/v1/webhooks/{hook['id']}/test/")
+    WebhookDelivery.objects.for_tenant(tenant).filter(idempotency_key="a").update(status="failed")
+    log = f"/api/v1/webhooks/{hook['id']}/deliveries/"
+
+    failed = api.get(log, {"status": "failed"}).json()["results"]
+    tests = api.get(log, {"event_type": "webhook.test"}).json()["results"]
+    pending_alerts = api.get(log, {"status": "pending", "event_type": "alert.opened"}).json()["results"]
+    refused = api.get(log, {"status": "lost"})
+
+    assert [row["idempotency_key"] for row in failed] == ["a"]
+    assert [row["event_type"] for row in tests] == ["webhook.test"]
+    assert [row["idempotency_key"] for row in pending_alerts] == ["b"]
+    assert refused.status_code == 400
+    (error,) = refused.json()["error"]["fields"]
+    assert error["field"] == "status" and "lost" in error["message"]
 
 
 def test_enabling_a_disabled_endpoint_sends_the_deliveries_that_waited(api, tenant, settings, allow_private):

@@ -367,6 +367,33 @@ def test_sending_again_with_nothing_failed_or_a_bad_id_says_so_and_changes_nothi
     assert WebhookDelivery.objects.for_tenant(tenant).get(pk=delivery_id).status == "failed"
 
 
+def test_an_endpoints_delivery_log_shows_the_status_and_event_chosen(admin_client, tenant, endpoint):
+    failed_delivery(tenant, endpoint, "event:failed")
+    webhook_emit(tenant=tenant, event_type="alert.opened", payload={}, idempotency_key="event:pending")
+    admin_client.post(f"{BASE}/webhooks/{endpoint.pk}/test/")
+    url = f"{BASE}/webhooks/{endpoint.pk}/"
+
+    failed = page(admin_client.get(url, {"status": "failed"}))
+    tests = page(admin_client.get(url, {"event_type": "webhook.test"}))
+    none = page(admin_client.get(url, {"status": "delivered"}))
+
+    assert failed.count(">Send again</button>") == 1 and "<code>webhook.test</code>" not in failed
+    assert "<code>webhook.test</code>" in tests and "<code>alert.opened</code>" not in tests
+    assert "No delivery matches these filters." in none
+
+
+def test_an_unknown_delivery_status_is_an_error_beside_its_filter_and_the_event_filter_still_applies(
+    admin_client, tenant, endpoint
+):
+    failed_delivery(tenant, endpoint)
+    admin_client.post(f"{BASE}/webhooks/{endpoint.pk}/test/")
+
+    html = page(admin_client.get(f"{BASE}/webhooks/{endpoint.pk}/", {"status": "lost", "event_type": "webhook.test"}))
+
+    assert 'class="field-error"' in html and "lost is not one of the available choices." in html
+    assert "<code>webhook.test</code>" in html and "<code>alert.opened</code>" not in html
+
+
 def test_disabling_an_endpoint(admin_client, endpoint):
     admin_client.post(f"{BASE}/webhooks/{endpoint.pk}/toggle/", {"active": "0"})
     endpoint.refresh_from_db()

@@ -1,5 +1,8 @@
+import datetime as dt
+
 import pytest
 
+from csplatform.tenancy.models import AuditLogEntry
 from csplatform.tenancy.services import api_key_create, audit_record
 from csplatform.tenancy.settings_views import audit_fields
 from lifecycle.services import stage_create, stage_update
@@ -99,3 +102,36 @@ def test_the_log_filters_by_who_made_the_change_a_member_or_the_platform(admin_c
     assert "Paid" in by_the_platform and "Trial" not in by_the_platform
     assert f'<option value="{alice.pk}" selected>alice@alpha.example</option>' in by_alice
     assert "Trial" in by_no_one_known and "Paid" in by_no_one_known
+
+
+@pytest.fixture
+def three_days_of_changes(tenant, alice):
+    for day, name in ((1, "First"), (2, "Second"), (3, "Third")):
+        stage_create(tenant=tenant, actor=alice, key=name.lower(), name=name)
+        entries = AuditLogEntry.objects.for_tenant(tenant).filter(object_repr=name)
+        entries.update(created_at=dt.datetime(2026, 11, day, 12, tzinfo=dt.timezone.utc))
+
+
+def test_the_log_shows_the_changes_of_the_days_chosen(admin_client, three_days_of_changes):
+    from_the_second = page(admin_client.get(URL, {"since": "2026-11-02"}))
+    to_the_second = page(admin_client.get(URL, {"until": "2026-11-02"}))
+    the_second = page(admin_client.get(URL, {"since": "2026-11-02", "until": "2026-11-02"}))
+
+    assert "First" not in from_the_second and "Second" in from_the_second and "Third" in from_the_second
+    assert "First" in to_the_second and "Second" in to_the_second and "Third" not in to_the_second
+    assert "2 changes" not in the_second and "1 change" in the_second and "Second" in the_second
+
+
+def test_a_to_day_before_the_from_day_is_an_error_beside_it_and_the_from_day_still_applies(
+    admin_client, three_days_of_changes
+):
+    html = page(admin_client.get(URL, {"since": "2026-11-02", "until": "2026-11-01"}))
+
+    assert "Choose Nov 2, 2026 or a later day: the first day shown." in html
+    assert "First" not in html and "Second" in html and "Third" in html
+
+
+def test_a_day_that_does_not_exist_is_an_error_beside_its_filter(admin_client, three_days_of_changes):
+    html = page(admin_client.get(URL, {"since": "2026-11-31"}))
+
+    assert '<p class="field-error">Enter a valid date.</p>' in html and "First" in html and "Clear filters" in html
