@@ -218,6 +218,10 @@ class ApiKey(TenantModel):
         return scope in self.scopes
 
 
+# The author of the changes no person made: scripts, the pipeline, keys created from the command line.
+SYSTEM_ACTOR_LABEL = "system"
+
+
 class AuditLogEntry(TenantModel):
     """Who changed which configuration, when, and what it was before and after."""
 
@@ -234,3 +238,8 @@ class AuditLogEntry(TenantModel):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["tenant", "-created_at"])]
+
+    @property
+    def made_by(self):
+        """Who made the change, in words: a member's name (and the API key used), or the platform."""
+        return "The platform" if self.actor_label == SYSTEM_ACTOR_LABEL else self.actor_label

@@ -1,7 +1,17 @@
 from django.db import transaction
 from django.utils import timezone
 
-from .models import API_KEY_PREFIX_LENGTH, ApiKey, AuditLogEntry, Membership, Scope, Tenant, User, hash_api_key
+from .models import (
+    API_KEY_PREFIX_LENGTH,
+    SYSTEM_ACTOR_LABEL,
+    ApiKey,
+    AuditLogEntry,
+    Membership,
+    Scope,
+    Tenant,
+    User,
+    hash_api_key,
+)
 
 
 class InvalidScopes(ValueError):
@@ -112,7 +122,7 @@ def api_key_authenticate(raw_key):
 def audit_actor_label(actor):
     """Who made a change, in words; an API change names the key too (see api.authentication.acting_user)."""
     if actor is None:
-        return "system"
+        return SYSTEM_ACTOR_LABEL
     api_key = getattr(actor, "via_api_key", None)
     if api_key is None:
         return str(actor)

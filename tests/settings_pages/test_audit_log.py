@@ -90,7 +90,17 @@ def test_a_short_record_of_one_side_shows_its_fields_in_place(admin_client, tena
     assert "<dt>deliveries</dt>\n    <dd>3</dd>" in html and "Show its" not in html
 
 
-def test_the_log_filters_by_who_made_the_change_a_member_or_the_platform(admin_client, tenant, alice):
+def test_a_value_too_long_for_a_row_folds_under_its_first_words(admin_client, tenant):
+    stages = [{"key": f"stage_{number}", "description": "A stage of the customer's journey."} for number in range(5)]
+    audit_record(tenant=tenant, action="stages.template_applied", obj=tenant, before={}, after={"stages": stages})
+
+    html = page(admin_client.get(URL))
+
+    assert '<details class="audit-value"><summary>[{&quot;key&quot;: &quot;stage_0&quot;' in html
+    assert "stage_4" in html
+
+
+def test_each_change_names_its_author_and_the_log_filters_by_them_a_member_or_the_platform(admin_client, tenant, alice):
     stage_create(tenant=tenant, actor=alice, key="trial", name="Trial")
     stage_create(tenant=tenant, actor=None, key="paid", name="Paid")
 
@@ -99,6 +109,8 @@ def test_the_log_filters_by_who_made_the_change_a_member_or_the_platform(admin_c
     by_no_one_known = page(admin_client.get(URL, {"who": "nobody"}))
 
     assert "Trial" in by_alice and "Paid" not in by_alice
+    assert 'Alice Admin<span class="muted block">alice@alpha.example</span>' in by_alice
+    assert "<td>The platform</td>" in by_the_platform
     assert "Paid" in by_the_platform and "Trial" not in by_the_platform
     assert f'<option value="{alice.pk}" selected>alice@alpha.example</option>' in by_alice
     assert "Trial" in by_no_one_known and "Paid" in by_no_one_known
