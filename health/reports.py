@@ -64,7 +64,8 @@ def onboarding(tenant, accounts):
         ],
         y_title="Days",
     )
-    return {"stage": result["stage"], "rows": cohorts, "chart": chart}
+    finished = any(row["accounts"] for row in cohorts)
+    return {"stage": result["stage"], "rows": cohorts, "chart": chart, "finished": finished}
 
 
 def funnel(tenant, accounts):

@@ -7,6 +7,7 @@ stay, never raw events.
 """
 
 import statistics
+from collections import Counter
 
 from django.db import connection
 from django.db.models import (
@@ -162,58 +163,78 @@ def kpi_conversion(*, tenant, accounts=None):
 
 
 def kpi_time_to_onboard(*, tenant, stage_key=None, accounts=None):
-    """Median days from an account's first placement to leaving the onboarding stage, by signup month;
-    over `accounts` (a queryset of the tenant's) when given."""
+    """By signup month, the accounts (of `accounts`, a queryset of the tenant's, when given) that left the
+    onboarding stage for a stage that is not terminal, with the median days from their first placement; and,
+    so that a recent month's few quick ones do not pass for the month, those still onboarding and those that
+    left for a terminal stage, such as Churned, instead."""
     stage = onboarding_stage(tenant=tenant, key=stage_key)
     if stage is None:
         return {"stage": None, "cohorts": []}
     transitions = StageTransition.objects.for_tenant(tenant).filter(account_id=OuterRef("pk"))
+    out_of_stage = transitions.filter(from_stage_id=stage.pk).order_by("id")
+    in_stage = AccountStage.objects.for_tenant(tenant).filter(account_id=OuterRef("pk"), stage_id=stage.pk)
     rows = (
         (Account.objects.for_tenant(tenant) if accounts is None else accounts)
         .annotate(
             started_at=Subquery(transitions.filter(kind=TransitionKind.INITIAL).order_by("id").values("at")[:1]),
-            onboarded_at=Subquery(transitions.filter(from_stage_id=stage.pk).order_by("id").values("at")[:1]),
+            onboarded_at=Subquery(out_of_stage.filter(to_stage__is_terminal=False).values("at")[:1]),
+            onboarding=Exists(in_stage),
         )
-        .filter(started_at__isnull=False, onboarded_at__isnull=False)
-        .values_list("signup_date", "started_at", "onboarded_at")
+        .filter(started_at__isnull=False)
+        .filter(
+            Q(onboarded_at__isnull=False) | Q(onboarding=True) | Exists(out_of_stage.filter(to_stage__is_terminal=True))
+        )
+        .values_list("signup_date", "started_at", "onboarded_at", "onboarding")
     )
     if connection.vendor == "postgresql":
-        cohorts = _onboarding_medians_in_sql(rows)
+        cohorts = _onboarding_cohorts_in_sql(rows)
     else:
-        cohorts = _onboarding_medians_in_python(rows)
+        cohorts = _onboarding_cohorts_in_python(rows)
     return {
         "stage": stage.key,
         "cohorts": [
-            {"cohort": month, "accounts": accounts, "median_days": median}
-            for month, (median, accounts) in sorted(cohorts.items())
+            {"cohort": month, "accounts": onboarded, "median_days": median, "still_onboarding": still, "left": left}
+            for month, (median, onboarded, still, left) in sorted(cohorts.items())
         ],
     }
 
 
-def _onboarding_medians_in_sql(rows):
-    """{signup month: (median days, accounts)}, aggregated by PostgreSQL (times are UTC, as Django reads them)."""
+def _onboarding_cohorts_in_sql(rows):
+    """{signup month: (median days, onboarded, still onboarding, left)}, aggregated by PostgreSQL (times are
+    UTC, as Django reads them)."""
     sql, params = rows.query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
             SELECT to_char(COALESCE(signup_date, (started_at AT TIME ZONE 'UTC')::date), 'YYYY-MM') AS month,
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM onboarded_at - started_at)),
-                   count(*)
-            FROM ({sql}) AS onboarded
+                   count(onboarded_at),
+                   count(*) FILTER (WHERE onboarded_at IS NULL AND onboarding),
+                   count(*) FILTER (WHERE onboarded_at IS NULL AND NOT onboarding)
+            FROM ({sql}) AS placed
             GROUP BY month
             """,
             params,
         )
-        return {month: (round(seconds / SECONDS_PER_DAY, 1), count) for month, seconds, count in cursor.fetchall()}
+        return {
+            month: (None if seconds is None else round(seconds / SECONDS_PER_DAY, 1), *counts)
+            for month, seconds, *counts in cursor.fetchall()
+        }
 
 
-def _onboarding_medians_in_python(rows):
-    """The same medians where the database has no percentile aggregate (SQLite)."""
-    cohorts = {}
-    for signup_date, started_at, onboarded_at in rows:
+def _onboarding_cohorts_in_python(rows):
+    """The same where the database has no percentile aggregate (SQLite)."""
+    days, still, left = {}, Counter(), Counter()
+    for signup_date, started_at, onboarded_at, onboarding in rows:
         month = (signup_date or started_at.date()).strftime("%Y-%m")
-        cohorts.setdefault(month, []).append(_days(started_at, onboarded_at))
-    return {month: (_median(days), len(days)) for month, days in cohorts.items()}
+        if onboarded_at is not None:
+            days.setdefault(month, []).append(_days(started_at, onboarded_at))
+        elif onboarding:
+            still[month] += 1
+        else:
+            left[month] += 1
+    months = days.keys() | still.keys() | left.keys()
+    return {month: (_median(days.get(month)), len(days.get(month, ())), still[month], left[month]) for month in months}
 
 
 def _mrr_when_left(tenant):

@@ -73,22 +73,40 @@ def test_conversion_between_consecutive_stages_leaves_out_leaving_for_a_terminal
     ]
 
 
-def test_time_to_onboard_by_signup_cohort_month(tenant, history):
+def test_time_to_onboard_by_signup_cohort_month_counts_those_still_onboarding(tenant, history):
     result = lifecycle_kpis(tenant=tenant)["time_to_onboard"]
 
     assert result == {
         "stage": "trial",
         "cohorts": [
-            {"cohort": "2025-01", "accounts": 2, "median_days": 15.0},
-            {"cohort": "2025-02", "accounts": 1, "median_days": 4.0},
+            {"cohort": "2025-01", "accounts": 2, "median_days": 15.0, "still_onboarding": 0, "left": 0},
+            {"cohort": "2025-02", "accounts": 1, "median_days": 4.0, "still_onboarding": 1, "left": 0},
         ],
     }
+
+
+def test_an_account_that_left_during_onboarding_is_not_onboarded(tenant, alice, lifecycle_stages, history):
+    account = AccountFactory(tenant=tenant, name="e", mrr=0, signup_date=dt.date(2025, 3, 2))
+    with time_machine.travel(at("2025-03-03"), tick=False):
+        lifecycle_advance(tenant=tenant, account_ids=[account.pk])
+    with time_machine.travel(at("2025-03-20"), tick=False):
+        account_move_stage(tenant=tenant, account=account, to_stage=lifecycle_stages["lost"], actor=alice, reason="Budget")
+
+    cohorts = lifecycle_kpis(tenant=tenant)["time_to_onboard"]["cohorts"]
+
+    assert cohorts[-1] == {"cohort": "2025-03", "accounts": 0, "median_days": None, "still_onboarding": 0, "left": 1}
 
 
 def test_time_to_onboard_can_name_the_onboarding_stage(tenant, history):
     result = lifecycle_kpis(tenant=tenant, onboarding_stage_key="paying")["time_to_onboard"]
 
-    assert result == {"stage": "paying", "cohorts": [{"cohort": "2025-01", "accounts": 1, "median_days": 20.0}]}
+    assert result == {
+        "stage": "paying",
+        "cohorts": [
+            {"cohort": "2025-01", "accounts": 1, "median_days": 20.0, "still_onboarding": 1, "left": 0},
+            {"cohort": "2025-02", "accounts": 0, "median_days": None, "still_onboarding": 1, "left": 0},
+        ],
+    }
 
 
 def test_kpis_of_a_tenant_without_history_are_empty(other_tenant):

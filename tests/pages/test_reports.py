@@ -68,6 +68,16 @@ def test_time_to_onboard_is_reported_per_signup_month(signed_in, tenant, stages)
     assert config["data"]["datasets"][0]["data"] == [10.0]
 
 
+def test_a_month_whose_accounts_are_all_still_onboarding_is_listed_without_a_median(signed_in, tenant, stages):
+    for name in ("Ada", "Bolt"):
+        place(AccountFactory(tenant=tenant, name=name, signup_date=dt.date(2025, 4, 1)), stages["onboarding"])
+
+    html = signed_in.get("/t/alpha/reports/").content.decode().replace("\n", "")
+
+    assert '<th scope="row">2025-04</th><td class="num">0</td><td class="num">—</td><td class="num">2</td>' in html
+    assert "No account has finished onboarding yet." in html and 'id="chart-onboarding"' not in html
+
+
 def bobs_and_the_rest(tenant, stages, bob, alice):
     """Two of Bob's accounts (one renewing red), one of Alice's, one with no owner."""
     today = tenant_today(tenant)
