@@ -1,13 +1,16 @@
+import uuid
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from csplatform.customers.api.serializers import RejectUnknownFieldsMixin
 from csplatform.customers.models import Account
 from csplatform.tenancy.api.authentication import acting_user
-from csplatform.tenancy.api.fields import TenantMemberField
+from csplatform.tenancy.api.fields import TenantMemberField, TenantRelatedField
 
 from ..models import EnrollmentPolicy, ExpansionOpportunity, OutboundEmail, Playbook, Run, StepRun, Task, TriggerType
-from ..services import playbook_create, playbook_steps, playbook_update
+from ..services import playbook_create, playbook_steps, playbook_update, task_create_once
 
 
 def api_actor(context):
@@ -144,12 +147,44 @@ class SimulateSerializer(serializers.Serializer):
     days = serializers.IntegerField(min_value=1, max_value=365, default=90)
 
 
-class TaskSerializer(serializers.ModelSerializer):
-    owner = serializers.SlugRelatedField(slug_field="email", read_only=True)
+class TaskSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
+    account = TenantRelatedField(
+        queryset=Account.objects, slug_field="pk", required=False, allow_null=True,
+        error_messages={"does_not_exist": "No account has the id {value}."},
+        help_text="The account's id, as the accounts list gives it; none for a task of no account.",
+    )
+    owner = TenantMemberField(
+        required=False, allow_null=True,
+        help_text="The member who does it, by email; on create, by default the account's owner, else the key's "
+        "creator.",
+    )
+    key = serializers.CharField(
+        write_only=True, required=False, max_length=100,
+        help_text="Optional, on create: a task sent again with the same key is created once.",
+    )
 
     class Meta:
         model = Task
-        fields = ["id", "account", "owner", "title", "description", "due_at", "completed_at", "source", "created_at"]
+        fields = [
+            "id", "account", "owner", "title", "description", "due_at", "completed_at", "source", "created_at", "key"
+        ]
+        read_only_fields = ["id", "completed_at", "source", "created_at"]
+
+    def create(self, validated_data):
+        """The task, for its owner, told to them in the app when someone else gave it (`task_create_once`)."""
+        creator = api_actor(self.context)
+        account = validated_data.get("account")
+        return task_create_once(
+            tenant=validated_data["tenant"],
+            key=f"api:{validated_data.get('key') or uuid.uuid4()}",
+            account=account,
+            owner=validated_data.get("owner") or getattr(account, "owner", None) or creator,
+            title=validated_data["title"],
+            description=validated_data.get("description", ""),
+            due_at=validated_data.get("due_at"),
+            source="api",
+            given_by=creator,
+        )
 
 
 class ReassignSerializer(serializers.Serializer):

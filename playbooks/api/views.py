@@ -1,12 +1,12 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from csplatform.tenancy.api.authentication import acting_user
-from csplatform.tenancy.api.viewsets import TenantModelViewSet, TenantReadOnlyViewSet
+from csplatform.tenancy.api.viewsets import TenantModelViewSet, TenantReadOnlyViewSet, TenantScopedMixin
 from csplatform.tenancy.models import Scope
 
 from ..models import ExpansionOpportunity, OutboundEmail, Playbook, Run, Task
@@ -138,8 +138,9 @@ class RunViewSet(TenantReadOnlyViewSet):
         return Response(self.get_serializer(run).data)
 
 
-class TaskViewSet(TenantReadOnlyViewSet):
-    """Tasks by owner (email) and due date: `owner`, `due_before`, `open=true`, `account`."""
+class TaskViewSet(TenantScopedMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Tasks by owner (email) and due date: `owner`, `due_before`, `open=true`, `account`; a task created here
+    comes from the key's creator, as one added on an account's page does."""
 
     queryset = Task.objects.select_related("owner")
     serializer_class = TaskSerializer

@@ -4,10 +4,13 @@ import pytest
 import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
 
+from alerts.models import Channel, Notification
 from alerts.services import segment_create
 from csplatform.customers.models import ContactRole
 from csplatform.tenancy.models import AuditLogEntry
+from csplatform.tenancy.services import api_key_create
 from lifecycle.services import account_move_stage, lifecycle_advance
 from playbooks.models import EmailStatus, OutboundEmail, Playbook, Run, RunStatus, StepRunStatus, Task
 from playbooks.runner import steps_run_due
@@ -200,6 +203,62 @@ def test_tasks_are_listed_by_owner_completed_and_reassigned(api, other_api, tena
     )
     assert api.post(f"/api/v1/tasks/{task_id}/complete/").json()["completed_at"] is not None
     assert api.get(f"/api/v1/tasks/?owner={alice.email}&open=true").json()["results"] == []
+
+
+def test_an_integration_creates_a_task_for_the_accounts_owner_once_per_key(api, tenant, customer, bob):
+    body = {"account": customer.pk, "title": "Call about the renewal", "due_at": "2027-01-15T09:00:00Z", "key": "crm-1"}
+
+    first, again = (api.post("/api/v1/tasks/", body, format="json") for _ in range(2))
+
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert first.json()["id"] == again.json()["id"]
+    task = first.json()
+    assert (task["account"], task["owner"], task["source"], task["due_at"]) == (
+        customer.pk, bob.email, "api", "2027-01-15T09:00:00Z"
+    )
+    assert "key" not in task
+    assert Task.objects.for_tenant(tenant).count() == 1
+    with CaptureQueriesContext(connection) as listing:
+        listed = api.get(f"/api/v1/tasks/?owner={bob.email}&open=true").json()["results"]
+    assert [(row["id"], row["account"]) for row in listed] == [(task["id"], customer.pk)]
+    assert not any('"customers_account"' in query["sql"] for query in listing.captured_queries)
+
+
+def test_a_task_given_through_a_members_key_tells_its_owner_and_a_task_of_no_account_is_the_creators(
+    tenant, customer, alice, bob
+):
+    _, raw_key = api_key_create(tenant=tenant, name="CRM", scopes=["read", "write"], created_by=alice)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+
+    given = api.post("/api/v1/tasks/", {"account": customer.pk, "title": "Renewal call"}, format="json").json()
+    own = api.post("/api/v1/tasks/", {"title": "Review the CRM sync"}, format="json").json()
+
+    assert (given["owner"], own["owner"], own["account"]) == (bob.email, alice.email, None)
+    told = Notification.objects.for_tenant(tenant).filter(channel=Channel.IN_APP).values_list("user", "subject")
+    assert list(told) == [(bob.pk, "Alice Admin gave you a task for Acme Rockets: Renewal call")]
+
+
+@pytest.mark.parametrize(
+    "body, field, message",
+    [
+        ({"account": "theirs", "title": "Call"}, "account", "No account has the id"),
+        ({"title": "Call", "owner": "nobody@else.example"}, "owner", "nobody@else.example is not a member"),
+        ({"title": ""}, "title", "This field may not be blank."),
+        ({"title": "Call", "assignee": "bob@alpha.example"}, "assignee", "Unknown field."),
+        ({"title": "Call", "due_at": "next week"}, "due_at", "Datetime has wrong format."),
+    ],
+)
+def test_a_task_that_cannot_be_created_is_a_400_naming_the_field(api, tenant, other_tenant, body, field, message):
+    if body.get("account") == "theirs":
+        body = body | {"account": AccountFactory(tenant=other_tenant).pk}
+
+    response = api.post("/api/v1/tasks/", body, format="json")
+
+    assert response.status_code == 400
+    (error,) = response.json()["error"]["fields"]
+    assert error["field"] == field and message in error["message"]
+    assert not Task.objects.dangerously_all_tenants().exists()
 
 
 def test_emails_are_filtered_by_their_owner_csm(api, tenant, stages, customer, bob, alice, smtp_server):

@@ -13,6 +13,10 @@ class TenantRelatedField(serializers.SlugRelatedField):
     def get_queryset(self):
         return super().get_queryset().for_tenant(self.context["tenant"])
 
+    def use_pk_only_optimization(self):
+        # An object named by its id is written from the row that refers to it, without reading the object.
+        return self.slug_field == "pk"
+
 
 class TenantMemberField(serializers.SlugRelatedField):
     """A user by email, accepted only if they are a member of the request tenant."""
