@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 
 from alerts.library import starter_alerts_install
 from alerts.services import segment_create, segments_refresh
@@ -230,21 +231,27 @@ WIDTHS = """() => ({
 })"""
 
 
-def test_tables_show_their_last_column_at_1280_px_and_a_narrower_window_down_to_a_phone_scrolls_a_table_never_the_page(
-    page, live_server, tenant, alice, portfolio
-):
+@pytest.fixture
+def every_page(tenant, alice, portfolio):
+    """The paths of the main pages and of the settings pages with the most on them, each with something to show."""
     stage_create(tenant=tenant, actor=alice, key="adopting", name="Adopting")
     stage_create(tenant=tenant, actor=alice, key="churned", name="Churned", is_terminal=True)
     created, refused = starter_alerts_install(tenant=tenant)
     assert refused == {}
     account = portfolio["Juniper Health"]
-    paths = [
+    return [
         "/t/alpha/", "/t/alpha/board/", f"/t/alpha/accounts/{account.pk}/", "/t/alpha/alerts/", "/t/alpha/tasks/",
         "/t/alpha/reports/", "/t/alpha/settings/alert-rules/", "/t/alpha/settings/stages/new/",
+        "/t/alpha/settings/playbooks/new/", "/t/alpha/settings/members/", "/t/alpha/settings/audit/",
     ]
+
+
+def test_tables_show_their_last_column_at_1280_px_and_a_narrower_window_down_to_a_phone_scrolls_a_table_never_the_page(
+    page, live_server, every_page
+):
     for width in (1280, 800, 390):
         page.set_viewport_size({"width": width, "height": 900})
-        for path in paths:
+        for path in every_page:
             page.goto(f"{live_server.url}{path}")
             page.evaluate("document.querySelectorAll('details').forEach(folded => folded.open = true)")
             widths = page.evaluate(WIDTHS)
@@ -252,3 +259,12 @@ def test_tables_show_their_last_column_at_1280_px_and_a_narrower_window_down_to_
             if width == 1280:
                 assert widths["scrolled"] == [], path
     page.screenshot(path=str(SCREENSHOTS / "stage-form-390.png"), full_page=True)
+
+
+def test_the_pages_break_no_accessibility_rule_that_axe_checks(page, live_server, every_page):
+    axe = Axe()
+    for path in every_page:
+        page.goto(f"{live_server.url}{path}")
+        page.evaluate("document.querySelectorAll('details').forEach(folded => folded.open = true)")
+        results = axe.run(page)
+        assert results.violations_count == 0, f"{path}\n{results.generate_report()}"
