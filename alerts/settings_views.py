@@ -15,7 +15,7 @@ from csplatform.rules.registry import fields_for
 from csplatform.rules.settings_views import criteria_feedback
 from csplatform.tenancy.decorators import tell_form_errors
 from csplatform.tenancy.settings_forms import add_service_errors
-from csplatform.tenancy.settings_views import back, posted, settings_page
+from csplatform.tenancy.settings_views import as_json, back, posted, settings_page
 
 from .filtersets import WebhookDeliveryFilterSet
 from .library import starter_alerts_install, starters_missing
@@ -40,6 +40,7 @@ from .services import (
 )
 from .settings_forms import AlertRuleForm, RetryDeliveriesForm, SegmentForm, WebhookForm
 from .webhooks import (
+    event_envelope,
     webhook_deliveries_retry,
     webhook_secret_rotate,
     webhook_send_test,
@@ -317,6 +318,8 @@ def webhook_detail(request, pk):
     # A filter the form refuses shows its error beside it and filters nothing; the valid ones still apply.
     log_filter = WebhookDeliveryFilterSet(request.GET, queryset=deliveries)
     page = Paginator(log_filter.qs, MEMBERS_PAGE_SIZE).get_page(request.GET.get("page"))
+    for delivery in page:
+        delivery.body_text = as_json(event_envelope(delivery, request.tenant.slug))
     failed = deliveries.filter(status=DeliveryStatus.FAILED).count()
     context = {
         "subscription": subscription, "secret": secret, "page": page, "form": form, "failed": failed,

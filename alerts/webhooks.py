@@ -137,15 +137,19 @@ def verify_signature(secret, header, body, tolerance=DEFAULT_TOLERANCE, now=None
     return event
 
 
-def event_body(delivery, tenant_slug):
-    event = {
+def event_envelope(delivery, tenant_slug):
+    """The event a delivery sends, as a dict: its id, type, time, tenant and data."""
+    return {
         "id": str(delivery.event_id),
         "type": delivery.event_type,
         "created": delivery.created_at.isoformat(),
         "tenant": tenant_slug,
         "data": delivery.payload,
     }
-    return json.dumps(event, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
+
+
+def event_body(delivery, tenant_slug):
+    return json.dumps(event_envelope(delivery, tenant_slug), cls=DjangoJSONEncoder, separators=(",", ":")).encode()
 
 
 # Subscriptions -------------------------------------------------------------

@@ -400,7 +400,7 @@ def test_disabling_an_endpoint(admin_client, endpoint):
     assert endpoint.active is False
 
 
-def test_a_test_event_appears_in_the_delivery_log(admin_client, tenant, endpoint):
+def test_a_test_event_appears_in_the_delivery_log_with_the_body_it_sends(admin_client, tenant, endpoint):
     admin_client.post(f"{BASE}/webhooks/{endpoint.pk}/test/")
     delivery = WebhookDelivery.objects.for_tenant(tenant).get(subscription=endpoint)
     assert delivery.event_type == "webhook.test"
@@ -410,6 +410,7 @@ def test_a_test_event_appears_in_the_delivery_log(admin_client, tenant, endpoint
     html = page(admin_client.get(f"{BASE}/webhooks/{endpoint.pk}/"))
     assert "webhook.test" in html and "503" in html and "Service Unavailable" in html
     assert '<td class="num">2</td>' in html
+    assert f"&quot;id&quot;: &quot;{delivery.event_id}&quot;" in html and "&quot;tenant&quot;: &quot;alpha&quot;" in html
 
 
 def test_the_settings_nav_has_the_new_sections(admin_client):
