@@ -45,8 +45,6 @@ FLOOR_RUNS = 3
 PAGE_CLIENTS = 20
 # A fifth of the page's requests (Scale.page_requests) again with one client alone.
 PAGE_ALONE_SHARE = 5
-# The per-account loop is slow by nature; a sample this size extrapolates well and keeps a run short.
-NAIVE_SAMPLE = 500
 # Candidate route names of pages other apps may provide; a missing one is reported, not failed.
 PAGE_ROUTES = {
     "portfolio": ("portfolio", {}),
@@ -312,7 +310,7 @@ def pipeline_figures(ctx, scale, growth_tenants):
     main = runs[1]
     helped = sorted(seconds for seconds, _ in main["steady_passes_with_helper"])
     floor = floor_seconds(ctx.tenant)
-    per_account, sampled = naive_seconds_per_account(ctx.tenant, min(NAIVE_SAMPLE, max(1, scale.accounts // 10)))
+    per_account, sampled = naive_seconds_per_account(ctx.tenant, min(scale.naive_sample, max(1, scale.accounts // 10)))
     naive = per_account * scale.accounts
     smallest = max(runs)
     # History is measured on the larger growth tenant: on the smaller one a pass is too short to tell.

@@ -7,7 +7,7 @@ from rest_framework import serializers
 from csplatform.customers.api.serializers import RejectUnknownFieldsMixin
 from csplatform.customers.models import Account
 from csplatform.tenancy.api.authentication import acting_user
-from csplatform.tenancy.api.fields import TenantMemberField, TenantRelatedField
+from csplatform.tenancy.api.fields import TenantMemberField, TenantPrimaryKeyRelatedField
 
 from ..models import EnrollmentPolicy, ExpansionOpportunity, OutboundEmail, Playbook, Run, StepRun, Task, TriggerType
 from ..services import playbook_create, playbook_steps, playbook_update, task_create_once
@@ -148,9 +148,9 @@ class SimulateSerializer(serializers.Serializer):
 
 
 class TaskSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
-    account = TenantRelatedField(
-        queryset=Account.objects, slug_field="pk", required=False, allow_null=True,
-        error_messages={"does_not_exist": "No account has the id {value}."},
+    account = TenantPrimaryKeyRelatedField(
+        queryset=Account.objects, required=False, allow_null=True,
+        error_messages={"does_not_exist": "No account has the id {pk_value}."},
         help_text="The account's id, as the accounts list gives it; none for a task of no account.",
     )
     owner = TenantMemberField(

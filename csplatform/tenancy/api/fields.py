@@ -13,9 +13,12 @@ class TenantRelatedField(serializers.SlugRelatedField):
     def get_queryset(self):
         return super().get_queryset().for_tenant(self.context["tenant"])
 
-    def use_pk_only_optimization(self):
-        # An object named by its id is written from the row that refers to it, without reading the object.
-        return self.slug_field == "pk"
+
+class TenantPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
+    """A related object by its id, looked up only among the request tenant's rows, as TenantRelatedField."""
+
+    def get_queryset(self):
+        return super().get_queryset().for_tenant(self.context["tenant"])
 
 
 class TenantMemberField(serializers.SlugRelatedField):
