@@ -77,6 +77,8 @@ EVENT_TYPES = {
     "task.completed": "A task was done",
 }
 TEST_EVENT_TYPE = "webhook.test"
+# Every type a delivery may carry: the subscribable ones and the test an admin sends.
+DELIVERY_EVENT_TYPES = [*EVENT_TYPES, TEST_EVENT_TYPE]
 SIGNATURE_HEADER = "CSP-Signature"
 EVENT_ID_HEADER = "CSP-Event-Id"
 DEFAULT_TOLERANCE = 300

@@ -259,8 +259,7 @@ class WebhookSubscriptionViewSet(TenantModelViewSet):
         parameters=[
             OpenApiParameter("status", str, enum=DeliveryStatus.values, description="Only deliveries in this state."),
             OpenApiParameter(
-                "event_type", str, enum=[*webhooks.EVENT_TYPES, webhooks.TEST_EVENT_TYPE],
-                description="Only deliveries of this event.",
+                "event_type", str, enum=webhooks.DELIVERY_EVENT_TYPES, description="Only deliveries of this event."
             ),
         ],
         responses=WebhookDeliverySerializer(many=True),

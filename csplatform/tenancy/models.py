@@ -218,8 +218,10 @@ class ApiKey(TenantModel):
         return scope in self.scopes
 
 
-# The author of the changes no person made: scripts, the pipeline, keys created from the command line.
+# The author of the changes no person made (scripts, the pipeline, keys created from the command line): stored
+# as this label, shown as this name.
 SYSTEM_ACTOR_LABEL = "system"
+SYSTEM_ACTOR_NAME = "The platform"
 
 
 class AuditLogEntry(TenantModel):
@@ -242,4 +244,4 @@ class AuditLogEntry(TenantModel):
     @property
     def made_by(self):
         """Who made the change, in words: a member's name (and the API key used), or the platform."""
-        return "The platform" if self.actor_label == SYSTEM_ACTOR_LABEL else self.actor_label
+        return SYSTEM_ACTOR_NAME if self.actor_label == SYSTEM_ACTOR_LABEL else self.actor_label

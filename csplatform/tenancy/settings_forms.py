@@ -4,7 +4,7 @@ from django import forms
 from django.utils.formats import date_format
 
 from .members import HOURS_FIELDS
-from .models import WEEKDAYS, Membership, Role, Scope
+from .models import SYSTEM_ACTOR_LABEL, SYSTEM_ACTOR_NAME, WEEKDAYS, Membership, Role, Scope
 
 ZONES = sorted(zoneinfo.available_timezones())
 
@@ -76,9 +76,6 @@ class ApiKeyForm(forms.Form):
 
 
 class AuditFilterForm(forms.Form):
-    # The "who" of the changes no person made: scripts, the pipeline, keys created from the command line.
-    SYSTEM = "system"
-
     action = forms.ChoiceField(label="Action", required=False)
     object_type = forms.ChoiceField(label="Object type", required=False)
     who = forms.ChoiceField(label="Who", required=False)
@@ -102,7 +99,9 @@ class AuditFilterForm(forms.Form):
         self.fields["action"].choices = [("", "Any action")] + [(a, a) for a in actions]
         self.fields["object_type"].choices = [("", "Any type")] + [(t, t) for t in object_types]
         self.fields["who"].choices = (
-            [("", "Anyone")] + [(str(pk), email) for pk, email in actors.distinct()] + [(self.SYSTEM, "The platform")]
+            [("", "Anyone")]
+            + [(str(pk), email) for pk, email in actors.distinct()]
+            + [(SYSTEM_ACTOR_LABEL, SYSTEM_ACTOR_NAME)]
         )
 
     def clean(self):
@@ -119,5 +118,5 @@ class AuditFilterForm(forms.Form):
         who = chosen.pop("who", None)
         entries = entries.filter(**{self.LOOKUPS[name]: value for name, value in chosen.items()})
         if who:
-            entries = entries.filter(actor=None) if who == self.SYSTEM else entries.filter(actor_id=who)
+            entries = entries.filter(actor=None) if who == SYSTEM_ACTOR_LABEL else entries.filter(actor_id=who)
         return entries
